@@ -1,0 +1,94 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "leasehold",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "leasehold", targets: ["leasehold"]),
+        .executable(name: "leasehold-worker", targets: ["leasehold-worker"]),
+        .library(name: "Runner", targets: ["Runner"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", exact: "0.12.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+    ],
+    targets: [
+        // C: the code that must run as raw syscalls (kernel feature probes now; the
+        // fork-exec confinement path with the workers issue).
+        .target(name: "CSandbox"),
+        // Frames exchanged with workers; no Foundation so both sides can share it.
+        .target(name: "SandboxProtocol"),
+        .target(
+            name: "Sandbox",
+            dependencies: ["CSandbox", "SandboxProtocol"]
+        ),
+        .target(
+            name: "WorkspaceRegistry",
+            dependencies: []
+        ),
+        .target(
+            name: "Runner",
+            dependencies: [
+                "Sandbox",
+                "WorkspaceRegistry",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+            ]
+        ),
+        .executableTarget(
+            name: "leasehold",
+            dependencies: [
+                "Runner",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "leasehold-worker",
+            dependencies: ["SandboxProtocol"]
+        ),
+        // `make bench`: server-side figures measured in-process (claims, scope resolution).
+        .executableTarget(
+            name: "leasehold-bench",
+            dependencies: ["Runner", .product(name: "MCP", package: "swift-sdk")],
+            path: "Benchmarks/LeaseholdBench"
+        ),
+        .testTarget(name: "SandboxProtocolTests", dependencies: ["SandboxProtocol"]),
+        .testTarget(name: "SandboxTests", dependencies: ["Sandbox"]),
+        .testTarget(name: "WorkspaceRegistryTests", dependencies: ["WorkspaceRegistry"]),
+        .testTarget(
+            name: "RunnerTests",
+            dependencies: [
+                "Runner",
+                .product(name: "MCP", package: "swift-sdk"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            resources: []
+        ),
+        .testTarget(name: "AttackTests", dependencies: ["Runner"]),
+    ]
+)
+
+// Shared settings for every target (swift-log's Package.swift pattern).
+for target in package.targets where target.type != .system && target.name != "CSandbox" {
+    var settings = target.swiftSettings ?? []
+    settings.append(.swiftLanguageMode(.v6))
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    target.swiftSettings = settings
+}

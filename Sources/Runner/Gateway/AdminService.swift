@@ -1,0 +1,421 @@
+import Foundation
+import WorkspaceRegistry
+
+/// Who is calling the admin API.
+public enum Principal: Sendable, Hashable {
+    /// The operator: manages every tenant.
+    case `operator`
+    /// A tenant admin: manages only its own tenant.
+    case tenant(String)
+
+    /// True when this principal may manage `tenantID`.
+    public func manages(_ tenantID: String) -> Bool {
+        switch self {
+        case .operator: true
+        case .tenant(let own): own == tenantID
+        }
+    }
+}
+
+/// An admin API failure with an HTTP status, a stable code and an operator sentence.
+public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// HTTP status code.
+    public let status: Int
+    /// Stable machine-readable code.
+    public let code: String
+    /// What went wrong and what to do.
+    public let message: String
+
+    /// Creates an error.
+    public init(_ status: Int, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    /// `code: message`.
+    public var description: String { "\(code): \(message)" }
+
+    static func notFound(_ what: String) -> APIError { APIError(404, "not_found", "\(what) does not exist") }
+    static func forbidden(_ message: String) -> APIError { APIError(403, "forbidden", message) }
+    static func invalid(_ message: String) -> APIError { APIError(400, "invalid_request", message) }
+}
+
+/// Body of `POST /api/v1/sessions`.
+public struct CreateSessionRequest: Decodable, Sendable {
+    /// Owning tenant.
+    public var tenantID: String
+    /// The actor.
+    public var actorID: String
+    /// The workspace (must be registered for the tenant).
+    public var workspaceID: String
+    /// Universe: one server.
+    public var serverID: String?
+    /// Universe: one bundle.
+    public var bundleID: String?
+    /// Allow patterns.
+    public var allowedToolNames: [String]?
+    /// Deny patterns.
+    public var deniedToolNames: [String]?
+    /// Lease lifetime, seconds.
+    public var leaseTTLSeconds: Int?
+    /// Claim lifetime, seconds.
+    public var claimTTLSeconds: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id"
+        case actorID = "actor_id"
+        case workspaceID = "workspace_id"
+        case serverID = "server_id"
+        case bundleID = "bundle_id"
+        case allowedToolNames = "allowed_tool_names"
+        case deniedToolNames = "denied_tool_names"
+        case leaseTTLSeconds = "lease_ttl_seconds"
+        case claimTTLSeconds = "claim_ttl_seconds"
+    }
+
+    /// Creates a request in code.
+    public init(
+        tenantID: String, actorID: String, workspaceID: String, serverID: String? = nil, bundleID: String? = nil,
+        allowedToolNames: [String]? = nil, deniedToolNames: [String]? = nil, leaseTTLSeconds: Int? = nil,
+        claimTTLSeconds: Int? = nil
+    ) {
+        self.tenantID = tenantID
+        self.actorID = actorID
+        self.workspaceID = workspaceID
+        self.serverID = serverID
+        self.bundleID = bundleID
+        self.allowedToolNames = allowedToolNames
+        self.deniedToolNames = deniedToolNames
+        self.leaseTTLSeconds = leaseTTLSeconds
+        self.claimTTLSeconds = claimTTLSeconds
+    }
+}
+
+/// The orchestrator-facing operations behind the admin API and the CLI.
+public struct AdminService: Sendable {
+    /// The gateway whose sessions are managed.
+    public let gateway: Gateway
+    private let operatorKeyHash: String
+
+    /// The longest lease accepted (7 days).
+    public static let maximumLeaseSeconds = 7 * 24 * 3600
+    /// The default lease (1 hour).
+    public static let defaultLeaseSeconds = 3600
+
+    /// Creates the service; `operatorKey` is compared by SHA-256, never stored in the clear.
+    public init(gateway: Gateway, operatorKey: String) {
+        self.gateway = gateway
+        self.operatorKeyHash = Digest.sha256Hex(operatorKey.utf8)
+    }
+
+    /// Resolves a bearer key to a principal.
+    public func principal(forKey key: String?) async throws(APIError) -> Principal {
+        guard let key, !key.isEmpty else {
+            throw APIError(401, "unauthorized", "send Authorization: Bearer <operator key or tenant admin key>")
+        }
+        let hash = Digest.sha256Hex(key.utf8)
+        if Self.constantTimeEqual(hash, operatorKeyHash) { return .operator }
+        do {
+            if let tenant = try await gateway.store.tenantForAdminKey(hash: hash) { return .tenant(tenant) }
+        } catch {
+            throw APIError(503, "store_unavailable", "the store cannot be read: \(error)")
+        }
+        throw APIError(401, "unauthorized", "the admin key is not recognised")
+    }
+
+    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8)
+        let y = Array(b.utf8)
+        guard x.count == y.count else { return false }
+        var difference: UInt8 = 0
+        for index in 0..<x.count { difference |= x[index] ^ y[index] }
+        return difference == 0
+    }
+
+    // MARK: Workspaces
+
+    /// Registers a workspace.
+    public func registerWorkspace(_ workspace: Workspace, by principal: Principal) async throws(APIError) -> Workspace {
+        guard principal.manages(workspace.tenantID) else {
+            throw APIError.forbidden("this admin key manages only its own tenant")
+        }
+        do {
+            try await gateway.registry.register(workspace)
+        } catch let error as WorkspaceError {
+            throw APIError(error.code == .alreadyExists || error.code == .overlappingRoot ? 409 : 400, error.code.rawValue, error.message)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        return workspace
+    }
+
+    /// Lists workspaces the principal may see.
+    public func listWorkspaces(tenantID: String?, by principal: Principal) async throws(APIError) -> [Workspace] {
+        var filter = tenantID
+        if case .tenant(let own) = principal {
+            if let tenantID, tenantID != own { throw APIError.forbidden("this admin key manages only its own tenant") }
+            filter = own
+        }
+        do {
+            return try await gateway.registry.list(tenantID: filter)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+    }
+
+    /// Removes a workspace registration; its sessions' further calls are refused.
+    public func removeWorkspace(tenantID: String, workspaceID: String, by principal: Principal) async throws(APIError) {
+        guard principal.manages(tenantID) else { throw APIError.notFound("workspace \(workspaceID)") }
+        do {
+            try await gateway.registry.remove(tenantID: tenantID, workspaceID: workspaceID)
+        } catch let error as WorkspaceError {
+            throw APIError(404, error.code.rawValue, error.message)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+    }
+
+    // MARK: Sessions
+
+    /// Creates a session with a fresh lease and returns it with a claim for that lease.
+    public func createSession(_ request: CreateSessionRequest, by principal: Principal) async throws(APIError)
+        -> (Session, String)
+    {
+        guard principal.manages(request.tenantID) else {
+            throw APIError.forbidden("this admin key manages only its own tenant")
+        }
+        for (field, value) in [("tenant_id", request.tenantID), ("actor_id", request.actorID), ("workspace_id", request.workspaceID)] {
+            guard Identifier.isValid(value) else { throw APIError.invalid("\(field) must be 1-64 characters of [A-Za-z0-9_-]") }
+        }
+        try validateUniverse(serverID: request.serverID, bundleID: request.bundleID)
+        try validatePatterns(request.allowedToolNames, field: "allowed_tool_names")
+        try validatePatterns(request.deniedToolNames, field: "denied_tool_names")
+        try await requireWorkspace(tenantID: request.tenantID, workspaceID: request.workspaceID)
+        let leaseSeconds = request.leaseTTLSeconds ?? Self.defaultLeaseSeconds
+        guard (1...Self.maximumLeaseSeconds).contains(leaseSeconds) else {
+            throw APIError.invalid("lease_ttl_seconds must be 1-\(Self.maximumLeaseSeconds)")
+        }
+        let claimSeconds = try claimTTL(request.claimTTLSeconds)
+        let now = gateway.now()
+        let session = Session(
+            id: RandomID.make(prefix: "ses"), tenantID: request.tenantID, actorID: request.actorID,
+            workspaceID: request.workspaceID, serverID: request.serverID, bundleID: request.bundleID,
+            allowedToolNames: request.allowedToolNames, deniedToolNames: request.deniedToolNames,
+            lease: Lease(id: RandomID.make(prefix: "lse"), issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(leaseSeconds))),
+            claimTTLSeconds: claimSeconds, leaseTTLSeconds: leaseSeconds, createdAt: now, updatedAt: now, revokedAt: nil,
+            version: 1)
+        do {
+            try await gateway.store.insertSession(session)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        return (session, try await mint(session, ttl: claimSeconds, allowedTools: nil))
+    }
+
+    /// Reads a session. Another tenant's session is reported as not found.
+    public func session(id: String, by principal: Principal) async throws(APIError) -> Session {
+        let session: Session?
+        do {
+            session = try await gateway.store.session(id: id)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard let session, principal.manages(session.tenantID) else { throw APIError.notFound("session \(id)") }
+        return session
+    }
+
+    /// Applies a merge-patch; connected clients whose visible set changed get `tools/list_changed`.
+    public func patchSession(id: String, patch: SessionPatch, by principal: Principal) async throws(APIError) -> Session {
+        let current = try await session(id: id, by: principal)
+        guard current.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(id) was revoked") }
+        guard patch.immutableFieldsPresent.isEmpty else {
+            throw APIError.invalid("fields \(patch.immutableFieldsPresent.joined(separator: ", ")) cannot be patched")
+        }
+        if case .cleared = patch.actorID { throw APIError.invalid("actor_id cannot be cleared") }
+        if case .cleared = patch.workspaceID { throw APIError.invalid("workspace_id cannot be cleared") }
+        if case .set(let actor) = patch.actorID, !Identifier.isValid(actor) {
+            throw APIError.invalid("actor_id must be 1-64 characters of [A-Za-z0-9_-]")
+        }
+        if case .set(let workspace) = patch.workspaceID {
+            try await requireWorkspace(tenantID: current.tenantID, workspaceID: workspace)
+        }
+        try validateUniverse(serverID: patch.serverID.apply(to: current.serverID), bundleID: patch.bundleID.apply(to: current.bundleID))
+        if case .set(let patterns) = patch.allowedToolNames { try validatePatterns(patterns, field: "allowed_tool_names") }
+        if case .set(let patterns) = patch.deniedToolNames { try validatePatterns(patterns, field: "denied_tool_names") }
+        let claimSeconds: Int?
+        switch patch.claimTTLSeconds {
+        case .unchanged: claimSeconds = nil
+        case .cleared: claimSeconds = Int(gateway.verifier.policy.maximumLifetime.components.seconds)
+        case .set(let value): claimSeconds = try claimTTL(value)
+        }
+        let now = gateway.now()
+        let updated: Session?
+        do {
+            updated = try await gateway.store.updateSession(id: id) { session in
+                session.actorID = patch.actorID.apply(to: session.actorID) ?? session.actorID
+                session.workspaceID = patch.workspaceID.apply(to: session.workspaceID) ?? session.workspaceID
+                session.serverID = patch.serverID.apply(to: session.serverID)
+                session.bundleID = patch.bundleID.apply(to: session.bundleID)
+                session.allowedToolNames = patch.allowedToolNames.apply(to: session.allowedToolNames)
+                session.deniedToolNames = patch.deniedToolNames.apply(to: session.deniedToolNames)
+                if let claimSeconds { session.claimTTLSeconds = claimSeconds }
+                session.updatedAt = now
+                session.version += 1
+            }
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard let updated else { throw APIError.notFound("session \(id)") }
+        await gateway.sessionChanged(id)
+        return updated
+    }
+
+    /// Revokes a session: every claim of it is refused from now on.
+    public func revokeSession(id: String, by principal: Principal) async throws(APIError) -> Session {
+        _ = try await session(id: id, by: principal)
+        let now = gateway.now()
+        let updated: Session?
+        do {
+            updated = try await gateway.store.updateSession(id: id) { session in
+                if session.revokedAt == nil {
+                    session.revokedAt = now
+                    session.lease.revokedAt = session.lease.revokedAt ?? now
+                    session.updatedAt = now
+                    session.version += 1
+                }
+            }
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard let updated else { throw APIError.notFound("session \(id)") }
+        await gateway.sessionChanged(id)
+        return updated
+    }
+
+    /// Mints a fresh claim for the session's current lease.
+    public func mintClaim(sessionID: String, ttlSeconds: Int?, allowedTools: [String]?, by principal: Principal)
+        async throws(APIError) -> (Session, String)
+    {
+        let session = try await session(id: sessionID, by: principal)
+        guard session.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(sessionID) was revoked") }
+        guard session.lease.isLive(at: gateway.now()) else {
+            throw APIError(409, "lease_expired", "the session's lease has ended; renew it first")
+        }
+        try validatePatterns(allowedTools, field: "allowed_tools")
+        let ttl = try claimTTL(ttlSeconds ?? session.claimTTLSeconds)
+        return (session, try await mint(session, ttl: ttl, allowedTools: allowedTools))
+    }
+
+    /// Replaces the lease: claims of the old lease are refused from now on.
+    public func renewLease(sessionID: String, ttlSeconds: Int?, by principal: Principal) async throws(APIError)
+        -> (Session, String)
+    {
+        let current = try await session(id: sessionID, by: principal)
+        guard current.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(sessionID) was revoked") }
+        let seconds = ttlSeconds ?? current.leaseTTLSeconds
+        guard (1...Self.maximumLeaseSeconds).contains(seconds) else {
+            throw APIError.invalid("ttl_seconds must be 1-\(Self.maximumLeaseSeconds)")
+        }
+        let now = gateway.now()
+        let updated: Session?
+        do {
+            updated = try await gateway.store.updateSession(id: sessionID) { session in
+                session.lease = Lease(
+                    id: RandomID.make(prefix: "lse"), issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(seconds)))
+                session.updatedAt = now
+                session.version += 1
+            }
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard let updated else { throw APIError.notFound("session \(sessionID)") }
+        return (updated, try await mint(updated, ttl: updated.claimTTLSeconds, allowedTools: nil))
+    }
+
+    /// Ends the current lease early; the session needs a renewal before further calls.
+    public func revokeLease(sessionID: String, by principal: Principal) async throws(APIError) -> Session {
+        _ = try await session(id: sessionID, by: principal)
+        let now = gateway.now()
+        do {
+            guard
+                let updated = try await gateway.store.updateSession(id: sessionID, { session in
+                    session.lease.revokedAt = session.lease.revokedAt ?? now
+                    session.updatedAt = now
+                    session.version += 1
+                })
+            else { throw APIError.notFound("session \(sessionID)") }
+            return updated
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+    }
+
+    /// Creates a tenant admin key (operator only). The key is returned once; only its hash is kept.
+    public func createAdminKey(tenantID: String, by principal: Principal) async throws(APIError) -> String {
+        guard principal == .operator else { throw APIError.forbidden("only the operator key can create tenant admin keys") }
+        guard Identifier.isValid(tenantID) else { throw APIError.invalid("tenant_id must be 1-64 characters of [A-Za-z0-9_-]") }
+        let key = RandomID.secret(prefix: "lh_tk")
+        do {
+            try await gateway.store.insertAdminKey(id: RandomID.make(prefix: "key"), tenantID: tenantID, keyHash: Digest.sha256Hex(key.utf8))
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        return key
+    }
+
+    // MARK: Helpers
+
+    private func mint(_ session: Session, ttl: Int, allowedTools: [String]?) async throws(APIError) -> String {
+        do {
+            return try await gateway.minter.mint(
+                sessionID: session.id, tenantID: session.tenantID, actorID: session.actorID, workspaceID: session.workspaceID,
+                leaseID: session.lease.id, leaseExpiresAt: session.lease.expiresAt, ttl: .seconds(ttl), allowedTools: allowedTools,
+                now: gateway.now())
+        } catch {
+            throw APIError(500, "signing_failed", "the claim could not be signed: \(error)")
+        }
+    }
+
+    private func claimTTL(_ requested: Int?) throws(APIError) -> Int {
+        let maximum = Int(gateway.verifier.policy.maximumLifetime.components.seconds)
+        let value = requested ?? maximum
+        guard (1...maximum).contains(value) else { throw APIError.invalid("claim_ttl_seconds must be 1-\(maximum)") }
+        return value
+    }
+
+    private func validateUniverse(serverID: String?, bundleID: String?) throws(APIError) {
+        if serverID != nil && bundleID != nil {
+            throw APIError(400, "scope_conflict", "server_id and bundle_id cannot be set together; choose one universe")
+        }
+        let catalog = gateway.resolver.catalog
+        if let serverID, !catalog.servers.contains(serverID) || serverID == "system" {
+            throw APIError.invalid("server_id \(serverID) is not a known server")
+        }
+        if let bundleID, catalog.bundles[bundleID] == nil {
+            throw APIError.invalid("bundle_id \(bundleID) is not a known bundle")
+        }
+    }
+
+    private func validatePatterns(_ patterns: [String]?, field: String) throws(APIError) {
+        guard let patterns else { return }
+        guard patterns.count <= 1000 else { throw APIError.invalid("\(field) has more than 1000 patterns") }
+        do {
+            _ = try PatternSet(parsing: patterns)
+        } catch {
+            throw APIError.invalid("\(field): \(error)")
+        }
+    }
+
+    private func requireWorkspace(tenantID: String, workspaceID: String) async throws(APIError) {
+        do {
+            _ = try await gateway.registry.resolve(tenantID: tenantID, workspaceID: workspaceID)
+        } catch let error as WorkspaceError {
+            throw APIError(400, error.code.rawValue, error.message)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+    }
+}

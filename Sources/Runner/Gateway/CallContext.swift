@@ -1,0 +1,13 @@
+import Foundation
+
+/// Everything the gateway established about one request before deciding it.
+public struct CallContext: Sendable {
+    /// The verified claim.
+    public let claim: VerifiedClaim
+    /// The session as read from the store for this request.
+    public let session: Session
+    /// The compiled scope.
+    public let scope: Scope
+    /// The MCP connection the request arrived on.
+    public let connectionID: String
+}

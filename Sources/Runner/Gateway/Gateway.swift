@@ -1,0 +1,296 @@
+import Foundation
+import Logging
+import MCP
+import Sandbox
+import Synchronization
+import WorkspaceRegistry
+
+/// The single enforcement path: authenticate a claim, authorize a tool, call it.
+///
+/// `tools/list`, `system.search_tools`, `system.execute_tool` and `tools/call` all decide through
+/// ``authorize(_:in:)``; there is no second implementation to drift.
+public final class Gateway: Sendable {
+    /// Persistence.
+    public let store: any LeaseholdStore
+    /// Workspace roots.
+    public let registry: WorkspaceRegistry
+    /// Claim verification.
+    public let verifier: ClaimVerifier
+    /// Claim minting for sessions created here.
+    public let minter: ClaimMinter
+    /// Where authorized calls go.
+    public let executor: any ToolExecutor
+    /// Connected MCP sessions, for `notifications/tools/list_changed`.
+    public let connections: ConnectionRegistry
+    let logger: Logger
+    let now: @Sendable () -> Date
+    private let resolverState: Mutex<ScopeResolver>
+    /// Verified tokens by token text, so a claim's signature is checked once, not per call.
+    /// Time checks, session state and binding are still checked on every call.
+    private let verifiedTokens = Mutex<[String: VerifiedClaim]>([:])
+    /// Bindings already confirmed in the store (jti -> connection); a binding never changes.
+    private let confirmedBindings = Mutex<[String: String]>([:])
+    private static let tokenCacheLimit = 50_000
+
+    /// Creates the gateway.
+    public init(
+        store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
+        executor: any ToolExecutor = UnavailableExecutor(), logger: Logger = Logger(label: "leasehold.gateway"),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.store = store
+        self.registry = WorkspaceRegistry(backend: store)
+        self.verifier = verifier
+        self.minter = minter
+        self.executor = executor
+        self.connections = ConnectionRegistry()
+        self.logger = logger
+        self.now = now
+        self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy))
+    }
+
+    /// The current catalog and policy.
+    public var resolver: ScopeResolver { resolverState.withLock { $0 } }
+
+    // MARK: Authentication
+
+    /// Verifies `token`, checks it against its session and binds it to `connectionID`.
+    ///
+    /// - Parameter endpointServer: the server a server-scoped endpoint narrows to.
+    /// - Throws: ``Refusal`` with the claim/session/lease/binding code.
+    public func authenticate(token: String?, connectionID: String, endpointServer: String? = nil) async throws(Refusal)
+        -> CallContext
+    {
+        guard let token, !token.isEmpty else {
+            throw Refusal(.claimMissing, "no session claim was presented (HTTP: Authorization: Bearer <claim>)")
+        }
+        let verified = try verifyCached(token)
+        let claim = verified.claim
+        let session: Session
+        do {
+            guard let found = try await store.session(id: claim.sessionID) else {
+                throw Refusal(.sessionNotFound, "claim names session \(claim.sessionID), which does not exist")
+            }
+            session = found
+        } catch let refusal as Refusal {
+            throw refusal
+        } catch {
+            throw Refusal(.sessionNotFound, "the session store is unavailable: \(error)")
+        }
+        if session.revokedAt != nil {
+            throw Refusal(.sessionRevoked, "session \(session.id) was revoked")
+        }
+        var mismatched: [String] = []
+        if claim.tenantID != session.tenantID { mismatched.append("tenant_id") }
+        if claim.actorID != session.actorID { mismatched.append("actor_id") }
+        if claim.workspaceID != session.workspaceID { mismatched.append("workspace_id") }
+        guard mismatched.isEmpty else {
+            throw Refusal(
+                .boundaryMismatch,
+                "claim's \(mismatched.joined(separator: ", ")) differ from session \(session.id)'s; mint a fresh claim")
+        }
+        guard claim.leaseID == session.lease.id else {
+            throw Refusal(.leaseReplaced, "claim's lease \(claim.leaseID) was replaced; mint a claim for the current lease")
+        }
+        guard session.lease.isLive(at: now()) else {
+            throw Refusal(.leaseExpired, "lease \(session.lease.id) of session \(session.id) has ended; renew the lease")
+        }
+        try await bind(verified, session: session, connectionID: connectionID)
+        let scope = try Scope(
+            session: session, claimAllowedTools: claim.allowedTools, endpointServer: endpointServer, catalog: resolver.catalog)
+        return CallContext(claim: verified, session: session, scope: scope, connectionID: connectionID)
+    }
+
+    private func verifyCached(_ token: String) throws(Refusal) -> VerifiedClaim {
+        if let cached = verifiedTokens.withLock({ $0[token] }) {
+            try verifier.checkTime(cached.claim)
+            return cached
+        }
+        let verified = try verifier.verify(token)
+        verifiedTokens.withLock { cache in
+            if cache.count >= Self.tokenCacheLimit {
+                let cutoff = Int64(now().timeIntervalSince1970)
+                cache = cache.filter { $0.value.claim.exp > cutoff }
+                if cache.count >= Self.tokenCacheLimit { cache.removeAll() }
+            }
+            cache[token] = verified
+        }
+        return verified
+    }
+
+    private func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
+        let jti = verified.claim.jti
+        if let bound = confirmedBindings.withLock({ $0[jti] }) {
+            guard bound == connectionID + "|" + verified.fingerprint else { throw replayed(session) }
+        } else {
+            let result: BindingResult
+            do {
+                result = try await store.bindClaim(
+                    jti: jti, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
+                    expiresAt: Date(timeIntervalSince1970: TimeInterval(verified.claim.exp + 3600)))
+            } catch {
+                throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
+            }
+            guard result != .boundElsewhere else { throw replayed(session) }
+            confirmedBindings.withLock { $0[jti] = connectionID + "|" + verified.fingerprint }
+        }
+        guard await connections.bindSession(session.id, to: connectionID) else {
+            throw Refusal(
+                .boundaryMismatch, "this MCP connection belongs to another session; open a new connection for session \(session.id)")
+        }
+    }
+
+    private func replayed(_ session: Session) -> Refusal {
+        Refusal(
+            .claimReplayed,
+            "claim was first used on another MCP connection; each claim serves one connection (session \(session.id))")
+    }
+
+    // MARK: Authorization
+
+    /// The one visibility decision.
+    public func authorize(_ tool: String, in context: CallContext) -> ScopeDecision {
+        resolver.decide(tool, in: context.scope)
+    }
+
+    /// The tools visible in `context`.
+    public func listTools(in context: CallContext) async -> [Tool] {
+        let tools = resolver.visibleTools(in: context.scope)
+        await connections.recordListed(Set(tools.map(\.name)), connectionID: context.connectionID, claim: context.claim)
+        return tools.map(\.mcpTool)
+    }
+
+    // MARK: Calls
+
+    /// Calls `tool` with `arguments` after authorizing it.
+    ///
+    /// - Throws: ``Refusal`` (`tool_not_in_scope`) for a tool that is hidden or does not exist; other
+    ///   failures are tool results with `isError`.
+    public func call(_ tool: String, arguments: [String: Value]?, in context: CallContext) async throws(Refusal)
+        -> CallTool.Result
+    {
+        let decision = authorize(tool, in: context)
+        guard case .visible(let tier) = decision else {
+            if case .hidden(let reason) = decision {
+                logger.info(
+                    "refused",
+                    metadata: [
+                        "code": "tool_not_in_scope", "reason": "\(reason)", "session": "\(context.session.id)",
+                        "tenant": "\(context.session.tenantID)",
+                    ])
+            }
+            throw Refusal(.toolNotInScope, "tool \(tool) is not available in this session")
+        }
+        switch tool {
+        case BuiltinTools.searchTools:
+            return try searchTools(arguments, in: context)
+        case BuiltinTools.executeTool:
+            guard case .string(let target)? = arguments?["name"] else {
+                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool needs a string \"name\""))
+            }
+            guard target != BuiltinTools.executeTool else {
+                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool cannot call itself"))
+            }
+            var targetArguments: [String: Value]? = nil
+            switch arguments?["arguments"] {
+            case .none, .null?: targetArguments = nil
+            case .object(let object)?: targetArguments = object
+            default:
+                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"))
+            }
+            return try await call(target, arguments: targetArguments, in: context)
+        default:
+            return await execute(tool, tier: tier, arguments: arguments, in: context)
+        }
+    }
+
+    private func searchTools(_ arguments: [String: Value]?, in context: CallContext) throws(Refusal) -> CallTool.Result {
+        guard case .string(let query)? = arguments?["query"] else {
+            return Self.errorResult(Refusal(.invalidArguments, "system.search_tools needs a string \"query\""))
+        }
+        var limit = 20
+        if case .int(let requested)? = arguments?["limit"] { limit = max(1, min(requested, 100)) }
+        let found = resolver.search(query, in: context.scope, limit: limit)
+        let items: [Value] = found.map { .object(["name": .string($0.name), "description": .string($0.description)]) }
+        let text = found.isEmpty ? "no matching tools" : found.map { "\($0.name): \($0.description)" }.joined(separator: "\n")
+        return CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], structuredContent: ["tools": .array(items)] as Value?)
+    }
+
+    private func execute(_ tool: String, tier: String, arguments: [String: Value]?, in context: CallContext) async
+        -> CallTool.Result
+    {
+        let workspace: Workspace
+        do {
+            workspace = try await registry.resolve(tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
+        } catch {
+            return Self.errorResult(
+                Refusal(.workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered"))
+        }
+        let encoded: [UInt8]
+        do {
+            encoded = try CanonicalJSON.encode(.object(arguments ?? [:]))
+        } catch {
+            return Self.errorResult(Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"))
+        }
+        let invocation = ToolInvocation(
+            tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID, workspaceID: workspace.workspaceID,
+            workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id)
+        switch await executor.execute(invocation) {
+        case .unavailable(let reason):
+            return Self.errorResult(Refusal(.executionUnavailable, reason))
+        case .completed(let result, let isError):
+            let value = (try? JSONDecoder().decode(Value.self, from: Data(result))) ?? .string(String(decoding: result, as: UTF8.self))
+            return CallTool.Result(
+                content: [.text(text: String(decoding: result, as: UTF8.self), annotations: nil, _meta: nil)],
+                structuredContent: value as Value?, isError: isError)
+        }
+    }
+
+    /// A tool result with `isError`, the code in structured content and `code: message` as text.
+    static func errorResult(_ refusal: Refusal) -> CallTool.Result {
+        CallTool.Result(
+            content: [.text(text: refusal.description, annotations: nil, _meta: nil)],
+            structuredContent: ["error": ["code": .string(refusal.code.rawValue), "message": .string(refusal.message)]] as Value?,
+            isError: true)
+    }
+
+    // MARK: Catalog and policy
+
+    /// Replaces catalog and policy atomically, then tells connected sessions whose view changed.
+    public func replace(catalog: Catalog? = nil, policy: RiskPolicy? = nil) async {
+        resolverState.withLock { state in
+            state = ScopeResolver(catalog: catalog ?? state.catalog, policy: policy ?? state.policy)
+        }
+        await notifyAllConnections()
+    }
+
+    /// Tells every connection of `sessionID` whose visible set changed.
+    public func sessionChanged(_ sessionID: String) async {
+        guard let session = try? await store.session(id: sessionID) else { return }
+        await notify(session: session)
+    }
+
+    private func notifyAllConnections() async {
+        for sessionID in await connections.sessionIDs() {
+            await sessionChanged(sessionID)
+        }
+    }
+
+    private func notify(session: Session) async {
+        let resolver = self.resolver
+        for entry in await connections.entries(forSession: session.id) {
+            let names: Set<String>
+            if session.revokedAt != nil {
+                names = []
+            } else if let scope = try? Scope(
+                session: session, claimAllowedTools: entry.claimAllowedTools, endpointServer: entry.endpointServer,
+                catalog: resolver.catalog)
+            {
+                names = Set(resolver.visibleTools(in: scope).map(\.name))
+            } else {
+                names = []
+            }
+            await connections.notifyIfChanged(connectionID: entry.connectionID, visible: names)
+        }
+    }
+}

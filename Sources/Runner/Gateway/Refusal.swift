@@ -1,0 +1,60 @@
+/// A decision not to serve a request: a stable machine-readable code plus a sentence an operator
+/// can act on ("tool shell.run is denied by session pattern shell.*").
+public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Stable refusal codes. Clients and the audit trail rely on their spelling.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The wire form.
+        public let rawValue: String
+        /// Creates a code from its wire form.
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+
+        /// No claim was presented.
+        public static let claimMissing = Code("claim_missing")
+        /// The claim is malformed, wrongly signed, of an unknown key, or has a wrong typ/iss/aud/alg.
+        public static let claimInvalid = Code("claim_invalid")
+        /// The claim's `exp` has passed.
+        public static let claimExpired = Code("claim_expired")
+        /// The claim's `nbf` or `iat` lies in the future.
+        public static let claimNotYetValid = Code("claim_not_yet_valid")
+        /// `exp - iat` exceeds the configured maximum lifetime.
+        public static let claimLifetimeExceeded = Code("claim_lifetime_exceeded")
+        /// The claim was first bound to another MCP connection.
+        public static let claimReplayed = Code("claim_replayed")
+        /// The claim names a session that does not exist.
+        public static let sessionNotFound = Code("session_not_found")
+        /// The session was revoked.
+        public static let sessionRevoked = Code("session_revoked")
+        /// The session's lease has expired or was revoked.
+        public static let leaseExpired = Code("lease_expired")
+        /// The claim's lease was replaced by a renewal.
+        public static let leaseReplaced = Code("lease_replaced")
+        /// The claim's tenant, actor or workspace differs from its session's, or the connection
+        /// belongs to another session.
+        public static let boundaryMismatch = Code("boundary_mismatch")
+        /// The tool does not exist or is not visible to this session (the two are indistinguishable).
+        public static let toolNotInScope = Code("tool_not_in_scope")
+        /// The session's workspace is no longer registered.
+        public static let workspaceNotFound = Code("workspace_not_found")
+        /// The arguments are not what the tool accepts.
+        public static let invalidArguments = Code("invalid_arguments")
+        /// The tool was authorized but this runner cannot execute it.
+        public static let executionUnavailable = Code("execution_unavailable")
+
+        /// The wire form.
+        public var description: String { rawValue }
+    }
+
+    /// What was refused, as a code.
+    public let code: Code
+    /// Why, in words an operator can act on.
+    public let message: String
+
+    /// Creates a refusal.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// `code: message`, the form sent in JSON-RPC error messages.
+    public var description: String { "\(code.rawValue): \(message)" }
+}

@@ -1,0 +1,88 @@
+import Foundation
+import WorkspaceRegistry
+import Yams
+
+/// `leasehold.yaml`: listen address, claims, keys, HTTP hygiene, catalog and seeded workspaces.
+public struct LeaseholdConfig: Decodable, Sendable {
+    /// `HOST:PORT` for Streamable HTTP and the admin API.
+    public var listen: String?
+    /// Required claim issuer.
+    public var issuer: String?
+    /// Required claim audience.
+    public var audience: String?
+    /// Longest accepted claim lifetime, seconds (default 900).
+    public var claimMaxLifetimeSeconds: Int?
+    /// Accepted clock skew, seconds (default 30).
+    public var clockSkewSeconds: Int?
+    /// Key set file; default `<state dir>/keys.json`, generated on first start.
+    public var keysFile: String?
+    /// Browser origins allowed on `/mcp`.
+    public var allowedOrigins: [String]?
+    /// Host header values allowed.
+    public var allowedHosts: [String]?
+    /// Extra servers and bundles.
+    public var catalog: CatalogFile?
+    /// A separate catalog file.
+    public var catalogFile: String?
+    /// Workspaces registered at start when missing.
+    public var workspaces: [Workspace]?
+
+    enum CodingKeys: String, CodingKey {
+        case listen, issuer, audience, catalog, workspaces
+        case claimMaxLifetimeSeconds = "claim_max_lifetime_seconds"
+        case clockSkewSeconds = "clock_skew_seconds"
+        case keysFile = "keys_file"
+        case allowedOrigins = "allowed_origins"
+        case allowedHosts = "allowed_hosts"
+        case catalogFile = "catalog_file"
+    }
+
+    /// An empty configuration (every default).
+    public init() {}
+
+    /// Reads a config file.
+    public static func load(file: String) throws -> LeaseholdConfig {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw ConfigError("cannot read config file \(file)")
+        }
+        do {
+            return try YAMLDecoder().decode(LeaseholdConfig.self, from: text)
+        } catch {
+            throw ConfigError("\(file): \(error)")
+        }
+    }
+
+    /// The claim rules this configuration implies.
+    public var claimPolicy: ClaimPolicy {
+        ClaimPolicy(
+            issuer: issuer ?? "leasehold", audience: audience ?? "leasehold",
+            maximumLifetime: .seconds(claimMaxLifetimeSeconds ?? 900), clockSkew: .seconds(clockSkewSeconds ?? 30))
+    }
+}
+
+/// A configuration that cannot be used.
+public struct ConfigError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong.
+    public let description: String
+    /// Creates an error.
+    public init(_ description: String) { self.description = description }
+}
+
+/// Parses `HOST:PORT` (`[::1]:8080` for IPv6).
+public func parseHostPort(_ text: String) throws -> (host: String, port: Int) {
+    let host: String
+    let portText: Substring
+    if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+        host = String(text[text.index(after: text.startIndex)..<close])
+        portText = text[text.index(after: close)...].dropFirst()
+    } else if let colon = text.lastIndex(of: ":") {
+        host = String(text[..<colon])
+        portText = text[text.index(after: colon)...]
+    } else {
+        throw ConfigError("listen address \(text) must be HOST:PORT")
+    }
+    guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else {
+        throw ConfigError("listen address \(text) must be HOST:PORT with a port of 0-65535")
+    }
+    return (host, port)
+}

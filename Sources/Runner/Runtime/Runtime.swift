@@ -1,0 +1,180 @@
+import Foundation
+import Hummingbird
+import Logging
+import MCP
+import Sandbox
+import ServiceLifecycle
+import WorkspaceRegistry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where and how to run.
+public struct RuntimeOptions: Sendable {
+    /// State directory (SQLite, keys, operator key).
+    public var stateDir: String
+    /// `leasehold.yaml`, optional.
+    public var configFile: String?
+    /// Policies directory.
+    public var policiesDir: String
+
+    /// Creates options.
+    public init(stateDir: String = "./.leasehold", configFile: String? = nil, policiesDir: String = "./policies") {
+        self.stateDir = stateDir
+        self.configFile = configFile
+        self.policiesDir = policiesDir
+    }
+}
+
+/// A bootstrapped runner: state directory, keys, store, gateway and admin service.
+public struct Runtime: Sendable {
+    /// Absolute state directory.
+    public let stateDir: String
+    /// The configuration in force.
+    public let config: LeaseholdConfig
+    /// The gateway.
+    public let gateway: Gateway
+    /// The admin service (operator and tenant keys).
+    public let admin: AdminService
+    /// Where the operator key came from (a file path, or the environment).
+    public let operatorKeySource: String
+    /// The key set file.
+    public let keysFile: String
+    let logger: Logger
+
+    /// Prepares the state directory (creating keys and the operator key on first start), opens the
+    /// store, loads policies and catalog, and seeds configured workspaces.
+    public static func bootstrap(_ options: RuntimeOptions, logger: Logger) async throws -> Runtime {
+        let stateDir = try prepareDirectory(options.stateDir)
+        let config = try options.configFile.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+
+        let keysFile = config.keysFile ?? stateDir + "/keys.json"
+        if !FileManager.default.fileExists(atPath: keysFile) {
+            let kid = "dev-" + String(RandomID.make(prefix: "k").dropFirst(2).prefix(12))
+            try KeySet(keys: [ClaimKey.generateEdDSA(kid: kid)], activeKid: kid).write(to: keysFile)
+            logger.notice("generated an Ed25519 dev signing key", metadata: ["file": "\(keysFile)", "kid": "\(kid)"])
+        }
+        let keySet = try KeySet.load(from: keysFile)
+
+        let operatorKey: String
+        let operatorKeySource: String
+        if let fromEnvironment = ProcessInfo.processInfo.environment["LEASEHOLD_OPERATOR_KEY"], !fromEnvironment.isEmpty {
+            operatorKey = fromEnvironment
+            operatorKeySource = "environment LEASEHOLD_OPERATOR_KEY"
+        } else {
+            let path = stateDir + "/operator.key"
+            if !FileManager.default.fileExists(atPath: path) {
+                try SecretFile.write(Data(RandomID.secret(prefix: "lh_op").utf8), to: path)
+            }
+            operatorKey = try SecretFile.read(path)
+            operatorKeySource = path
+        }
+
+        let policy = try RiskPolicy.load(directory: options.policiesDir)
+        var catalog = try config.catalog?.catalog() ?? Catalog()
+        if let catalogFile = config.catalogFile {
+            guard config.catalog == nil else { throw ConfigError("set either catalog or catalog_file, not both") }
+            catalog = try Catalog.load(file: catalogFile)
+        }
+
+        let store = try SQLiteStore(path: stateDir + "/leasehold.sqlite")
+        let claimPolicy = config.claimPolicy
+        let gateway = Gateway(
+            store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
+            minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
+            executor: UnavailableExecutor(), logger: logger)
+        let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
+        for workspace in config.workspaces ?? [] {
+            if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
+                _ = try await admin.registerWorkspace(workspace, by: .operator)
+            }
+        }
+        return Runtime(
+            stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
+            keysFile: keysFile, logger: logger)
+    }
+
+    /// Creates the directory (0700) if needed and returns its canonical absolute path.
+    static func prepareDirectory(_ path: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        guard let resolved = realpath(path, nil) else { throw ConfigError("cannot resolve state directory \(path)") }
+        defer { free(resolved) }
+        return String(cString: resolved)
+    }
+
+    /// Serves until shutdown: HTTP when `http` is set, stdio when `stdio` is true (stdin EOF ends the run).
+    public func serve(
+        http: HTTPSettings?, stdio: Bool, stdioClaim: String?, onHTTPReady: @escaping @Sendable (Int) async -> Void
+    ) async throws {
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let http {
+            let router = HTTPServer.router(admin: admin, settings: http, logger: logger)
+            let app = Application(
+                router: router,
+                configuration: .init(address: .hostname(http.host, port: http.port), serverName: "leasehold"),
+                onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
+                logger: logger)
+            services.append(.init(service: app))
+        }
+        if stdio {
+            services.append(
+                .init(
+                    service: StdioService(gateway: gateway, claim: stdioClaim, logger: logger),
+                    successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+        await gateway.connections.removeAll()
+    }
+}
+
+/// MCP over stdin/stdout for one client; the claim comes per request in `_meta` or is bound at start.
+struct StdioService: Service {
+    let gateway: Gateway
+    let claim: String?
+    let logger: Logger
+
+    func run() async throws {
+        let connectionID = RandomID.make(prefix: "stdio")
+        let transport = ClaimCarryingTransport(wrapping: StdioTransport(logger: logger), logger: logger)
+        let server = await MCPHandlers.makeServer(
+            gateway: gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim)
+        await gateway.connections.register(connectionID, server: server, httpTransport: nil, endpointServer: nil)
+        try await server.start(transport: transport)
+        // Ends when stdin closes (the client went away) or the group shuts down, whichever is first.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await server.waitUntilCompleted() }
+            group.addTask {
+                do {
+                    try await gracefulShutdown()
+                    await server.stop()
+                } catch {}
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        await gateway.connections.remove(connectionID)
+    }
+}
+
+/// Closes idle MCP connections and prunes expired replay bindings, once a minute.
+struct Reaper: Service {
+    let gateway: Gateway
+    let idleTimeout: Duration
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
+            } catch {
+                return
+            }
+            let cutoff = Date().addingTimeInterval(-TimeInterval(idleTimeout.components.seconds))
+            _ = await gateway.connections.reapIdle(before: cutoff)
+            try? await gateway.store.pruneBindings(expiredBefore: Date())
+        }
+    }
+}

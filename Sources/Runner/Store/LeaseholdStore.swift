@@ -1,0 +1,34 @@
+import Foundation
+import WorkspaceRegistry
+
+/// Where one claim is bound.
+public enum BindingResult: Sendable, Hashable {
+    /// First use: now bound to the presenting connection.
+    case bound
+    /// Already bound to the presenting connection.
+    case alreadyBoundHere
+    /// Bound to another connection (or the jti was reused by another token): a replay.
+    case boundElsewhere
+}
+
+/// Persistence of sessions, replay bindings, admin keys and workspaces.
+///
+/// A real seam: SQLite (GRDB) on one node, PostgreSQL for several runner nodes.
+public protocol LeaseholdStore: WorkspaceBackend {
+    /// Inserts a new session.
+    func insertSession(_ session: Session) async throws
+    /// Reads a session.
+    func session(id: String) async throws -> Session?
+    /// Read-modify-write of one session under the store's write lock; returns the new record,
+    /// or nil when no session has that id.
+    func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session?
+    /// Binds a claim (by jti) to a connection on first use.
+    func bindClaim(jti: String, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date)
+        async throws -> BindingResult
+    /// Deletes bindings of claims that expired before `date`.
+    func pruneBindings(expiredBefore date: Date) async throws
+    /// Stores the hash of a tenant admin key.
+    func insertAdminKey(id: String, tenantID: String, keyHash: String) async throws
+    /// The tenant an admin key (by hash) manages, if any.
+    func tenantForAdminKey(hash: String) async throws -> String?
+}

@@ -1,0 +1,176 @@
+import Foundation
+import GRDB
+import WorkspaceRegistry
+
+/// The embedded default store: one SQLite file (WAL) under the state directory.
+public final class SQLiteStore: LeaseholdStore {
+    private let pool: DatabasePool
+    private let encoder: JSONEncoder
+    private let decoder: JSONDecoder
+
+    /// Opens (and migrates) the database at `path`.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        try Self.migrator.migrate(pool)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "workspaces") { table in
+                table.column("tenant_id", .text).notNull()
+                table.column("workspace_id", .text).notNull()
+                table.column("root", .text).notNull().unique()
+                table.column("read_only", .boolean).notNull().defaults(to: false)
+                table.column("created_at", .datetime).notNull()
+                table.primaryKey(["tenant_id", "workspace_id"])
+            }
+            try db.create(table: "sessions") { table in
+                table.primaryKey("id", .text)
+                table.column("tenant_id", .text).notNull().indexed()
+                table.column("body", .blob).notNull()
+            }
+            try db.create(table: "claim_bindings") { table in
+                table.primaryKey("jti", .text)
+                table.column("fingerprint", .text).notNull()
+                table.column("connection_id", .text).notNull()
+                table.column("session_id", .text).notNull()
+                table.column("expires_at", .double).notNull().indexed()
+            }
+            try db.create(table: "admin_keys") { table in
+                table.primaryKey("id", .text)
+                table.column("tenant_id", .text).notNull()
+                table.column("key_hash", .text).notNull().unique()
+                table.column("created_at", .datetime).notNull()
+            }
+        }
+        return migrator
+    }
+
+    // MARK: Workspaces
+
+    public func allWorkspaces() async throws -> [Workspace] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces ORDER BY tenant_id, workspace_id")
+                .map(Self.workspace)
+        }
+    }
+
+    public func workspace(tenantID: String, workspaceID: String) async throws -> Workspace? {
+        try await pool.read { db in
+            try Row.fetchOne(
+                db, sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces WHERE tenant_id = ? AND workspace_id = ?",
+                arguments: [tenantID, workspaceID]
+            ).map(Self.workspace)
+        }
+    }
+
+    public func insertWorkspace(_ workspace: Workspace, validatingWith rules: WorkspaceRules) async throws {
+        try await pool.write { db in
+            // Validate against the registered set inside the write transaction, so two concurrent
+            // registrations cannot both pass the overlap check.
+            let existing = try Row.fetchAll(db, sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces")
+                .map(Self.workspace)
+            try rules.validate(workspace, existing: existing)
+            try db.execute(
+                sql: "INSERT INTO workspaces (tenant_id, workspace_id, root, read_only, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [workspace.tenantID, workspace.workspaceID, workspace.root, workspace.readOnly, Date()])
+        }
+    }
+
+    public func deleteWorkspace(tenantID: String, workspaceID: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: "DELETE FROM workspaces WHERE tenant_id = ? AND workspace_id = ?", arguments: [tenantID, workspaceID])
+            return db.changesCount > 0
+        }
+    }
+
+    private static func workspace(_ row: Row) -> Workspace {
+        Workspace(tenantID: row["tenant_id"], workspaceID: row["workspace_id"], root: row["root"], readOnly: row["read_only"])
+    }
+
+    // MARK: Sessions
+
+    public func insertSession(_ session: Session) async throws {
+        let body = try encoder.encode(session)
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO sessions (id, tenant_id, body) VALUES (?, ?, ?)",
+                arguments: [session.id, session.tenantID, body])
+        }
+    }
+
+    public func session(id: String) async throws -> Session? {
+        let body = try await pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id])
+        }
+        return try body.map { try decoder.decode(Session.self, from: $0) }
+    }
+
+    public func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session? {
+        let encoder = self.encoder
+        let decoder = self.decoder
+        return try await pool.write { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id]) else {
+                return nil
+            }
+            var session = try decoder.decode(Session.self, from: body)
+            try mutate(&session)
+            try db.execute(sql: "UPDATE sessions SET body = ? WHERE id = ?", arguments: [try encoder.encode(session), id])
+            return session
+        }
+    }
+
+    // MARK: Replay bindings
+
+    public func bindClaim(jti: String, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date)
+        async throws -> BindingResult
+    {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(
+                db, sql: "SELECT fingerprint, connection_id FROM claim_bindings WHERE jti = ?", arguments: [jti])
+            {
+                let boundFingerprint: String = row["fingerprint"]
+                let boundConnection: String = row["connection_id"]
+                return boundFingerprint == fingerprint && boundConnection == connectionID ? .alreadyBoundHere : .boundElsewhere
+            }
+            try db.execute(
+                sql: "INSERT INTO claim_bindings (jti, fingerprint, connection_id, session_id, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [jti, fingerprint, connectionID, sessionID, expiresAt.timeIntervalSince1970])
+            return .bound
+        }
+    }
+
+    public func pruneBindings(expiredBefore date: Date) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM claim_bindings WHERE expires_at < ?", arguments: [date.timeIntervalSince1970])
+        }
+    }
+
+    // MARK: Admin keys
+
+    public func insertAdminKey(id: String, tenantID: String, keyHash: String) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO admin_keys (id, tenant_id, key_hash, created_at) VALUES (?, ?, ?, ?)",
+                arguments: [id, tenantID, keyHash, Date()])
+        }
+    }
+
+    public func tenantForAdminKey(hash: String) async throws -> String? {
+        try await pool.read { db in
+            try String.fetchOne(db, sql: "SELECT tenant_id FROM admin_keys WHERE key_hash = ?", arguments: [hash])
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Logging
+import MCP
+
+/// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` reaches the
+/// handlers the same way an HTTP `Authorization` header does (through ``HTTPContextProviding``).
+///
+/// The SDK's `ListTools.Parameters` does not decode `_meta`, so the claim is picked out of the raw
+/// message here, before decoding, and looked up by JSON-RPC id when the handler runs.
+public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
+    public nonisolated let logger: Logger
+    private let inner: any Transport
+    private var claims: [String: String] = [:]
+
+    /// Wraps `inner`.
+    public init(wrapping inner: any Transport, logger: Logger) {
+        self.inner = inner
+        self.logger = logger
+    }
+
+    public func connect() async throws { try await inner.connect() }
+
+    public func disconnect() async { await inner.disconnect() }
+
+    public func send(_ data: Data) async throws {
+        if let id = try? JSONDecoder().decode(ResponseEnvelope.self, from: data).id {
+            claims.removeValue(forKey: id.description)
+        }
+        try await inner.send(data)
+    }
+
+    public func receive() -> AsyncThrowingStream<Data, any Swift.Error> {
+        let upstream = IteratorBox(inner: inner)
+        return AsyncThrowingStream {
+            guard let data = try await upstream.next() else { return nil }
+            await self.record(data)
+            return data
+        }
+    }
+
+    private func record(_ data: Data) {
+        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data), let id = envelope.id else { return }
+        if let claim = envelope.params?.meta?.claim {
+            claims[id.description] = claim
+        } else {
+            claims.removeValue(forKey: id.description)
+        }
+    }
+
+    public func httpRequestContext(for id: ID) -> HTTPRequest? {
+        guard let claim = claims[id.description] else { return nil }
+        return HTTPRequest(method: "POST", headers: ["Authorization": "Bearer \(claim)"])
+    }
+
+    private struct RequestEnvelope: Decodable {
+        struct Params: Decodable {
+            struct Meta: Decodable {
+                let claim: String?
+                enum CodingKeys: String, CodingKey { case claim = "dev.leasehold/claim" }
+            }
+            let meta: Meta?
+            enum CodingKeys: String, CodingKey { case meta = "_meta" }
+        }
+        let id: ID?
+        let params: Params?
+    }
+
+    private struct ResponseEnvelope: Decodable {
+        let id: ID?
+    }
+}
+
+/// Holds the inner transport's iterator for the one task that consumes the wrapped stream.
+///
+/// `@unchecked Sendable`: the MCP server iterates a transport's stream from a single task, so
+/// `next()` is never called concurrently; the box only crosses into the stream's closure.
+private final class IteratorBox: @unchecked Sendable {
+    private let inner: any Transport
+    private var iterator: AsyncThrowingStream<Data, any Swift.Error>.AsyncIterator?
+
+    init(inner: any Transport) { self.inner = inner }
+
+    func next() async throws -> Data? {
+        if iterator == nil { iterator = await inner.receive().makeAsyncIterator() }
+        return try await iterator?.next()
+    }
+}

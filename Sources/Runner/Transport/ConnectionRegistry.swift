@@ -1,0 +1,112 @@
+import Foundation
+import MCP
+
+/// The live MCP connections: which session each serves, what it last saw, and how to reach it.
+public actor ConnectionRegistry {
+    /// One connection's state.
+    struct Entry {
+        var server: Server?
+        var httpTransport: StatefulHTTPServerTransport?
+        var endpointServer: String?
+        var sessionID: String?
+        var claimAllowedTools: [String]?
+        var lastVisible: Set<String>?
+        var lastActive: Date
+    }
+
+    /// What the gateway needs to recompute a connection's visible set.
+    public struct Snapshot: Sendable {
+        /// The connection id.
+        public let connectionID: String
+        /// The claim narrowing last presented on it.
+        public let claimAllowedTools: [String]?
+        /// The endpoint narrowing.
+        public let endpointServer: String?
+    }
+
+    private var entries: [String: Entry] = [:]
+
+    /// Creates an empty registry.
+    public init() {}
+
+    /// Registers a connection before its first request is handled.
+    func register(
+        _ connectionID: String, server: Server?, httpTransport: StatefulHTTPServerTransport?, endpointServer: String?
+    ) {
+        entries[connectionID] = Entry(
+            server: server, httpTransport: httpTransport, endpointServer: endpointServer, lastActive: Date())
+    }
+
+    /// Sets the server once started (stdio registers first, then starts).
+    func attach(server: Server, to connectionID: String) {
+        entries[connectionID]?.server = server
+    }
+
+    /// The HTTP transport and endpoint of a connection, touching its activity time.
+    func httpConnection(_ connectionID: String) -> (StatefulHTTPServerTransport, String?)? {
+        guard var entry = entries[connectionID], let transport = entry.httpTransport else { return nil }
+        entry.lastActive = Date()
+        entries[connectionID] = entry
+        return (transport, entry.endpointServer)
+    }
+
+    /// Binds the connection to a session on first use; false when it already serves another.
+    /// Unregistered connection ids (tests calling the gateway directly) are tracked on the fly.
+    func bindSession(_ sessionID: String, to connectionID: String) -> Bool {
+        var entry = entries[connectionID] ?? Entry(lastActive: Date())
+        if let existing = entry.sessionID, existing != sessionID { return false }
+        entry.sessionID = sessionID
+        entry.lastActive = Date()
+        entries[connectionID] = entry
+        return true
+    }
+
+    /// Remembers what a connection was last shown, to detect changes later.
+    func recordListed(_ names: Set<String>, connectionID: String, claim: VerifiedClaim) {
+        entries[connectionID]?.lastVisible = names
+        entries[connectionID]?.claimAllowedTools = claim.claim.allowedTools
+    }
+
+    /// Session ids with at least one connection.
+    func sessionIDs() -> Set<String> {
+        Set(entries.values.compactMap(\.sessionID))
+    }
+
+    /// The connections of one session.
+    func entries(forSession sessionID: String) -> [Snapshot] {
+        entries.compactMap { id, entry in
+            entry.sessionID == sessionID
+                ? Snapshot(connectionID: id, claimAllowedTools: entry.claimAllowedTools, endpointServer: entry.endpointServer)
+                : nil
+        }
+    }
+
+    /// Sends `notifications/tools/list_changed` when `visible` differs from what was last listed.
+    func notifyIfChanged(connectionID: String, visible: Set<String>) async {
+        guard let entry = entries[connectionID], let server = entry.server else { return }
+        guard entry.lastVisible != visible else { return }
+        entries[connectionID]?.lastVisible = visible
+        try? await server.notify(ToolListChangedNotification.message())
+    }
+
+    /// Removes a connection and stops its server.
+    func remove(_ connectionID: String) async {
+        guard let entry = entries.removeValue(forKey: connectionID) else { return }
+        await entry.server?.stop()
+    }
+
+    /// Removes connections idle since before `cutoff`.
+    func reapIdle(before cutoff: Date) async -> Int {
+        let idle = entries.filter { $0.value.lastActive < cutoff && $0.value.httpTransport != nil }.map(\.key)
+        for id in idle { await remove(id) }
+        return idle.count
+    }
+
+    /// Stops every connection (shutdown).
+    func removeAll() async {
+        for id in Array(entries.keys) { await remove(id) }
+    }
+
+    /// The number of live connections.
+    public var count: Int { entries.count }
+}

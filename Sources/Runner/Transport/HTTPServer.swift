@@ -1,0 +1,235 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import MCP
+import NIOCore
+import WorkspaceRegistry
+
+/// Settings of the HTTP surface.
+public struct HTTPSettings: Sendable {
+    /// Bind host.
+    public var host: String
+    /// Bind port (0 = any free port).
+    public var port: Int
+    /// Origins allowed to call `/mcp` from a browser; any other `Origin` gets 403.
+    public var allowedOrigins: [String]
+    /// Host header values allowed; empty = derive from the bind address when it is loopback.
+    public var allowedHosts: [String]
+    /// Largest MCP request body.
+    public var maximumBodyBytes: Int
+    /// MCP connections idle longer than this are closed.
+    public var idleTimeout: Duration
+
+    /// Creates settings.
+    public init(
+        host: String = "127.0.0.1", port: Int = 8080, allowedOrigins: [String] = [], allowedHosts: [String] = [],
+        maximumBodyBytes: Int = 4 << 20, idleTimeout: Duration = .seconds(3600)
+    ) {
+        self.host = host
+        self.port = port
+        self.allowedOrigins = allowedOrigins
+        self.allowedHosts = allowedHosts
+        self.maximumBodyBytes = maximumBodyBytes
+        self.idleTimeout = idleTimeout
+    }
+
+    var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+}
+
+/// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`.
+public enum HTTPServer {
+    /// The router for `admin` and its gateway.
+    public static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<BasicRequestContext> {
+        let router = Router()
+        let gateway = admin.gateway
+        let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
+
+        router.get("/healthz") { _, _ in
+            HTTPJSON.response(.ok, ["status": "ok", "version": LeaseholdVersion.current])
+        }
+        for method in [HTTPRequest.Method.post, .get, .delete] {
+            router.on("/mcp", method: method) { request, _ in
+                await mcp.handle(request, endpointServer: nil)
+            }
+            router.on("/mcp/servers/:server_id", method: method) { request, context in
+                await mcp.handle(request, endpointServer: context.parameters.get("server_id"))
+            }
+        }
+        AdminRoutes(admin: admin).register(on: router)
+        return router
+    }
+}
+
+/// The Streamable HTTP endpoint: authenticates each request, then hands it to the connection's
+/// SDK transport.
+struct MCPEndpoint: Sendable {
+    let gateway: Gateway
+    let settings: HTTPSettings
+    let logger: Logger
+
+    func handle(_ request: Request, endpointServer: String?) async -> Response {
+        if let refusal = checkOriginAndHost(request) { return refusal }
+        if let endpointServer, !gateway.resolver.catalog.servers.contains(endpointServer) || endpointServer == "system" {
+            return jsonRPCError(status: .notFound, code: -32600, message: "not_found: no server \(endpointServer) at this endpoint")
+        }
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: settings.maximumBodyBytes)
+        } catch {
+            return jsonRPCError(
+                status: .contentTooLarge, code: -32600, message: "body_too_large: MCP requests are limited to \(settings.maximumBodyBytes) bytes")
+        }
+        let token = MCPHandlers.bearer(request.headers[.authorization])
+        let sessionHeader = request.headers[HTTPField.Name("Mcp-Session-Id")!]
+
+        let connectionID: String
+        let transport: StatefulHTTPServerTransport
+        if let sessionHeader {
+            guard let (existing, endpoint) = await gateway.connections.httpConnection(sessionHeader), endpoint == endpointServer
+            else {
+                return jsonRPCError(status: .notFound, code: -32600, message: "not_found: unknown or deleted MCP session id")
+            }
+            connectionID = sessionHeader
+            transport = existing
+            do {
+                _ = try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+            } catch {
+                return unauthorized(error)
+            }
+        } else {
+            guard request.method == .post else {
+                return jsonRPCError(status: .badRequest, code: -32600, message: "invalid_request: Mcp-Session-Id header required")
+            }
+            if let refusal = checkPostHeaders(request) { return refusal }
+            connectionID = RandomID.make(prefix: "mcp")
+            do {
+                _ = try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+            } catch {
+                return unauthorized(error)
+            }
+            transport = StatefulHTTPServerTransport(
+                sessionIDGenerator: FixedSessionID(id: connectionID),
+                validationPipeline: StandardValidationPipeline(validators: [
+                    AcceptHeaderValidator(mode: .sseRequired), ContentTypeValidator(), ProtocolVersionValidator(),
+                    SessionValidator(),
+                ]))
+            let server = await MCPHandlers.makeServer(
+                gateway: gateway, connectionID: connectionID, endpointServer: endpointServer, fallbackClaim: nil)
+            await gateway.connections.register(connectionID, server: server, httpTransport: transport, endpointServer: endpointServer)
+            do {
+                try await server.start(transport: transport)
+            } catch {
+                await gateway.connections.remove(connectionID)
+                return jsonRPCError(status: .internalServerError, code: -32603, message: "internal_error: \(error)")
+            }
+        }
+
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        let sdkRequest = MCP.HTTPRequest(
+            method: request.method.rawValue, headers: headers, body: Data(buffer: body), path: request.uri.path)
+        let response = await transport.handleRequest(sdkRequest)
+        if request.method == .delete, response.statusCode == 200 {
+            await gateway.connections.remove(connectionID)
+        }
+        return convert(response)
+    }
+
+    /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.
+    private func checkOriginAndHost(_ request: Request) -> Response? {
+        if let origin = request.headers[.origin] {
+            let allowed = settings.allowedOrigins.contains(origin) || (settings.allowedOrigins.isEmpty && isLoopbackOrigin(origin))
+            if !allowed {
+                return jsonRPCError(status: .forbidden, code: -32600, message: "forbidden_origin: origin \(origin) is not allowed")
+            }
+        }
+        let hosts = settings.allowedHosts
+        if let host = request.head.authority {
+            let name = hostName(host)
+            let allowed = hosts.isEmpty ? (!settings.isLoopback || ["127.0.0.1", "localhost", "[::1]", "::1"].contains(name)) : hosts.contains(host) || hosts.contains(name)
+            if !allowed {
+                return jsonRPCError(status: .forbidden, code: -32600, message: "forbidden_host: host \(host) is not allowed")
+            }
+        }
+        return nil
+    }
+
+    private func isLoopbackOrigin(_ origin: String) -> Bool {
+        guard let url = URL(string: origin), let host = url.host else { return false }
+        return ["127.0.0.1", "localhost", "::1", "[::1]"].contains(host)
+    }
+
+    private func hostName(_ authority: String) -> String {
+        if authority.hasPrefix("[") { return String(authority.prefix { $0 != "]" }) + "]" }
+        return String(authority.prefix { $0 != ":" })
+    }
+
+    /// The transport checks these too; checking first keeps a malformed initialize from binding a claim.
+    private func checkPostHeaders(_ request: Request) -> Response? {
+        let accept = request.headers[.accept] ?? ""
+        guard accept.contains("application/json"), accept.contains("text/event-stream") else {
+            return jsonRPCError(
+                status: .notAcceptable, code: -32600,
+                message: "not_acceptable: Accept must include application/json and text/event-stream")
+        }
+        guard (request.headers[.contentType] ?? "").lowercased().hasPrefix("application/json") else {
+            return jsonRPCError(
+                status: .unsupportedMediaType, code: -32600, message: "unsupported_media_type: Content-Type must be application/json")
+        }
+        return nil
+    }
+
+    private func unauthorized(_ refusal: Refusal) -> Response {
+        var headers = HTTPFields()
+        let description = refusal.message.replacingOccurrences(of: "\"", with: "'")
+        headers[.wwwAuthenticate] =
+            "Bearer realm=\"leasehold\", error=\"invalid_token\", error_code=\"\(refusal.code.rawValue)\", error_description=\"\(description)\""
+        logger.info("refused", metadata: ["code": "\(refusal.code)"])
+        return jsonRPCError(status: .unauthorized, code: -32001, message: refusal.description, headers: headers)
+    }
+
+    private func jsonRPCError(status: HTTPResponse.Status, code: Int, message: String, headers: HTTPFields = [:]) -> Response {
+        struct Body: Encodable {
+            struct ErrorBody: Encodable {
+                let code: Int
+                let message: String
+            }
+            let jsonrpc = "2.0"
+            let id: String? = nil
+            let error: ErrorBody
+
+            func encode(to encoder: any Encoder) throws {
+                var container = encoder.container(keyedBy: CodingKeys.self)
+                try container.encode(jsonrpc, forKey: .jsonrpc)
+                try container.encodeNil(forKey: .id)
+                try container.encode(error, forKey: .error)
+            }
+            enum CodingKeys: String, CodingKey { case jsonrpc, id, error }
+        }
+        return HTTPJSON.response(status, Body(error: .init(code: code, message: message)), headers: headers)
+    }
+
+    private func convert(_ response: MCP.HTTPResponse) -> Response {
+        var headers = HTTPFields()
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { headers[field] = value }
+        }
+        let status = HTTPResponse.Status(code: response.statusCode)
+        switch response {
+        case .stream(let stream, _):
+            let buffers = stream.map { ByteBuffer(bytes: $0) }
+            return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: buffers))
+        default:
+            let data = response.bodyData ?? Data()
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        }
+    }
+}
+
+/// Hands the transport the connection id chosen (and bound to a claim) before it was created.
+struct FixedSessionID: SessionIDGenerator {
+    let id: String
+    func generateSessionID() -> String { id }
+}

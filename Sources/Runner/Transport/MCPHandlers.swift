@@ -1,0 +1,57 @@
+import Foundation
+import MCP
+
+/// Builds the MCP server for one connection, with every handler going through the gateway.
+enum MCPHandlers {
+    /// The claim carrier inside `params._meta` (stdio).
+    static let metaClaimKey = "dev.leasehold/claim"
+
+    /// A server for `connectionID`; `fallbackClaim` is the claim bound at process start (stdio).
+    static func makeServer(
+        gateway: Gateway, connectionID: String, endpointServer: String?, fallbackClaim: String?
+    ) async -> Server {
+        let server = Server(
+            name: "leasehold", version: LeaseholdVersion.current,
+            instructions: "Tools are scoped to your session; call system.search_tools to find one.",
+            capabilities: .init(tools: .init(listChanged: true)))
+
+        @Sendable func context() async throws -> CallContext {
+            let token = bearer(Server.currentHandlerContext?.httpContext?.header("Authorization")) ?? fallbackClaim
+            do {
+                return try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+            } catch {
+                gateway.logger.info("refused", metadata: ["code": "\(error.code)", "connection": "\(connectionID)"])
+                throw MCPError.serverError(code: -32001, message: error.description)
+            }
+        }
+
+        await server.withMethodHandler(ListTools.self) { _ in
+            let context = try await context()
+            return ListTools.Result(tools: await gateway.listTools(in: context))
+        }
+        await server.withMethodHandler(CallTool.self) { params in
+            let context = try await context()
+            do {
+                return try await gateway.call(params.name, arguments: params.arguments, in: context)
+            } catch let refusal as Refusal {
+                throw MCPError.invalidParams(refusal.description)
+            }
+        }
+        return server
+    }
+
+    /// The token of an `Authorization: Bearer` value.
+    static func bearer(_ header: String?) -> String? {
+        guard let header else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        let token = parts[1].trimmingCharacters(in: .whitespaces)
+        return token.isEmpty ? nil : token
+    }
+}
+
+/// The runner's version string.
+public enum LeaseholdVersion {
+    /// Reported in `serverInfo` and `/healthz`.
+    public static let current = "0.1.0"
+}

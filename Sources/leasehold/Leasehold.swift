@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Runner
+import Sandbox
+
+@main
+struct Leasehold: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leasehold",
+        abstract: "Session-bound MCP tool runner for multi-tenant agent platforms.",
+        version: LeaseholdVersion.current,
+        subcommands: [Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, WorkspaceCommand.self, PolicyCommand.self])
+
+    static func bootstrapLogging() {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .notice
+            return handler
+        }
+    }
+}
+
+/// Options shared by commands that open the state directory.
+struct StateOptions: ParsableArguments {
+    @Option(name: .long, help: "State directory (SQLite, keys, operator key).")
+    var stateDir = "./.leasehold"
+
+    @Option(name: .long, help: "leasehold.yaml configuration file.")
+    var config: String?
+
+    @Option(name: .long, help: "Policies directory (tiers.yaml, tools.yaml).")
+    var policies = "./policies"
+
+    func runtime() async throws -> Runtime {
+        try await Runtime.bootstrap(
+            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies),
+            logger: Logger(label: "leasehold"))
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve MCP (Streamable HTTP and/or stdio) and the admin API.")
+
+    @OptionGroup var state: StateOptions
+
+    @Option(name: .long, help: "HOST:PORT for Streamable HTTP and the admin API (default 127.0.0.1:8080).")
+    var http: String?
+
+    @Flag(name: .long, help: "Serve one MCP client over stdin/stdout.")
+    var stdio = false
+
+    @Option(name: .long, help: "With --stdio: a file holding the claim bound at start.")
+    var claimFile: String?
+
+    @Flag(name: .long, help: "Register the demo tenants acme and globex and print a ready claim.")
+    var demo = false
+
+    func run() async throws {
+        Leasehold.bootstrapLogging()
+        let runtime = try await state.runtime()
+        var settings: HTTPSettings?
+        if http != nil || !stdio {
+            let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")
+            settings = HTTPSettings(
+                host: host, port: port, allowedOrigins: runtime.config.allowedOrigins ?? [],
+                allowedHosts: runtime.config.allowedHosts ?? [])
+        }
+        var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
+        if let claimFile {
+            claim = try String(contentsOfFile: claimFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        let demoSession = demo ? try await Demo.prepare(runtime) : nil
+        let source = runtime.operatorKeySource
+        let host = settings?.host ?? "127.0.0.1"
+        try await runtime.serve(http: settings, stdio: stdio, stdioClaim: claim) { port in
+            let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+            printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
+            printError("leasehold: operator key: \(source)")
+            if let (session, claim) = demoSession {
+                printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
+            }
+        }
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+struct Doctor: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Report the kernel features confinement relies on.")
+
+    func run() async throws {
+        let features = KernelFeatures.current
+        print("user namespaces: \(features.userNamespaces)")
+        print("seccomp:         \(features.seccomp)")
+        print("openat2:         \(features.openat2)")
+        print("landlock:        \(features.landlockABI.map { "ABI \($0)" } ?? "unavailable")")
+        print("tool execution:  unavailable (confined workers are not built into this runner yet)")
+    }
+}
+
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Manage claim keys.", subcommands: [Generate.self])
+
+    struct Generate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Generate a key set file with one signing key.")
+
+        @Option(help: "Output file (written 0600).") var out: String
+        @Option(help: "EdDSA or HS256.") var alg = "EdDSA"
+        @Option(help: "Key id (default: random).") var kid: String?
+        @Option(help: "Bind the key to one tenant: it will only verify that tenant's claims.") var tenant: String?
+
+        func run() async throws {
+            let kid = kid ?? "key-" + String(RandomID.make(prefix: "k").dropFirst(2).prefix(12))
+            let key: ClaimKey
+            switch alg {
+            case "EdDSA": key = .generateEdDSA(kid: kid, tenantID: tenant)
+            case "HS256": key = .generateHS256(kid: kid, tenantID: tenant)
+            default: throw ValidationError("--alg must be EdDSA or HS256")
+            }
+            try KeySet(keys: [key], activeKid: kid).write(to: out)
+            print("wrote \(alg) key \(kid) to \(out)")
+        }
+    }
+}
+
+struct Claim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mint claims.", subcommands: [Mint.self])
+
+    struct Mint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a signed session claim.")
+
+        @Option(help: "Key set file with a signing key.") var key: String
+        @Option(help: "Session id.") var session: String
+        @Option(help: "Tenant id.") var tenant: String
+        @Option(help: "Actor id.") var actor: String
+        @Option(help: "Workspace id.") var workspace: String
+        @Option(help: "Lease id.") var lease: String
+        @Option(help: "Lifetime in seconds.") var ttl = 900
+        @Option(name: .customLong("allow"), help: "Claim-level allowed tool pattern (repeatable).") var allow: [String] = []
+        @Option(help: "Issuer.") var issuer = "leasehold"
+        @Option(help: "Audience.") var audience = "leasehold"
+
+        func run() async throws {
+            let keySet = try KeySet.load(from: key)
+            let policy = ClaimPolicy(issuer: issuer, audience: audience, maximumLifetime: .seconds(Int64(max(ttl, 1))))
+            let minter = try await ClaimMinter(keySet: keySet, policy: policy)
+            let now = Date()
+            let claim = SessionClaim(
+                iss: issuer, aud: .one(audience), iat: Int64(now.timeIntervalSince1970), nbf: Int64(now.timeIntervalSince1970),
+                exp: Int64(now.timeIntervalSince1970) + Int64(ttl), jti: RandomID.make(prefix: "clm"), sessionID: session,
+                tenantID: tenant, actorID: actor, workspaceID: workspace, leaseID: lease, allowedTools: allow.isEmpty ? nil : allow)
+            print(try await minter.sign(claim))
+        }
+    }
+}
