@@ -1,0 +1,60 @@
+import Foundation
+import Testing
+import WorkspaceRegistry
+
+@testable import Runner
+
+/// A gateway over a temporary state directory, with two tenants' workspaces registered.
+struct GatewayFixture {
+    let directory: String
+    let gateway: Gateway
+    let admin: AdminService
+    let keySet: KeySet
+
+    static var repositoryRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    init(catalog: Catalog? = nil, policy: RiskPolicy? = nil, now: @escaping @Sendable () -> Date = { Date() }) async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-test-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        directory = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
+        keySet = KeySet(keys: [ClaimKey.generateEdDSA(kid: "test-key")], activeKid: "test-key")
+        let claimPolicy = ClaimPolicy()
+        let store = try SQLiteStore(path: directory + "/state.sqlite")
+        gateway = Gateway(
+            store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy, now: now),
+            minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: try catalog ?? Catalog(),
+            policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"), now: now)
+        admin = AdminService(gateway: gateway, operatorKey: "operator-test-key")
+        for tenant in ["acme", "globex"] {
+            let root = directory + "/" + tenant
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            _ = try await admin.registerWorkspace(Workspace(tenantID: tenant, workspaceID: "main", root: root), by: .operator)
+        }
+    }
+
+    func session(
+        _ tenant: String = "acme", allow: [String]? = nil, deny: [String]? = nil, server: String? = nil,
+        bundle: String? = nil
+    ) async throws -> (Session, String) {
+        try await admin.createSession(
+            CreateSessionRequest(
+                tenantID: tenant, actorID: "alice", workspaceID: "main", serverID: server, bundleID: bundle,
+                allowedToolNames: allow, deniedToolNames: deny),
+            by: .operator)
+    }
+}
+
+extension Refusal.Code {
+    static func of(_ body: () async throws -> Void) async -> String? {
+        do {
+            try await body()
+            return nil
+        } catch let refusal as Refusal {
+            return refusal.code.rawValue
+        } catch {
+            return "unexpected: \(error)"
+        }
+    }
+}
