@@ -30,11 +30,19 @@ public actor ConnectionRegistry {
     public init() {}
 
     /// Registers a connection before its first request is handled.
+    ///
+    /// The HTTP endpoint authenticates (and so binds the connection to a session) before the
+    /// connection is registered; registering keeps that binding rather than starting afresh, or a
+    /// second session's claim could later claim the connection.
     func register(
         _ connectionID: String, server: Server?, httpTransport: StatefulHTTPServerTransport?, endpointServer: String?
     ) {
-        entries[connectionID] = Entry(
-            server: server, httpTransport: httpTransport, endpointServer: endpointServer, lastActive: Date())
+        var entry = entries[connectionID] ?? Entry(lastActive: Date())
+        entry.server = server
+        entry.httpTransport = httpTransport
+        entry.endpointServer = endpointServer
+        entry.lastActive = Date()
+        entries[connectionID] = entry
     }
 
     /// Sets the server once started (stdio registers first, then starts).

@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make run` and `make test`. Each does its own set-up.
+SWIFT ?= swift
+STATE_DIR ?= ./.leasehold
+HTTP ?= 127.0.0.1:8080
+
+.PHONY: run test test-swift test-interop bench build clean
+
+build:
+	scripts/bootstrap.sh
+	$(SWIFT) build
+
+## Leasehold with its embedded default: SQLite state, a generated dev key, demo tenants acme and globex.
+run: build
+	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies
+
+## Every test: Swift unit and black-box attack tests, Python MCP interop, and a benchmark smoke run.
+test:
+	scripts/bootstrap.sh --python
+	$(SWIFT) build --build-tests
+	$(MAKE) test-swift test-interop
+	Benchmarks/run.sh --smoke
+
+test-swift:
+	$(SWIFT) test --skip-build
+
+test-interop:
+	.venv/bin/pytest Tests/Interop -q
+
+## Full benchmarks with peers; writes BENCHMARKS.md.
+bench:
+	scripts/bootstrap.sh
+	Benchmarks/run.sh
+
+clean:
+	rm -rf .build $(STATE_DIR)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what building and testing Leasehold needs on a fresh Debian/Ubuntu machine:
+# system packages via apt (only the missing ones), and the Python test dependencies in .venv.
+# Usage: scripts/bootstrap.sh [--python]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v swift >/dev/null 2>&1; then
+    echo "bootstrap: swift is not on PATH; install Swift 6.2 or newer (https://www.swift.org/install/linux/)" >&2
+    exit 1
+fi
+
+packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config)
+python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    echo "bootstrap: installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--python" ]; then
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt
+fi
