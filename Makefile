@@ -3,7 +3,7 @@ SWIFT ?= swift
 STATE_DIR ?= ./.leasehold
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: run test test-swift test-interop bench build clean
+.PHONY: run test test-swift test-nonroot test-interop bench build clean
 
 build:
 	scripts/bootstrap.sh
@@ -17,11 +17,15 @@ run: build
 test:
 	scripts/bootstrap.sh --python
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-interop
+	$(MAKE) test-swift test-nonroot test-interop
 	Benchmarks/run.sh --smoke
 
 test-swift:
 	$(SWIFT) test --skip-build
+
+## Production runs Leasehold unprivileged: run the same Swift tests again as a non-root user.
+test-nonroot:
+	scripts/test-nonroot.sh
 
 test-interop:
 	.venv/bin/pytest Tests/Interop -q

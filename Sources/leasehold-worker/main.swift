@@ -1,12 +1,13 @@
+import SandboxProtocol
+
 // The confined worker. It currently implements only the protocol handshake: the runner's
 // executor does not start workers yet (see Sandbox.UnavailableExecutor), and any operation
 // request is answered with a typed error rather than a made-up result.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
-import SandboxProtocol
 
 func writeFrame(_ frame: Frame) {
     let bytes = frame.encoded()

@@ -63,7 +63,9 @@ struct SessionCommand: AsyncParsableCommand {
         @Argument var id: String
 
         func run() async throws {
-            let session = try await asOperator(state) { admin throws(APIError) in try await admin.session(id: id, by: .operator) }
+            let session = try await asOperator(state) { admin throws(APIError) in
+                try await admin.session(id: id, by: .operator)
+            }
             try printJSON(SessionOutput(session: session, claim: nil))
         }
     }
@@ -74,7 +76,9 @@ struct SessionCommand: AsyncParsableCommand {
         @Argument var id: String
 
         func run() async throws {
-            let session = try await asOperator(state) { admin throws(APIError) in try await admin.revokeSession(id: id, by: .operator) }
+            let session = try await asOperator(state) { admin throws(APIError) in
+                try await admin.revokeSession(id: id, by: .operator)
+            }
             try printJSON(SessionOutput(session: session, claim: nil))
         }
     }
@@ -82,7 +86,8 @@ struct SessionCommand: AsyncParsableCommand {
 
 struct WorkspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "workspace", abstract: "Manage workspaces in a state directory.", subcommands: [Add.self, List.self, Remove.self])
+        commandName: "workspace", abstract: "Manage workspaces in a state directory.",
+        subcommands: [Add.self, List.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a workspace root for a tenant.")
@@ -107,7 +112,9 @@ struct WorkspaceCommand: AsyncParsableCommand {
         @Option var tenant: String?
 
         func run() async throws {
-            let all = try await asOperator(state) { admin throws(APIError) in try await admin.listWorkspaces(tenantID: tenant, by: .operator) }
+            let all = try await asOperator(state) { admin throws(APIError) in
+                try await admin.listWorkspaces(tenantID: tenant, by: .operator)
+            }
             try printJSON(all)
         }
     }
@@ -132,7 +139,8 @@ struct PolicyCommand: AsyncParsableCommand {
         commandName: "policy", abstract: "Check and explain policies.", subcommands: [Check.self])
 
     struct Check: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Validate policies and report catalog tools without a tier.")
+        static let configuration = CommandConfiguration(
+            abstract: "Validate policies and report catalog tools without a tier.")
         @Option var policies = "./policies"
         @Option var config: String?
 
@@ -156,7 +164,9 @@ struct PolicyCommand: AsyncParsableCommand {
                 print("warning: \(tool.name) has no risk tier and will be denied")
                 warnings += 1
             }
-            print("ok: \(policy.tiers.count) tiers, \(policy.rules.count) tool patterns, \(warnings) warnings (version \(policy.version))")
+            print(
+                "ok: \(policy.tiers.count) tiers, \(policy.rules.count) tool patterns, \(warnings) warnings (version \(policy.version))"
+            )
         }
     }
 }

@@ -10,7 +10,10 @@ struct Leasehold: AsyncParsableCommand {
         commandName: "leasehold",
         abstract: "Session-bound MCP tool runner for multi-tenant agent platforms.",
         version: LeaseholdVersion.current,
-        subcommands: [Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, WorkspaceCommand.self, PolicyCommand.self])
+        subcommands: [
+            Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, WorkspaceCommand.self,
+            PolicyCommand.self,
+        ])
 
     static func bootstrapLogging() {
         LoggingSystem.bootstrap { label in
@@ -40,7 +43,8 @@ struct StateOptions: ParsableArguments {
 }
 
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Serve MCP (Streamable HTTP and/or stdio) and the admin API.")
+    static let configuration = CommandConfiguration(
+        abstract: "Serve MCP (Streamable HTTP and/or stdio) and the admin API.")
 
     @OptionGroup var state: StateOptions
 
@@ -68,7 +72,8 @@ struct Serve: AsyncParsableCommand {
         }
         var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
         if let claimFile {
-            claim = try String(contentsOfFile: claimFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            claim = try String(contentsOfFile: claimFile, encoding: .utf8).trimmingCharacters(
+                in: .whitespacesAndNewlines)
         }
         let demoSession = demo ? try await Demo.prepare(runtime) : nil
         let source = runtime.operatorKeySource
@@ -139,7 +144,8 @@ struct Claim: AsyncParsableCommand {
         @Option(help: "Workspace id.") var workspace: String
         @Option(help: "Lease id.") var lease: String
         @Option(help: "Lifetime in seconds.") var ttl = 900
-        @Option(name: .customLong("allow"), help: "Claim-level allowed tool pattern (repeatable).") var allow: [String] = []
+        @Option(name: .customLong("allow"), help: "Claim-level allowed tool pattern (repeatable).") var allow:
+            [String] = []
         @Option(help: "Issuer.") var issuer = "leasehold"
         @Option(help: "Audience.") var audience = "leasehold"
 
@@ -149,9 +155,12 @@ struct Claim: AsyncParsableCommand {
             let minter = try await ClaimMinter(keySet: keySet, policy: policy)
             let now = Date()
             let claim = SessionClaim(
-                iss: issuer, aud: .one(audience), iat: Int64(now.timeIntervalSince1970), nbf: Int64(now.timeIntervalSince1970),
-                exp: Int64(now.timeIntervalSince1970) + Int64(ttl), jti: RandomID.make(prefix: "clm"), sessionID: session,
-                tenantID: tenant, actorID: actor, workspaceID: workspace, leaseID: lease, allowedTools: allow.isEmpty ? nil : allow)
+                iss: issuer, aud: .one(audience), iat: Int64(now.timeIntervalSince1970),
+                nbf: Int64(now.timeIntervalSince1970),
+                exp: Int64(now.timeIntervalSince1970) + Int64(ttl), jti: RandomID.make(prefix: "clm"),
+                sessionID: session,
+                tenantID: tenant, actorID: actor, workspaceID: workspace, leaseID: lease,
+                allowedTools: allow.isEmpty ? nil : allow)
             print(try await minter.sign(claim))
         }
     }

@@ -40,7 +40,9 @@ struct ClaimAttackTests {
 
     var serverKeyFile: String {
         (try? String(contentsOfFile: server.stateDir + "/leasehold.yaml", encoding: .utf8))
-            .map { $0.replacingOccurrences(of: "keys_file: ", with: "").trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+            .map {
+                $0.replacingOccurrences(of: "keys_file: ", with: "").trimmingCharacters(in: .whitespacesAndNewlines)
+            } ?? ""
     }
 
     func claim(
@@ -50,18 +52,24 @@ struct ClaimAttackTests {
     ) -> SessionClaim {
         let now = Int64(Date().timeIntervalSince1970)
         return SessionClaim(
-            iss: iss, aud: .one(aud), iat: iat ?? now, nbf: nbf ?? now, exp: exp ?? now + 300, jti: RandomID.make(prefix: "atk"),
-            sessionID: session ?? acme.id, tenantID: tenant, actorID: actor, workspaceID: workspace, leaseID: lease ?? acme.lease)
+            iss: iss, aud: .one(aud), iat: iat ?? now, nbf: nbf ?? now, exp: exp ?? now + 300,
+            jti: RandomID.make(prefix: "atk"),
+            sessionID: session ?? acme.id, tenantID: tenant, actorID: actor, workspaceID: workspace,
+            leaseID: lease ?? acme.lease)
     }
 
     /// Asserts the binary refuses `token` on initialize with 401, WWW-Authenticate and `code`.
-    func expectRefused(_ token: String?, _ code: String, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    func expectRefused(_ token: String?, _ code: String, sourceLocation: SourceLocation = #_sourceLocation) async throws
+    {
         let (result, session) = try await server.initialize(claim: token)
         #expect(result.status == 401, "status \(result.status) body \(result.body)", sourceLocation: sourceLocation)
         #expect(session == nil, sourceLocation: sourceLocation)
-        #expect(result.headers["www-authenticate"]?.contains("error_code=\"\(code)\"") == true,
-                "WWW-Authenticate: \(result.headers["www-authenticate"] ?? "none")", sourceLocation: sourceLocation)
-        #expect(result.errorMessage.hasPrefix(code + ":"), "message: \(result.errorMessage)", sourceLocation: sourceLocation)
+        #expect(
+            result.headers["www-authenticate"]?.contains("error_code=\"\(code)\"") == true,
+            "WWW-Authenticate: \(result.headers["www-authenticate"] ?? "none")", sourceLocation: sourceLocation)
+        #expect(
+            result.errorMessage.hasPrefix(code + ":"), "message: \(result.errorMessage)", sourceLocation: sourceLocation
+        )
         #expect(!result.body.contains("CANARY"), sourceLocation: sourceLocation)
     }
 
@@ -92,7 +100,9 @@ struct ClaimAttackTests {
         let keys = try KeySet.load(from: serverKeyFile)
         let publicKey = keys.keys.first { $0.kid == "dev" }!.publicKey!
         for secret in [publicKey, String(decoding: Base64URL.decode(publicKey)!, as: UTF8.self)] {
-            let confused = ClaimKey(kid: "dev", alg: .hs256, secret: Base64URL.encode(Array((secret + String(repeating: "\u{0}", count: 32)).utf8)))
+            let confused = ClaimKey(
+                kid: "dev", alg: .hs256,
+                secret: Base64URL.encode(Array((secret + String(repeating: "\u{0}", count: 32)).utf8)))
             let set = KeySet(keys: [confused], activeKid: "dev")
             let file = server.stateDir + "/confused.json"
             try set.write(to: file)
@@ -113,7 +123,8 @@ struct ClaimAttackTests {
         try await expectRefused(try await sign(claim(iss: "evil")), "claim_invalid")
         let jwtTyped = try await sign(claim(), header: ["alg": "EdDSA", "kid": "dev", "typ": "JWT"])
         try await expectRefused(jwtTyped, "claim_invalid")
-        let embeddedKey = try await sign(claim(), header: ["alg": "EdDSA", "kid": "dev", "typ": "session-claim+jwt", "jwk": ["kty": "OKP"]])
+        let embeddedKey = try await sign(
+            claim(), header: ["alg": "EdDSA", "kid": "dev", "typ": "session-claim+jwt", "jwk": ["kty": "OKP"]])
         try await expectRefused(embeddedKey, "claim_invalid")
     }
 
@@ -125,12 +136,14 @@ struct ClaimAttackTests {
         try await expectRefused(try await sign(claim(tenant: "globex")), "boundary_mismatch")
         try await expectRefused(try await sign(claim(actor: "mallory")), "boundary_mismatch")
         try await expectRefused(try await sign(claim(workspace: "other")), "boundary_mismatch")
-        try await expectRefused(try await sign(claim(session: "ses_00000000000000000000000000000000")), "session_not_found")
+        try await expectRefused(
+            try await sign(claim(session: "ses_00000000000000000000000000000000")), "session_not_found")
         // Tampering with the signed payload without re-signing breaks the signature.
         let parts = acme.claim.split(separator: ".").map(String.init)
         var payload = try JSONSerialization.jsonObject(with: Data(Base64URL.decode(parts[1])!)) as! [String: Any]
         payload["tenant_id"] = "globex"
-        let forged = parts[0] + "." + Base64URL.encode(try JSONSerialization.data(withJSONObject: payload)) + "." + parts[2]
+        let forged =
+            parts[0] + "." + Base64URL.encode(try JSONSerialization.data(withJSONObject: payload)) + "." + parts[2]
         try await expectRefused(forged, "claim_invalid")
     }
 
@@ -164,7 +177,8 @@ struct ClaimAttackTests {
     @Test func aClaimInToolArgumentsIsNeverTrusted() async throws {
         let (_, session) = try await server.initialize(claim: try await server.freshClaim(acme.id))
         let result = try await server.call(
-            "tools/call", params: ["name": "repo.read_file", "arguments": ["path": "secret.txt", "claim": acme.claim]],
+            "tools/call",
+            params: ["name": "repo.read_file", "arguments": ["path": "secret.txt", "claim": acme.claim]],
             claim: nil, session: try #require(session))
         #expect(result.status == 401)
         #expect(result.errorMessage.hasPrefix("claim_missing:"))

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(FoundationNetworking)
-import FoundationNetworking
+    import FoundationNetworking
 #endif
 
 /// A real `leasehold serve` process on a loopback port with its own state directory, two tenants
@@ -18,7 +18,8 @@ final class LeaseholdServer: @unchecked Sendable {
     private let linesLock = NSLock()
 
     static var repositoryRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
     }
 
     static var binary: String {
@@ -36,9 +37,12 @@ final class LeaseholdServer: @unchecked Sendable {
         for tenant in ["acme", "globex"] {
             let root = stateDir + "/workspaces/" + tenant
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            try "CANARY-\(tenant.uppercased())-7f3a".write(toFile: root + "/secret.txt", atomically: true, encoding: .utf8)
+            try "CANARY-\(tenant.uppercased())-7f3a".write(
+                toFile: root + "/secret.txt", atomically: true, encoding: .utf8)
         }
-        var arguments = ["serve", "--http", "127.0.0.1:0", "--state-dir", stateDir, "--policies", Self.repositoryRoot + "/policies"]
+        var arguments = [
+            "serve", "--http", "127.0.0.1:0", "--state-dir", stateDir, "--policies", Self.repositoryRoot + "/policies",
+        ]
         if let config {
             try config.write(toFile: stateDir + "/leasehold.yaml", atomically: true, encoding: .utf8)
             arguments += ["--config", stateDir + "/leasehold.yaml"]
@@ -126,7 +130,9 @@ final class LeaseholdServer: @unchecked Sendable {
         var message: [String: Any] {
             if headers["content-type"]?.contains("text/event-stream") == true {
                 for line in body.split(separator: "\n") where line.hasPrefix("data: {") {
-                    if let object = try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8)) as? [String: Any] {
+                    if let object = try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8))
+                        as? [String: Any]
+                    {
                         return object
                     }
                 }
@@ -157,7 +163,9 @@ final class LeaseholdServer: @unchecked Sendable {
         return HTTPResult(status: http.statusCode, headers: lowered, body: String(decoding: data, as: UTF8.self))
     }
 
-    func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil, key: String? = nil) async throws -> (Int, [String: Any]) {
+    func admin(_ method: String, _ path: String, _ body: [String: Any]? = nil, key: String? = nil) async throws -> (
+        Int, [String: Any]
+    ) {
         var headers = ["Authorization": "Bearer \(key ?? operatorKey)"]
         var data: Data?
         if let body {
@@ -179,7 +187,9 @@ final class LeaseholdServer: @unchecked Sendable {
 
     func freshClaim(_ sessionID: String, _ body: [String: Any] = [:]) async throws -> String {
         let (status, json) = try await admin("POST", "/api/v1/sessions/\(sessionID)/claims", body)
-        guard status == 201, let claim = json["claim"] as? String else { throw ServerError("claim mint failed: \(status) \(json)") }
+        guard status == 201, let claim = json["claim"] as? String else {
+            throw ServerError("claim mint failed: \(status) \(json)")
+        }
         return claim
     }
 
@@ -193,22 +203,28 @@ final class LeaseholdServer: @unchecked Sendable {
         return try! JSONSerialization.data(withJSONObject: object)
     }
 
-    static var initializeParams: [String: Any] { [
-        "protocolVersion": "2025-06-18", "capabilities": [:] as [String: Any],
-        "clientInfo": ["name": "attack-tests", "version": "1"],
-    ] }
+    static var initializeParams: [String: Any] {
+        [
+            "protocolVersion": "2025-06-18", "capabilities": [:] as [String: Any],
+            "clientInfo": ["name": "attack-tests", "version": "1"],
+        ]
+    }
 
     /// POSTs an initialize with `claim`; returns the result and the MCP session id on success.
-    func initialize(claim: String?, path: String = "/mcp", extraHeaders: [String: String] = [:]) async throws -> (HTTPResult, String?) {
+    func initialize(claim: String?, path: String = "/mcp", extraHeaders: [String: String] = [:]) async throws -> (
+        HTTPResult, String?
+    ) {
         var headers = Self.mcpHeaders.merging(extraHeaders) { _, new in new }
         if let claim { headers["Authorization"] = "Bearer \(claim)" }
-        let result = try await request("POST", path, headers: headers, body: rpc("initialize", params: Self.initializeParams))
+        let result = try await request(
+            "POST", path, headers: headers, body: rpc("initialize", params: Self.initializeParams))
         return (result, result.headers["mcp-session-id"])
     }
 
     /// A JSON-RPC call on an initialized MCP session.
     func call(
-        _ method: String, params: [String: Any]? = nil, claim: String?, session: String, path: String = "/mcp", id: Int = 2
+        _ method: String, params: [String: Any]? = nil, claim: String?, session: String, path: String = "/mcp",
+        id: Int = 2
     ) async throws -> HTTPResult {
         var headers = Self.mcpHeaders
         headers["Mcp-Session-Id"] = session

@@ -24,13 +24,15 @@ struct ProtocolAttackTests {
     }
 
     @Test func foreignOriginAndHostAreForbidden() async throws {
-        let (foreign, session) = try await server.initialize(claim: acme.claim, extraHeaders: ["Origin": "https://evil.example"])
+        let (foreign, session) = try await server.initialize(
+            claim: acme.claim, extraHeaders: ["Origin": "https://evil.example"])
         #expect(foreign.status == 403)
         #expect(session == nil)
         let (rebound, _) = try await server.initialize(claim: acme.claim, extraHeaders: ["Host": "evil.example:80"])
         #expect(rebound.status == 403)
         // Neither attempt consumed the claim: it still binds on a clean request.
-        let (clean, cleanSession) = try await server.initialize(claim: acme.claim, extraHeaders: ["Origin": "http://localhost:3000"])
+        let (clean, cleanSession) = try await server.initialize(
+            claim: acme.claim, extraHeaders: ["Origin": "http://localhost:3000"])
         #expect(clean.status == 200)
         #expect(cleanSession != nil)
     }
@@ -64,14 +66,16 @@ struct ProtocolAttackTests {
         let claim = try await server.freshClaim(acme.id)
         let (result, session) = try await server.initialize(claim: claim, path: "/mcp/servers/repo")
         #expect(result.status == 200)
-        let list = try await server.call("tools/list", claim: claim, session: try #require(session), path: "/mcp/servers/repo")
+        let list = try await server.call(
+            "tools/list", claim: claim, session: try #require(session), path: "/mcp/servers/repo")
         let names = ((list.result["tools"] as? [[String: Any]]) ?? []).compactMap { $0["name"] as? String }
         #expect(names.contains("repo.read_file"))
         #expect(!names.contains("kb.finance"))
         // The connection is tied to its endpoint: it does not exist on the unscoped one.
         let wider = try await server.call("tools/list", claim: claim, session: try #require(session))
         #expect(wider.status == 404)
-        let (missing, _) = try await server.initialize(claim: try await server.freshClaim(acme.id), path: "/mcp/servers/nope")
+        let (missing, _) = try await server.initialize(
+            claim: try await server.freshClaim(acme.id), path: "/mcp/servers/nope")
         #expect(missing.status == 404)
     }
 
@@ -83,7 +87,8 @@ struct ProtocolAttackTests {
         headers["Mcp-Session-Id"] = try #require(session)
         let garbage = try await server.request("POST", "/mcp", headers: headers, body: Data("{not json".utf8))
         #expect(garbage.status == 400)
-        let huge = try await server.request("POST", "/mcp", headers: headers, body: Data(repeating: 0x20, count: 5 << 20))
+        let huge = try await server.request(
+            "POST", "/mcp", headers: headers, body: Data(repeating: 0x20, count: 5 << 20))
         #expect(huge.status == 413)
         let unknownMethod = try await server.call("no/such/method", claim: claim, session: try #require(session))
         #expect(unknownMethod.status == 200)
@@ -102,7 +107,8 @@ struct ProtocolAttackTests {
         var messages: [String] = []
         for (index, name) in ["kb.finance", "no.such_tool", "Repo.read_file", "repo.read_fіle"].enumerated() {
             let result = try await server.call(
-                "tools/call", params: ["name": name, "arguments": [:] as [String: Any]], claim: narrow.claim, session: id, id: 10 + index)
+                "tools/call", params: ["name": name, "arguments": [:] as [String: Any]], claim: narrow.claim,
+                session: id, id: 10 + index)
             #expect(result.status == 200)
             let message = result.errorMessage
             #expect(message.contains("tool_not_in_scope"), "\(name): \(message)")
@@ -110,11 +116,13 @@ struct ProtocolAttackTests {
         }
         #expect(Set(messages).count == 1, "hidden and nonexistent tools must be refused identically: \(messages)")
         let viaExecute = try await server.call(
-            "tools/call", params: ["name": "system.execute_tool", "arguments": ["name": "kb.finance"]], claim: narrow.claim, session: id,
+            "tools/call", params: ["name": "system.execute_tool", "arguments": ["name": "kb.finance"]],
+            claim: narrow.claim, session: id,
             id: 20)
         #expect(viaExecute.errorMessage.contains("tool_not_in_scope"))
         let search = try await server.call(
-            "tools/call", params: ["name": "system.search_tools", "arguments": ["query": "finance"]], claim: narrow.claim, session: id,
+            "tools/call", params: ["name": "system.search_tools", "arguments": ["query": "finance"]],
+            claim: narrow.claim, session: id,
             id: 21)
         #expect(!search.body.contains("kb.finance"))
     }
@@ -126,7 +134,8 @@ struct ProtocolAttackTests {
 
         let (get, _) = try await server.admin("GET", "/api/v1/sessions/\(globex.id)", key: acmeKey)
         #expect(get == 404)
-        let (patch, _) = try await server.admin("PATCH", "/api/v1/sessions/\(globex.id)", ["denied_tool_names": ["*"]], key: acmeKey)
+        let (patch, _) = try await server.admin(
+            "PATCH", "/api/v1/sessions/\(globex.id)", ["denied_tool_names": ["*"]], key: acmeKey)
         #expect(patch == 404)
         let (revoke, _) = try await server.admin("DELETE", "/api/v1/sessions/\(globex.id)", key: acmeKey)
         #expect(revoke == 404)
@@ -138,10 +147,12 @@ struct ProtocolAttackTests {
             "POST", "/api/v1/sessions", ["tenant_id": "globex", "actor_id": "x", "workspace_id": "main"], key: acmeKey)
         #expect(create == 403)
         let (crossWorkspace, _) = try await server.admin(
-            "POST", "/api/v1/sessions", ["tenant_id": "acme", "actor_id": "x", "workspace_id": "globex-main"], key: acmeKey)
+            "POST", "/api/v1/sessions", ["tenant_id": "acme", "actor_id": "x", "workspace_id": "globex-main"],
+            key: acmeKey)
         #expect(crossWorkspace == 400)
         let (register, _) = try await server.admin(
-            "POST", "/api/v1/workspaces", ["tenant_id": "globex", "workspace_id": "w2", "root": server.stateDir], key: acmeKey)
+            "POST", "/api/v1/workspaces", ["tenant_id": "globex", "workspace_id": "w2", "root": server.stateDir],
+            key: acmeKey)
         #expect(register == 403)
         let (newKey, _) = try await server.admin("POST", "/api/v1/tenants/globex/admin-keys", key: acmeKey)
         #expect(newKey == 403)
@@ -159,7 +170,10 @@ struct ProtocolAttackTests {
     @Test func adminInputIsValidated() async throws {
         let (both, body) = try await server.admin(
             "POST", "/api/v1/sessions",
-            ["tenant_id": "acme", "actor_id": "a", "workspace_id": "main", "server_id": "kb", "bundle_id": "support-desk"])
+            [
+                "tenant_id": "acme", "actor_id": "a", "workspace_id": "main", "server_id": "kb",
+                "bundle_id": "support-desk",
+            ])
         #expect(both == 400)
         #expect((body["error"] as? [String: Any])?["code"] as? String == "scope_conflict")
         for bad: [String: Any] in [
@@ -174,7 +188,8 @@ struct ProtocolAttackTests {
         }
         for root in ["/", "/etc", "relative", server.stateDir + "/workspaces/acme", server.stateDir + "/workspaces"] {
             let (status, _) = try await server.admin(
-                "POST", "/api/v1/workspaces", ["tenant_id": "acme", "workspace_id": "x\(abs(root.hashValue) % 1000)", "root": root])
+                "POST", "/api/v1/workspaces",
+                ["tenant_id": "acme", "workspace_id": "x\(abs(root.hashValue) % 1000)", "root": root])
             #expect(status == 400 || status == 409, "\(root) -> \(status)")
         }
     }

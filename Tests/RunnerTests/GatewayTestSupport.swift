@@ -12,10 +12,13 @@ struct GatewayFixture {
     let keySet: KeySet
 
     static var repositoryRoot: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
     }
 
-    init(catalog: Catalog? = nil, policy: RiskPolicy? = nil, now: @escaping @Sendable () -> Date = { Date() }) async throws {
+    init(catalog: Catalog? = nil, policy: RiskPolicy? = nil, now: @escaping @Sendable () -> Date = { Date() })
+        async throws
+    {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         directory = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
@@ -30,7 +33,8 @@ struct GatewayFixture {
         for tenant in ["acme", "globex"] {
             let root = directory + "/" + tenant
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            _ = try await admin.registerWorkspace(Workspace(tenantID: tenant, workspaceID: "main", root: root), by: .operator)
+            _ = try await admin.registerWorkspace(
+                Workspace(tenantID: tenant, workspaceID: "main", root: root), by: .operator)
         }
     }
 

@@ -12,28 +12,41 @@ import Testing
         let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c1")
         #expect(context.session.id == session.id)
         _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c1")
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c2") } == "claim_replayed")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c2") }
+                == "claim_replayed")
     }
 
     @Test func refusesMissingClaimRevokedSessionAndReplacedLease() async throws {
         let fixture = try await GatewayFixture()
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: nil, connectionID: "c") } == "claim_missing")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: nil, connectionID: "c") }
+                == "claim_missing")
 
         let (session, claim) = try await fixture.session()
-        let (_, renewedClaim) = try await fixture.admin.renewLease(sessionID: session.id, ttlSeconds: nil, by: .operator)
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") } == "lease_replaced")
+        let (_, renewedClaim) = try await fixture.admin.renewLease(
+            sessionID: session.id, ttlSeconds: nil, by: .operator)
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") }
+                == "lease_replaced")
         _ = try await fixture.gateway.authenticate(token: renewedClaim, connectionID: "c")
 
         _ = try await fixture.admin.revokeSession(id: session.id, by: .operator)
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: renewedClaim, connectionID: "c") } == "session_revoked")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: renewedClaim, connectionID: "c") }
+                == "session_revoked")
     }
 
     @Test func actorHandOffInvalidatesTheOldActorsClaims() async throws {
         let fixture = try await GatewayFixture()
         let (session, claim) = try await fixture.session()
-        _ = try await fixture.admin.patchSession(id: session.id, patch: SessionPatch(actorID: .set("bob")), by: .operator)
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") } == "boundary_mismatch")
-        let (_, bobClaim) = try await fixture.admin.mintClaim(sessionID: session.id, ttlSeconds: nil, allowedTools: nil, by: .operator)
+        _ = try await fixture.admin.patchSession(
+            id: session.id, patch: SessionPatch(actorID: .set("bob")), by: .operator)
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") }
+                == "boundary_mismatch")
+        let (_, bobClaim) = try await fixture.admin.mintClaim(
+            sessionID: session.id, ttlSeconds: nil, allowedTools: nil, by: .operator)
         _ = try await fixture.gateway.authenticate(token: bobClaim, connectionID: "c")
     }
 
@@ -43,7 +56,9 @@ import Testing
         let forged = try await fixture.gateway.minter.mint(
             sessionID: acme.id, tenantID: "globex", actorID: "alice", workspaceID: "main", leaseID: acme.lease.id,
             leaseExpiresAt: acme.lease.expiresAt, ttl: .seconds(60))
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: forged, connectionID: "c") } == "boundary_mismatch")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: forged, connectionID: "c") }
+                == "boundary_mismatch")
     }
 
     @Test func aConnectionServesOnlyOneSession() async throws {
@@ -51,14 +66,17 @@ import Testing
         let (_, first) = try await fixture.session("acme")
         let (_, second) = try await fixture.session("acme")
         _ = try await fixture.gateway.authenticate(token: first, connectionID: "c")
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: second, connectionID: "c") } == "boundary_mismatch")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: second, connectionID: "c") }
+                == "boundary_mismatch")
     }
 
     @Test func leaseExpiryIsEnforcedWithoutAnyCallInBetween() async throws {
         let clock = Mutex(Date())
         let fixture = try await GatewayFixture(now: { clock.withLock { $0 } })
         let (session, _) = try await fixture.session()
-        let (_, claim) = try await fixture.admin.mintClaim(sessionID: session.id, ttlSeconds: 60, allowedTools: nil, by: .operator)
+        let (_, claim) = try await fixture.admin.mintClaim(
+            sessionID: session.id, ttlSeconds: 60, allowedTools: nil, by: .operator)
         _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c")
         clock.withLock { $0 = $0.addingTimeInterval(3 * 3600) }
         let code = await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") }
@@ -69,14 +87,19 @@ import Testing
         let fixture = try await GatewayFixture()
         let (session, claim) = try await fixture.session()
         _ = try await fixture.admin.revokeLease(sessionID: session.id, by: .operator)
-        #expect(await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") } == "lease_expired")
+        #expect(
+            await Refusal.Code.of { _ = try await fixture.gateway.authenticate(token: claim, connectionID: "c") }
+                == "lease_expired")
     }
 }
 
 @Suite(.timeLimit(.minutes(1))) struct AdminServiceTests {
     @Test func serverAndBundleTogetherAreRejected() async throws {
         let fixture = try await GatewayFixture(catalog: try Catalog(extra: [], bundles: ["b": ["repo.*"]]))
-        await #expect(throws: APIError(400, "scope_conflict", "server_id and bundle_id cannot be set together; choose one universe")) {
+        await #expect(
+            throws: APIError(
+                400, "scope_conflict", "server_id and bundle_id cannot be set together; choose one universe")
+        ) {
             _ = try await fixture.session(server: "repo", bundle: "b")
         }
     }
@@ -87,9 +110,15 @@ import Testing
         let principal = try await fixture.admin.principal(forKey: key)
         #expect(principal == .tenant("acme"))
         let (globexSession, _) = try await fixture.session("globex")
-        await #expect(throws: APIError.self) { _ = try await fixture.admin.session(id: globexSession.id, by: principal) }
-        await #expect(throws: APIError.self) { _ = try await fixture.admin.revokeSession(id: globexSession.id, by: principal) }
-        await #expect(throws: APIError.self) { _ = try await fixture.admin.createAdminKey(tenantID: "acme", by: principal) }
+        await #expect(throws: APIError.self) {
+            _ = try await fixture.admin.session(id: globexSession.id, by: principal)
+        }
+        await #expect(throws: APIError.self) {
+            _ = try await fixture.admin.revokeSession(id: globexSession.id, by: principal)
+        }
+        await #expect(throws: APIError.self) {
+            _ = try await fixture.admin.createAdminKey(tenantID: "acme", by: principal)
+        }
         await #expect(throws: APIError.self) {
             _ = try await fixture.admin.createSession(
                 CreateSessionRequest(tenantID: "globex", actorID: "x", workspaceID: "main"), by: principal)
@@ -100,7 +129,8 @@ import Testing
 
     @Test func sessionsCannotUseAnotherTenantsWorkspace() async throws {
         let fixture = try await GatewayFixture()
-        try FileManager.default.createDirectory(atPath: fixture.directory + "/globex-only", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: fixture.directory + "/globex-only", withIntermediateDirectories: true)
         _ = try await fixture.admin.registerWorkspace(
             .init(tenantID: "globex", workspaceID: "secret", root: fixture.directory + "/globex-only"), by: .operator)
         await #expect(throws: APIError.self) {

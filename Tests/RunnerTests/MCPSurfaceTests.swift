@@ -9,7 +9,10 @@ import Testing
 /// stdio and HTTP, with the claim carried in `_meta` or bound at start.
 @Suite(.timeLimit(.minutes(1))) struct MCPSurfaceTests {
     static let catalog = try! Catalog(
-        extra: (0..<40).map { ToolDescriptor(name: "kb.doc_\($0)", description: "knowledge base page \($0)", inputSchema: ["type": "object"]) },
+        extra: (0..<40).map {
+            ToolDescriptor(
+                name: "kb.doc_\($0)", description: "knowledge base page \($0)", inputSchema: ["type": "object"])
+        },
         bundles: [:])
 
     static let policy: RiskPolicy = {
@@ -24,7 +27,8 @@ import Testing
         let connectionID = RandomID.make(prefix: "test")
         let server = await MCPHandlers.makeServer(
             gateway: fixture.gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim)
-        await fixture.gateway.connections.register(connectionID, server: server, httpTransport: nil, endpointServer: nil)
+        await fixture.gateway.connections.register(
+            connectionID, server: server, httpTransport: nil, endpointServer: nil)
         try await server.start(
             transport: ClaimCarryingTransport(wrapping: serverTransport, logger: Logger(label: "test")))
         let client = Client(name: "test", version: "1")
@@ -38,8 +42,10 @@ import Testing
         let (client, _) = try await connect(fixture, claim: claim)
 
         let listed = Set(try await client.listTools().tools.map(\.name))
-        let expected = Set(["system.search_tools", "system.execute_tool", "repo.read_file"] + (0..<40).map { "kb.doc_\($0)" }
-            .filter { !$0.hasPrefix("kb.doc_1") })
+        let expected = Set(
+            ["system.search_tools", "system.execute_tool", "repo.read_file"]
+                + (0..<40).map { "kb.doc_\($0)" }
+                .filter { !$0.hasPrefix("kb.doc_1") })
         #expect(listed == expected)
 
         let visible = try await client.callTool(name: "kb.doc_2", arguments: [:])
@@ -53,7 +59,8 @@ import Testing
         }
 
         await #expect(throws: MCPError.self, "execute_tool re-applies the target's scope") {
-            _ = try await client.callTool(name: "system.execute_tool", arguments: ["name": "kb.doc_12", "arguments": [:]])
+            _ = try await client.callTool(
+                name: "system.execute_tool", arguments: ["name": "kb.doc_12", "arguments": [:]])
         }
         await #expect(throws: MCPError.self) {
             _ = try await client.callTool(name: "system.execute_tool", arguments: ["name": "shell.run"])
@@ -61,7 +68,8 @@ import Testing
         let allowedViaExecute = try await client.callTool(name: "system.execute_tool", arguments: ["name": "kb.doc_3"])
         #expect(allowedViaExecute.content.description.contains("execution_unavailable"))
 
-        let search = try await client.callTool(name: "system.search_tools", arguments: ["query": "knowledge page", "limit": 100])
+        let search = try await client.callTool(
+            name: "system.search_tools", arguments: ["query": "knowledge page", "limit": 100])
         let text = search.content.description
         #expect(text.contains("kb.doc_3"))
         #expect(!text.contains("kb.doc_12"))
@@ -73,7 +81,9 @@ import Testing
         let (client, _) = try await connect(fixture, claim: nil)
         await #expect(throws: MCPError.self) { _ = try await client.listTools() }
         await #expect(throws: MCPError.self) {
-            _ = try await client.callTool(name: "kb.doc_1", arguments: ["claim": .string(claim), "_meta": ["dev.leasehold/claim": .string(claim)]])
+            _ = try await client.callTool(
+                name: "kb.doc_1",
+                arguments: ["claim": .string(claim), "_meta": ["dev.leasehold/claim": .string(claim)]])
         }
         let meta = Metadata(additionalFields: ["dev.leasehold/claim": .string(claim)])
         let result = try await client.callTool(name: "kb.doc_1", arguments: [:], meta: meta)
@@ -97,7 +107,8 @@ import Testing
         #expect(!narrowed.contains("kb.doc_35"))
         await #expect(throws: MCPError.self) { _ = try await client.callTool(name: "kb.doc_3", arguments: [:]) }
 
-        _ = try await fixture.admin.patchSession(id: session.id, patch: SessionPatch(deniedToolNames: .cleared), by: .operator)
+        _ = try await fixture.admin.patchSession(
+            id: session.id, patch: SessionPatch(deniedToolNames: .cleared), by: .operator)
         _ = await iterator.next()
         #expect(try await client.listTools().tools.count == 42)
     }

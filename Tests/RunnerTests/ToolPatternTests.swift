@@ -47,17 +47,22 @@ import Testing
     @Test func agreesWithAReferenceMatcher() {
         func reference(_ p: [Character], _ s: [Character]) -> Bool {
             if p.isEmpty { return s.isEmpty }
-            if p[0] == "*" { return reference(Array(p.dropFirst()), s) || (!s.isEmpty && reference(p, Array(s.dropFirst()))) }
+            if p[0] == "*" {
+                return reference(Array(p.dropFirst()), s) || (!s.isEmpty && reference(p, Array(s.dropFirst())))
+            }
             return !s.isEmpty && p[0] == s[0] && reference(Array(p.dropFirst()), Array(s.dropFirst()))
         }
         var generator = SystemRandomNumberGenerator()
         let alphabet: [Character] = ["a", "b", "."]
         for _ in 0..<3000 {
-            let pattern = String((0..<Int.random(in: 1...6, using: &generator)).map { _ in
-                Bool.random(using: &generator) ? "*" : alphabet.randomElement(using: &generator)!
-            })
-            let name = String((0..<Int.random(in: 0...7, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
-            #expect(ToolPattern(pattern)!.matches(name) == reference(Array(pattern), Array(name)), "\(pattern) vs \(name)")
+            let pattern = String(
+                (0..<Int.random(in: 1...6, using: &generator)).map { _ in
+                    Bool.random(using: &generator) ? "*" : alphabet.randomElement(using: &generator)!
+                })
+            let name = String(
+                (0..<Int.random(in: 0...7, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! })
+            #expect(
+                ToolPattern(pattern)!.matches(name) == reference(Array(pattern), Array(name)), "\(pattern) vs \(name)")
         }
     }
 }

@@ -8,7 +8,9 @@ public enum BuiltinTools {
     public static let executeTool = "system.execute_tool"
 
     static func object(_ properties: [String: Value], required: [String] = []) -> Value {
-        var schema: [String: Value] = ["type": "object", "properties": .object(properties), "additionalProperties": false]
+        var schema: [String: Value] = [
+            "type": "object", "properties": .object(properties), "additionalProperties": false,
+        ]
         if !required.isEmpty { schema["required"] = .array(required.map { .string($0) }) }
         return .object(schema)
     }

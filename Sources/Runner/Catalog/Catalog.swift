@@ -1,6 +1,6 @@
-import WorkspaceRegistry
 import Foundation
 import MCP
+import WorkspaceRegistry
 import Yams
 
 /// Every tool the gateway knows, by server, plus named bundles of patterns.
@@ -33,7 +33,9 @@ public struct Catalog: Sendable {
         }
         var compiled: [String: PatternSet] = [:]
         for (id, patterns) in bundles {
-            guard Identifier.isValid(id) else { throw CatalogError("bundle id \"\(id)\" is not a short ASCII identifier") }
+            guard Identifier.isValid(id) else {
+                throw CatalogError("bundle id \"\(id)\" is not a short ASCII identifier")
+            }
             do {
                 compiled[id] = try PatternSet(parsing: patterns)
             } catch {

@@ -42,7 +42,8 @@ public struct ClaimMinter: Sendable {
         let lifetime = min(ttl.components.seconds, policy.maximumLifetime.components.seconds)
         let expiry = min(issuedAt + max(lifetime, 1), Int64(leaseExpiresAt.timeIntervalSince1970))
         let claim = SessionClaim(
-            iss: policy.issuer, aud: .one(policy.audience), iat: issuedAt, nbf: issuedAt, exp: max(expiry, issuedAt + 1),
+            iss: policy.issuer, aud: .one(policy.audience), iat: issuedAt, nbf: issuedAt,
+            exp: max(expiry, issuedAt + 1),
             jti: RandomID.make(prefix: "clm"), sessionID: sessionID, tenantID: tenantID, actorID: actorID,
             workspaceID: workspaceID, leaseID: leaseID, allowedTools: allowedTools)
         return try await sign(claim)

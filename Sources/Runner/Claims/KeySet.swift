@@ -239,7 +239,8 @@ enum Base64URL {
         // Refuse padding and anything outside the alphabet before decoding, and re-encode to
         // refuse non-canonical trailing bits: two spellings of one signature must not both verify.
         guard text.utf8.allSatisfy(isAlphabet) else { return nil }
-        guard let bytes = try? Base64.decode(string: String(text), options: [.base64UrlAlphabet, .omitPaddingCharacter])
+        guard
+            let bytes = try? Base64.decode(string: String(text), options: [.base64UrlAlphabet, .omitPaddingCharacter])
         else { return nil }
         guard encode(bytes) == text else { return nil }
         return bytes

@@ -143,7 +143,9 @@ public struct AdminService: Sendable {
         do {
             try await gateway.registry.register(workspace)
         } catch let error as WorkspaceError {
-            throw APIError(error.code == .alreadyExists || error.code == .overlappingRoot ? 409 : 400, error.code.rawValue, error.message)
+            throw APIError(
+                error.code == .alreadyExists || error.code == .overlappingRoot ? 409 : 400, error.code.rawValue,
+                error.message)
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
@@ -185,8 +187,12 @@ public struct AdminService: Sendable {
         guard principal.manages(request.tenantID) else {
             throw APIError.forbidden("this admin key manages only its own tenant")
         }
-        for (field, value) in [("tenant_id", request.tenantID), ("actor_id", request.actorID), ("workspace_id", request.workspaceID)] {
-            guard Identifier.isValid(value) else { throw APIError.invalid("\(field) must be 1-64 characters of [A-Za-z0-9_-]") }
+        for (field, value) in [
+            ("tenant_id", request.tenantID), ("actor_id", request.actorID), ("workspace_id", request.workspaceID),
+        ] {
+            guard Identifier.isValid(value) else {
+                throw APIError.invalid("\(field) must be 1-64 characters of [A-Za-z0-9_-]")
+            }
         }
         try validateUniverse(serverID: request.serverID, bundleID: request.bundleID)
         try validatePatterns(request.allowedToolNames, field: "allowed_tool_names")
@@ -202,8 +208,11 @@ public struct AdminService: Sendable {
             id: RandomID.make(prefix: "ses"), tenantID: request.tenantID, actorID: request.actorID,
             workspaceID: request.workspaceID, serverID: request.serverID, bundleID: request.bundleID,
             allowedToolNames: request.allowedToolNames, deniedToolNames: request.deniedToolNames,
-            lease: Lease(id: RandomID.make(prefix: "lse"), issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(leaseSeconds))),
-            claimTTLSeconds: claimSeconds, leaseTTLSeconds: leaseSeconds, createdAt: now, updatedAt: now, revokedAt: nil,
+            lease: Lease(
+                id: RandomID.make(prefix: "lse"), issuedAt: now,
+                expiresAt: now.addingTimeInterval(TimeInterval(leaseSeconds))),
+            claimTTLSeconds: claimSeconds, leaseTTLSeconds: leaseSeconds, createdAt: now, updatedAt: now,
+            revokedAt: nil,
             version: 1)
         do {
             try await gateway.store.insertSession(session)
@@ -226,7 +235,8 @@ public struct AdminService: Sendable {
     }
 
     /// Applies a merge-patch; connected clients whose visible set changed get `tools/list_changed`.
-    public func patchSession(id: String, patch: SessionPatch, by principal: Principal) async throws(APIError) -> Session {
+    public func patchSession(id: String, patch: SessionPatch, by principal: Principal) async throws(APIError) -> Session
+    {
         let current = try await session(id: id, by: principal)
         guard current.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(id) was revoked") }
         guard patch.immutableFieldsPresent.isEmpty else {
@@ -240,9 +250,14 @@ public struct AdminService: Sendable {
         if case .set(let workspace) = patch.workspaceID {
             try await requireWorkspace(tenantID: current.tenantID, workspaceID: workspace)
         }
-        try validateUniverse(serverID: patch.serverID.apply(to: current.serverID), bundleID: patch.bundleID.apply(to: current.bundleID))
-        if case .set(let patterns) = patch.allowedToolNames { try validatePatterns(patterns, field: "allowed_tool_names") }
-        if case .set(let patterns) = patch.deniedToolNames { try validatePatterns(patterns, field: "denied_tool_names") }
+        try validateUniverse(
+            serverID: patch.serverID.apply(to: current.serverID), bundleID: patch.bundleID.apply(to: current.bundleID))
+        if case .set(let patterns) = patch.allowedToolNames {
+            try validatePatterns(patterns, field: "allowed_tool_names")
+        }
+        if case .set(let patterns) = patch.deniedToolNames {
+            try validatePatterns(patterns, field: "denied_tool_names")
+        }
         let claimSeconds: Int?
         switch patch.claimTTLSeconds {
         case .unchanged: claimSeconds = nil
@@ -298,7 +313,9 @@ public struct AdminService: Sendable {
         async throws(APIError) -> (Session, String)
     {
         let session = try await session(id: sessionID, by: principal)
-        guard session.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(sessionID) was revoked") }
+        guard session.revokedAt == nil else {
+            throw APIError(409, "session_revoked", "session \(sessionID) was revoked")
+        }
         guard session.lease.isLive(at: gateway.now()) else {
             throw APIError(409, "lease_expired", "the session's lease has ended; renew it first")
         }
@@ -312,7 +329,9 @@ public struct AdminService: Sendable {
         -> (Session, String)
     {
         let current = try await session(id: sessionID, by: principal)
-        guard current.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(sessionID) was revoked") }
+        guard current.revokedAt == nil else {
+            throw APIError(409, "session_revoked", "session \(sessionID) was revoked")
+        }
         let seconds = ttlSeconds ?? current.leaseTTLSeconds
         guard (1...Self.maximumLeaseSeconds).contains(seconds) else {
             throw APIError.invalid("ttl_seconds must be 1-\(Self.maximumLeaseSeconds)")
@@ -322,7 +341,8 @@ public struct AdminService: Sendable {
         do {
             updated = try await gateway.store.updateSession(id: sessionID) { session in
                 session.lease = Lease(
-                    id: RandomID.make(prefix: "lse"), issuedAt: now, expiresAt: now.addingTimeInterval(TimeInterval(seconds)))
+                    id: RandomID.make(prefix: "lse"), issuedAt: now,
+                    expiresAt: now.addingTimeInterval(TimeInterval(seconds)))
                 session.updatedAt = now
                 session.version += 1
             }
@@ -339,11 +359,13 @@ public struct AdminService: Sendable {
         let now = gateway.now()
         do {
             guard
-                let updated = try await gateway.store.updateSession(id: sessionID, { session in
-                    session.lease.revokedAt = session.lease.revokedAt ?? now
-                    session.updatedAt = now
-                    session.version += 1
-                })
+                let updated = try await gateway.store.updateSession(
+                    id: sessionID,
+                    { session in
+                        session.lease.revokedAt = session.lease.revokedAt ?? now
+                        session.updatedAt = now
+                        session.version += 1
+                    })
             else { throw APIError.notFound("session \(sessionID)") }
             return updated
         } catch let error as APIError {
@@ -355,11 +377,16 @@ public struct AdminService: Sendable {
 
     /// Creates a tenant admin key (operator only). The key is returned once; only its hash is kept.
     public func createAdminKey(tenantID: String, by principal: Principal) async throws(APIError) -> String {
-        guard principal == .operator else { throw APIError.forbidden("only the operator key can create tenant admin keys") }
-        guard Identifier.isValid(tenantID) else { throw APIError.invalid("tenant_id must be 1-64 characters of [A-Za-z0-9_-]") }
+        guard principal == .operator else {
+            throw APIError.forbidden("only the operator key can create tenant admin keys")
+        }
+        guard Identifier.isValid(tenantID) else {
+            throw APIError.invalid("tenant_id must be 1-64 characters of [A-Za-z0-9_-]")
+        }
         let key = RandomID.secret(prefix: "lh_tk")
         do {
-            try await gateway.store.insertAdminKey(id: RandomID.make(prefix: "key"), tenantID: tenantID, keyHash: Digest.sha256Hex(key.utf8))
+            try await gateway.store.insertAdminKey(
+                id: RandomID.make(prefix: "key"), tenantID: tenantID, keyHash: Digest.sha256Hex(key.utf8))
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
@@ -371,8 +398,10 @@ public struct AdminService: Sendable {
     private func mint(_ session: Session, ttl: Int, allowedTools: [String]?) async throws(APIError) -> String {
         do {
             return try await gateway.minter.mint(
-                sessionID: session.id, tenantID: session.tenantID, actorID: session.actorID, workspaceID: session.workspaceID,
-                leaseID: session.lease.id, leaseExpiresAt: session.lease.expiresAt, ttl: .seconds(ttl), allowedTools: allowedTools,
+                sessionID: session.id, tenantID: session.tenantID, actorID: session.actorID,
+                workspaceID: session.workspaceID,
+                leaseID: session.lease.id, leaseExpiresAt: session.lease.expiresAt, ttl: .seconds(ttl),
+                allowedTools: allowedTools,
                 now: gateway.now())
         } catch {
             throw APIError(500, "signing_failed", "the claim could not be signed: \(error)")

@@ -90,14 +90,17 @@ public final class Gateway: Sendable {
                 "claim's \(mismatched.joined(separator: ", ")) differ from session \(session.id)'s; mint a fresh claim")
         }
         guard claim.leaseID == session.lease.id else {
-            throw Refusal(.leaseReplaced, "claim's lease \(claim.leaseID) was replaced; mint a claim for the current lease")
+            throw Refusal(
+                .leaseReplaced, "claim's lease \(claim.leaseID) was replaced; mint a claim for the current lease")
         }
         guard session.lease.isLive(at: now()) else {
-            throw Refusal(.leaseExpired, "lease \(session.lease.id) of session \(session.id) has ended; renew the lease")
+            throw Refusal(
+                .leaseExpired, "lease \(session.lease.id) of session \(session.id) has ended; renew the lease")
         }
         try await bind(verified, session: session, connectionID: connectionID)
         let scope = try Scope(
-            session: session, claimAllowedTools: claim.allowedTools, endpointServer: endpointServer, catalog: resolver.catalog)
+            session: session, claimAllowedTools: claim.allowedTools, endpointServer: endpointServer,
+            catalog: resolver.catalog)
         return CallContext(claim: verified, session: session, scope: scope, connectionID: connectionID)
     }
 
@@ -136,7 +139,8 @@ public final class Gateway: Sendable {
         }
         guard await connections.bindSession(session.id, to: connectionID) else {
             throw Refusal(
-                .boundaryMismatch, "this MCP connection belongs to another session; open a new connection for session \(session.id)")
+                .boundaryMismatch,
+                "this MCP connection belongs to another session; open a new connection for session \(session.id)")
         }
     }
 
@@ -196,7 +200,8 @@ public final class Gateway: Sendable {
             case .none, .null?: targetArguments = nil
             case .object(let object)?: targetArguments = object
             default:
-                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"))
+                return Self.errorResult(
+                    Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"))
             }
             return try await call(target, arguments: targetArguments, in: context)
         default:
@@ -204,7 +209,8 @@ public final class Gateway: Sendable {
         }
     }
 
-    private func searchTools(_ arguments: [String: Value]?, in context: CallContext) throws(Refusal) -> CallTool.Result {
+    private func searchTools(_ arguments: [String: Value]?, in context: CallContext) throws(Refusal) -> CallTool.Result
+    {
         guard case .string(let query)? = arguments?["query"] else {
             return Self.errorResult(Refusal(.invalidArguments, "system.search_tools needs a string \"query\""))
         }
@@ -212,8 +218,11 @@ public final class Gateway: Sendable {
         if case .int(let requested)? = arguments?["limit"] { limit = max(1, min(requested, 100)) }
         let found = resolver.search(query, in: context.scope, limit: limit)
         let items: [Value] = found.map { .object(["name": .string($0.name), "description": .string($0.description)]) }
-        let text = found.isEmpty ? "no matching tools" : found.map { "\($0.name): \($0.description)" }.joined(separator: "\n")
-        return CallTool.Result(content: [.text(text: text, annotations: nil, _meta: nil)], structuredContent: ["tools": .array(items)] as Value?)
+        let text =
+            found.isEmpty ? "no matching tools" : found.map { "\($0.name): \($0.description)" }.joined(separator: "\n")
+        return CallTool.Result(
+            content: [.text(text: text, annotations: nil, _meta: nil)],
+            structuredContent: ["tools": .array(items)] as Value?)
     }
 
     private func execute(_ tool: String, tier: String, arguments: [String: Value]?, in context: CallContext) async
@@ -221,10 +230,13 @@ public final class Gateway: Sendable {
     {
         let workspace: Workspace
         do {
-            workspace = try await registry.resolve(tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
+            workspace = try await registry.resolve(
+                tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
         } catch {
             return Self.errorResult(
-                Refusal(.workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered"))
+                Refusal(
+                    .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered"
+                ))
         }
         let encoded: [UInt8]
         do {
@@ -233,13 +245,16 @@ public final class Gateway: Sendable {
             return Self.errorResult(Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"))
         }
         let invocation = ToolInvocation(
-            tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID, workspaceID: workspace.workspaceID,
+            tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID,
+            workspaceID: workspace.workspaceID,
             workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id)
         switch await executor.execute(invocation) {
         case .unavailable(let reason):
             return Self.errorResult(Refusal(.executionUnavailable, reason))
         case .completed(let result, let isError):
-            let value = (try? JSONDecoder().decode(Value.self, from: Data(result))) ?? .string(String(decoding: result, as: UTF8.self))
+            let value =
+                (try? JSONDecoder().decode(Value.self, from: Data(result)))
+                ?? .string(String(decoding: result, as: UTF8.self))
             return CallTool.Result(
                 content: [.text(text: String(decoding: result, as: UTF8.self), annotations: nil, _meta: nil)],
                 structuredContent: value as Value?, isError: isError)
@@ -250,7 +265,8 @@ public final class Gateway: Sendable {
     static func errorResult(_ refusal: Refusal) -> CallTool.Result {
         CallTool.Result(
             content: [.text(text: refusal.description, annotations: nil, _meta: nil)],
-            structuredContent: ["error": ["code": .string(refusal.code.rawValue), "message": .string(refusal.message)]] as Value?,
+            structuredContent: ["error": ["code": .string(refusal.code.rawValue), "message": .string(refusal.message)]]
+                as Value?,
             isError: true)
     }
 

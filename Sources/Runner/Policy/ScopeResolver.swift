@@ -15,7 +15,8 @@ public struct Scope: Sendable {
     let denied: PatternSet
 
     /// Compiles the scope of `session` as seen through `claimAllowedTools` and `endpointServer`.
-    public init(session: Session, claimAllowedTools: [String]?, endpointServer: String?, catalog: Catalog) throws(Refusal)
+    public init(session: Session, claimAllowedTools: [String]?, endpointServer: String?, catalog: Catalog)
+        throws(Refusal)
     {
         serverID = session.serverID
         bundleID = session.bundleID
@@ -107,7 +108,8 @@ public struct ScopeResolver: Sendable {
         }
         guard let tier = tierByTool[tool] else {
             if let (a, b) = policy.ambiguity(for: tool) {
-                return .hidden(reason: "tool \(tool) matches equally specific policy patterns \(a) and \(b) with different tiers")
+                return .hidden(
+                    reason: "tool \(tool) matches equally specific policy patterns \(a) and \(b) with different tiers")
             }
             return .hidden(reason: "no risk tier maps \(tool) in policies/tools.yaml; unmapped tools are denied")
         }

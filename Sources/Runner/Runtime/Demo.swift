@@ -14,7 +14,8 @@ public enum Demo {
             if !FileManager.default.fileExists(atPath: readme) {
                 try "# \(tenant) demo repository\n\nOnly \(tenant)'s sessions can see this file.\n".write(
                     toFile: readme, atomically: true, encoding: .utf8)
-                try "print(\"hello from \(tenant)\")\n".write(toFile: root + "/src/main.py", atomically: true, encoding: .utf8)
+                try "print(\"hello from \(tenant)\")\n".write(
+                    toFile: root + "/src/main.py", atomically: true, encoding: .utf8)
             }
             if try await runtime.gateway.store.workspace(tenantID: tenant, workspaceID: "demo") == nil {
                 _ = try await runtime.admin.registerWorkspace(

@@ -7,7 +7,7 @@ import ServiceLifecycle
 import WorkspaceRegistry
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where and how to run.
@@ -59,7 +59,8 @@ public struct Runtime: Sendable {
 
         let operatorKey: String
         let operatorKeySource: String
-        if let fromEnvironment = ProcessInfo.processInfo.environment["LEASEHOLD_OPERATOR_KEY"], !fromEnvironment.isEmpty {
+        if let fromEnvironment = ProcessInfo.processInfo.environment["LEASEHOLD_OPERATOR_KEY"], !fromEnvironment.isEmpty
+        {
             operatorKey = fromEnvironment
             operatorKeySource = "environment LEASEHOLD_OPERATOR_KEY"
         } else {
@@ -97,7 +98,8 @@ public struct Runtime: Sendable {
 
     /// Creates the directory (0700) if needed and returns its canonical absolute path.
     static func prepareDirectory(_ path: String) throws -> String {
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard let resolved = realpath(path, nil) else { throw ConfigError("cannot resolve state directory \(path)") }
         defer { free(resolved) }
         return String(cString: resolved)

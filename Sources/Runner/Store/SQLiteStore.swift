@@ -61,15 +61,20 @@ public final class SQLiteStore: LeaseholdStore {
 
     public func allWorkspaces() async throws -> [Workspace] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces ORDER BY tenant_id, workspace_id")
-                .map(Self.workspace)
+            try Row.fetchAll(
+                db,
+                sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces ORDER BY tenant_id, workspace_id"
+            )
+            .map(Self.workspace)
         }
     }
 
     public func workspace(tenantID: String, workspaceID: String) async throws -> Workspace? {
         try await pool.read { db in
             try Row.fetchOne(
-                db, sql: "SELECT tenant_id, workspace_id, root, read_only FROM workspaces WHERE tenant_id = ? AND workspace_id = ?",
+                db,
+                sql:
+                    "SELECT tenant_id, workspace_id, root, read_only FROM workspaces WHERE tenant_id = ? AND workspace_id = ?",
                 arguments: [tenantID, workspaceID]
             ).map(Self.workspace)
         }
@@ -83,7 +88,8 @@ public final class SQLiteStore: LeaseholdStore {
                 .map(Self.workspace)
             try rules.validate(workspace, existing: existing)
             try db.execute(
-                sql: "INSERT INTO workspaces (tenant_id, workspace_id, root, read_only, created_at) VALUES (?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT INTO workspaces (tenant_id, workspace_id, root, read_only, created_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [workspace.tenantID, workspace.workspaceID, workspace.root, workspace.readOnly, Date()])
         }
     }
@@ -91,13 +97,15 @@ public final class SQLiteStore: LeaseholdStore {
     public func deleteWorkspace(tenantID: String, workspaceID: String) async throws -> Bool {
         try await pool.write { db in
             try db.execute(
-                sql: "DELETE FROM workspaces WHERE tenant_id = ? AND workspace_id = ?", arguments: [tenantID, workspaceID])
+                sql: "DELETE FROM workspaces WHERE tenant_id = ? AND workspace_id = ?",
+                arguments: [tenantID, workspaceID])
             return db.changesCount > 0
         }
     }
 
     private static func workspace(_ row: Row) -> Workspace {
-        Workspace(tenantID: row["tenant_id"], workspaceID: row["workspace_id"], root: row["root"], readOnly: row["read_only"])
+        Workspace(
+            tenantID: row["tenant_id"], workspaceID: row["workspace_id"], root: row["root"], readOnly: row["read_only"])
     }
 
     // MARK: Sessions
@@ -122,12 +130,14 @@ public final class SQLiteStore: LeaseholdStore {
         let encoder = self.encoder
         let decoder = self.decoder
         return try await pool.write { db in
-            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id]) else {
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id])
+            else {
                 return nil
             }
             var session = try decoder.decode(Session.self, from: body)
             try mutate(&session)
-            try db.execute(sql: "UPDATE sessions SET body = ? WHERE id = ?", arguments: [try encoder.encode(session), id])
+            try db.execute(
+                sql: "UPDATE sessions SET body = ? WHERE id = ?", arguments: [try encoder.encode(session), id])
             return session
         }
     }
@@ -143,10 +153,12 @@ public final class SQLiteStore: LeaseholdStore {
             {
                 let boundFingerprint: String = row["fingerprint"]
                 let boundConnection: String = row["connection_id"]
-                return boundFingerprint == fingerprint && boundConnection == connectionID ? .alreadyBoundHere : .boundElsewhere
+                return boundFingerprint == fingerprint && boundConnection == connectionID
+                    ? .alreadyBoundHere : .boundElsewhere
             }
             try db.execute(
-                sql: "INSERT INTO claim_bindings (jti, fingerprint, connection_id, session_id, expires_at) VALUES (?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT INTO claim_bindings (jti, fingerprint, connection_id, session_id, expires_at) VALUES (?, ?, ?, ?, ?)",
                 arguments: [jti, fingerprint, connectionID, sessionID, expiresAt.timeIntervalSince1970])
             return .bound
         }
@@ -154,7 +166,8 @@ public final class SQLiteStore: LeaseholdStore {
 
     public func pruneBindings(expiredBefore date: Date) async throws {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM claim_bindings WHERE expires_at < ?", arguments: [date.timeIntervalSince1970])
+            try db.execute(
+                sql: "DELETE FROM claim_bindings WHERE expires_at < ?", arguments: [date.timeIntervalSince1970])
         }
     }
 

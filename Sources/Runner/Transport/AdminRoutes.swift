@@ -18,7 +18,8 @@ struct AdminRoutes: Sendable {
         api.get("/workspaces") { request, _ in
             try await respond(request) { request, principal in
                 let tenant = request.uri.queryParameters.get("tenant_id")
-                return HTTPJSON.response(.ok, ["workspaces": try await admin.listWorkspaces(tenantID: tenant, by: principal)])
+                return HTTPJSON.response(
+                    .ok, ["workspaces": try await admin.listWorkspaces(tenantID: tenant, by: principal)])
             }
         }
         api.delete("/workspaces/:tenant_id/:workspace_id") { request, context in
@@ -39,20 +40,25 @@ struct AdminRoutes: Sendable {
         api.get("/sessions/:id") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { _, principal in
-                HTTPJSON.response(.ok, SessionWithClaim(session: try await admin.session(id: id, by: principal), claim: nil))
+                HTTPJSON.response(
+                    .ok, SessionWithClaim(session: try await admin.session(id: id, by: principal), claim: nil))
             }
         }
         api.patch("/sessions/:id") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { request, principal in
                 let patch = try await HTTPJSON.decode(SessionPatch.self, from: &request)
-                return HTTPJSON.response(.ok, SessionWithClaim(session: try await admin.patchSession(id: id, patch: patch, by: principal), claim: nil))
+                return HTTPJSON.response(
+                    .ok,
+                    SessionWithClaim(
+                        session: try await admin.patchSession(id: id, patch: patch, by: principal), claim: nil))
             }
         }
         api.delete("/sessions/:id") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { _, principal in
-                HTTPJSON.response(.ok, SessionWithClaim(session: try await admin.revokeSession(id: id, by: principal), claim: nil))
+                HTTPJSON.response(
+                    .ok, SessionWithClaim(session: try await admin.revokeSession(id: id, by: principal), claim: nil))
             }
         }
         api.post("/sessions/:id/claims") { request, context in
@@ -68,14 +74,17 @@ struct AdminRoutes: Sendable {
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { request, principal in
                 let body = try await optionalBody(ClaimRequest.self, from: &request) ?? ClaimRequest()
-                let (session, claim) = try await admin.renewLease(sessionID: id, ttlSeconds: body.ttlSeconds, by: principal)
+                let (session, claim) = try await admin.renewLease(
+                    sessionID: id, ttlSeconds: body.ttlSeconds, by: principal)
                 return HTTPJSON.response(.created, SessionWithClaim(session: session, claim: claim))
             }
         }
         api.delete("/sessions/:id/lease") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { _, principal in
-                HTTPJSON.response(.ok, SessionWithClaim(session: try await admin.revokeLease(sessionID: id, by: principal), claim: nil))
+                HTTPJSON.response(
+                    .ok,
+                    SessionWithClaim(session: try await admin.revokeLease(sessionID: id, by: principal), claim: nil))
             }
         }
         api.post("/tenants/:tenant_id/admin-keys") { request, context in
@@ -105,7 +114,9 @@ struct AdminRoutes: Sendable {
     }
 
     private func optionalBody<T: Decodable>(_ type: T.Type, from request: inout Request) async throws(APIError) -> T? {
-        if request.headers[.contentLength] == "0" || (request.headers[.contentLength] == nil && request.headers[.transferEncoding] == nil) {
+        if request.headers[.contentLength] == "0"
+            || (request.headers[.contentLength] == nil && request.headers[.transferEncoding] == nil)
+        {
             return nil
         }
         return try await HTTPJSON.decode(T.self, from: &request)

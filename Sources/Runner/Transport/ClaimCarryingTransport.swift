@@ -39,7 +39,9 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     }
 
     private func record(_ data: Data) {
-        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data), let id = envelope.id else { return }
+        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data), let id = envelope.id else {
+            return
+        }
         if let claim = envelope.params?.meta?.claim {
             claims[id.description] = claim
         } else {

@@ -84,7 +84,8 @@ public actor ConnectionRegistry {
     func entries(forSession sessionID: String) -> [Snapshot] {
         entries.compactMap { id, entry in
             entry.sessionID == sessionID
-                ? Snapshot(connectionID: id, claimAllowedTools: entry.claimAllowedTools, endpointServer: entry.endpointServer)
+                ? Snapshot(
+                    connectionID: id, claimAllowedTools: entry.claimAllowedTools, endpointServer: entry.endpointServer)
                 : nil
         }
     }

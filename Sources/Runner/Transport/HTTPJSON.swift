@@ -16,7 +16,8 @@ enum HTTPJSON {
         return decoder
     }()
 
-    static func response(_ status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response {
+    static func response(_ status: HTTPResponse.Status, _ value: some Encodable, headers: HTTPFields = [:]) -> Response
+    {
         var headers = headers
         headers[.contentType] = "application/json"
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
@@ -24,10 +25,14 @@ enum HTTPJSON {
     }
 
     static func error(_ error: APIError, headers: HTTPFields = [:]) -> Response {
-        response(HTTPResponse.Status(code: error.status), ["error": ["code": error.code, "message": error.message]], headers: headers)
+        response(
+            HTTPResponse.Status(code: error.status), ["error": ["code": error.code, "message": error.message]],
+            headers: headers)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: inout Request, limit: Int = 1 << 20) async throws(APIError) -> T {
+    static func decode<T: Decodable>(_ type: T.Type, from request: inout Request, limit: Int = 1 << 20)
+        async throws(APIError) -> T
+    {
         let buffer: ByteBuffer
         do {
             buffer = try await request.collectBody(upTo: limit)

@@ -40,7 +40,9 @@ public struct HTTPSettings: Sendable {
 /// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`.
 public enum HTTPServer {
     /// The router for `admin` and its gateway.
-    public static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<BasicRequestContext> {
+    public static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<
+        BasicRequestContext
+    > {
         let router = Router()
         let gateway = admin.gateway
         let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
@@ -70,8 +72,10 @@ struct MCPEndpoint: Sendable {
 
     func handle(_ request: Request, endpointServer: String?) async -> Response {
         if let refusal = checkOriginAndHost(request) { return refusal }
-        if let endpointServer, !gateway.resolver.catalog.servers.contains(endpointServer) || endpointServer == "system" {
-            return jsonRPCError(status: .notFound, code: -32600, message: "not_found: no server \(endpointServer) at this endpoint")
+        if let endpointServer, !gateway.resolver.catalog.servers.contains(endpointServer) || endpointServer == "system"
+        {
+            return jsonRPCError(
+                status: .notFound, code: -32600, message: "not_found: no server \(endpointServer) at this endpoint")
         }
         var request = request
         let body: ByteBuffer
@@ -79,7 +83,8 @@ struct MCPEndpoint: Sendable {
             body = try await request.collectBody(upTo: settings.maximumBodyBytes)
         } catch {
             return jsonRPCError(
-                status: .contentTooLarge, code: -32600, message: "body_too_large: MCP requests are limited to \(settings.maximumBodyBytes) bytes")
+                status: .contentTooLarge, code: -32600,
+                message: "body_too_large: MCP requests are limited to \(settings.maximumBodyBytes) bytes")
         }
         let token = MCPHandlers.bearer(request.headers[.authorization])
         let sessionHeader = request.headers[HTTPField.Name("Mcp-Session-Id")!]
@@ -87,25 +92,30 @@ struct MCPEndpoint: Sendable {
         let connectionID: String
         let transport: StatefulHTTPServerTransport
         if let sessionHeader {
-            guard let (existing, endpoint) = await gateway.connections.httpConnection(sessionHeader), endpoint == endpointServer
+            guard let (existing, endpoint) = await gateway.connections.httpConnection(sessionHeader),
+                endpoint == endpointServer
             else {
-                return jsonRPCError(status: .notFound, code: -32600, message: "not_found: unknown or deleted MCP session id")
+                return jsonRPCError(
+                    status: .notFound, code: -32600, message: "not_found: unknown or deleted MCP session id")
             }
             connectionID = sessionHeader
             transport = existing
             do {
-                _ = try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+                _ = try await gateway.authenticate(
+                    token: token, connectionID: connectionID, endpointServer: endpointServer)
             } catch {
                 return unauthorized(error)
             }
         } else {
             guard request.method == .post else {
-                return jsonRPCError(status: .badRequest, code: -32600, message: "invalid_request: Mcp-Session-Id header required")
+                return jsonRPCError(
+                    status: .badRequest, code: -32600, message: "invalid_request: Mcp-Session-Id header required")
             }
             if let refusal = checkPostHeaders(request) { return refusal }
             connectionID = RandomID.make(prefix: "mcp")
             do {
-                _ = try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+                _ = try await gateway.authenticate(
+                    token: token, connectionID: connectionID, endpointServer: endpointServer)
             } catch {
                 return unauthorized(error)
             }
@@ -117,7 +127,8 @@ struct MCPEndpoint: Sendable {
                 ]))
             let server = await MCPHandlers.makeServer(
                 gateway: gateway, connectionID: connectionID, endpointServer: endpointServer, fallbackClaim: nil)
-            await gateway.connections.register(connectionID, server: server, httpTransport: transport, endpointServer: endpointServer)
+            await gateway.connections.register(
+                connectionID, server: server, httpTransport: transport, endpointServer: endpointServer)
             do {
                 try await server.start(transport: transport)
             } catch {
@@ -140,17 +151,24 @@ struct MCPEndpoint: Sendable {
     /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.
     private func checkOriginAndHost(_ request: Request) -> Response? {
         if let origin = request.headers[.origin] {
-            let allowed = settings.allowedOrigins.contains(origin) || (settings.allowedOrigins.isEmpty && isLoopbackOrigin(origin))
+            let allowed =
+                settings.allowedOrigins.contains(origin)
+                || (settings.allowedOrigins.isEmpty && isLoopbackOrigin(origin))
             if !allowed {
-                return jsonRPCError(status: .forbidden, code: -32600, message: "forbidden_origin: origin \(origin) is not allowed")
+                return jsonRPCError(
+                    status: .forbidden, code: -32600, message: "forbidden_origin: origin \(origin) is not allowed")
             }
         }
         let hosts = settings.allowedHosts
         if let host = request.head.authority {
             let name = hostName(host)
-            let allowed = hosts.isEmpty ? (!settings.isLoopback || ["127.0.0.1", "localhost", "[::1]", "::1"].contains(name)) : hosts.contains(host) || hosts.contains(name)
+            let allowed =
+                hosts.isEmpty
+                ? (!settings.isLoopback || ["127.0.0.1", "localhost", "[::1]", "::1"].contains(name))
+                : hosts.contains(host) || hosts.contains(name)
             if !allowed {
-                return jsonRPCError(status: .forbidden, code: -32600, message: "forbidden_host: host \(host) is not allowed")
+                return jsonRPCError(
+                    status: .forbidden, code: -32600, message: "forbidden_host: host \(host) is not allowed")
             }
         }
         return nil
@@ -176,7 +194,8 @@ struct MCPEndpoint: Sendable {
         }
         guard (request.headers[.contentType] ?? "").lowercased().hasPrefix("application/json") else {
             return jsonRPCError(
-                status: .unsupportedMediaType, code: -32600, message: "unsupported_media_type: Content-Type must be application/json")
+                status: .unsupportedMediaType, code: -32600,
+                message: "unsupported_media_type: Content-Type must be application/json")
         }
         return nil
     }
@@ -190,7 +209,9 @@ struct MCPEndpoint: Sendable {
         return jsonRPCError(status: .unauthorized, code: -32001, message: refusal.description, headers: headers)
     }
 
-    private func jsonRPCError(status: HTTPResponse.Status, code: Int, message: String, headers: HTTPFields = [:]) -> Response {
+    private func jsonRPCError(status: HTTPResponse.Status, code: Int, message: String, headers: HTTPFields = [:])
+        -> Response
+    {
         struct Body: Encodable {
             struct ErrorBody: Encodable {
                 let code: Int

@@ -18,7 +18,8 @@ enum MCPHandlers {
         @Sendable func context() async throws -> CallContext {
             let token = bearer(Server.currentHandlerContext?.httpContext?.header("Authorization")) ?? fallbackClaim
             do {
-                return try await gateway.authenticate(token: token, connectionID: connectionID, endpointServer: endpointServer)
+                return try await gateway.authenticate(
+                    token: token, connectionID: connectionID, endpointServer: endpointServer)
             } catch {
                 gateway.logger.info("refused", metadata: ["code": "\(error.code)", "connection": "\(connectionID)"])
                 throw MCPError.serverError(code: -32001, message: error.description)

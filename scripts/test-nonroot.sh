@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the built Swift test bundle (unit and black-box attack tests) as an unprivileged user, so
+# everything proven as root here is also proven the way production runs Leasehold.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bundle="$(swift build --show-bin-path)/leaseholdPackageTests.xctest"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-nonroot: already unprivileged (uid $(id -u)); the regular run covered it"
+    exit 0
+fi
+user=leasehold-ci
+id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
+if ! runuser -u "$user" -- test -r "$PWD/policies/tiers.yaml" -a -x "$bundle"; then
+    echo "test-nonroot: user $user cannot read $PWD (a parent directory is not traversable); make it readable" >&2
+    exit 1
+fi
+echo "test-nonroot: running the Swift tests as $user (uid $(id -u "$user"))"
+runuser -u "$user" -- env HOME=/tmp TMPDIR=/tmp LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
+    "$bundle" --testing-library swift-testing
