@@ -83,7 +83,9 @@ public struct ClaimVerifier: Sendable {
                 .claimInvalid, "claim algorithm \(header.alg ?? "(missing)") is not allowed (allowed: EdDSA, HS256)")
         }
         if header.jwk != nil || header.jku != nil || header.x5u != nil || header.x5c != nil {
-            throw Refusal(.claimInvalid, "claim header embeds or points at a key (jwk/jku/x5u/x5c); keys are configured server-side only")
+            throw Refusal(
+                .claimInvalid,
+                "claim header embeds or points at a key (jwk/jku/x5u/x5c); keys are configured server-side only")
         }
         if let critical = header.crit {
             let unknown = critical.filter { !Self.understoodCritical.contains($0) }
@@ -112,9 +114,11 @@ public struct ClaimVerifier: Sendable {
     /// Fully verifies a claim for use on the call path.
     public func verify(_ token: String) throws(Refusal) -> VerifiedClaim {
         let (payloadBytes, key) = try verifySignature(token)
-        let header = try? JSONDecoder().decode(ClaimHeader.self, from: Data(Base64URL.decode(token.prefix { $0 != "." }) ?? []))
+        let header = try? JSONDecoder().decode(
+            ClaimHeader.self, from: Data(Base64URL.decode(token.prefix { $0 != "." }) ?? []))
         guard header?.typ == ClaimPolicy.tokenType else {
-            throw Refusal(.claimInvalid, "claim typ must be \(ClaimPolicy.tokenType), got \(header?.typ ?? "(missing)")")
+            throw Refusal(
+                .claimInvalid, "claim typ must be \(ClaimPolicy.tokenType), got \(header?.typ ?? "(missing)")")
         }
         let claim: SessionClaim
         do {
@@ -143,10 +147,13 @@ public struct ClaimVerifier: Sendable {
             throw Refusal(.claimInvalid, "claim key \(key.kid) may only sign claims of tenant \(tenant)")
         }
         guard claim.exp > claim.iat else { throw Refusal(.claimInvalid, "claim exp must be after iat") }
-        guard claim.exp - claim.iat <= policy.maximumLifetime.components.seconds else {
-            throw Refusal(
-                .claimLifetimeExceeded,
-                "claim lives \(claim.exp - claim.iat) s, more than the maximum \(policy.maximumLifetime.components.seconds) s")
+        // The times are whatever Int64s the signer chose; trapping arithmetic here would let any key
+        // holder (one tenant's orchestrator key included) crash the runner for every tenant.
+        let maximum = policy.maximumLifetime.components.seconds
+        let (lifetime, overflow) = claim.exp.subtractingReportingOverflow(claim.iat)
+        guard !overflow, lifetime <= maximum else {
+            let lives = overflow ? "longer than \(Int64.max) s" : "\(lifetime) s"
+            throw Refusal(.claimLifetimeExceeded, "claim lives \(lives), more than the maximum \(maximum) s")
         }
         try checkTime(claim)
     }
@@ -155,15 +162,32 @@ public struct ClaimVerifier: Sendable {
     public func checkTime(_ claim: SessionClaim) throws(Refusal) {
         let now = Int64(self.now().timeIntervalSince1970)
         let skew = policy.clockSkew.components.seconds
-        guard now < claim.exp + skew else {
-            throw Refusal(.claimExpired, "claim expired at \(claim.exp) (now \(now)); ask the orchestrator for a fresh claim")
+        // Skew is applied to `now`, never to the claim's times (which may sit at the ends of
+        // Int64), and saturates, so no claim and no configured skew can trap.
+        let earliest = now.subtractingSaturating(skew)
+        let latest = now.addingSaturating(skew)
+        guard claim.exp > earliest else {
+            throw Refusal(
+                .claimExpired, "claim expired at \(claim.exp) (now \(now)); ask the orchestrator for a fresh claim")
         }
-        guard claim.nbf <= now + skew else {
+        guard claim.nbf <= latest else {
             throw Refusal(.claimNotYetValid, "claim is not valid before \(claim.nbf) (now \(now))")
         }
-        guard claim.iat <= now + skew else {
+        guard claim.iat <= latest else {
             throw Refusal(.claimNotYetValid, "claim was issued in the future (iat \(claim.iat), now \(now))")
         }
+    }
+}
+
+extension Int64 {
+    fileprivate func addingSaturating(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+
+    fileprivate func subtractingSaturating(_ other: Int64) -> Int64 {
+        let (difference, overflow) = subtractingReportingOverflow(other)
+        return overflow ? (other > 0 ? .min : .max) : difference
     }
 }
 
