@@ -1,0 +1,79 @@
+"""Fixtures: the leasehold binary, a fresh state directory, and a running HTTP server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from interop_support import LeaseholdServer, POLICIES_DIR, leasehold_binary
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def binary() -> Path:
+    return leasehold_binary()
+
+
+@pytest.fixture
+def workspace_root(tmp_path: Path) -> Path:
+    """An existing, absolute, canonical (symlink-free) directory for the tenant's workspace."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    (root / "README.md").write_text("interop fixture\n")
+    return Path(os.path.realpath(root))
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+def _start(binary: Path, state_dir: Path, policies: Path, config: Path | None, workspace_root: Path) -> LeaseholdServer:
+    server = LeaseholdServer(binary, state_dir, policies, config).start()
+    server.register_workspace(workspace_root)
+    return server
+
+
+@pytest.fixture
+def server(binary: Path, state_dir: Path, workspace_root: Path, request: pytest.FixtureRequest) -> Iterator[LeaseholdServer]:
+    """A running server with the repo's policies, no extra catalog, and workspace acme/w1."""
+    started = _start(binary, state_dir, POLICIES_DIR, None, workspace_root)
+    yield started
+    started.stop()
+    _dump_log_on_failure(request, started)
+
+
+@pytest.fixture
+def start_server(binary: Path, state_dir: Path, workspace_root: Path, request: pytest.FixtureRequest):
+    """Factory for a server with custom policies/config; stopped at teardown."""
+    started: list[LeaseholdServer] = []
+
+    def factory(policies: Path = POLICIES_DIR, config: Path | None = None) -> LeaseholdServer:
+        srv = _start(binary, state_dir, policies, config, workspace_root)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+        _dump_log_on_failure(request, srv)
+
+
+def _dump_log_on_failure(request: pytest.FixtureRequest, server: LeaseholdServer) -> None:
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print("\n--- leasehold stderr ---\n" + "\n".join(server.log[-200:]))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, "rep_" + report.when, report)

@@ -1,0 +1,105 @@
+"""Streamable HTTP with the official Python client: initialize, list, call, per-request auth."""
+
+from __future__ import annotations
+
+import warnings
+
+import httpx
+import pytest
+from mcp import ClientSession
+
+from interop_support import (
+    BUILTIN_SYSTEM_TOOLS,
+    BUILTIN_WORKSPACE_TOOLS,
+    assert_execution_unavailable,
+    assert_not_in_scope,
+    assert_refused,
+    INITIALIZE_BODY,
+    http_mcp,
+    jsonrpc_messages,
+    raw_headers,
+    raw_post,
+    streamablehttp_client,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_python_client_initializes_lists_and_calls(server) -> None:
+    session_record, claim = server.create_session(denied_tool_names=["shell.*", "repo.write_file"])
+    # The (deprecated but widely used) `streamablehttp_client(url, headers=...)` entry point.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        client = streamablehttp_client(server.mcp_url, headers={"Authorization": f"Bearer {claim}"})
+    async with client as (read, write, get_session_id):
+        async with ClientSession(read, write) as session:
+            init = await session.initialize()
+            assert init.serverInfo.name == "leasehold"
+            assert init.capabilities.tools is not None and init.capabilities.tools.listChanged is True
+            assert get_session_id(), "no Mcp-Session-Id assigned"
+
+            names = [t.name for t in (await session.list_tools()).tools]
+            expected = set(BUILTIN_SYSTEM_TOOLS) | set(BUILTIN_WORKSPACE_TOOLS) - {"shell.run", "repo.write_file"}
+            assert set(names) == expected
+            assert len(names) == len(set(names)), "duplicate tool names in tools/list"
+
+            # A visible tool passes every check and reaches the (not yet built) executor.
+            result = await session.call_tool("repo.read_file", {"path": "README.md"})
+            assert_execution_unavailable(result, "repo.read_file")
+
+            # Hidden (denied) and nonexistent tools are refused identically.
+            await assert_not_in_scope(session, "shell.run", {"command": "id"})
+            await assert_not_in_scope(session, "repo.write_file", {"path": "x", "content": "y"})
+            await assert_not_in_scope(session, "nope.does_not_exist")
+
+            # execute_tool re-applies the target's scope.
+            result = await session.call_tool("system.execute_tool", {"name": "repo.stat", "arguments": {"path": "."}})
+            assert_execution_unavailable(result, "system.execute_tool(repo.stat)")
+            await assert_not_in_scope(session, "system.execute_tool", {"name": "shell.run", "arguments": {"command": "id"}})
+
+
+async def test_every_request_needs_the_authorization_header(server) -> None:
+    _, claim = server.create_session()
+    async with http_mcp(server.mcp_url, claim) as conn:
+        sid = conn.mcp_session_id
+        version = str(conn.init.protocolVersion)
+        list_body = {"jsonrpc": "2.0", "id": 99, "method": "tools/list", "params": {}}
+        call_body = {
+            "jsonrpc": "2.0", "id": 100, "method": "tools/call",
+            "params": {"name": "repo.read_file", "arguments": {"path": "README.md"}},
+        }
+
+        # Same connection, no Authorization header: refused, even though the connection is live.
+        for body in (list_body, call_body):
+            response = await raw_post(server.mcp_url, body, raw_headers(None, sid, version))
+            assert_refused(response, "claim_missing")
+
+        # The GET (SSE) stream and DELETE need the claim too: knowing an Mcp-Session-Id is not enough.
+        async with httpx.AsyncClient(timeout=10) as client:
+            get_headers = {**raw_headers(None, sid, version), "Accept": "text/event-stream"}
+            async with client.stream("GET", server.mcp_url, headers=get_headers) as response:
+                await response.aread()
+                assert_refused(response, "claim_missing")
+            response = await client.delete(server.mcp_url, headers=raw_headers(None, sid, version))
+            assert_refused(response, "claim_missing")
+
+        # A garbage bearer on the live connection: refused as an invalid claim.
+        response = await raw_post(server.mcp_url, list_body, raw_headers("not-a-jwt", sid, version))
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["message"].startswith("claim_invalid:"), response.text
+
+        # The same raw request with the bound claim is served (proves the refusals above were
+        # about the header, not about the raw request shape).
+        response = await raw_post(server.mcp_url, list_body, raw_headers(claim, sid, version))
+        assert response.status_code == 200, response.text
+        [message] = [m for m in jsonrpc_messages(response) if m.get("id") == 99]
+        assert "repo.read_file" in {t["name"] for t in message["result"]["tools"]}, message
+
+        # And the Python client on that connection still works afterwards.
+        names = await conn.tool_names()
+        assert "repo.read_file" in names
+
+    # Initialize without any claim: refused before a connection exists.
+    response = await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(None))
+    assert_refused(response, "claim_missing")
+    assert "mcp-session-id" not in {k.lower() for k in response.headers}
