@@ -60,6 +60,10 @@ struct ProtocolAttackTests {
         let hijack = try await server.call("tools/list", claim: globexClaim, session: try #require(acmeConnection))
         #expect(hijack.status == 401)
         #expect(hijack.errorMessage.hasPrefix("boundary_mismatch:"))
+        // The refused attempt did not burn globex's claim: its owner still binds it to its own connection.
+        let (owner, ownerConnection) = try await server.initialize(claim: globexClaim)
+        #expect(owner.status == 200, "a claim refused on a foreign connection stays usable: \(owner.body)")
+        #expect(ownerConnection != nil)
     }
 
     @Test func serverScopedEndpointNarrows() async throws {

@@ -123,6 +123,12 @@ public final class Gateway: Sendable {
 
     private func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
         let jti = verified.claim.jti
+        // The connection check comes before the claim binding is stored: a claim presented on a
+        // connection it may not use is refused without being burned, so whoever planted it on the
+        // wrong connection cannot deny its owner the claim (the owner would get claim_replayed).
+        guard await connections.mayServe(session.id, connectionID: connectionID) else {
+            throw connectionOfAnotherSession(session)
+        }
         if let bound = confirmedBindings.withLock({ $0[jti] }) {
             guard bound == connectionID + "|" + verified.fingerprint else { throw replayed(session) }
         } else {
@@ -138,10 +144,14 @@ public final class Gateway: Sendable {
             confirmedBindings.withLock { $0[jti] = connectionID + "|" + verified.fingerprint }
         }
         guard await connections.bindSession(session.id, to: connectionID) else {
-            throw Refusal(
-                .boundaryMismatch,
-                "this MCP connection belongs to another session; open a new connection for session \(session.id)")
+            throw connectionOfAnotherSession(session)
         }
+    }
+
+    private func connectionOfAnotherSession(_ session: Session) -> Refusal {
+        Refusal(
+            .boundaryMismatch,
+            "this MCP connection belongs to another session; open a new connection for session \(session.id)")
     }
 
     private func replayed(_ session: Session) -> Refusal {
@@ -284,6 +294,16 @@ public final class Gateway: Sendable {
     public func sessionChanged(_ sessionID: String) async {
         guard let session = try? await store.session(id: sessionID) else { return }
         await notify(session: session)
+    }
+
+    /// Closes the live MCP connections of `sessionID` (revoke, lease revoke, actor or workspace
+    /// hand-off): a connection serves one holder of the session and is never handed to the next.
+    public func closeConnections(ofSession sessionID: String, reason: String) async {
+        let closed = await connections.close(session: sessionID)
+        if closed > 0 {
+            logger.info(
+                "closed connections", metadata: ["session": "\(sessionID)", "count": "\(closed)", "reason": "\(reason)"])
+        }
     }
 
     private func notifyAllConnections() async {

@@ -58,6 +58,12 @@ public actor ConnectionRegistry {
         return (transport, entry.endpointServer)
     }
 
+    /// Whether the connection is unbound or already serves `sessionID` (no change is made).
+    func mayServe(_ sessionID: String, connectionID: String) -> Bool {
+        guard let bound = entries[connectionID]?.sessionID else { return true }
+        return bound == sessionID
+    }
+
     /// Binds the connection to a session on first use; false when it already serves another.
     /// Unregistered connection ids (tests calling the gateway directly) are tracked on the fly.
     func bindSession(_ sessionID: String, to connectionID: String) -> Bool {
@@ -109,6 +115,15 @@ public actor ConnectionRegistry {
         let idle = entries.filter { $0.value.lastActive < cutoff && $0.value.httpTransport != nil }.map(\.key)
         for id in idle { await remove(id) }
         return idle.count
+    }
+
+    /// Closes every connection of `sessionID`: their servers stop and open SSE streams end, so a
+    /// client learns at once (404 on its next request) instead of holding a stream to a session
+    /// that no longer admits it. Returns how many were closed.
+    func close(session sessionID: String) async -> Int {
+        let ids = entries.filter { $0.value.sessionID == sessionID }.map(\.key)
+        for id in ids { await remove(id) }
+        return ids.count
     }
 
     /// Stops every connection (shutdown).
