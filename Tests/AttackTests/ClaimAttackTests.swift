@@ -169,9 +169,14 @@ struct ClaimAttackTests {
 
         let (revokeStatus, _) = try await server.admin("DELETE", "/api/v1/sessions/\(victim.id)")
         #expect(revokeStatus == 200)
+        // Revoking closed the session's live connection: the client learns at once (404, re-initialize)...
         let afterRevoke = try await server.call("tools/list", claim: newClaim, session: try #require(mcpSession))
-        #expect(afterRevoke.status == 401)
-        #expect(afterRevoke.errorMessage.hasPrefix("session_revoked:"))
+        #expect(afterRevoke.status == 404)
+        // ...and re-initializing says why.
+        let (reopen, reopened) = try await server.initialize(claim: newClaim)
+        #expect(reopen.status == 401)
+        #expect(reopen.errorMessage.hasPrefix("session_revoked:"))
+        #expect(reopened == nil)
     }
 
     @Test func aClaimInToolArgumentsIsNeverTrusted() async throws {

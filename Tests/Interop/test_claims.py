@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp.shared.exceptions import McpError
 
 from interop_support import (
     INITIALIZE_BODY,
@@ -57,6 +58,24 @@ async def client_refused_midway(
     raise AssertionError(f"the Python client kept working after the claim should be refused ({code})")
 
 
+async def client_disconnected_midway(
+    server, claim: str, between: Callable[[Connection], Awaitable[Any]], code: str
+) -> None:
+    """Connects with `claim`, lists, runs `between` (which must close the connection server-side),
+    then expects the Python client's next request to fail as a terminated session (HTTP 404), and a
+    fresh initialize with the same claim to be refused with `code`."""
+    raw_response: list[httpx.Response] = []
+    with anyio.fail_after(30):
+        async with http_mcp(server.mcp_url, claim) as conn:
+            assert "repo.read_file" in await conn.tool_names()
+            await between(conn)
+            raw_response.append(await raw_list(server, conn, claim))
+            with pytest.raises(McpError, match="Session terminated"):
+                await conn.session.list_tools()
+    assert raw_response[0].status_code == 404, raw_response[0].text
+    assert_refused(await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(claim)), code)
+
+
 async def test_claim_is_bound_to_its_first_connection(server) -> None:
     record, claim = server.create_session()
     async with http_mcp(server.mcp_url, claim) as first:
@@ -100,7 +119,9 @@ async def test_revoked_session_is_refused_everywhere(server) -> None:
         revoked = (await server.aadmin("DELETE", f"/sessions/{record['id']}", expect=200)).json()["session"]
         assert revoked.get("revoked_at"), revoked
 
-    await client_refused_midway(server, claim, revoke, "session_revoked")
+    # Revoking closes the session's live connections (the client sees a terminated session);
+    # re-initializing with the claim names the reason.
+    await client_disconnected_midway(server, claim, revoke, "session_revoked")
 
     # A claim minted before the revoke and never used is refused too, on a new connection.
     assert_refused(await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(unused)), "session_revoked")

@@ -282,7 +282,11 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
-        await gateway.sessionChanged(id)
+        if updated.actorID != current.actorID || updated.workspaceID != current.workspaceID {
+            await gateway.closeConnections(ofSession: id, reason: "hand-off to another actor or workspace")
+        } else {
+            await gateway.sessionChanged(id)
+        }
         return updated
     }
 
@@ -304,7 +308,7 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
-        await gateway.sessionChanged(id)
+        await gateway.closeConnections(ofSession: id, reason: "session revoked")
         return updated
     }
 
@@ -367,6 +371,7 @@ public struct AdminService: Sendable {
                         session.version += 1
                     })
             else { throw APIError.notFound("session \(sessionID)") }
+            await gateway.closeConnections(ofSession: sessionID, reason: "lease revoked")
             return updated
         } catch let error as APIError {
             throw error

@@ -162,7 +162,8 @@ struct StdioService: Service {
     }
 }
 
-/// Closes idle MCP connections and prunes expired replay bindings, once a minute.
+/// Closes idle MCP connections and prunes expired replay bindings, once a minute; closes every
+/// connection on graceful shutdown.
 struct Reaper: Service {
     let gateway: Gateway
     let idleTimeout: Duration
@@ -172,11 +173,15 @@ struct Reaper: Service {
             do {
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
             } catch {
-                return
+                break
             }
             let cutoff = Date().addingTimeInterval(-TimeInterval(idleTimeout.components.seconds))
             _ = await gateway.connections.reapIdle(before: cutoff)
             try? await gateway.store.pruneBindings(expiredBefore: Date())
         }
+        // The group shuts services down in reverse order, so this runs before the HTTP server
+        // drains: ending the open SSE streams here is what lets that drain finish instead of
+        // waiting forever on a client that left a GET stream open.
+        await gateway.connections.removeAll()
     }
 }
