@@ -190,7 +190,7 @@ def goal_status(value, goal):
 # What each profiled stage's root function is, and what a "unit" of work is.
 PROFILE_STAGES = {
     "scope": ("Scope.init(session:claimAllowedTools:endpointServer:catalog:)", "scope compile", None),
-    "visible": ("ScopeResolver.visibleTools(in:)", "visible tools", "catalog tool"),
+    "visible": ("ScopeResolver.listing(in:)", "visible tools", "catalog tool"),
     "encode": ("JSONEncoder.encode<A>(_:)", "encode", "visible tool"),
     "claims": ("ClaimVerifier.verify(_:)", "claim verification", None),
 }
@@ -462,8 +462,8 @@ def render(args):
     w("Stages, timed within each iteration:")
     w("")
     w("- **scope compile** — `Scope(session:claimAllowedTools:endpointServer:catalog:)`, done per request by `Gateway.authenticate`;")
-    w("- **visible tools** — `resolver.visibleTools(in: scope).map(\\.mcpTool)` (`Gateway.listTools`);")
-    w("- **name set** — `Set(tools.map(\\.name))`, which `Gateway.listTools` hands to the connection registry;")
+    w("- **visible tools** — `resolver.listing(in: scope)` (`Gateway.listTools`);")
+    w("- **name set** — `tools.map(\\.name)`, which `Gateway.listTools` hands to the connection registry;")
     w("- **resolution** = the three above: the gateway's own work (claim verification, replay binding and the actor hop excluded);")
     w("- **encode** — the JSON-RPC response as the MCP SDK's `Server.send` encodes it (`JSONEncoder`, sorted keys);")
     w("- **response** = resolution + encode.")

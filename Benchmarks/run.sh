@@ -109,7 +109,7 @@ else
             if [[ " $missed " == *" list "* ]]; then
                 profile scope 10000 "$(symbol '$s6Runner5ScopeV7session17claimAllowedTools14endpointServer7catalog')" \
                     --profile resolve --sizes 10000 --list-samples 100 --list-warmup 0
-                profile visible 10000 "$(symbol '$s6Runner13ScopeResolverV12visibleTools2in')" \
+                profile visible 10000 "$(symbol '$s6Runner13ScopeResolverV7listing2in')" \
                     --profile resolve --sizes 10000 --list-samples 10 --list-warmup 0
                 # JSONEncoder.encode<T: Encodable>(_:) -> Data, in libFoundationEssentials.
                 profile encode 10000 '$s20FoundationEssentials11JSONEncoderC6encodeyAA4DataVxKSERzlF' \

@@ -6,8 +6,8 @@ import Runner
 ///
 /// - `scope_compile`: `Scope(session:claimAllowedTools:endpointServer:catalog:)` (done per request by
 ///   `Gateway.authenticate`).
-/// - `visible_tools`: `resolver.visibleTools(in: scope).map(\.mcpTool)` (`Gateway.listTools`).
-/// - `name_set`: `Set(tools.map(\.name))`, what `Gateway.listTools` hands to the connection registry.
+/// - `visible_tools`: `resolver.listing(in: scope)` (`Gateway.listTools`).
+/// - `name_set`: `tools.map(\.name)`, what `Gateway.listTools` hands to the connection registry.
 /// - `encode`: the JSON-RPC response as the MCP SDK's `Server.send` encodes it (`JSONEncoder`,
 ///   `.sortedKeys` + `.withoutEscapingSlashes`, `Response<ListTools>`).
 /// - `resolution` = scope_compile + visible_tools + name_set; `response` = resolution + encode.
@@ -98,9 +98,9 @@ enum ToolsListBench {
             let t0 = clock.now
             let scope = try Scope(session: session, claimAllowedTools: nil, endpointServer: nil, catalog: catalog)
             let t1 = clock.now
-            let tools = resolver.visibleTools(in: scope).map(\.mcpTool)
+            let tools = resolver.listing(in: scope)
             let t2 = clock.now
-            let names = Set(tools.map(\.name))
+            let names = tools.map(\.name)
             let t3 = clock.now
             var bytes = 0
             if only != .resolve {

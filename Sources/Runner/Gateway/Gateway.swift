@@ -169,9 +169,9 @@ public final class Gateway: Sendable {
 
     /// The tools visible in `context`.
     public func listTools(in context: CallContext) async -> [Tool] {
-        let tools = resolver.visibleTools(in: context.scope)
-        await connections.recordListed(Set(tools.map(\.name)), connectionID: context.connectionID, claim: context.claim)
-        return tools.map(\.mcpTool)
+        let tools = resolver.listing(in: context.scope)
+        await connections.recordListed(tools.map(\.name), connectionID: context.connectionID, claim: context.claim)
+        return tools
     }
 
     // MARK: Calls
@@ -315,14 +315,14 @@ public final class Gateway: Sendable {
     private func notify(session: Session) async {
         let resolver = self.resolver
         for entry in await connections.entries(forSession: session.id) {
-            let names: Set<String>
+            let names: [String]
             if session.revokedAt != nil {
                 names = []
             } else if let scope = try? Scope(
                 session: session, claimAllowedTools: entry.claimAllowedTools, endpointServer: entry.endpointServer,
                 catalog: resolver.catalog)
             {
-                names = Set(resolver.visibleTools(in: scope).map(\.name))
+                names = resolver.listing(in: scope).map(\.name)
             } else {
                 names = []
             }

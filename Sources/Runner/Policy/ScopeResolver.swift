@@ -1,3 +1,6 @@
+import MCP
+import Synchronization
+
 /// What a session may see, compiled once per request from the session, its claim and the endpoint.
 ///
 /// Visibility = universe (gateway | server | bundle) ∩ endpoint server ∩ claim.allowed_tools
@@ -56,62 +59,44 @@ public enum ScopeDecision: Sendable, Hashable {
 
 /// Decides visibility. The one function behind `tools/list`, `system.search_tools`,
 /// `system.execute_tool` and `tools/call`.
+///
+/// A scope is a list of layers (``layers(for:)``), each the set of catalog tools it lets through.
+/// ``decide(_:in:)`` walks the layers for one tool and names the first that hides it;
+/// ``visibleTools(in:)`` intersects the same layers word by word. Both read the same layers, so
+/// the list and the call path cannot disagree.
 public struct ScopeResolver: Sendable {
     /// The tools that exist.
     public let catalog: Catalog
     /// The risk policy.
     public let policy: RiskPolicy
-    private let tierByTool: [String: String]
+    private let index: CatalogIndex
 
-    /// Precomputes every catalog tool's tier.
+    /// Precomputes every catalog tool's tier, server and MCP form.
     public init(catalog: Catalog, policy: RiskPolicy) {
         self.catalog = catalog
         self.policy = policy
-        var tiers: [String: String] = [:]
-        for tool in catalog.tools {
-            if let tier = policy.tier(for: tool.name), policy.ambiguity(for: tool.name) == nil {
-                tiers[tool.name] = tier.name
-            }
-        }
-        self.tierByTool = tiers
+        self.index = CatalogIndex(catalog: catalog, policy: policy)
     }
 
     /// The tier of a catalog tool, nil when unmapped or ambiguous.
-    public func tier(of tool: String) -> String? { tierByTool[tool] }
+    public func tier(of tool: String) -> String? {
+        index.position[tool].flatMap { index.tiers[$0] }
+    }
 
     /// Decides whether `tool` is visible in `scope`.
     public func decide(_ tool: String, in scope: Scope) -> ScopeDecision {
         if tool == BuiltinTools.searchTools || tool == BuiltinTools.executeTool {
             return .visible(tier: "system")
         }
-        guard let descriptor = catalog.tool(named: tool) else {
+        guard let position = index.position[tool] else {
             return .hidden(reason: "no tool named \(tool) exists in the catalog")
         }
-        let server = descriptor.server
-        if let endpoint = scope.endpointServer, endpoint != server {
-            return .hidden(reason: "this endpoint serves only server \(endpoint)")
+        for layer in layers(for: scope) where !layer.admits(position) {
+            return .hidden(reason: reason(layer.kind, tool: tool, scope: scope))
         }
-        if let serverID = scope.serverID, serverID != server {
-            return .hidden(reason: "the session's universe is server \(serverID)")
-        }
-        if let bundle = scope.bundle, bundle.firstMatch(tool) == nil {
-            return .hidden(reason: "tool \(tool) is not in the session's bundle \(scope.bundleID ?? "")")
-        }
-        if let claimAllowed = scope.claimAllowed, claimAllowed.firstMatch(tool) == nil {
-            return .hidden(reason: "tool \(tool) matches none of the claim's allowed_tools")
-        }
-        if let deny = scope.denied.firstMatch(tool) {
-            return .hidden(reason: "tool \(tool) is denied by session pattern \(deny)")
-        }
-        if let allowed = scope.allowed, allowed.firstMatch(tool) == nil {
-            return .hidden(reason: "tool \(tool) matches none of the session's allowed_tool_names")
-        }
-        guard let tier = tierByTool[tool] else {
-            if let (a, b) = policy.ambiguity(for: tool) {
-                return .hidden(
-                    reason: "tool \(tool) matches equally specific policy patterns \(a) and \(b) with different tiers")
-            }
-            return .hidden(reason: "no risk tier maps \(tool) in policies/tools.yaml; unmapped tools are denied")
+        guard let tier = index.tiers[position] else {
+            // The tier layer admits exactly the tools with a tier.
+            return .hidden(reason: reason(.tier, tool: tool, scope: scope))
         }
         return .visible(tier: tier)
     }
@@ -119,19 +104,169 @@ public struct ScopeResolver: Sendable {
     /// Every visible tool, system built-ins first, then by name.
     public func visibleTools(in scope: Scope) -> [ToolDescriptor] {
         var result = BuiltinTools.system
-        for tool in catalog.tools where decide(tool.name, in: scope).isVisible {
-            result.append(tool)
-        }
+        visibleSet(in: scope).forEach { result.append(index.tools[$0]) }
+        return result
+    }
+
+    /// What `tools/list` returns: the visible tools in MCP form, built-ins first, then by name.
+    public func listing(in scope: Scope) -> [Tool] {
+        let visible = visibleSet(in: scope)
+        var result = index.systemTools
+        result.reserveCapacity(result.count + visible.population)
+        visible.forEach { result.append(index.mcpTools[$0]) }
         return result
     }
 
     /// Ranked search filtered by visibility after scoring.
     public func search(_ query: String, in scope: Scope, limit: Int) -> [ToolDescriptor] {
+        let visible = visibleSet(in: scope)
         var result: [ToolDescriptor] = []
-        for (name, _) in catalog.searchIndex.rank(query) where decide(name, in: scope).isVisible {
-            if let tool = catalog.tool(named: name) { result.append(tool) }
+        for (name, _) in catalog.searchIndex.rank(query) {
+            if name == BuiltinTools.searchTools || name == BuiltinTools.executeTool {
+                if let tool = catalog.tool(named: name) { result.append(tool) }
+            } else if let position = index.position[name], visible.contains(position) {
+                result.append(index.tools[position])
+            }
             if result.count >= limit { break }
         }
         return result
+    }
+
+    private func visibleSet(in scope: Scope) -> ToolBitSet {
+        var visible = index.tiered
+        for layer in layers(for: scope) { visible.formIntersection(layer.admitted) }
+        return visible
+    }
+
+    /// The scope's layers in the order a hidden tool's reason is reported; the tier layer
+    /// (``CatalogIndex/tiered``) comes last and is applied by the callers.
+    func layers(for scope: Scope) -> [ScopeLayer] {
+        var layers: [ScopeLayer] = []
+        if let endpoint = scope.endpointServer {
+            layers.append(ScopeLayer(kind: .endpoint(endpoint), admitted: index.servers(endpoint)))
+        }
+        if let server = scope.serverID {
+            layers.append(ScopeLayer(kind: .server(server), admitted: index.servers(server)))
+        }
+        if let bundle = scope.bundle {
+            layers.append(ScopeLayer(kind: .bundle(scope.bundleID ?? ""), admitted: index.mask(of: bundle)))
+        }
+        if let claimAllowed = scope.claimAllowed {
+            layers.append(ScopeLayer(kind: .claimAllowed, admitted: index.mask(of: claimAllowed)))
+        }
+        if !scope.denied.patterns.isEmpty {
+            layers.append(ScopeLayer(kind: .denied, admitted: index.mask(of: scope.denied).complement))
+        }
+        if let allowed = scope.allowed {
+            layers.append(ScopeLayer(kind: .allowed, admitted: index.mask(of: allowed)))
+        }
+        return layers
+    }
+
+    /// The operator-facing reason a layer hides `tool` (never shown to the caller).
+    private func reason(_ kind: ScopeLayer.Kind, tool: String, scope: Scope) -> String {
+        switch kind {
+        case .endpoint(let server): return "this endpoint serves only server \(server)"
+        case .server(let server): return "the session's universe is server \(server)"
+        case .bundle(let bundle): return "tool \(tool) is not in the session's bundle \(bundle)"
+        case .claimAllowed: return "tool \(tool) matches none of the claim's allowed_tools"
+        case .denied:
+            return "tool \(tool) is denied by session pattern \(scope.denied.firstMatch(tool)?.text ?? "?")"
+        case .allowed: return "tool \(tool) matches none of the session's allowed_tool_names"
+        case .tier:
+            if let (a, b) = policy.ambiguity(for: tool) {
+                return "tool \(tool) matches equally specific policy patterns \(a) and \(b) with different tiers"
+            }
+            return "no risk tier maps \(tool) in policies/tools.yaml; unmapped tools are denied"
+        }
+    }
+}
+
+/// One narrowing step of a scope: the catalog tools it lets through.
+struct ScopeLayer {
+    enum Kind {
+        case endpoint(String), server(String), bundle(String), claimAllowed, denied, allowed, tier
+    }
+
+    let kind: Kind
+    let admitted: ToolBitSet
+
+    func admits(_ position: Int) -> Bool { admitted.contains(position) }
+}
+
+/// The catalog laid out by position (sorted by name) for ``ScopeResolver``: tiers, servers, MCP
+/// forms, and each pattern's matches, computed once per pattern and catalog.
+final class CatalogIndex: Sendable {
+    let tools: [ToolDescriptor]
+    let mcpTools: [Tool]
+    let systemTools: [Tool]
+    let position: [String: Int]
+    let tiers: [String?]
+    /// The tools with an unambiguous tier: the last layer of every scope.
+    let tiered: ToolBitSet
+    private let serverMasks: [String: ToolBitSet]
+    private let patternMasks = Mutex<[String: ToolBitSet]>([:])
+    /// Bounds the pattern cache (about 1.3 KB per pattern for 10,000 tools); when full it starts over.
+    private static let patternCacheLimit = 4096
+
+    init(catalog: Catalog, policy: RiskPolicy) {
+        tools = catalog.tools
+        mcpTools = tools.map(\.mcpTool)
+        systemTools = BuiltinTools.system.map(\.mcpTool)
+        var position: [String: Int] = [:]
+        var tiers: [String?] = []
+        var tiered = ToolBitSet(count: tools.count)
+        var servers: [String: ToolBitSet] = [:]
+        for (index, tool) in tools.enumerated() {
+            position[tool.name] = index
+            let tier = policy.ambiguity(for: tool.name) == nil ? policy.tier(for: tool.name)?.name : nil
+            tiers.append(tier)
+            if tier != nil { tiered.insert(index) }
+            servers[tool.server, default: ToolBitSet(count: tools.count)].insert(index)
+        }
+        self.position = position
+        self.tiers = tiers
+        self.tiered = tiered
+        self.serverMasks = servers
+    }
+
+    /// The tools of one server (empty for a server without tools).
+    func servers(_ server: String) -> ToolBitSet {
+        serverMasks[server] ?? ToolBitSet(count: tools.count)
+    }
+
+    /// The tools matching any pattern of `set`.
+    func mask(of set: PatternSet) -> ToolBitSet {
+        var cached: [ToolBitSet] = []
+        var missing: [ToolPattern] = []
+        patternMasks.withLock { masks in
+            for pattern in set.patterns {
+                if let mask = masks[pattern.text] { cached.append(mask) } else { missing.append(pattern) }
+            }
+        }
+        var result = ToolBitSet(count: tools.count)
+        for mask in cached { result.formUnion(mask) }
+        guard !missing.isEmpty else { return result }
+        var computed: [(String, ToolBitSet)] = []
+        for pattern in missing {
+            let mask = matches(of: pattern)
+            result.formUnion(mask)
+            computed.append((pattern.text, mask))
+        }
+        patternMasks.withLock { masks in
+            if masks.count + computed.count > Self.patternCacheLimit { masks.removeAll(keepingCapacity: true) }
+            for (text, mask) in computed { masks[text] = mask }
+        }
+        return result
+    }
+
+    private func matches(of pattern: ToolPattern) -> ToolBitSet {
+        var mask = ToolBitSet(count: tools.count)
+        if pattern.isExact {
+            if let index = position[pattern.text] { mask.insert(index) }
+            return mask
+        }
+        for (index, tool) in tools.enumerated() where pattern.matches(tool.name) { mask.insert(index) }
+        return mask
     }
 }

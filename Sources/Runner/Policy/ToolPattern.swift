@@ -9,6 +9,8 @@ public struct ToolPattern: Hashable, Sendable, CustomStringConvertible {
     private let segments: [[UInt8]]
     private let anchoredStart: Bool
     private let anchoredEnd: Bool
+    /// True when the pattern has no wildcard.
+    public let isExact: Bool
 
     /// Parses a pattern; nil when it has characters outside `[A-Za-z0-9_.*-]` or is empty/too long.
     public init?(_ text: String) {
@@ -19,11 +21,9 @@ public struct ToolPattern: Hashable, Sendable, CustomStringConvertible {
         self.text = text
         self.anchoredStart = bytes.first != UInt8(ascii: "*")
         self.anchoredEnd = bytes.last != UInt8(ascii: "*")
+        self.isExact = !bytes.contains(UInt8(ascii: "*"))
         self.segments = bytes.split(separator: UInt8(ascii: "*"), omittingEmptySubsequences: true).map(Array.init)
     }
-
-    /// True when the pattern has no wildcard.
-    public var isExact: Bool { !text.contains("*") }
 
     /// The number of literal (non-`*`) bytes: the "most specific pattern wins" measure.
     public var literalLength: Int { segments.reduce(0) { $0 + $1.count } }

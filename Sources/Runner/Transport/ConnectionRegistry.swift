@@ -10,7 +10,8 @@ public actor ConnectionRegistry {
         var endpointServer: String?
         var sessionID: String?
         var claimAllowedTools: [String]?
-        var lastVisible: Set<String>?
+        /// In listing order (built-ins, then by name), which is deterministic, so arrays compare.
+        var lastVisible: [String]?
         var lastActive: Date
     }
 
@@ -76,7 +77,7 @@ public actor ConnectionRegistry {
     }
 
     /// Remembers what a connection was last shown, to detect changes later.
-    func recordListed(_ names: Set<String>, connectionID: String, claim: VerifiedClaim) {
+    func recordListed(_ names: [String], connectionID: String, claim: VerifiedClaim) {
         entries[connectionID]?.lastVisible = names
         entries[connectionID]?.claimAllowedTools = claim.claim.allowedTools
     }
@@ -97,7 +98,7 @@ public actor ConnectionRegistry {
     }
 
     /// Sends `notifications/tools/list_changed` when `visible` differs from what was last listed.
-    func notifyIfChanged(connectionID: String, visible: Set<String>) async {
+    func notifyIfChanged(connectionID: String, visible: [String]) async {
         guard let entry = entries[connectionID], let server = entry.server else { return }
         guard entry.lastVisible != visible else { return }
         entries[connectionID]?.lastVisible = visible
