@@ -497,6 +497,17 @@ def render(args):
                         for x in swift["tools_list"]),
               ", ".join("%s tools → %.2f ms" % ("{:,}".format(x["catalog_tools"]), x["resolver_build_ms"])
                         for x in swift["tools_list"])))
+        encodes = [x for x in swift["tools_list"] if "encode" in x["stages"] and x["visible_tools"]]
+        if encodes:
+            w("")
+            w("**encode** is the MCP Swift SDK's own work: its `Server` serializes `ListTools.Result` with"
+              " Foundation's `JSONEncoder` over the SDK's `Tool` and `Value` types, which Leasehold hands over"
+              " already built (per-tool MCP forms are made once per catalog). That costs %s per listed tool"
+              " here, and it is what keeps **response** over the goal; the gateway's own share (**resolution**)"
+              " is the part Leasehold controls. Answering `tools/list` from pre-encoded bytes would mean"
+              " bypassing the SDK's request handling, which we have not done." % ", ".join(
+                  "%s (%s tools)" % (us(x["stages"]["encode"]["median_us"] / x["visible_tools"]), "{:,}".format(x["catalog_tools"]))
+                  for x in encodes))
         w("")
 
     # Profile --------------------------------------------------------------------------------
