@@ -58,3 +58,19 @@ public struct KernelFeatures: Hashable, Sendable {
         )
     }
 }
+
+extension KernelFeatures {
+    /// The feature names a risk tier may list under `requires`.
+    public static let requirementNames = ["user_namespaces", "seccomp", "openat2", "landlock"]
+
+    /// Whether a feature named in a tier's `requires` is available; false for unknown names.
+    public func isAvailable(_ requirement: String) -> Bool {
+        switch requirement {
+        case "user_namespaces": userNamespaces.isAvailable
+        case "seccomp": seccomp.isAvailable
+        case "openat2": openat2.isAvailable
+        case "landlock": (landlockABI ?? 0) >= 1
+        default: false
+        }
+    }
+}

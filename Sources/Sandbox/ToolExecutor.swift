@@ -17,11 +17,14 @@ public struct ToolInvocation: Sendable, Hashable {
     public var sessionID: String
     /// The lease under which the call runs.
     public var leaseID: String
+    /// The version (content hash) of the policy that decided the call; audit records carry it,
+    /// and a worker serves only calls decided under the policy it was started with.
+    public var policyVersion: String
 
     /// Creates an invocation.
     public init(
         tool: String, tier: String, arguments: [UInt8], tenantID: String, workspaceID: String,
-        workspaceRoot: String, sessionID: String, leaseID: String
+        workspaceRoot: String, sessionID: String, leaseID: String, policyVersion: String
     ) {
         self.tool = tool
         self.tier = tier
@@ -31,6 +34,7 @@ public struct ToolInvocation: Sendable, Hashable {
         self.workspaceRoot = workspaceRoot
         self.sessionID = sessionID
         self.leaseID = leaseID
+        self.policyVersion = policyVersion
     }
 }
 

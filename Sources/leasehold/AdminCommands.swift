@@ -136,37 +136,71 @@ struct WorkspaceCommand: AsyncParsableCommand {
 
 struct PolicyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "policy", abstract: "Check and explain policies.", subcommands: [Check.self])
+        commandName: "policy", abstract: "Check and explain policies.", subcommands: [Check.self, Explain.self])
+
+    /// Loads the policies, printing every problem with file:line and exiting 1 when there is one.
+    static func load(_ policies: String) throws -> RiskPolicy {
+        do {
+            return try RiskPolicy.load(directory: policies)
+        } catch {
+            for diagnostic in error.diagnostics { print("error: \(diagnostic)") }
+            print("\(error.diagnostics.count) error(s); the policy cannot be used")
+            throw ExitCode(1)
+        }
+    }
+
+    static func catalog(_ config: String?) throws -> Catalog {
+        try (config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()).loadCatalog()
+    }
 
     struct Check: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate policies and report catalog tools without a tier.")
-        @Option var policies = "./policies"
-        @Option var config: String?
+            abstract: "Validate policies (file:line errors, exit 1) and report catalog tools without a tier.")
+        @Option(help: "Policies directory (tiers.yaml, tools.yaml, tenants/).") var policies = "./policies"
+        @Option(help: "leasehold.yaml, for the catalog the policy decides.") var config: String?
 
         func run() async throws {
-            let policy: RiskPolicy
-            do {
-                policy = try RiskPolicy.load(directory: policies)
-            } catch {
-                print("error: \(error)")
-                throw ExitCode(1)
-            }
-            let config = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
-            let catalog = try config.catalog?.catalog() ?? Catalog()
-            let resolver = ScopeResolver(catalog: catalog, policy: policy)
-            var warnings = 0
-            for tool in catalog.tools where resolver.tier(of: tool.name) == nil {
-                if let (a, b) = policy.ambiguity(for: tool.name) {
-                    print("error: \(tool.name) matches \(a) and \(b) with different tiers")
-                    throw ExitCode(1)
-                }
-                print("warning: \(tool.name) has no risk tier and will be denied")
-                warnings += 1
-            }
+            let policy = try PolicyCommand.load(policies)
+            let report = PolicyReport.check(policy, catalog: try PolicyCommand.catalog(config))
+            for error in report.errors { print("error: \(error)") }
+            for warning in report.warnings { print("warning: \(warning)") }
+            guard report.errors.isEmpty else { throw ExitCode(1) }
             print(
-                "ok: \(policy.tiers.count) tiers, \(policy.rules.count) tool patterns, \(warnings) warnings (version \(policy.version))"
+                "ok: \(policy.tiers.count) tiers, \(policy.rules.count) tool patterns, \(policy.tenantOverrides.count) tenant overrides, \(report.warnings.count) warnings (version \(policy.version))"
             )
+        }
+    }
+
+    struct Explain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the decision path for a tool: patterns, tier, tenant overrides, session visibility.")
+        @Argument(help: "The tool name, e.g. repo.write_file.") var tool: String
+        @Option(help: "Apply this tenant's overrides.") var tenant: String?
+        @Option(help: "Decide for this session (read from --state-dir).") var session: String?
+        @Option(help: "State directory, for --session.") var stateDir = "./.leasehold"
+        @Option(help: "Policies directory.") var policies = "./policies"
+        @Option(help: "leasehold.yaml, for the catalog.") var config: String?
+
+        func run() async throws {
+            let policy = try PolicyCommand.load(policies)
+            let resolver = ScopeResolver(catalog: try PolicyCommand.catalog(config), policy: policy)
+            var found: Session?
+            if let session {
+                let path = stateDir + "/leasehold.sqlite"
+                guard FileManager.default.fileExists(atPath: path) else {
+                    throw ValidationError("no state at \(path); pass --state-dir")
+                }
+                guard let stored = try await SQLiteStore(path: path).session(id: session) else {
+                    throw ValidationError("session \(session) does not exist in \(path)")
+                }
+                if let tenant, tenant != stored.tenantID {
+                    throw ValidationError("session \(session) belongs to tenant \(stored.tenantID), not \(tenant)")
+                }
+                found = stored
+            }
+            for line in PolicyReport.explain(tool: tool, resolver: resolver, tenant: tenant, session: found) {
+                print(line)
+            }
         }
     }
 }

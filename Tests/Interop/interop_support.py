@@ -260,6 +260,10 @@ class LeaseholdServer:
             process.wait(timeout=10)
             raise ShutdownError(f"leasehold serve did not exit within {SHUTDOWN_GRACE_S}s of SIGTERM; killed")
 
+    def send_signal(self, signum: int) -> None:
+        assert self._process is not None and self._process.poll() is None, "the server is not running"
+        self._process.send_signal(signum)
+
     def terminate(self, timeout: float) -> int | None:
         """Sends SIGTERM; the exit code, or None when the process is still running after `timeout`."""
         assert self._process is not None

@@ -17,7 +17,7 @@ import Testing
         let outcome = await UnavailableExecutor().execute(
             ToolInvocation(
                 tool: "repo.read_file", tier: "read", arguments: Array("{}".utf8), tenantID: "acme", workspaceID: "w",
-                workspaceRoot: "/srv/acme", sessionID: "s", leaseID: "l"))
+                workspaceRoot: "/srv/acme", sessionID: "s", leaseID: "l", policyVersion: "v"))
         guard case .unavailable(let reason) = outcome else {
             Issue.record("expected .unavailable, got \(outcome)")
             return

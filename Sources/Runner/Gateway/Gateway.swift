@@ -25,6 +25,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     private let resolverState: Mutex<ScopeResolver>
+    private let policyState: Mutex<PolicyStatus>
     /// Verified tokens by token text, so a claim's signature is checked once, not per call.
     /// Time checks, session state and binding are still checked on every call.
     private let verifiedTokens = Mutex<[String: VerifiedClaim]>([:])
@@ -47,6 +48,7 @@ public final class Gateway: Sendable {
         self.logger = logger
         self.now = now
         self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy))
+        self.policyState = Mutex(PolicyStatus(version: policy.version, loadedAt: now(), lastRejection: nil))
     }
 
     /// The current catalog and policy.
@@ -183,7 +185,9 @@ public final class Gateway: Sendable {
     public func call(_ tool: String, arguments: [String: Value]?, in context: CallContext) async throws(Refusal)
         -> CallTool.Result
     {
-        let decision = authorize(tool, in: context)
+        // One resolver for the whole call, so the tier and the policy version recorded agree.
+        let resolver = self.resolver
+        let decision = resolver.decide(tool, in: context.scope)
         guard case .visible(let tier) = decision else {
             if case .hidden(let reason) = decision {
                 logger.info(
@@ -215,7 +219,8 @@ public final class Gateway: Sendable {
             }
             return try await call(target, arguments: targetArguments, in: context)
         default:
-            return await execute(tool, tier: tier, arguments: arguments, in: context)
+            return await execute(
+                tool, tier: tier, policyVersion: resolver.policy.version, arguments: arguments, in: context)
         }
     }
 
@@ -235,7 +240,9 @@ public final class Gateway: Sendable {
             structuredContent: ["tools": .array(items)] as Value?)
     }
 
-    private func execute(_ tool: String, tier: String, arguments: [String: Value]?, in context: CallContext) async
+    private func execute(
+        _ tool: String, tier: String, policyVersion: String, arguments: [String: Value]?, in context: CallContext
+    ) async
         -> CallTool.Result
     {
         let workspace: Workspace
@@ -257,7 +264,8 @@ public final class Gateway: Sendable {
         let invocation = ToolInvocation(
             tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID,
             workspaceID: workspace.workspaceID,
-            workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id)
+            workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id,
+            policyVersion: policyVersion)
         switch await executor.execute(invocation) {
         case .unavailable(let reason):
             return Self.errorResult(Refusal(.executionUnavailable, reason))
@@ -290,6 +298,54 @@ public final class Gateway: Sendable {
         await notifyAllConnections()
     }
 
+    /// The policy in force and the last rejected reload, for `GET /api/v1/policy` and logs.
+    public var policyStatus: PolicyStatus { policyState.withLock { $0 } }
+
+    /// Loads `directory`, validates it (files and catalog), and swaps it in atomically; connected
+    /// sessions whose visible set changed get `notifications/tools/list_changed`. An invalid
+    /// policy is rejected and the one in force stays.
+    ///
+    /// - Returns: the new version, or the problems that rejected it.
+    @discardableResult
+    public func reloadPolicy(directory: String) async -> Result<String, PolicyValidationError> {
+        let loaded: RiskPolicy
+        do {
+            loaded = try RiskPolicy.load(directory: directory)
+        } catch {
+            rejectPolicy(error)
+            return .failure(error)
+        }
+        let report = PolicyReport.check(loaded, catalog: resolver.catalog)
+        guard report.errors.isEmpty else {
+            let error = PolicyValidationError(
+                diagnostics: report.errors.map {
+                    PolicyDiagnostic(file: directory + "/tools.yaml", line: nil, column: nil, message: $0)
+                })
+            rejectPolicy(error)
+            return .failure(error)
+        }
+        let previous = resolver.policy.version
+        if loaded.version != previous {
+            await replace(policy: loaded)
+        }
+        policyState.withLock {
+            $0.version = loaded.version; $0.loadedAt = now()
+        }
+        logger.notice(
+            "policy loaded",
+            metadata: ["version": "\(loaded.version)", "previous": "\(previous)", "directory": "\(directory)"])
+        return .success(loaded.version)
+    }
+
+    private func rejectPolicy(_ error: PolicyValidationError) {
+        policyState.withLock {
+            $0.lastRejection = PolicyStatus.Rejection(at: now(), errors: error.diagnostics.map(\.description))
+        }
+        logger.error(
+            "policy reload rejected; the policy in force stays",
+            metadata: ["version_in_force": "\(resolver.policy.version)", "errors": "\(error.description)"])
+    }
+
     /// Tells every connection of `sessionID` whose visible set changed.
     public func sessionChanged(_ sessionID: String) async {
         guard let session = try? await store.session(id: sessionID) else { return }
@@ -302,7 +358,8 @@ public final class Gateway: Sendable {
         let closed = await connections.close(session: sessionID)
         if closed > 0 {
             logger.info(
-                "closed connections", metadata: ["session": "\(sessionID)", "count": "\(closed)", "reason": "\(reason)"])
+                "closed connections",
+                metadata: ["session": "\(sessionID)", "count": "\(closed)", "reason": "\(reason)"])
         }
     }
 
@@ -328,5 +385,29 @@ public final class Gateway: Sendable {
             }
             await connections.notifyIfChanged(connectionID: entry.connectionID, visible: names)
         }
+    }
+}
+
+/// The policy in force and the last reload that was refused.
+public struct PolicyStatus: Sendable, Encodable {
+    /// A reload that was refused.
+    public struct Rejection: Sendable, Encodable {
+        /// When.
+        public let at: Date
+        /// Every problem, `file:line:column: message`.
+        public let errors: [String]
+    }
+
+    /// Content hash of the policy in force.
+    public var version: String
+    /// When it was loaded.
+    public var loadedAt: Date
+    /// The last refused reload, if any since start.
+    public var lastRejection: Rejection?
+
+    enum CodingKeys: String, CodingKey {
+        case version
+        case loadedAt = "loaded_at"
+        case lastRejection = "last_rejection"
     }
 }

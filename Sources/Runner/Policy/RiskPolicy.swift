@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 import Yams
 
 /// One risk tier from `policies/tiers.yaml`: what a tool of that tier implies.
@@ -76,7 +77,60 @@ public struct RiskTier: Codable, Sendable, Hashable {
     }
 }
 
-/// The security team's policy: tiers and the tool-pattern -> tier map.
+extension RiskTier {
+    /// The ways this tier is looser than `base`, one phrase each; empty when it is at least as strict.
+    ///
+    /// Stricter means: per-call isolation over a warm worker, approval required (with no longer a
+    /// grant and no more uses), a profile that allows no more, limits no higher, no network, no
+    /// caching (or a shorter one), and every kernel feature `base` requires.
+    public func loosenings(comparedTo base: RiskTier) -> [String] {
+        var looser: [String] = []
+        if isolation == .session && base.isolation == .call { looser.append("isolation session instead of call") }
+        if base.approval.required {
+            if !approval.required {
+                looser.append("no approval where the base tier requires one")
+            } else {
+                if (approval.ttlSeconds ?? .max) > (base.approval.ttlSeconds ?? .max) {
+                    looser.append(
+                        "approval grants last longer (\(approval.ttlSeconds ?? 0) s > \(base.approval.ttlSeconds ?? 0) s)"
+                    )
+                }
+                if (approval.uses ?? .max) > (base.approval.uses ?? .max) {
+                    looser.append(
+                        "approval grants allow more uses (\(approval.uses ?? 0) > \(base.approval.uses ?? 0))")
+                }
+            }
+        }
+        if let mine = SeccompProfileName(rawValue: seccompProfile),
+            let theirs = SeccompProfileName(rawValue: base.seccompProfile),
+            mine > theirs
+        {
+            looser.append("seccomp profile \(mine) allows more than \(theirs)")
+        }
+        let limitPairs: [(String, Int?, Int?)] = [
+            ("wall_ms", limits.wallMs, base.limits.wallMs), ("cpu_seconds", limits.cpuSeconds, base.limits.cpuSeconds),
+            ("memory_mib", limits.memoryMiB, base.limits.memoryMiB),
+            ("file_size_mib", limits.fileSizeMiB, base.limits.fileSizeMiB),
+            ("processes", limits.processes, base.limits.processes),
+            ("output_bytes", limits.outputBytes, base.limits.outputBytes),
+        ]
+        for (name, mine, theirs) in limitPairs where (mine ?? .max) > (theirs ?? .max) {
+            looser.append(
+                "limits.\(name) \(mine.map(String.init) ?? "unlimited") > \(theirs.map(String.init) ?? "unlimited")")
+        }
+        if network != base.network && base.network == "none" { looser.append("network \(network) instead of none") }
+        if cacheable && !base.cacheable {
+            looser.append("cacheable where the base tier is not")
+        } else if cacheable && base.cacheable && (cacheTTLSeconds ?? 0) > (base.cacheTTLSeconds ?? 0) {
+            looser.append("cache_ttl_seconds \(cacheTTLSeconds ?? 0) > \(base.cacheTTLSeconds ?? 0)")
+        }
+        let missing = Set(base.requires).subtracting(requires)
+        if !missing.isEmpty { looser.append("does not require \(missing.sorted().joined(separator: ", "))") }
+        return looser
+    }
+}
+
+/// The security team's policy: tiers, the tool-pattern -> tier map, and per-tenant tightenings.
 public struct RiskPolicy: Sendable, Hashable {
     /// Tiers by name.
     public var tiers: [String: RiskTier]
@@ -84,47 +138,73 @@ public struct RiskPolicy: Sendable, Hashable {
     public var rules: [(pattern: ToolPattern, tier: String)] {
         ruleList.map { ($0.pattern, $0.tier) }
     }
-    private var ruleList: [Rule]
+    private(set) var ruleList: [Rule]
+    /// Per-tenant overrides (`policies/tenants/<tenant>.yaml`), which only tighten.
+    public private(set) var tenantOverrides: [String: TenantOverride]
     /// Content hash of the files this policy was read from (audit records carry it).
     public var version: String
 
     struct Rule: Hashable, Sendable {
         let pattern: ToolPattern
         let tier: String
+        /// Where the rule is written, for diagnostics and `policy explain`.
+        var line: Int? = nil
     }
 
     /// Builds a policy in memory (tests, embedded default).
     public init(tiers: [String: RiskTier], rules: [(String, String)], version: String = "inline") throws {
-        self.tiers = tiers
-        self.version = version
         var list: [Rule] = []
         for (text, tier) in rules {
             guard let pattern = ToolPattern(text) else { throw PolicyError("tools: \(PatternError(pattern: text))") }
             guard tiers[tier] != nil else { throw PolicyError("tools: pattern \(text) names unknown tier \(tier)") }
             list.append(Rule(pattern: pattern, tier: tier))
         }
-        self.ruleList = list
+        try self.init(tiers: tiers, ruleList: list, tenantOverrides: [:], version: version)
+    }
+
+    init(tiers: [String: RiskTier], ruleList: [Rule], tenantOverrides: [String: TenantOverride], version: String) throws
+    {
+        self.tiers = tiers
+        self.ruleList = ruleList
+        self.tenantOverrides = tenantOverrides
+        self.version = version
         try checkTies()
     }
 
     /// The tier for a tool: the most specific matching pattern wins (exact beats wildcard, then the
     /// most literal characters). Nil when no pattern matches: such a tool is denied.
     public func tier(for tool: String) -> (name: String, pattern: ToolPattern)? {
+        Self.mostSpecific(ruleList, matching: tool).map { ($0.tier, $0.pattern) }
+    }
+
+    /// The tier for a tool as seen by `tenant`: the base tier, replaced by the most specific
+    /// matching override of the tenant. A tool without a base tier stays without one (denied):
+    /// an override never makes a tool visible.
+    public func tier(for tool: String, tenant: String?) -> (name: String, pattern: ToolPattern)? {
+        guard let base = tier(for: tool) else { return nil }
+        guard let tenant, let override = tenantOverrides[tenant],
+            let rule = Self.mostSpecific(override.rules, matching: tool)
+        else { return base }
+        return (rule.tier, rule.pattern)
+    }
+
+    static func mostSpecific(_ rules: [Rule], matching tool: String) -> Rule? {
         var best: Rule?
-        for rule in ruleList where rule.pattern.matches(tool) {
-            if let current = best, Self.specificity(current.pattern) >= Self.specificity(rule.pattern) { continue }
+        for rule in rules where rule.pattern.matches(tool) {
+            if let current = best, current.pattern.specificity >= rule.pattern.specificity { continue }
             best = rule
         }
-        return best.map { ($0.tier, $0.pattern) }
+        return best
     }
 
-    private static func specificity(_ pattern: ToolPattern) -> (Int, Int) {
-        (pattern.isExact ? 1 : 0, pattern.literalLength)
+    /// The rules matching `tool`, most specific first (for `policy explain`).
+    func matchingRules(_ tool: String, tenant: String? = nil) -> [Rule] {
+        let rules = tenant.flatMap { tenantOverrides[$0]?.rules } ?? ruleList
+        return rules.filter { $0.pattern.matches(tool) }.sorted { $0.pattern.specificity > $1.pattern.specificity }
     }
 
-    /// Two distinct patterns of equal specificity that assign different tiers to some name are
-    /// ambiguous. Checked for identical specificity pairs whose patterns are identical or both exact;
-    /// overlaps between different wildcard patterns are reported per tool by ``ambiguity(for:)``.
+    /// A pattern assigned two tiers is refused here; ties between different patterns are refused
+    /// when files are loaded (``PolicyFiles``) and reported per tool by ``ambiguity(for:)``.
     private func checkTies() throws {
         var seen: [String: String] = [:]
         for rule in ruleList {
@@ -138,52 +218,25 @@ public struct RiskPolicy: Sendable, Hashable {
     /// For a tool, the tie between equally specific patterns naming different tiers, if any.
     public func ambiguity(for tool: String) -> (ToolPattern, ToolPattern)? {
         let matching = ruleList.filter { $0.pattern.matches(tool) }
-        guard let top = matching.map({ Self.specificity($0.pattern) }).max(by: <) else { return nil }
-        let best = matching.filter { Self.specificity($0.pattern) == top }
+        guard let top = matching.map(\.pattern.specificity).max(by: <) else { return nil }
+        let best = matching.filter { $0.pattern.specificity == top }
         for a in best {
             for b in best where a.tier != b.tier { return (a.pattern, b.pattern) }
         }
         return nil
     }
 
-    /// Reads `tiers.yaml` and `tools.yaml` from a policies directory.
-    public static func load(directory: String) throws -> RiskPolicy {
-        let tiersPath = directory + "/tiers.yaml"
-        let toolsPath = directory + "/tools.yaml"
-        guard let tiersText = try? String(contentsOfFile: tiersPath, encoding: .utf8) else {
-            throw PolicyError("cannot read \(tiersPath)")
-        }
-        guard let toolsText = try? String(contentsOfFile: toolsPath, encoding: .utf8) else {
-            throw PolicyError("cannot read \(toolsPath)")
-        }
-        struct TiersFile: Decodable { let tiers: [String: RiskTier] }
-        struct ToolsFile: Decodable {
-            struct Entry: Decodable {
-                let pattern: String
-                let tier: String
-            }
-            let tools: [Entry]
-        }
-        let tiers: TiersFile
-        let tools: ToolsFile
-        do {
-            tiers = try YAMLDecoder().decode(TiersFile.self, from: tiersText)
-        } catch {
-            throw PolicyError("\(tiersPath): \(error)")
-        }
-        do {
-            tools = try YAMLDecoder().decode(ToolsFile.self, from: toolsText)
-        } catch {
-            throw PolicyError("\(toolsPath): \(error)")
-        }
-        let version = Digest.sha256Hex(Array((tiersText + "\u{0}" + toolsText).utf8))
-        return try RiskPolicy(
-            tiers: tiers.tiers, rules: tools.tools.map { ($0.pattern, $0.tier) }, version: String(version.prefix(16)))
+    /// Reads and validates `tiers.yaml`, `tools.yaml` and `tenants/*.yaml` from a policies directory.
+    ///
+    /// - Throws: ``PolicyValidationError`` with every problem's file:line.
+    public static func load(directory: String) throws(PolicyValidationError) -> RiskPolicy {
+        try PolicyFiles.load(directory: directory)
     }
 
-    /// Equality over tiers, rules and version.
+    /// Equality over tiers, rules, overrides and version.
     public static func == (lhs: RiskPolicy, rhs: RiskPolicy) -> Bool {
-        lhs.tiers == rhs.tiers && lhs.ruleList == rhs.ruleList && lhs.version == rhs.version
+        lhs.tiers == rhs.tiers && lhs.ruleList == rhs.ruleList && lhs.tenantOverrides == rhs.tenantOverrides
+            && lhs.version == rhs.version
     }
 
     /// Hash over version.

@@ -6,6 +6,8 @@ import Synchronization
 /// Visibility = universe (gateway | server | bundle) ∩ endpoint server ∩ claim.allowed_tools
 /// ∩ session allow ∩ ¬ session deny ∩ "a tier exists for the tool". Deny always wins.
 public struct Scope: Sendable {
+    /// The session's tenant, whose policy overrides apply.
+    public let tenantID: String
     /// Universe narrowed to one server.
     public let serverID: String?
     /// Universe narrowed to one bundle.
@@ -21,6 +23,7 @@ public struct Scope: Sendable {
     public init(session: Session, claimAllowedTools: [String]?, endpointServer: String?, catalog: Catalog)
         throws(Refusal)
     {
+        tenantID = session.tenantID
         serverID = session.serverID
         bundleID = session.bundleID
         if let bundleID = session.bundleID {
@@ -78,9 +81,9 @@ public struct ScopeResolver: Sendable {
         self.index = CatalogIndex(catalog: catalog, policy: policy)
     }
 
-    /// The tier of a catalog tool, nil when unmapped or ambiguous.
-    public func tier(of tool: String) -> String? {
-        index.position[tool].flatMap { index.tiers[$0] }
+    /// The tier of a catalog tool, nil when unmapped or ambiguous; with `tenant`, after its overrides.
+    public func tier(of tool: String, tenant: String? = nil) -> String? {
+        index.position[tool].flatMap { index.tiers(for: tenant)[$0] }
     }
 
     /// Decides whether `tool` is visible in `scope`.
@@ -94,7 +97,7 @@ public struct ScopeResolver: Sendable {
         for layer in layers(for: scope) where !layer.admits(position) {
             return .hidden(reason: reason(layer.kind, tool: tool, scope: scope))
         }
-        guard let tier = index.tiers[position] else {
+        guard let tier = index.tiers(for: scope.tenantID)[position] else {
             // The tier layer admits exactly the tools with a tier.
             return .hidden(reason: reason(.tier, tool: tool, scope: scope))
         }
@@ -160,6 +163,9 @@ public struct ScopeResolver: Sendable {
         if let allowed = scope.allowed {
             layers.append(ScopeLayer(kind: .allowed, admitted: index.mask(of: allowed)))
         }
+        if let override = policy.tenantOverrides[scope.tenantID], !override.denied.patterns.isEmpty {
+            layers.append(ScopeLayer(kind: .tenantDenied, admitted: index.mask(of: override.denied).complement))
+        }
         return layers
     }
 
@@ -173,6 +179,10 @@ public struct ScopeResolver: Sendable {
         case .denied:
             return "tool \(tool) is denied by session pattern \(scope.denied.firstMatch(tool)?.text ?? "?")"
         case .allowed: return "tool \(tool) matches none of the session's allowed_tool_names"
+        case .tenantDenied:
+            let override = policy.tenantOverrides[scope.tenantID]
+            return
+                "tool \(tool) is denied for tenant \(scope.tenantID) by pattern \(override?.denied.firstMatch(tool)?.text ?? "?") in \(override?.file ?? "its policy override")"
         case .tier:
             if let (a, b) = policy.ambiguity(for: tool) {
                 return "tool \(tool) matches equally specific policy patterns \(a) and \(b) with different tiers"
@@ -185,7 +195,7 @@ public struct ScopeResolver: Sendable {
 /// One narrowing step of a scope: the catalog tools it lets through.
 struct ScopeLayer {
     enum Kind {
-        case endpoint(String), server(String), bundle(String), claimAllowed, denied, allowed, tier
+        case endpoint(String), server(String), bundle(String), claimAllowed, denied, allowed, tenantDenied, tier
     }
 
     let kind: Kind
@@ -201,9 +211,13 @@ final class CatalogIndex: Sendable {
     let mcpTools: [Tool]
     let systemTools: [Tool]
     let position: [String: Int]
-    let tiers: [String?]
-    /// The tools with an unambiguous tier: the last layer of every scope.
+    /// Each tool's tier without tenant overrides; nil when unmapped or ambiguous.
+    private let baseTiers: [String?]
+    /// The tools with an unambiguous tier: the last layer of every scope. Tenant overrides change
+    /// tiers, never this set: an override cannot make an unmapped tool visible.
     let tiered: ToolBitSet
+    private let policy: RiskPolicy
+    private let tenantTiers = Mutex<[String: [String?]]>([:])
     private let serverMasks: [String: ToolBitSet]
     private let patternMasks = Mutex<[String: ToolBitSet]>([:])
     /// Bounds the pattern cache (about 1.3 KB per pattern for 10,000 tools); when full it starts over.
@@ -225,9 +239,21 @@ final class CatalogIndex: Sendable {
             servers[tool.server, default: ToolBitSet(count: tools.count)].insert(index)
         }
         self.position = position
-        self.tiers = tiers
+        self.baseTiers = tiers
+        self.policy = policy
         self.tiered = tiered
         self.serverMasks = servers
+    }
+
+    /// Each tool's tier for `tenant`, after its overrides (computed once per tenant and policy).
+    func tiers(for tenant: String?) -> [String?] {
+        guard let tenant, policy.tenantOverrides[tenant] != nil else { return baseTiers }
+        if let cached = tenantTiers.withLock({ $0[tenant] }) { return cached }
+        let tiers = baseTiers.enumerated().map { index, base in
+            base == nil ? nil : policy.tier(for: tools[index].name, tenant: tenant)?.name
+        }
+        tenantTiers.withLock { $0[tenant] = tiers }
+        return tiers
     }
 
     /// The tools of one server (empty for a server without tools).

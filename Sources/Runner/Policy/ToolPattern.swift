@@ -25,6 +25,102 @@ public struct ToolPattern: Hashable, Sendable, CustomStringConvertible {
         self.segments = bytes.split(separator: UInt8(ascii: "*"), omittingEmptySubsequences: true).map(Array.init)
     }
 
+    /// How specific the pattern is: exact beats wildcard, then more literal bytes win.
+    public var specificity: Specificity { Specificity(exact: isExact, literals: literalLength) }
+
+    /// Orders patterns for "most specific pattern wins".
+    public struct Specificity: Comparable, Hashable, Sendable {
+        let exact: Bool
+        let literals: Int
+        public static func < (lhs: Self, rhs: Self) -> Bool {
+            (lhs.exact ? 1 : 0, lhs.literals) < (rhs.exact ? 1 : 0, rhs.literals)
+        }
+    }
+
+    /// A name both patterns match, or nil when no name matches both.
+    ///
+    /// A breadth-first search over pairs of positions in the two patterns (each `*` may absorb
+    /// any byte or nothing), so it finds a shortest common name; patterns are at most 128 bytes,
+    /// so there are at most 129 x 129 states. Written by hand: no library intersects globs.
+    public func overlap(with other: ToolPattern) -> String? {
+        let a = Array(text.utf8)
+        let b = Array(other.text.utf8)
+        let star = UInt8(ascii: "*")
+        struct State: Hashable {
+            let i: Int
+            let j: Int
+        }
+        // Every `*` may match nothing: close a state over skipping stars.
+        func closure(_ state: State) -> [State] {
+            var result = [state]
+            var index = 0
+            while index < result.count {
+                let s = result[index]
+                if s.i < a.count, a[s.i] == star { result.append(State(i: s.i + 1, j: s.j)) }
+                if s.j < b.count, b[s.j] == star { result.append(State(i: s.i, j: s.j + 1)) }
+                index += 1
+            }
+            return result
+        }
+        // Bytes worth trying: every literal in either pattern, plus one name byte in neither.
+        var alphabet = Set(a + b)
+        alphabet.remove(star)
+        if let spare = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8).first(where: { !alphabet.contains($0) }) {
+            alphabet.insert(spare)
+        }
+        let start = State(i: 0, j: 0)
+        var parent: [State: (State, UInt8)] = [:]
+        var visited: Set<State> = []
+        var queue: [State] = []
+        for s in closure(start) where visited.insert(s).inserted { queue.append(s) }
+        var head = 0
+        while head < queue.count {
+            let state = queue[head]
+            head += 1
+            if state.i == a.count && state.j == b.count {
+                var bytes: [UInt8] = []
+                var cursor = state
+                while let (previous, byte) = parent[cursor] {
+                    if byte != 0 { bytes.append(byte) }
+                    cursor = previous
+                }
+                return String(decoding: bytes.reversed(), as: UTF8.self)
+            }
+            for byte in alphabet.sorted() {
+                var nextI: [Int] = []
+                if state.i < a.count {
+                    if a[state.i] == star {
+                        nextI.append(state.i)
+                    } else if a[state.i] == byte {
+                        nextI.append(state.i + 1)
+                    }
+                }
+                var nextJ: [Int] = []
+                if state.j < b.count {
+                    if b[state.j] == star {
+                        nextJ.append(state.j)
+                    } else if b[state.j] == byte {
+                        nextJ.append(state.j + 1)
+                    }
+                }
+                for i in nextI {
+                    for j in nextJ {
+                        for next in closure(State(i: i, j: j)) where visited.insert(next).inserted {
+                            parent[next] = (state, byte)
+                            queue.append(next)
+                        }
+                    }
+                }
+            }
+            // Epsilon moves recorded with byte 0 so the witness skips them.
+            for next in closure(state) where visited.insert(next).inserted {
+                parent[next] = (state, 0)
+                queue.append(next)
+            }
+        }
+        return nil
+    }
+
     /// The number of literal (non-`*`) bytes: the "most specific pattern wins" measure.
     public var literalLength: Int { segments.reduce(0) { $0 + $1.count } }
 

@@ -26,6 +26,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var catalogFile: String?
     /// Workspaces registered at start when missing.
     public var workspaces: [Workspace]?
+    /// How often `serve` looks for edited policy files, seconds (default 2; 0 = only on SIGHUP).
+    public var policyReloadIntervalSeconds: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -35,6 +37,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case allowedOrigins = "allowed_origins"
         case allowedHosts = "allowed_hosts"
         case catalogFile = "catalog_file"
+        case policyReloadIntervalSeconds = "policy_reload_interval_seconds"
     }
 
     /// An empty configuration (every default).
@@ -50,6 +53,15 @@ public struct LeaseholdConfig: Decodable, Sendable {
         } catch {
             throw ConfigError("\(file): \(error)")
         }
+    }
+
+    /// The catalog: `catalog:` inline or `catalog_file:`, never both; the built-ins when neither.
+    public func loadCatalog() throws -> Catalog {
+        if let catalogFile {
+            guard catalog == nil else { throw ConfigError("set either catalog or catalog_file, not both") }
+            return try Catalog.load(file: catalogFile)
+        }
+        return try catalog?.catalog() ?? Catalog()
     }
 
     /// The claim rules this configuration implies.

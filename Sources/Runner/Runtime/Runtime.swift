@@ -4,6 +4,7 @@ import Logging
 import MCP
 import Sandbox
 import ServiceLifecycle
+import UnixSignals
 import WorkspaceRegistry
 
 #if canImport(Glibc)
@@ -41,6 +42,8 @@ public struct Runtime: Sendable {
     public let operatorKeySource: String
     /// The key set file.
     public let keysFile: String
+    /// The policies directory, watched for edits while serving.
+    public let policiesDir: String
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -73,11 +76,7 @@ public struct Runtime: Sendable {
         }
 
         let policy = try RiskPolicy.load(directory: options.policiesDir)
-        var catalog = try config.catalog?.catalog() ?? Catalog()
-        if let catalogFile = config.catalogFile {
-            guard config.catalog == nil else { throw ConfigError("set either catalog or catalog_file, not both") }
-            catalog = try Catalog.load(file: catalogFile)
-        }
+        let catalog = try config.loadCatalog()
 
         let store = try SQLiteStore(path: stateDir + "/leasehold.sqlite")
         let claimPolicy = config.claimPolicy
@@ -93,7 +92,7 @@ public struct Runtime: Sendable {
         }
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
-            keysFile: keysFile, logger: logger)
+            keysFile: keysFile, policiesDir: options.policiesDir, logger: logger)
     }
 
     /// Creates the directory (0700) if needed and returns its canonical absolute path.
@@ -125,6 +124,15 @@ public struct Runtime: Sendable {
                     service: StdioService(gateway: gateway, claim: stdioClaim, logger: logger),
                     successTerminationBehavior: .gracefullyShutdownGroup))
         }
+        // Trap SIGHUP before anything runs, so a reload signal sent as soon as the server is up is
+        // never the default action (which ends the process).
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let interval = config.policyReloadIntervalSeconds ?? 2
+        services.append(
+            .init(
+                service: PolicyReloader(
+                    gateway: gateway, directory: policiesDir, hangups: hangups,
+                    interval: interval > 0 ? .seconds(interval) : nil, logger: logger)))
         services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -159,6 +167,50 @@ struct StdioService: Service {
             group.cancelAll()
         }
         await gateway.connections.remove(connectionID)
+    }
+}
+
+/// Reloads `policies/` on SIGHUP and when its files change (checked every `interval`).
+///
+/// Polling a content hash rather than watching inodes: editors and config management replace
+/// files by rename, and a hash also ignores touches that change nothing.
+struct PolicyReloader: Service {
+    let gateway: Gateway
+    let directory: String
+    let hangups: UnixSignalsSequence
+    let interval: Duration?
+    let logger: Logger
+
+    private enum Trigger { case hangup, tick }
+
+    func run() async throws {
+        var seen = PolicyFiles.fingerprint(directory: directory)
+        let (triggers, continuation) = AsyncStream<Trigger>.makeStream(bufferingPolicy: .bufferingNewest(4))
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await _ in hangups { continuation.yield(.hangup) }
+            }
+            if let interval {
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: interval)
+                        continuation.yield(.tick)
+                    }
+                }
+            }
+            for await trigger in triggers.cancelOnGracefulShutdown() {
+                let fingerprint = PolicyFiles.fingerprint(directory: directory)
+                // A tick reloads only files that changed since the last attempt (applied or
+                // rejected), so a broken file is reported once, not every interval.
+                if trigger == .tick && fingerprint == seen { continue }
+                seen = fingerprint
+                if trigger == .hangup {
+                    logger.notice("SIGHUP: reloading policies", metadata: ["directory": "\(directory)"])
+                }
+                await gateway.reloadPolicy(directory: directory)
+            }
+            group.cancelAll()
+        }
     }
 }
 

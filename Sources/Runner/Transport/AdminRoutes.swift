@@ -87,6 +87,15 @@ struct AdminRoutes: Sendable {
                     SessionWithClaim(session: try await admin.revokeLease(sessionID: id, by: principal), claim: nil))
             }
         }
+        api.get("/policy") { request, _ in
+            try await respond(request) { _, principal in
+                // Reload errors name files and lines of the security team's policy: operator only.
+                guard principal == .operator else {
+                    throw APIError.forbidden("only the operator key reads policy status")
+                }
+                return HTTPJSON.response(.ok, admin.gateway.policyStatus)
+            }
+        }
         api.post("/tenants/:tenant_id/admin-keys") { request, context in
             let tenant = context.parameters.get("tenant_id") ?? ""
             return try await respond(request) { _, principal in

@@ -1,0 +1,136 @@
+import Foundation
+import Testing
+
+@testable import Runner
+
+@Suite struct PolicyFilesTests {
+    static let repositoryPolicies =
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path + "/policies"
+
+    /// A copy of the shipped policies in a fresh directory, with `edit` applied to named files.
+    func policies(_ files: [String: String] = [:]) throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-policy-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/tenants", withIntermediateDirectories: true)
+        for name in ["tiers.yaml", "tools.yaml"] {
+            try FileManager.default.copyItem(atPath: Self.repositoryPolicies + "/" + name, toPath: dir + "/" + name)
+        }
+        for (name, text) in files {
+            try? FileManager.default.removeItem(atPath: dir + "/" + name)
+            try text.write(toFile: dir + "/" + name, atomically: true, encoding: .utf8)
+        }
+        return dir
+    }
+
+    func diagnostics(_ dir: String) -> [PolicyDiagnostic] {
+        do {
+            _ = try RiskPolicy.load(directory: dir)
+            return []
+        } catch {
+            return error.diagnostics
+        }
+    }
+
+    @Test func overlapFindsACommonNameOrProvesNone() throws {
+        let cases: [(String, String, Bool)] = [
+            ("kb.*", "*.finance", true), ("kb.*", "crm.*", false), ("kb.*_get", "kb.fina*", true),
+            ("a*b*c", "*x*", true), ("repo.read_file", "repo.*", true), ("repo.read_file", "repo.write*", false),
+            ("*", "*", true), ("a.b", "a.c", false), ("*_admin", "*_delete", false),
+        ]
+        for (a, b, overlaps) in cases {
+            let pa = try #require(ToolPattern(a))
+            let pb = try #require(ToolPattern(b))
+            let witness = pa.overlap(with: pb)
+            #expect((witness != nil) == overlaps, "\(a) vs \(b)")
+            if let witness {
+                #expect(pa.matches(witness) && pb.matches(witness), "\(witness) must match \(a) and \(b)")
+            }
+        }
+    }
+
+    @Test func strictnessComparesEveryAspect() throws {
+        let policy = try RiskPolicy.load(directory: Self.repositoryPolicies)
+        let read = try #require(policy.tiers["read"])
+        let exec = try #require(policy.tiers["exec"])
+        let external = try #require(policy.tiers["external"])
+        #expect(read.loosenings(comparedTo: read).isEmpty)
+        #expect(external.loosenings(comparedTo: exec).isEmpty, "external tightens exec")
+        let looser = exec.loosenings(comparedTo: external)
+        #expect(looser.contains("no approval where the base tier requires one"))
+        #expect(looser.contains { $0.hasPrefix("limits.memory_mib 1024 > 512") })
+        #expect(exec.loosenings(comparedTo: read).contains("seccomp profile exec allows more than read"))
+        #expect(read.loosenings(comparedTo: exec).contains("isolation session instead of call"))
+    }
+
+    @Test func tenantOverridesTightenAndNeverRevealUnmappedTools() throws {
+        let dir = try policies([
+            "tenants/globex.yaml":
+                "tools:\n  - {pattern: \"shell.*\", tier: external}\n  - {pattern: \"kb.*\", tier: external}\ndeny: [\"repo.write_*\"]\n"
+        ])
+        let policy = try RiskPolicy.load(directory: dir)
+        #expect(policy.tier(for: "shell.run", tenant: "globex")?.name == "external")
+        #expect(policy.tier(for: "shell.run", tenant: "acme")?.name == "exec")
+        #expect(policy.tier(for: "kb.finance", tenant: "globex") == nil, "no base tier: still denied")
+        let catalog = try Catalog(extra: [
+            ToolDescriptor(name: "kb.finance", description: "", inputSchema: ["type": "object"])
+        ])
+        let resolver = ScopeResolver(catalog: catalog, policy: policy)
+        let now = Date()
+        func scope(_ tenant: String) throws -> Scope {
+            let session = Session(
+                id: "s", tenantID: tenant, actorID: "a", workspaceID: "w", serverID: nil, bundleID: nil,
+                allowedToolNames: nil, deniedToolNames: nil, lease: Lease(id: "l", issuedAt: now, expiresAt: now + 60),
+                claimTTLSeconds: 60, leaseTTLSeconds: 60, createdAt: now, updatedAt: now, revokedAt: nil, version: 1)
+            return try Scope(session: session, claimAllowedTools: nil, endpointServer: nil, catalog: catalog)
+        }
+        #expect(resolver.decide("shell.run", in: try scope("globex")) == .visible(tier: "external"))
+        #expect(resolver.decide("shell.run", in: try scope("acme")) == .visible(tier: "exec"))
+        #expect(!resolver.decide("repo.write_file", in: try scope("globex")).isVisible)
+        #expect(resolver.decide("repo.write_file", in: try scope("acme")).isVisible)
+        #expect(!resolver.decide("kb.finance", in: try scope("globex")).isVisible)
+    }
+
+    @Test func everyProblemIsReportedWithItsLine() throws {
+        let dir = try policies([
+            "tools.yaml": """
+            tools:
+              - {pattern: "repo.read_file", tier: read}
+              - {pattern: "repo.read_file", tier: write}
+              - {pattern: "kb.*", tier: nope}
+              - {pattern: "bad name", tier: read}
+              - {pattern: "x.*", tier: read, note: hi}
+            """,
+            "tenants/acme.yaml": "tools:\n  - {pattern: \"repo.*\", tier: exec}\n",
+            "tenants/bad name.yaml": "deny: []\n",
+        ])
+        let found = diagnostics(dir).map { "\(($0.file as NSString).lastPathComponent):\($0.line ?? 0) \($0.message)" }
+        #expect(found.contains { $0.hasPrefix("tools.yaml:3 pattern repo.read_file is assigned both read and write") })
+        #expect(found.contains { $0.hasPrefix("tools.yaml:4 pattern kb.* names unknown tier nope") })
+        #expect(found.contains { $0.hasPrefix("tools.yaml:5 invalid tool pattern \"bad name\"") })
+        #expect(found.contains { $0.hasPrefix("tools.yaml:6 tool rule: unknown key \"note\"") })
+        #expect(found.contains { $0.hasPrefix("acme.yaml:2 override repo.* -> exec would loosen") })
+        #expect(found.contains { $0.hasPrefix("bad name.yaml:0 the file name must be <tenant_id>.yaml") })
+    }
+
+    @Test func malformedYAMLAndWrongTypesAreDiagnosedNotCrashed() throws {
+        for (tiers, expected) in [
+            ("tiers: [", "YAML:"), ("tiers:\n  read: 3\n", "tier read must be a mapping"),
+            ("nope: {}\n", "unknown key \"nope\""), ("", "the file is empty"),
+            (
+                "tiers:\n  read:\n    isolation: warm\n    approval: {required: yes}\n    seccomp_profile: read\n    limits: {wall_ms: -1}\n    cacheable: true\n",
+                "isolation \"warm\" is not one of call, session"
+            ),
+        ] {
+            let found = diagnostics(try policies(["tiers.yaml": tiers])).map(\.description)
+            #expect(found.contains { $0.contains(expected) }, "\(tiers): \(found)")
+        }
+    }
+
+    @Test func fingerprintChangesWithAnyPolicyFile() throws {
+        let dir = try policies()
+        let before = PolicyFiles.fingerprint(directory: dir)
+        #expect(PolicyFiles.fingerprint(directory: dir) == before)
+        try "deny: [\"shell.*\"]\n".write(toFile: dir + "/tenants/acme.yaml", atomically: true, encoding: .utf8)
+        #expect(PolicyFiles.fingerprint(directory: dir) != before)
+    }
+}
