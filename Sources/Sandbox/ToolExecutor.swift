@@ -50,6 +50,10 @@ public enum ToolOutcome: Sendable, Hashable {
 public protocol ToolExecutor: Sendable {
     /// Executes one authorized invocation.
     func execute(_ invocation: ToolInvocation) async -> ToolOutcome
+
+    /// A new policy changed what these tiers imply (or which tier some tool has): warm workers
+    /// serving them cross a trust boundary and must be destroyed before the next call.
+    func tiersChanged(_ tiers: Set<String>) async
 }
 
 /// The executor in use until confined workers exist: every authorized call reaches it, and it
@@ -57,6 +61,9 @@ public protocol ToolExecutor: Sendable {
 public struct UnavailableExecutor: ToolExecutor {
     /// Creates the executor.
     public init() {}
+
+    /// Nothing to destroy: this executor holds no workers.
+    public func tiersChanged(_ tiers: Set<String>) async {}
 
     /// Refuses to execute, naming the missing capability.
     public func execute(_ invocation: ToolInvocation) async -> ToolOutcome {

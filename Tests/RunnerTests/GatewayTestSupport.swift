@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 import Testing
 import WorkspaceRegistry
 
@@ -16,9 +17,10 @@ struct GatewayFixture {
             .deletingLastPathComponent().path
     }
 
-    init(catalog: Catalog? = nil, policy: RiskPolicy? = nil, now: @escaping @Sendable () -> Date = { Date() })
-        async throws
-    {
+    init(
+        catalog: Catalog? = nil, policy: RiskPolicy? = nil, executor: any ToolExecutor = UnavailableExecutor(),
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         directory = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
@@ -28,7 +30,8 @@ struct GatewayFixture {
         gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy, now: now),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: try catalog ?? Catalog(),
-            policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"), now: now)
+            policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"), executor: executor,
+            now: now)
         admin = AdminService(gateway: gateway, operatorKey: "operator-test-key")
         for tenant in ["acme", "globex"] {
             let root = directory + "/" + tenant

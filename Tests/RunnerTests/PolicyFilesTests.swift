@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 import Testing
 
 @testable import Runner
@@ -133,4 +134,59 @@ import Testing
         try "deny: [\"shell.*\"]\n".write(toFile: dir + "/tenants/acme.yaml", atomically: true, encoding: .utf8)
         #expect(PolicyFiles.fingerprint(directory: dir) != before)
     }
+
+    @Test func reloadSwapsValidPoliciesTellsTheExecutorAndKeepsTheOldOnError() async throws {
+        let recorder = TierChangeRecorder()
+        let dir = try policies()
+        let fixture = try await GatewayFixture(
+            policy: try RiskPolicy.load(directory: dir), executor: recorder)
+        let gateway = fixture.gateway
+        let first = gateway.policyStatus.version
+
+        // Unchanged files: nothing swaps, no worker is told anything.
+        #expect(try await gateway.reloadPolicy(directory: dir).get() == first)
+        #expect(await recorder.changes.isEmpty)
+
+        // shell.run moves from exec to external for globex only: both tiers' workers are affected.
+        try "tools:\n  - {pattern: \"shell.run\", tier: external}\n".write(
+            toFile: dir + "/tenants/globex.yaml", atomically: true, encoding: .utf8)
+        let second = try await gateway.reloadPolicy(directory: dir).get()
+        #expect(second != first)
+        #expect(await recorder.changes == [["exec", "external"]])
+        #expect(gateway.resolver.tier(of: "shell.run", tenant: "globex") == "external")
+
+        // A tier's limits change: that tier's workers are affected.
+        let tiers = try String(contentsOfFile: dir + "/tiers.yaml", encoding: .utf8)
+        try tiers.replacingOccurrences(
+            of: "wall_ms: 10000, cpu_seconds: 10, memory_mib: 256, file_size_mib: 0",
+            with: "wall_ms: 5000, cpu_seconds: 10, memory_mib: 256, file_size_mib: 0"
+        )
+        .write(toFile: dir + "/tiers.yaml", atomically: true, encoding: .utf8)
+        _ = try await gateway.reloadPolicy(directory: dir).get()
+        #expect(await recorder.changes.last == ["read"])
+
+        // An invalid edit: rejected, recorded, and the policy in force stays.
+        try "tools: [{pattern: \"repo.*\", tier: exec}]\n".write(
+            toFile: dir + "/tenants/acme.yaml", atomically: true, encoding: .utf8)
+        let before = gateway.policyStatus.version
+        guard case .failure(let error) = await gateway.reloadPolicy(directory: dir) else {
+            Issue.record("a loosening override was accepted")
+            return
+        }
+        #expect(error.description.contains("acme.yaml:1"))
+        #expect(gateway.policyStatus.version == before)
+        #expect(gateway.policyStatus.lastRejection?.errors.isEmpty == false)
+        #expect(gateway.resolver.tier(of: "repo.read_file", tenant: "acme") == "read")
+    }
+}
+
+/// Records what the gateway tells the executor about changed tiers.
+actor TierChangeRecorder: ToolExecutor {
+    private(set) var changes: [Set<String>] = []
+
+    nonisolated func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
+        .unavailable(reason: "recording executor")
+    }
+
+    func tiersChanged(_ tiers: Set<String>) async { changes.append(tiers) }
 }

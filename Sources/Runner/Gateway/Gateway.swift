@@ -324,9 +324,12 @@ public final class Gateway: Sendable {
             rejectPolicy(error)
             return .failure(error)
         }
-        let previous = resolver.policy.version
+        let current = resolver
+        let previous = current.policy.version
         if loaded.version != previous {
+            let changed = Self.changedTiers(from: current, to: loaded)
             await replace(policy: loaded)
+            if !changed.isEmpty { await executor.tiersChanged(changed) }
         }
         policyState.withLock {
             $0.version = loaded.version; $0.loadedAt = now()
@@ -335,6 +338,25 @@ public final class Gateway: Sendable {
             "policy loaded",
             metadata: ["version": "\(loaded.version)", "previous": "\(previous)", "directory": "\(directory)"])
         return .success(loaded.version)
+    }
+
+    /// Tiers whose settings changed or disappeared, plus every tier a catalog tool moved out of or
+    /// into, for any tenant: workers of those tiers no longer match what the policy says.
+    static func changedTiers(from current: ScopeResolver, to policy: RiskPolicy) -> Set<String> {
+        var changed = Set(current.policy.tiers.keys.filter { current.policy.tiers[$0] != policy.tiers[$0] })
+        let next = ScopeResolver(catalog: current.catalog, policy: policy)
+        let tenants = Set(current.policy.tenantOverrides.keys).union(policy.tenantOverrides.keys)
+        for tenant in [nil] + tenants.sorted().map(Optional.some) {
+            for tool in current.catalog.tools {
+                let before = current.tier(of: tool.name, tenant: tenant)
+                let after = next.tier(of: tool.name, tenant: tenant)
+                if before != after {
+                    if let before { changed.insert(before) }
+                    if let after { changed.insert(after) }
+                }
+            }
+        }
+        return changed
     }
 
     private func rejectPolicy(_ error: PolicyValidationError) {
