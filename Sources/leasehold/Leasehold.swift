@@ -13,6 +13,7 @@ struct Leasehold: AsyncParsableCommand {
         subcommands: [
             Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, WorkspaceCommand.self,
             PolicyCommand.self,
+            AuditCommand.self,
         ])
 
     static func bootstrapLogging() {

@@ -190,7 +190,10 @@ class ShutdownError(AssertionError):
 class LeaseholdServer:
     """`leasehold serve --http 127.0.0.1:0`, ready once it printed its "listening" line."""
 
-    def __init__(self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None):
+    def __init__(
+        self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None
+    ):
+        self.preexec = preexec
         self.binary = binary
         self.state_dir = state_dir
         self.policies_dir = policies_dir
@@ -213,7 +216,8 @@ class LeaseholdServer:
         env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+            preexec_fn=self.preexec,
         )
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()

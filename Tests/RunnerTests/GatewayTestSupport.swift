@@ -30,7 +30,8 @@ struct GatewayFixture {
         gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy, now: now),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: try catalog ?? Catalog(),
-            policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"), executor: executor,
+            policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"),
+            audit: try AuditLog(path: directory + "/audit.sqlite", node: "test"), executor: executor,
             now: now)
         admin = AdminService(gateway: gateway, operatorKey: "operator-test-key")
         for tenant in ["acme", "globex"] {

@@ -149,6 +149,10 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        try await record("workspace.registered", by: principal, tenant: workspace.tenantID) {
+            $0.workspace = workspace.workspaceID
+            $0.detail = "root \(workspace.root)"
+        }
         return workspace
     }
 
@@ -176,6 +180,7 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
     }
 
     // MARK: Sessions
@@ -219,6 +224,7 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        try await record("session.created", by: principal, session: session)
         return (session, try await mint(session, ttl: claimSeconds, allowedTools: nil))
     }
 
@@ -282,6 +288,9 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
+        try await record("session.patched", by: principal, session: updated) {
+            $0.detail = "fields: " + patch.presentFields.joined(separator: ", ")
+        }
         if updated.actorID != current.actorID || updated.workspaceID != current.workspaceID {
             await gateway.closeConnections(ofSession: id, reason: "hand-off to another actor or workspace")
         } else {
@@ -309,6 +318,7 @@ public struct AdminService: Sendable {
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
         await gateway.closeConnections(ofSession: id, reason: "session revoked")
+        try await record("session.revoked", by: principal, session: updated)
         return updated
     }
 
@@ -354,6 +364,9 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         guard let updated else { throw APIError.notFound("session \(sessionID)") }
+        try await record("lease.renewed", by: principal, session: updated) {
+            $0.detail = "previous lease \(current.lease.id)"
+        }
         return (updated, try await mint(updated, ttl: updated.claimTTLSeconds, allowedTools: nil))
     }
 
@@ -372,6 +385,7 @@ public struct AdminService: Sendable {
                     })
             else { throw APIError.notFound("session \(sessionID)") }
             await gateway.closeConnections(ofSession: sessionID, reason: "lease revoked")
+            try await record("lease.revoked", by: principal, session: updated)
             return updated
         } catch let error as APIError {
             throw error
@@ -395,7 +409,37 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        try await record("admin_key.created", by: principal, tenant: tenantID)
         return key
+    }
+
+    /// Audits an admin change after it is made; if the record cannot be written the caller gets
+    /// 503 `audit_unavailable` (the change stands, and the runner's log says so).
+    private func record(
+        _ kind: String, by principal: Principal, tenant: String? = nil, session: Session? = nil,
+        _ fill: (inout AuditEvent) -> Void = { _ in }
+    ) async throws(APIError) {
+        var event = AuditEvent(kind)
+        switch principal {
+        case .operator: event.decision = "operator"
+        case .tenant(let own): event.decision = "tenant:\(own)"
+        }
+        event.tenant = tenant ?? session?.tenantID
+        if let session {
+            event.actor = session.actorID
+            event.session = session.id
+            event.lease = session.lease.id
+            event.workspace = session.workspaceID
+        }
+        fill(&event)
+        do {
+            try await gateway.audit.append(event)
+        } catch {
+            gateway.logger.error(
+                "admin change made but not audited", metadata: ["event": "\(kind)", "error": "\(error)"])
+            throw APIError(
+                503, "audit_unavailable", "the change was made but its audit record could not be written: \(error)")
+        }
     }
 
     // MARK: Helpers

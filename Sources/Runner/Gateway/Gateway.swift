@@ -22,6 +22,8 @@ public final class Gateway: Sendable {
     public let executor: any ToolExecutor
     /// Connected MCP sessions, for `notifications/tools/list_changed`.
     public let connections: ConnectionRegistry
+    /// The tamper-evident audit trail; a call whose record cannot be written is not run.
+    public let audit: AuditLog
     let logger: Logger
     let now: @Sendable () -> Date
     private let resolverState: Mutex<ScopeResolver>
@@ -36,7 +38,8 @@ public final class Gateway: Sendable {
     /// Creates the gateway.
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
-        executor: any ToolExecutor = UnavailableExecutor(), logger: Logger = Logger(label: "leasehold.gateway"),
+        audit: AuditLog, executor: any ToolExecutor = UnavailableExecutor(),
+        logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
@@ -44,6 +47,7 @@ public final class Gateway: Sendable {
         self.verifier = verifier
         self.minter = minter
         self.executor = executor
+        self.audit = audit
         self.connections = ConnectionRegistry()
         self.logger = logger
         self.now = now
@@ -60,8 +64,37 @@ public final class Gateway: Sendable {
     ///
     /// - Parameter endpointServer: the server a server-scoped endpoint narrows to.
     /// - Throws: ``Refusal`` with the claim/session/lease/binding code.
-    public func authenticate(token: String?, connectionID: String, endpointServer: String? = nil) async throws(Refusal)
-        -> CallContext
+    public func authenticate(
+        token: String?, connectionID: String, endpointServer: String? = nil, requestID: String? = nil
+    ) async throws(Refusal) -> CallContext {
+        do {
+            return try await authenticateUnaudited(
+                token: token, connectionID: connectionID, endpointServer: endpointServer)
+        } catch {
+            // Every refusal is audited, with the claim's fingerprint (never the token) and whatever
+            // the token claims about itself when its signature held.
+            var event = AuditEvent("request.refused")
+            event.decision = "refused"
+            event.code = error.code.rawValue
+            event.detail = String(error.message.prefix(512))
+            event.requestID = requestID
+            event.policyVersion = resolver.policy.version
+            if let token, !token.isEmpty {
+                event.claimFingerprint = Digest.sha256Hex(token.utf8)
+                if let verified = verifiedTokens.withLock({ $0[token] }) {
+                    event.tenant = verified.claim.tenantID
+                    event.actor = verified.claim.actorID
+                    event.session = verified.claim.sessionID
+                    event.lease = verified.claim.leaseID
+                }
+            }
+            _ = try? await audit.append(event)
+            throw error
+        }
+    }
+
+    private func authenticateUnaudited(token: String?, connectionID: String, endpointServer: String?)
+        async throws(Refusal) -> CallContext
     {
         guard let token, !token.isEmpty else {
             throw Refusal(.claimMissing, "no session claim was presented (HTTP: Authorization: Bearer <claim>)")
@@ -182,9 +215,9 @@ public final class Gateway: Sendable {
     ///
     /// - Throws: ``Refusal`` (`tool_not_in_scope`) for a tool that is hidden or does not exist; other
     ///   failures are tool results with `isError`.
-    public func call(_ tool: String, arguments: [String: Value]?, in context: CallContext) async throws(Refusal)
-        -> CallTool.Result
-    {
+    public func call(
+        _ tool: String, arguments: [String: Value]?, in context: CallContext, requestID: String? = nil
+    ) async throws(Refusal) -> CallTool.Result {
         // One resolver for the whole call, so the tier and the policy version recorded agree.
         let resolver = self.resolver
         let decision = resolver.decide(tool, in: context.scope)
@@ -197,10 +230,25 @@ public final class Gateway: Sendable {
                         "tenant": "\(context.session.tenantID)",
                     ])
             }
+            var event = auditEvent("call.refused", tool: tool, in: context, requestID: requestID)
+            event.decision = "refused"
+            event.code = Refusal.Code.toolNotInScope.rawValue
+            if case .hidden(let reason) = decision { event.detail = String(reason.prefix(512)) }
+            event.policyVersion = resolver.policy.version
+            _ = try? await audit.append(event)
             throw Refusal(.toolNotInScope, "tool \(tool) is not available in this session")
         }
         switch tool {
         case BuiltinTools.searchTools:
+            var event = auditEvent("call.builtin", tool: tool, in: context, requestID: requestID)
+            event.decision = "allowed"
+            event.policyVersion = resolver.policy.version
+            event.argumentsDigest = (try? CanonicalJSON.encode(.object(arguments ?? [:]))).map { Digest.sha256Hex($0) }
+            do {
+                try await audit.append(event)
+            } catch {
+                return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not run"))
+            }
             return try searchTools(arguments, in: context)
         case BuiltinTools.executeTool:
             guard case .string(let target)? = arguments?["name"] else {
@@ -217,10 +265,11 @@ public final class Gateway: Sendable {
                 return Self.errorResult(
                     Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"))
             }
-            return try await call(target, arguments: targetArguments, in: context)
+            return try await call(target, arguments: targetArguments, in: context, requestID: requestID)
         default:
             return await execute(
-                tool, tier: tier, policyVersion: resolver.policy.version, arguments: arguments, in: context)
+                tool, tier: tier, policyVersion: resolver.policy.version, arguments: arguments, in: context,
+                requestID: requestID)
         }
     }
 
@@ -240,8 +289,25 @@ public final class Gateway: Sendable {
             structuredContent: ["tools": .array(items)] as Value?)
     }
 
+    /// An audit event carrying the request's session, claim and tool.
+    private func auditEvent(_ kind: String, tool: String, in context: CallContext, requestID: String?) -> AuditEvent {
+        var event = AuditEvent(kind)
+        event.tenant = context.session.tenantID
+        event.actor = context.session.actorID
+        event.session = context.session.id
+        event.lease = context.session.lease.id
+        event.claimFingerprint = context.claim.fingerprint
+        event.approvalFingerprint = context.claim.claim.approvalFingerprint
+        event.workspace = context.session.workspaceID
+        // The requested name is caller-supplied: bound what it can put in the log.
+        event.tool = String(tool.prefix(ToolName.maximumLength))
+        event.requestID = requestID
+        return event
+    }
+
     private func execute(
-        _ tool: String, tier: String, policyVersion: String, arguments: [String: Value]?, in context: CallContext
+        _ tool: String, tier: String, policyVersion: String, arguments: [String: Value]?, in context: CallContext,
+        requestID: String?
     ) async
         -> CallTool.Result
     {
@@ -261,12 +327,41 @@ public final class Gateway: Sendable {
         } catch {
             return Self.errorResult(Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"))
         }
+        var event = auditEvent("call.intent", tool: tool, in: context, requestID: requestID)
+        event.workspace = workspace.workspaceID
+        event.decision = "allowed"
+        event.argumentsDigest = Digest.sha256Hex(encoded)
+        event.policyVersion = policyVersion
+        event.tier = tier
+        event.isolation = resolver.policy.tiers[tier]?.isolation.rawValue
+        // Intent first, durably: a tool never runs without its record.
+        do {
+            try await audit.append(event)
+        } catch {
+            return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not run"))
+        }
+        let started = ContinuousClock.now
         let invocation = ToolInvocation(
             tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID,
             workspaceID: workspace.workspaceID,
             workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id,
             policyVersion: policyVersion)
-        switch await executor.execute(invocation) {
+        let outcome = await executor.execute(invocation)
+        event.event = "call.outcome"
+        event.time = nil
+        let elapsed = ContinuousClock.now - started
+        event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        switch outcome {
+        case .unavailable: event.outcome = "unavailable"; event.code = Refusal.Code.executionUnavailable.rawValue
+        case .completed(_, let isError): event.outcome = isError ? "error" : "completed"
+        }
+        do {
+            try await audit.append(event)
+        } catch {
+            return Self.errorResult(
+                Refusal(.auditUnavailable, "\(error); the call ran but its outcome could not be recorded"))
+        }
+        switch outcome {
         case .unavailable(let reason):
             return Self.errorResult(Refusal(.executionUnavailable, reason))
         case .completed(let result, let isError):

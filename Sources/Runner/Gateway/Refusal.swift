@@ -39,6 +39,8 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidArguments = Code("invalid_arguments")
         /// The tool was authorized but this runner cannot execute it.
         public static let executionUnavailable = Code("execution_unavailable")
+        /// The audit record for the call could not be written, so the call was not run.
+        public static let auditUnavailable = Code("audit_unavailable")
 
         /// The wire form.
         public var description: String { rawValue }

@@ -26,6 +26,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var catalogFile: String?
     /// Workspaces registered at start when missing.
     public var workspaces: [Workspace]?
+    /// This runner's id in audit records (default: the host name).
+    public var nodeID: String?
     /// How often `serve` looks for edited policy files, seconds (default 2; 0 = only on SIGHUP).
     public var policyReloadIntervalSeconds: Int?
 
@@ -38,6 +40,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case allowedHosts = "allowed_hosts"
         case catalogFile = "catalog_file"
         case policyReloadIntervalSeconds = "policy_reload_interval_seconds"
+        case nodeID = "node_id"
     }
 
     /// An empty configuration (every default).

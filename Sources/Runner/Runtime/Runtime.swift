@@ -80,10 +80,12 @@ public struct Runtime: Sendable {
 
         let store = try SQLiteStore(path: stateDir + "/leasehold.sqlite")
         let claimPolicy = config.claimPolicy
+        let audit = try AuditLog(
+            path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName)
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
-            executor: UnavailableExecutor(), logger: logger)
+            audit: audit, executor: UnavailableExecutor(), logger: logger)
         let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
@@ -108,6 +110,9 @@ public struct Runtime: Sendable {
     public func serve(
         http: HTTPSettings?, stdio: Bool, stdioClaim: String?, onHTTPReady: @escaping @Sendable (Int) async -> Void
     ) async throws {
+        // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
+        // the default action of SIGXFSZ would instead kill the runner for every tenant.
+        signal(SIGXFSZ, SIG_IGN)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let http {
             let router = HTTPServer.router(admin: admin, settings: http, logger: logger)

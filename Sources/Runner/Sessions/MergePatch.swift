@@ -75,6 +75,19 @@ public struct SessionPatch: Decodable, Sendable, Hashable {
         self.immutableFieldsPresent = []
     }
 
+    /// The fields this patch sets or clears, by wire name (for the audit trail).
+    public var presentFields: [String] {
+        var fields: [String] = []
+        if case .unchanged = actorID {} else { fields.append("actor_id") }
+        if case .unchanged = workspaceID {} else { fields.append("workspace_id") }
+        if case .unchanged = serverID {} else { fields.append("server_id") }
+        if case .unchanged = bundleID {} else { fields.append("bundle_id") }
+        if case .unchanged = allowedToolNames {} else { fields.append("allowed_tool_names") }
+        if case .unchanged = deniedToolNames {} else { fields.append("denied_tool_names") }
+        if case .unchanged = claimTTLSeconds {} else { fields.append("claim_ttl_seconds") }
+        return fields
+    }
+
     /// Decodes a merge-patch document.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

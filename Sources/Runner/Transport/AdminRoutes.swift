@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MCP
 import WorkspaceRegistry
 
 /// `/api/v1/...`: the orchestrator and operator API.
@@ -87,6 +88,36 @@ struct AdminRoutes: Sendable {
                     SessionWithClaim(session: try await admin.revokeLease(sessionID: id, by: principal), claim: nil))
             }
         }
+        api.get("/audit") { request, _ in
+            try await respond(request) { request, principal in
+                let query = request.uri.queryParameters
+                var tenant = query.get("tenant_id")
+                if case .tenant(let own) = principal {
+                    // A tenant admin key reads its own tenant's records and nothing else.
+                    if let tenant, tenant != own {
+                        throw APIError.forbidden("this admin key reads only its own tenant's audit records")
+                    }
+                    tenant = own
+                }
+                var since: Date?
+                if let text = query.get("since") {
+                    guard let parsed = try? Date(text, strategy: .iso8601) else {
+                        throw APIError.invalid("since must be an ISO 8601 time such as 2026-11-23T12:00:00Z")
+                    }
+                    since = parsed
+                }
+                let limit = min(max(Int(query.get("limit") ?? "") ?? 1000, 1), 10_000)
+                let after = Int64(query.get("after_seq") ?? "") ?? 0
+                let records: [AuditRecord]
+                do {
+                    records = try admin.gateway.audit.records(
+                        tenant: tenant, session: query.get("session_id"), since: since, afterSeq: after, limit: limit)
+                } catch {
+                    throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
+                }
+                return HTTPJSON.response(.ok, AuditPage(records: records))
+            }
+        }
         api.get("/policy") { request, _ in
             try await respond(request) { _, principal in
                 // Reload errors name files and lines of the security team's policy: operator only.
@@ -143,4 +174,39 @@ struct ClaimRequest: Decodable {
     }
 
     init() {}
+}
+
+/// A page of audit records: each record's event fields plus its place in the chain.
+struct AuditPage: Encodable {
+    let records: [AuditRecord]
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        var list = container.nestedUnkeyedContainer(forKey: .records)
+        for record in records {
+            try list.encode(Entry(record: record))
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case records }
+
+    struct Entry: Encodable {
+        let record: AuditRecord
+
+        func encode(to encoder: any Encoder) throws {
+            // The stored body is the record; it is re-emitted as parsed JSON, with seq and hashes.
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(record.seq, forKey: .seq)
+            try container.encode(record.hash, forKey: .hash)
+            try container.encode(record.previousHash, forKey: .previousHash)
+            try container.encode(
+                (try? JSONDecoder().decode(Value.self, from: Data(record.body.utf8))) ?? .string(record.body),
+                forKey: .event)
+        }
+
+        enum Keys: String, CodingKey {
+            case seq, hash, event
+            case previousHash = "prev_hash"
+        }
+    }
 }

@@ -102,7 +102,8 @@ struct MCPEndpoint: Sendable {
             transport = existing
             do {
                 _ = try await gateway.authenticate(
-                    token: token, connectionID: connectionID, endpointServer: endpointServer)
+                    token: token, connectionID: connectionID, endpointServer: endpointServer,
+                    requestID: MCPHandlers.requestID(in: Data(buffer: body)))
             } catch {
                 return unauthorized(error)
             }
@@ -115,7 +116,8 @@ struct MCPEndpoint: Sendable {
             connectionID = RandomID.make(prefix: "mcp")
             do {
                 _ = try await gateway.authenticate(
-                    token: token, connectionID: connectionID, endpointServer: endpointServer)
+                    token: token, connectionID: connectionID, endpointServer: endpointServer,
+                    requestID: MCPHandlers.requestID(in: Data(buffer: body)))
             } catch {
                 return unauthorized(error)
             }

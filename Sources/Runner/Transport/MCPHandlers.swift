@@ -16,10 +16,12 @@ enum MCPHandlers {
             capabilities: .init(tools: .init(listChanged: true)))
 
         @Sendable func context() async throws -> CallContext {
-            let token = bearer(Server.currentHandlerContext?.httpContext?.header("Authorization")) ?? fallbackClaim
+            let http = Server.currentHandlerContext?.httpContext
+            let token = bearer(http?.header("Authorization")) ?? fallbackClaim
             do {
                 return try await gateway.authenticate(
-                    token: token, connectionID: connectionID, endpointServer: endpointServer)
+                    token: token, connectionID: connectionID, endpointServer: endpointServer,
+                    requestID: http?.body.flatMap(requestID(in:)))
             } catch {
                 gateway.logger.info("refused", metadata: ["code": "\(error.code)", "connection": "\(connectionID)"])
                 throw MCPError.serverError(code: -32001, message: error.description)
@@ -33,12 +35,38 @@ enum MCPHandlers {
         await server.withMethodHandler(CallTool.self) { params in
             let context = try await context()
             do {
-                return try await gateway.call(params.name, arguments: params.arguments, in: context)
+                let requestID = Server.currentHandlerContext?.httpContext?.body.flatMap(requestID(in:))
+                return try await gateway.call(
+                    params.name, arguments: params.arguments, in: context, requestID: requestID)
             } catch let refusal as Refusal {
                 throw MCPError.invalidParams(refusal.description)
             }
         }
         return server
+    }
+
+    /// The JSON-RPC `id` of a single request body, for the audit trail (the SDK keeps its own copy
+    /// package-internal). Nil for batches, notifications and anything unparsable.
+    static func requestID(in body: Data) -> String? {
+        struct Envelope: Decodable {
+            let id: ID?
+            enum ID: Decodable {
+                case string(String), number(Int64)
+                init(from decoder: any Decoder) throws {
+                    let container = try decoder.singleValueContainer()
+                    if let number = try? container.decode(Int64.self) {
+                        self = .number(number)
+                    } else {
+                        self = .string(try container.decode(String.self))
+                    }
+                }
+            }
+        }
+        switch (try? JSONDecoder().decode(Envelope.self, from: body))?.id {
+        case .string(let text)?: return String(text.prefix(128))
+        case .number(let number)?: return String(number)
+        case nil: return nil
+        }
     }
 
     /// The token of an `Authorization: Bearer` value.

@@ -1,0 +1,330 @@
+import Foundation
+import GRDB
+
+/// One audit record: what happened, to whom, decided how. Optional fields are absent when they do
+/// not apply (a refused claim has no session). Never holds a token, only its SHA-256.
+public struct AuditEvent: Codable, Sendable, Hashable {
+    /// What happened: `call.intent`, `call.outcome`, `call.refused`, `session.created`, ...
+    public var event: String
+    /// When it happened (set by ``AuditLog/append(_:)`` when absent).
+    public var time: Date?
+    /// The tenant.
+    public var tenant: String?
+    /// The actor.
+    public var actor: String?
+    /// The session.
+    public var session: String?
+    /// The lease.
+    public var lease: String?
+    /// SHA-256 of the claim token that carried the request.
+    public var claimFingerprint: String?
+    /// SHA-256 fingerprint of the approval grant used, if any.
+    public var approvalFingerprint: String?
+    /// The workspace id as resolved by the registry.
+    public var workspace: String?
+    /// The tool.
+    public var tool: String?
+    /// SHA-256 of the canonical JSON arguments.
+    public var argumentsDigest: String?
+    /// `allowed`, `refused`, or for admin events who decided (`operator`, `tenant:<id>`).
+    public var decision: String?
+    /// The refusal or error code.
+    public var code: String?
+    /// What came of it: `completed`, `error`, `unavailable`, ...
+    public var outcome: String?
+    /// Milliseconds from intent to outcome.
+    public var durationMs: Double?
+    /// `call` or `session` isolation of the worker.
+    public var isolation: String?
+    /// The worker that ran the call.
+    public var workerID: String?
+    /// The JSON-RPC id of the MCP request.
+    public var requestID: String?
+    /// The runner that wrote the record.
+    public var node: String?
+    /// The policy version that decided the call.
+    public var policyVersion: String?
+    /// The risk tier.
+    public var tier: String?
+    /// A short operator-facing detail (a refusal sentence, the fields a PATCH changed).
+    public var detail: String?
+
+    /// Creates an event of kind `event`.
+    public init(_ event: String) { self.event = event }
+
+    enum CodingKeys: String, CodingKey {
+        case event, time, tenant, actor, session, lease, workspace, tool, decision, code, outcome, isolation, node,
+            tier,
+            detail
+        case claimFingerprint = "claim_fingerprint"
+        case approvalFingerprint = "approval_fingerprint"
+        case argumentsDigest = "arguments_digest"
+        case durationMs = "duration_ms"
+        case workerID = "worker_id"
+        case requestID = "request_id"
+        case policyVersion = "policy_version"
+    }
+}
+
+/// A stored record: the event's canonical JSON body, its place in the chain and the chain hashes.
+public struct AuditRecord: Sendable, Hashable {
+    /// 1-based position in the log; consecutive.
+    public let seq: Int64
+    /// Canonical JSON (sorted keys) of the event.
+    public let body: String
+    /// The previous record's hash (64 zeros for the first).
+    public let previousHash: String
+    /// `sha256(previousHash + "\n" + seq + "\n" + body)`.
+    public let hash: String
+
+    /// The hash a record with these contents must carry.
+    public static func chainHash(previous: String, seq: Int64, body: String) -> String {
+        Digest.sha256Hex(Array((previous + "\n" + String(seq) + "\n" + body).utf8))
+    }
+
+    /// The event, decoded.
+    public var event: AuditEvent? { try? AuditLog.decoder.decode(AuditEvent.self, from: Data(body.utf8)) }
+}
+
+/// Why an audit record could not be written; the call it was for is refused.
+public struct AuditUnavailable: Error, Sendable, CustomStringConvertible {
+    /// The underlying failure.
+    public let description: String
+}
+
+/// The tamper-evident audit trail: an append-only, hash-chained SQLite log with group commit.
+///
+/// `append` returns only once the record is durable (`synchronous = FULL`, so it survives the
+/// process being killed and, with WAL, a power loss after the commit). Appends that arrive while a
+/// commit is in flight are written together in the next transaction: one fsync for many records.
+public actor AuditLog {
+    static let genesis = String(repeating: "0", count: 64)
+    /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
+    static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(date.formatted(AuditLog.timeFormat))
+        }
+        return encoder
+    }()
+    static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = try? AuditLog.timeFormat.parse(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: text))
+            }
+            return date
+        }
+        return decoder
+    }()
+
+    private let pool: DatabasePool
+    /// The database file.
+    public nonisolated let path: String
+    /// This runner's id, stamped on every record.
+    public nonisolated let node: String
+    private var headSeq: Int64
+    private var headHash: String
+    private var pending: [(AuditEvent, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>)] = []
+    private var committing = false
+    private var committedBatches = 0
+
+    /// Opens (creating if needed) the log at `path`.
+    public init(path: String, node: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        self.path = path
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "audit") { table in
+                table.primaryKey("seq", .integer)
+                table.column("time", .text).notNull().indexed()
+                table.column("tenant", .text).indexed()
+                table.column("session", .text).indexed()
+                table.column("event", .text).notNull()
+                table.column("body", .text).notNull()
+                table.column("prev_hash", .text).notNull()
+                table.column("hash", .text).notNull()
+            }
+        }
+        try migrator.migrate(pool)
+        let head = try pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        }
+        headSeq = head?["seq"] ?? 0
+        headHash = head?["hash"] ?? Self.genesis
+        self.node = node
+    }
+
+    /// Appends `event` and returns once it is durable.
+    ///
+    /// - Returns: the record's sequence number.
+    /// - Throws: ``AuditUnavailable`` when it could not be written; callers must not proceed.
+    @discardableResult
+    public func append(_ event: AuditEvent) async throws(AuditUnavailable) -> Int64 {
+        var event = event
+        if event.time == nil { event.time = Date() }
+        if event.node == nil { event.node = node }
+        let result = await withCheckedContinuation { continuation in
+            pending.append((event, continuation))
+            if !committing {
+                committing = true
+                Task { await self.commitPending() }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Writes everything pending, batch after batch, until nothing is left.
+    private func commitPending() async {
+        while !pending.isEmpty {
+            let batch = pending
+            pending.removeAll(keepingCapacity: true)
+            var records: [(AuditRecord, AuditEvent)] = []
+            var previous = headHash
+            var seq = headSeq
+            var encodingFailure: String?
+            for (event, _) in batch {
+                seq += 1
+                guard let data = try? Self.encoder.encode(event) else {
+                    encodingFailure = "cannot encode an audit record for \(event.event)"
+                    break
+                }
+                let body = String(decoding: data, as: UTF8.self)
+                let hash = AuditRecord.chainHash(previous: previous, seq: seq, body: body)
+                records.append((AuditRecord(seq: seq, body: body, previousHash: previous, hash: hash), event))
+                previous = hash
+            }
+            let outcome: Result<Void, AuditUnavailable>
+            if let encodingFailure {
+                outcome = .failure(AuditUnavailable(description: encodingFailure))
+            } else {
+                let rows = records
+                do {
+                    try await pool.write { db in
+                        for (record, event) in rows {
+                            try db.execute(
+                                sql: """
+                                    INSERT INTO audit (seq, time, tenant, session, event, body, prev_hash, hash)
+                                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                    """,
+                                arguments: [
+                                    record.seq, event.time.map { $0.formatted(AuditLog.timeFormat) }, event.tenant,
+                                    event.session,
+                                    event.event, record.body, record.previousHash, record.hash,
+                                ])
+                        }
+                    }
+                    outcome = .success(())
+                } catch {
+                    outcome = .failure(AuditUnavailable(description: "the audit log cannot be written: \(error)"))
+                }
+            }
+            switch outcome {
+            case .success:
+                headSeq = seq
+                headHash = previous
+                committedBatches += 1
+                for (index, (_, continuation)) in batch.enumerated() {
+                    continuation.resume(returning: .success(records[index].0.seq))
+                }
+            case .failure(let error):
+                for (_, continuation) in batch { continuation.resume(returning: .failure(error)) }
+            }
+        }
+        committing = false
+    }
+
+    /// The number of commits (transactions) so far: appends per commit shows group commit at work.
+    public var commits: Int { committedBatches }
+
+    // MARK: Reading
+
+    /// Records matching the filters, oldest first.
+    public nonisolated func records(
+        tenant: String? = nil, session: String? = nil, since: Date? = nil, afterSeq: Int64 = 0, limit: Int = 1000
+    ) throws -> [AuditRecord] {
+        var clauses = ["seq > ?"]
+        var arguments: [any DatabaseValueConvertible] = [afterSeq]
+        if let tenant {
+            clauses.append("tenant = ?")
+            arguments.append(tenant)
+        }
+        if let session {
+            clauses.append("session = ?")
+            arguments.append(session)
+        }
+        if let since {
+            clauses.append("time >= ?")
+            arguments.append(since.formatted(AuditLog.timeFormat))
+        }
+        let sql =
+            "SELECT seq, body, prev_hash, hash FROM audit WHERE \(clauses.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
+        arguments.append(limit)
+        return try pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map(Self.record)
+        }
+    }
+
+    /// The last `count` records, oldest first.
+    public nonisolated func tail(_ count: Int) throws -> [AuditRecord] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?", arguments: [count]
+            ).map(Self.record).reversed()
+        }
+    }
+
+    private static func record(_ row: Row) -> AuditRecord {
+        AuditRecord(seq: row["seq"], body: row["body"], previousHash: row["prev_hash"], hash: row["hash"])
+    }
+
+    /// The result of checking the chain.
+    public enum Verification: Sendable, Equatable {
+        /// Every record is in place and unaltered.
+        case ok(records: Int64, head: String)
+        /// The first record that breaks the chain, and how.
+        case broken(seq: Int64, reason: String)
+    }
+
+    /// Walks the whole log: consecutive sequence numbers from 1, each record's `prev_hash` equal to
+    /// the previous record's hash, each hash recomputed from its contents. Any edit, deletion,
+    /// insertion or reordering breaks one of the three. (Cutting records off the end leaves a
+    /// shorter valid chain: compare the printed head with one recorded elsewhere to catch that.)
+    public nonisolated func verify() throws -> Verification {
+        try pool.read { db in
+            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY rowid")
+            var expectedSeq: Int64 = 1
+            var previous = Self.genesis
+            while let row = try cursor.next() {
+                let record = Self.record(row)
+                guard record.seq == expectedSeq else {
+                    return .broken(
+                        seq: record.seq,
+                        reason:
+                            "expected record \(expectedSeq) here, found \(record.seq) (a record was deleted, inserted or moved)"
+                    )
+                }
+                guard record.previousHash == previous else {
+                    return .broken(seq: record.seq, reason: "prev_hash does not match record \(record.seq - 1)'s hash")
+                }
+                guard AuditRecord.chainHash(previous: previous, seq: record.seq, body: record.body) == record.hash
+                else {
+                    return .broken(
+                        seq: record.seq, reason: "contents do not match the record's hash (the record was edited)")
+                }
+                previous = record.hash
+                expectedSeq += 1
+            }
+            return .ok(records: expectedSeq - 1, head: previous)
+        }
+    }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import GRDB
+import MCP
+import Sandbox
+import Testing
+
+@testable import Runner
+
+@Suite struct AuditLogTests {
+    func temporaryPath() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/audit.sqlite"
+    }
+
+    @Test func concurrentAppendsFormOneUnbrokenChain() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<300 {
+                group.addTask {
+                    var event = AuditEvent("call.intent")
+                    event.tool = "repo.stat"
+                    event.requestID = String(index)
+                    return try await log.append(event)
+                }
+            }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(Set(seqs) == Set(1...300))
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 300)
+        let records = try log.records(limit: 300)
+        #expect(Set(records.compactMap { $0.event?.requestID }).count == 300)
+        #expect(records.allSatisfy { $0.event?.node == "n1" && $0.event?.time != nil })
+        // Reopening continues the same chain.
+        let reopened = try AuditLog(path: log.path, node: "n2")
+        #expect(try await reopened.append(AuditEvent("session.created")) == 301)
+        guard case .ok(let after, _) = try reopened.verify() else {
+            Issue.record("chain broken after reopening")
+            return
+        }
+        #expect(after == 301)
+    }
+
+    @Test func aCallIsNotRunWhenItsIntentCannotBeRecorded() async throws {
+        let recorder = InvocationRecorder()
+        let fixture = try await GatewayFixture(executor: recorder)
+        let (_, claim) = try await fixture.session()
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c1")
+        // With the log writable the call reaches the executor, audited before and after.
+        _ = try await fixture.gateway.call("repo.stat", arguments: ["path": "a"], in: context)
+        #expect(await recorder.invocations.count == 1)
+
+        // Another process holds the audit database's write lock past the busy timeout: "store down".
+        var unsafe = Configuration()
+        unsafe.allowsUnsafeTransactions = true
+        let blocker = try DatabaseQueue(path: fixture.directory + "/audit.sqlite", configuration: unsafe)
+        try await blocker.writeWithoutTransaction { db in try db.execute(sql: "BEGIN EXCLUSIVE") }
+        let result = try await fixture.gateway.call("repo.stat", arguments: ["path": "b"], in: context)
+        try await blocker.writeWithoutTransaction { db in try db.execute(sql: "ROLLBACK") }
+        #expect(result.isError == true)
+        guard case .object(let content)? = result.structuredContent, case .object(let error)? = content["error"] else {
+            Issue.record("no structured error: \(result)")
+            return
+        }
+        #expect(error["code"] == .string("audit_unavailable"))
+        #expect(await recorder.invocations.count == 1, "the executor must not see an unaudited call")
+
+        // Once the log is writable again, calls run and the chain is intact.
+        _ = try await fixture.gateway.call("repo.stat", arguments: ["path": "c"], in: context)
+        #expect(await recorder.invocations.count == 2)
+        guard case .ok = try fixture.gateway.audit.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+    }
+}
+
+/// An executor that records what reaches it and executes nothing.
+actor InvocationRecorder: ToolExecutor {
+    private(set) var invocations: [ToolInvocation] = []
+
+    func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
+        invocations.append(invocation)
+        return .unavailable(reason: "recording executor")
+    }
+
+    func tiersChanged(_ tiers: Set<String>) async {}
+}
