@@ -34,14 +34,14 @@ if [[ $mode == smoke ]]; then
     step "building leasehold-bench (debug)"
     swift build --product leasehold-bench >&2
     bin="$(swift build --show-bin-path)/leasehold-bench"
-    claim_args=(--samples 50 --warmup 5 --tokens 8)
+    claim_args=(--samples 50 --warmup 5 --tokens 8 --audit-records 200)
     list_args=(--list-samples 3 --list-warmup 1 --sizes 500,10000)
     py_args=(--samples 50 --warmup 5)
 else
     step "building leasehold-bench (release)"
     swift build -c release --product leasehold-bench >&2
     bin="$(swift build -c release --show-bin-path)/leasehold-bench"
-    claim_args=(--samples 2000 --warmup 200 --tokens 64)
+    claim_args=(--samples 2000 --warmup 200 --tokens 64 --audit-records 4000)
     list_args=(--list-samples 500 --list-warmup 50 --sizes 500,10000)
     py_args=(--samples 2000 --warmup 200)
 fi
@@ -69,7 +69,7 @@ cores="$(nproc 2>/dev/null || echo 1)"
 if [[ $mode == full ]] && awk -v load="${load%% *}" -v cores="$cores" 'BEGIN { exit !(load > cores / 2) }'; then
     echo "run.sh: load average ${load%% *} on $cores cores: other work shares the CPU, figures will be noisy" >&2
 fi
-step "Leasehold: claim verification and tools/list ($mode)"
+step "Leasehold: claim verification, tools/list and the audit trail ($mode)"
 "$bin" "${claim_args[@]}" "${list_args[@]}" --policies "$repo/policies" \
     --json "$work/swift.json" --export-tokens "$work/tokens.json"
 

@@ -14,7 +14,10 @@ let usage = """
       --policies DIR       the policies directory (default ./policies)
       --json FILE          write machine-readable results
       --export-tokens FILE write the claim tokens and verification keys for pyjwt_bench.py
-      --only claims|list   run one figure
+      --audit-records N    audit records per concurrency level (default 4000)
+      --audit-dir DIR      where the audit benchmark writes its logs (default: the system temp dir)
+      --only claims|list|audit
+                           run one figure
       --profile resolve|encode
                            tools/list only, the largest size, one stage (for callgrind)
     """
@@ -31,6 +34,8 @@ struct Options {
     var exportTokens: String?
     var only: String?
     var profile: ToolsListBench.Only?
+    var auditRecords = 4000
+    var auditDirectory = NSTemporaryDirectory()
 }
 
 func parse(_ arguments: [String]) throws -> Options {
@@ -64,9 +69,11 @@ func parse(_ arguments: [String]) throws -> Options {
         case "--policies": options.policies = try value(argument)
         case "--json": options.json = try value(argument)
         case "--export-tokens": options.exportTokens = try value(argument)
+        case "--audit-records": options.auditRecords = try count(argument)
+        case "--audit-dir": options.auditDirectory = try value(argument)
         case "--only":
             let text = try value(argument)
-            guard text == "claims" || text == "list" else { throw BenchError("--only: claims or list") }
+            guard ["claims", "list", "audit"].contains(text) else { throw BenchError("--only: claims, list or audit") }
             options.only = text
         case "--profile":
             let text = try value(argument)
@@ -88,9 +95,10 @@ struct Report: Encodable {
     let build: String
     let claims: [ClaimsResult]
     let toolsList: [ToolsListResult]
+    let audit: [AuditResult]
 
     enum CodingKeys: String, CodingKey {
-        case build, claims
+        case build, claims, audit
         case toolsList = "tools_list"
     }
 }
@@ -134,18 +142,18 @@ func main() throws {
     }
 
     var claims: [ClaimsResult] = []
-    if options.only != "list" {
+    if options.only == nil || options.only == "claims" {
         let (results, export) = try blocking {
             try await ClaimsBench.run(samples: options.samples, warmup: options.warmup, distinct: options.tokens)
         }
         claims = results
         if let path = options.exportTokens { try writeJSON(export, to: path) }
     } else if options.exportTokens != nil {
-        throw BenchError("--export-tokens needs the claims figure (drop --only list)")
+        throw BenchError("--export-tokens needs the claims figure")
     }
 
     var lists: [ToolsListResult] = []
-    if options.only != "claims" {
+    if options.only == nil || options.only == "list" {
         for size in options.sizes {
             lists.append(
                 try ToolsListBench.run(
@@ -153,7 +161,19 @@ func main() throws {
         }
     }
 
-    let report = Report(build: buildConfiguration, claims: claims, toolsList: lists)
+    var audit: [AuditResult] = []
+    if options.only == nil || options.only == "audit" {
+        for concurrency in [1, 16, 64] {
+            let records = options.auditRecords
+            let directory = options.auditDirectory
+            audit.append(
+                try blocking {
+                    try await AuditBench.run(records: records, concurrency: concurrency, directory: directory)
+                })
+        }
+    }
+
+    let report = Report(build: buildConfiguration, claims: claims, toolsList: lists, audit: audit)
     if let path = options.json { try writeJSON(report, to: path) }
 }
 
