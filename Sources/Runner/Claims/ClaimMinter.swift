@@ -36,7 +36,8 @@ public struct ClaimMinter: Sendable {
     /// Builds and signs a claim for a session's current lease; the claim never outlives the lease.
     public func mint(
         sessionID: String, tenantID: String, actorID: String, workspaceID: String, leaseID: String,
-        leaseExpiresAt: Date, ttl: Duration, allowedTools: [String]? = nil, now: Date = Date()
+        leaseExpiresAt: Date, ttl: Duration, allowedTools: [String]? = nil, approvalFingerprint: String? = nil,
+        now: Date = Date()
     ) async throws -> String {
         let issuedAt = Int64(now.timeIntervalSince1970)
         let lifetime = min(ttl.components.seconds, policy.maximumLifetime.components.seconds)
@@ -46,6 +47,8 @@ public struct ClaimMinter: Sendable {
             exp: max(expiry, issuedAt + 1),
             jti: RandomID.make(prefix: "clm"), sessionID: sessionID, tenantID: tenantID, actorID: actorID,
             workspaceID: workspaceID, leaseID: leaseID, allowedTools: allowedTools)
-        return try await sign(claim)
+        var signed = claim
+        signed.approvalFingerprint = approvalFingerprint
+        return try await sign(signed)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import WorkspaceRegistry
 
 /// Who is calling the admin API.
@@ -7,6 +8,14 @@ public enum Principal: Sendable, Hashable {
     case `operator`
     /// A tenant admin: manages only its own tenant.
     case tenant(String)
+
+    /// How audit records and approvals name this principal: `operator` or `tenant:<id>`.
+    public var auditName: String {
+        switch self {
+        case .operator: "operator"
+        case .tenant(let own): "tenant:\(own)"
+        }
+    }
 
     /// True when this principal may manage `tenantID`.
     public func manages(_ tenantID: String) -> Bool {
@@ -323,9 +332,10 @@ public struct AdminService: Sendable {
     }
 
     /// Mints a fresh claim for the session's current lease.
-    public func mintClaim(sessionID: String, ttlSeconds: Int?, allowedTools: [String]?, by principal: Principal)
-        async throws(APIError) -> (Session, String)
-    {
+    public func mintClaim(
+        sessionID: String, ttlSeconds: Int?, allowedTools: [String]?, approvalFingerprint: String? = nil,
+        by principal: Principal
+    ) async throws(APIError) -> (Session, String) {
         let session = try await session(id: sessionID, by: principal)
         guard session.revokedAt == nil else {
             throw APIError(409, "session_revoked", "session \(sessionID) was revoked")
@@ -335,7 +345,15 @@ public struct AdminService: Sendable {
         }
         try validatePatterns(allowedTools, field: "allowed_tools")
         let ttl = try claimTTL(ttlSeconds ?? session.claimTTLSeconds)
-        return (session, try await mint(session, ttl: ttl, allowedTools: allowedTools))
+        if let approvalFingerprint {
+            guard approvalFingerprint.utf8.count == 64, approvalFingerprint.utf8.allSatisfy({ $0 < 0x80 }) else {
+                throw APIError.invalid("approval_fingerprint must be the 64-character fingerprint of an approval")
+            }
+        }
+        return (
+            session,
+            try await mint(session, ttl: ttl, allowedTools: allowedTools, approvalFingerprint: approvalFingerprint)
+        )
     }
 
     /// Replaces the lease: claims of the old lease are refused from now on.
@@ -413,6 +431,124 @@ public struct AdminService: Sendable {
         return key
     }
 
+    // MARK: Approvals
+
+    /// Approvals the principal may see, oldest first.
+    public func approvals(sessionID: String?, status: String?, tenantID: String?, by principal: Principal)
+        async throws(APIError) -> [Approval]
+    {
+        var tenant = tenantID
+        if case .tenant(let own) = principal {
+            if let tenantID, tenantID != own { throw APIError.forbidden("this admin key manages only its own tenant") }
+            tenant = own
+        }
+        var wanted: Approval.Status?
+        if let status {
+            guard let parsed = Approval.Status(rawValue: status) else {
+                throw APIError.invalid("status must be pending, granted, denied or exhausted")
+            }
+            wanted = parsed
+        }
+        do {
+            return try await gateway.store.approvals(tenantID: tenant, sessionID: sessionID, status: wanted)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+    }
+
+    /// Grants a pending approval for `ttlSeconds` (default the tier's, else 300) and `uses`
+    /// (default the tier's, else 1), recording who granted it.
+    public func grantApproval(id: String, ttlSeconds: Int?, uses: Int?, by principal: Principal) async throws(APIError)
+        -> Approval
+    {
+        let current = try await approval(id: id, by: principal)
+        let tier = gateway.resolver.tier(of: current.tool, tenant: current.tenantID).flatMap {
+            gateway.resolver.policy.tiers[$0]
+        }
+        let ttl = ttlSeconds ?? tier?.approval.ttlSeconds ?? 300
+        let count = uses ?? tier?.approval.uses ?? 1
+        guard (1...86_400).contains(ttl) else { throw APIError.invalid("ttl_seconds must be 1-86400") }
+        guard (1...1000).contains(count) else { throw APIError.invalid("uses must be 1-1000") }
+        let now = gateway.now()
+        let decidedBy = principal.auditName
+        let updated = try await decide(id) { approval in
+            guard approval.status == .pending else { return false }
+            approval.status = .granted
+            approval.decidedBy = decidedBy
+            approval.decidedAt = now
+            approval.expiresAt = now.addingTimeInterval(TimeInterval(ttl))
+            approval.uses = count
+            approval.usesLeft = count
+            return true
+        }
+        try await record("approval.granted", by: principal, tenant: updated.tenantID) {
+            $0.session = updated.sessionID
+            $0.lease = updated.leaseID
+            $0.actor = updated.actorID
+            $0.workspace = updated.workspaceID
+            $0.tool = updated.tool
+            $0.argumentsDigest = updated.argumentsDigest
+            $0.approvalFingerprint = updated.fingerprint
+            $0.detail = "approval \(updated.id): \(ttl) s, \(count) use(s)"
+        }
+        return updated
+    }
+
+    /// Denies a pending approval.
+    public func denyApproval(id: String, by principal: Principal) async throws(APIError) -> Approval {
+        _ = try await approval(id: id, by: principal)
+        let now = gateway.now()
+        let decidedBy = principal.auditName
+        let updated = try await decide(id) { approval in
+            guard approval.status == .pending else { return false }
+            approval.status = .denied
+            approval.decidedBy = decidedBy
+            approval.decidedAt = now
+            return true
+        }
+        try await record("approval.denied", by: principal, tenant: updated.tenantID) {
+            $0.session = updated.sessionID
+            $0.tool = updated.tool
+            $0.argumentsDigest = updated.argumentsDigest
+            $0.approvalFingerprint = updated.fingerprint
+            $0.detail = "approval \(updated.id)"
+        }
+        return updated
+    }
+
+    private func approval(id: String, by principal: Principal) async throws(APIError) -> Approval {
+        let found: Approval?
+        do {
+            found = try await gateway.store.approval(id: id)
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        // Another tenant's approval is reported as not found, so ids cannot be probed.
+        guard let found, principal.manages(found.tenantID) else { throw APIError.notFound("approval \(id)") }
+        return found
+    }
+
+    /// Applies a decision to a pending approval atomically; 409 when it is no longer pending.
+    private func decide(_ id: String, _ change: @escaping @Sendable (inout Approval) -> Bool) async throws(APIError)
+        -> Approval
+    {
+        let changed = Mutex(false)
+        let updated: Approval?
+        do {
+            updated = try await gateway.store.updateApproval(id: id) { approval in
+                let applied = change(&approval)
+                changed.withLock { $0 = applied }
+            }
+        } catch {
+            throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard let updated else { throw APIError.notFound("approval \(id)") }
+        guard changed.withLock({ $0 }) else {
+            throw APIError(409, "approval_decided", "approval \(id) is \(updated.status.rawValue), not pending")
+        }
+        return updated
+    }
+
     /// Audits an admin change after it is made; if the record cannot be written the caller gets
     /// 503 `audit_unavailable` (the change stands, and the runner's log says so).
     private func record(
@@ -420,10 +556,7 @@ public struct AdminService: Sendable {
         _ fill: (inout AuditEvent) -> Void = { _ in }
     ) async throws(APIError) {
         var event = AuditEvent(kind)
-        switch principal {
-        case .operator: event.decision = "operator"
-        case .tenant(let own): event.decision = "tenant:\(own)"
-        }
+        event.decision = principal.auditName
         event.tenant = tenant ?? session?.tenantID
         if let session {
             event.actor = session.actorID
@@ -444,13 +577,15 @@ public struct AdminService: Sendable {
 
     // MARK: Helpers
 
-    private func mint(_ session: Session, ttl: Int, allowedTools: [String]?) async throws(APIError) -> String {
+    private func mint(_ session: Session, ttl: Int, allowedTools: [String]?, approvalFingerprint: String? = nil)
+        async throws(APIError) -> String
+    {
         do {
             return try await gateway.minter.mint(
                 sessionID: session.id, tenantID: session.tenantID, actorID: session.actorID,
                 workspaceID: session.workspaceID,
                 leaseID: session.lease.id, leaseExpiresAt: session.lease.expiresAt, ttl: .seconds(ttl),
-                allowedTools: allowedTools,
+                allowedTools: allowedTools, approvalFingerprint: approvalFingerprint,
                 now: gateway.now())
         } catch {
             throw APIError(500, "signing_failed", "the claim could not be signed: \(error)")

@@ -327,10 +327,22 @@ public final class Gateway: Sendable {
         } catch {
             return Self.errorResult(Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"))
         }
+        let digest = Digest.sha256Hex(encoded)
+        var approvalFingerprint: String?
+        if resolver.policy.tiers[tier]?.approval.required == true {
+            switch await checkApproval(
+                tool: tool, workspace: workspace.workspaceID, digest: digest, arguments: encoded, in: context,
+                requestID: requestID)
+            {
+            case .proceed(let fingerprint): approvalFingerprint = fingerprint
+            case .refuse(let result): return result
+            }
+        }
         var event = auditEvent("call.intent", tool: tool, in: context, requestID: requestID)
         event.workspace = workspace.workspaceID
         event.decision = "allowed"
-        event.argumentsDigest = Digest.sha256Hex(encoded)
+        event.argumentsDigest = digest
+        event.approvalFingerprint = approvalFingerprint ?? event.approvalFingerprint
         event.policyVersion = policyVersion
         event.tier = tier
         event.isolation = resolver.policy.tiers[tier]?.isolation.rawValue
@@ -375,12 +387,145 @@ public final class Gateway: Sendable {
     }
 
     /// A tool result with `isError`, the code in structured content and `code: message` as text.
-    static func errorResult(_ refusal: Refusal) -> CallTool.Result {
-        CallTool.Result(
+    static func errorResult(_ refusal: Refusal, extra: [String: Value] = [:]) -> CallTool.Result {
+        var error: [String: Value] = ["code": .string(refusal.code.rawValue), "message": .string(refusal.message)]
+        error.merge(extra) { current, _ in current }
+        return CallTool.Result(
             content: [.text(text: refusal.description, annotations: nil, _meta: nil)],
-            structuredContent: ["error": ["code": .string(refusal.code.rawValue), "message": .string(refusal.message)]]
-                as Value?,
-            isError: true)
+            structuredContent: ["error": .object(error)] as Value?, isError: true)
+    }
+
+    // MARK: Approvals
+
+    private enum ApprovalCheck {
+        case proceed(fingerprint: String)
+        case refuse(CallTool.Result)
+    }
+
+    /// Decides whether an approval lets this exact call run, consuming one use if so.
+    ///
+    /// A claim's `approval_fingerprint`, when present, must name a grant of the claim's own session
+    /// for this exact call. Otherwise the session's grants for this exact call (same tool, workspace
+    /// and arguments digest) are tried, oldest first. Anything that looks like reuse of a grant it
+    /// cannot serve is refused `approval_invalid` and audited as a replay.
+    private func checkApproval(
+        tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
+        requestID: String?
+    ) async -> ApprovalCheck {
+        let session = context.session
+        let key = Approval.bindingKey(session: session.id, tool: tool, workspace: workspace, argumentsDigest: digest)
+        let now = self.now()
+        func replay(_ message: String, approval: Approval?, extra: [String: Value] = [:]) async -> ApprovalCheck {
+            var event = auditEvent("approval.replay", tool: tool, in: context, requestID: requestID)
+            event.decision = "refused"
+            event.code = Refusal.Code.approvalInvalid.rawValue
+            event.argumentsDigest = digest
+            event.approvalFingerprint = approval?.fingerprint ?? context.claim.claim.approvalFingerprint
+            event.detail = message
+            if (try? await audit.append(event)) == nil {
+                return .refuse(Self.errorResult(Refusal(.auditUnavailable, "the call was not run")))
+            }
+            return .refuse(Self.errorResult(Refusal(.approvalInvalid, message), extra: extra))
+        }
+        do {
+            var candidates: [Approval]
+            if let named = context.claim.claim.approvalFingerprint {
+                guard let approval = try await store.approval(fingerprint: named), approval.sessionID == session.id
+                else {
+                    return await replay(
+                        "the claim's approval_fingerprint names no approval of session \(session.id)", approval: nil)
+                }
+                guard approval.bindingKey == key else {
+                    return await replay(
+                        "approval \(approval.id) was granted for another call (tool, workspace or arguments differ)",
+                        approval: approval)
+                }
+                candidates = [approval]
+            } else {
+                candidates = try await store.approvals(bindingKey: key)
+            }
+            for candidate in candidates where candidate.isUsable(at: now, leaseID: session.lease.id) {
+                // Consume under the store's write lock: two concurrent retries cannot share one use.
+                let consumed = try await store.updateApproval(id: candidate.id) { approval in
+                    guard approval.isUsable(at: now, leaseID: session.lease.id) else { return }
+                    approval.usesLeft = (approval.usesLeft ?? 1) - 1
+                    if approval.usesLeft == 0 { approval.status = .exhausted }
+                }
+                if let consumed, consumed.usesLeft != candidate.usesLeft {
+                    var event = auditEvent("approval.used", tool: tool, in: context, requestID: requestID)
+                    event.decision = "allowed"
+                    event.argumentsDigest = digest
+                    event.approvalFingerprint = consumed.fingerprint
+                    event.detail = "approval \(consumed.id), \(consumed.usesLeft ?? 0) use(s) left"
+                    if (try? await audit.append(event)) == nil {
+                        return .refuse(Self.errorResult(Refusal(.auditUnavailable, "the call was not run")))
+                    }
+                    return .proceed(fingerprint: consumed.fingerprint)
+                }
+            }
+            if let pending = candidates.first(where: { $0.status == .pending && $0.leaseID == session.lease.id }) {
+                return .refuse(required(pending))
+            }
+            if let denied = candidates.last(where: { $0.status == .denied && $0.leaseID == session.lease.id }) {
+                return .refuse(
+                    Self.errorResult(
+                        Refusal(
+                            .approvalDenied,
+                            "approval \(denied.id) for this exact call was denied by \(denied.decidedBy ?? "a human")"),
+                        extra: ["approval_id": .string(denied.id)]))
+            }
+            if let spent = candidates.last(where: { $0.status == .granted || $0.status == .exhausted }) {
+                let why =
+                    spent.leaseID != session.lease.id
+                    ? "was granted under an earlier lease"
+                    : spent.status == .exhausted ? "has no uses left" : "has expired"
+                let fresh = try await ask(
+                    tool: tool, workspace: workspace, digest: digest, arguments: arguments, in: context,
+                    requestID: requestID)
+                return await replay(
+                    "approval \(spent.id) \(why); a new approval \(fresh.id) was requested", approval: spent,
+                    extra: ["approval_id": .string(fresh.id), "summary": .string(fresh.summary)])
+            }
+            return .refuse(
+                required(
+                    try await ask(
+                        tool: tool, workspace: workspace, digest: digest, arguments: arguments, in: context,
+                        requestID: requestID)))
+        } catch {
+            return .refuse(Self.errorResult(Refusal(.approvalRequired, "the approval store is unavailable: \(error)")))
+        }
+    }
+
+    private func required(_ approval: Approval) -> CallTool.Result {
+        Self.errorResult(
+            Refusal(
+                .approvalRequired,
+                "\(approval.tool) needs a human's approval of this exact call; ask for approval \(approval.id) to be granted, then retry the same call"
+            ),
+            extra: ["approval_id": .string(approval.id), "summary": .string(approval.summary)])
+    }
+
+    /// Records a pending approval for this exact call and audits the request.
+    private func ask(
+        tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
+        requestID: String?
+    ) async throws -> Approval {
+        // A short rendering for the human: canonical JSON, cut at 160 bytes on a character boundary.
+        var rendering = String(decoding: arguments, as: UTF8.self)
+        if rendering.utf8.count > 160 { rendering = String(rendering.prefix(157)) + "..." }
+        let approval = Approval(
+            id: RandomID.make(prefix: "apr"), tenantID: context.session.tenantID, sessionID: context.session.id,
+            leaseID: context.session.lease.id, actorID: context.session.actorID, workspaceID: workspace, tool: tool,
+            argumentsDigest: digest,
+            summary: "\(tool) in workspace \(workspace), arguments sha256:\(digest.prefix(12)): \(rendering)",
+            createdAt: now())
+        var event = auditEvent("approval.asked", tool: tool, in: context, requestID: requestID)
+        event.argumentsDigest = digest
+        event.approvalFingerprint = approval.fingerprint
+        event.detail = "approval \(approval.id)"
+        try await audit.append(event)
+        try await store.insertApproval(approval)
+        return approval
     }
 
     // MARK: Catalog and policy

@@ -39,6 +39,13 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let invalidArguments = Code("invalid_arguments")
         /// The tool was authorized but this runner cannot execute it.
         public static let executionUnavailable = Code("execution_unavailable")
+        /// The tool's tier requires a human's approval of this exact call; none is usable yet.
+        public static let approvalRequired = Code("approval_required")
+        /// An approval was presented or matched but cannot serve this call (another session, tool,
+        /// workspace or arguments; expired; used up; another lease).
+        public static let approvalInvalid = Code("approval_invalid")
+        /// A human denied this exact call.
+        public static let approvalDenied = Code("approval_denied")
         /// The audit record for the call could not be written, so the call was not run.
         public static let auditUnavailable = Code("audit_unavailable")
 

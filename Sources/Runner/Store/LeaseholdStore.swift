@@ -31,4 +31,16 @@ public protocol LeaseholdStore: WorkspaceBackend {
     func insertAdminKey(id: String, tenantID: String, keyHash: String) async throws
     /// The tenant an admin key (by hash) manages, if any.
     func tenantForAdminKey(hash: String) async throws -> String?
+    /// Stores a new approval.
+    func insertApproval(_ approval: Approval) async throws
+    /// Reads an approval by id.
+    func approval(id: String) async throws -> Approval?
+    /// Reads an approval by the fingerprint a claim carries.
+    func approval(fingerprint: String) async throws -> Approval?
+    /// Approvals matching the filters, oldest first.
+    func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?) async throws -> [Approval]
+    /// Approvals of one exact call (``Approval/bindingKey``), oldest first.
+    func approvals(bindingKey: String) async throws -> [Approval]
+    /// Read-modify-write of one approval under the store's write lock; nil when it does not exist.
+    func updateApproval(id: String, _ mutate: @Sendable (inout Approval) throws -> Void) async throws -> Approval?
 }

@@ -54,6 +54,18 @@ public final class SQLiteStore: LeaseholdStore {
                 table.column("created_at", .datetime).notNull()
             }
         }
+        migrator.registerMigration("v2-approvals") { db in
+            try db.create(table: "approvals") { table in
+                table.primaryKey("id", .text)
+                table.column("tenant_id", .text).notNull().indexed()
+                table.column("session_id", .text).notNull().indexed()
+                table.column("status", .text).notNull()
+                table.column("binding_key", .text).notNull().indexed()
+                table.column("fingerprint", .text).notNull().unique()
+                table.column("created_at", .double).notNull()
+                table.column("body", .blob).notNull()
+            }
+        }
         return migrator
     }
 
@@ -185,5 +197,80 @@ public final class SQLiteStore: LeaseholdStore {
         try await pool.read { db in
             try String.fetchOne(db, sql: "SELECT tenant_id FROM admin_keys WHERE key_hash = ?", arguments: [hash])
         }
+    }
+
+    // MARK: Approvals
+
+    public func insertApproval(_ approval: Approval) async throws {
+        let body = try encoder.encode(approval)
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO approvals (id, tenant_id, session_id, status, binding_key, fingerprint, created_at, body)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    approval.id, approval.tenantID, approval.sessionID, approval.status.rawValue, approval.bindingKey,
+                    approval.fingerprint, approval.createdAt.timeIntervalSince1970, body,
+                ])
+        }
+    }
+
+    public func approval(id: String) async throws -> Approval? {
+        try await fetchApprovals(sql: "SELECT body FROM approvals WHERE id = ?", arguments: [id]).first
+    }
+
+    public func approval(fingerprint: String) async throws -> Approval? {
+        try await fetchApprovals(sql: "SELECT body FROM approvals WHERE fingerprint = ?", arguments: [fingerprint])
+            .first
+    }
+
+    public func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?) async throws -> [Approval] {
+        var clauses = ["1 = 1"]
+        var arguments: [any DatabaseValueConvertible] = []
+        if let tenantID {
+            clauses.append("tenant_id = ?")
+            arguments.append(tenantID)
+        }
+        if let sessionID {
+            clauses.append("session_id = ?")
+            arguments.append(sessionID)
+        }
+        if let status {
+            clauses.append("status = ?")
+            arguments.append(status.rawValue)
+        }
+        return try await fetchApprovals(
+            sql:
+                "SELECT body FROM approvals WHERE \(clauses.joined(separator: " AND ")) ORDER BY created_at, id LIMIT 1000",
+            arguments: StatementArguments(arguments))
+    }
+
+    public func approvals(bindingKey: String) async throws -> [Approval] {
+        try await fetchApprovals(
+            sql: "SELECT body FROM approvals WHERE binding_key = ? ORDER BY created_at, id", arguments: [bindingKey])
+    }
+
+    public func updateApproval(id: String, _ mutate: @Sendable (inout Approval) throws -> Void) async throws
+        -> Approval?
+    {
+        let encoder = self.encoder
+        let decoder = self.decoder
+        return try await pool.write { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM approvals WHERE id = ?", arguments: [id])
+            else { return nil }
+            var approval = try decoder.decode(Approval.self, from: body)
+            try mutate(&approval)
+            try db.execute(
+                sql: "UPDATE approvals SET status = ?, body = ? WHERE id = ?",
+                arguments: [approval.status.rawValue, try encoder.encode(approval), id])
+            return approval
+        }
+    }
+
+    private func fetchApprovals(sql: String, arguments: StatementArguments) async throws -> [Approval] {
+        let decoder = self.decoder
+        let bodies = try await pool.read { db in try Data.fetchAll(db, sql: sql, arguments: arguments) }
+        return try bodies.map { try decoder.decode(Approval.self, from: $0) }
     }
 }

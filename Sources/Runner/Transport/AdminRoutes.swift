@@ -67,7 +67,8 @@ struct AdminRoutes: Sendable {
             return try await respond(request) { request, principal in
                 let body = try await optionalBody(ClaimRequest.self, from: &request) ?? ClaimRequest()
                 let (session, claim) = try await admin.mintClaim(
-                    sessionID: id, ttlSeconds: body.ttlSeconds, allowedTools: body.allowedTools, by: principal)
+                    sessionID: id, ttlSeconds: body.ttlSeconds, allowedTools: body.allowedTools,
+                    approvalFingerprint: body.approvalFingerprint, by: principal)
                 return HTTPJSON.response(.created, SessionWithClaim(session: session, claim: claim))
             }
         }
@@ -86,6 +87,30 @@ struct AdminRoutes: Sendable {
                 HTTPJSON.response(
                     .ok,
                     SessionWithClaim(session: try await admin.revokeLease(sessionID: id, by: principal), claim: nil))
+            }
+        }
+        api.get("/approvals") { request, _ in
+            try await respond(request) { request, principal in
+                let query = request.uri.queryParameters
+                let approvals = try await admin.approvals(
+                    sessionID: query.get("session_id"), status: query.get("status"), tenantID: query.get("tenant_id"),
+                    by: principal)
+                return HTTPJSON.response(.ok, ["approvals": approvals])
+            }
+        }
+        api.post("/approvals/:id/grant") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await respond(request) { request, principal in
+                let body = try await optionalBody(GrantRequest.self, from: &request) ?? GrantRequest()
+                let approval = try await admin.grantApproval(
+                    id: id, ttlSeconds: body.ttlSeconds, uses: body.uses, by: principal)
+                return HTTPJSON.response(.ok, ["approval": approval])
+            }
+        }
+        api.post("/approvals/:id/deny") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await respond(request) { _, principal in
+                HTTPJSON.response(.ok, ["approval": try await admin.denyApproval(id: id, by: principal)])
             }
         }
         api.get("/audit") { request, _ in
@@ -163,14 +188,29 @@ struct AdminRoutes: Sendable {
     }
 }
 
+/// Body of `POST /api/v1/approvals/{id}/grant`.
+struct GrantRequest: Decodable {
+    var ttlSeconds: Int?
+    var uses: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case ttlSeconds = "ttl_seconds"
+        case uses
+    }
+
+    init() {}
+}
+
 /// Body of the claim and lease endpoints.
 struct ClaimRequest: Decodable {
     var ttlSeconds: Int?
     var allowedTools: [String]?
+    var approvalFingerprint: String?
 
     enum CodingKeys: String, CodingKey {
         case ttlSeconds = "ttl_seconds"
         case allowedTools = "allowed_tools"
+        case approvalFingerprint = "approval_fingerprint"
     }
 
     init() {}

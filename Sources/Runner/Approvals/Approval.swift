@@ -1,0 +1,141 @@
+import Foundation
+
+/// A human's decision about one exact call: this session, this tool, this workspace, these
+/// arguments (by SHA-256 of their canonical JSON), under this lease.
+public struct Approval: Codable, Sendable, Hashable {
+    /// Where an approval stands.
+    public enum Status: String, Codable, Sendable, Hashable {
+        /// Asked, not yet decided.
+        case pending
+        /// Granted: usable until `expiresAt`, `usesLeft` more times.
+        case granted
+        /// Denied by a human.
+        case denied
+        /// Granted and used up.
+        case exhausted
+    }
+
+    /// `apr_...`.
+    public var id: String
+    /// The tenant.
+    public var tenantID: String
+    /// The only session that may use it.
+    public var sessionID: String
+    /// The lease it was asked under; a new lease needs a new approval.
+    public var leaseID: String
+    /// The actor whose call asked for it.
+    public var actorID: String
+    /// The workspace of the call.
+    public var workspaceID: String
+    /// The tool of the call.
+    public var tool: String
+    /// SHA-256 of the call's canonical JSON arguments.
+    public var argumentsDigest: String
+    /// One line for the human deciding: tool, workspace, digest, a short rendering of the arguments.
+    public var summary: String
+    /// Where it stands.
+    public var status: Status
+    /// When it was asked.
+    public var createdAt: Date
+    /// Who decided (`operator` or `tenant:<id>`).
+    public var decidedBy: String?
+    /// When it was decided.
+    public var decidedAt: Date?
+    /// A grant is usable until then.
+    public var expiresAt: Date?
+    /// Uses granted.
+    public var uses: Int?
+    /// Uses left.
+    public var usesLeft: Int?
+
+    /// The value a claim's `approval_fingerprint` carries to name this approval.
+    public var fingerprint: String { Digest.sha256Hex(Array(("leasehold-approval\u{0}" + id).utf8)) }
+
+    /// The key of the exact call this approval is for.
+    public var bindingKey: String {
+        Self.bindingKey(session: sessionID, tool: tool, workspace: workspaceID, argumentsDigest: argumentsDigest)
+    }
+
+    /// The key of an exact call.
+    public static func bindingKey(session: String, tool: String, workspace: String, argumentsDigest: String) -> String {
+        Digest.sha256Hex(Array([session, tool, workspace, argumentsDigest].joined(separator: "\u{0}").utf8))
+    }
+
+    /// True when a grant can serve a call at `now` under `leaseID`.
+    public func isUsable(at now: Date, leaseID: String) -> Bool {
+        status == .granted && self.leaseID == leaseID && (expiresAt.map { now < $0 } ?? false) && (usesLeft ?? 0) > 0
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, tool, summary, status, uses, fingerprint
+        case tenantID = "tenant_id"
+        case sessionID = "session_id"
+        case leaseID = "lease_id"
+        case actorID = "actor_id"
+        case workspaceID = "workspace_id"
+        case argumentsDigest = "arguments_digest"
+        case createdAt = "created_at"
+        case decidedBy = "decided_by"
+        case decidedAt = "decided_at"
+        case expiresAt = "expires_at"
+        case usesLeft = "uses_left"
+    }
+
+    public init(
+        id: String, tenantID: String, sessionID: String, leaseID: String, actorID: String, workspaceID: String,
+        tool: String, argumentsDigest: String, summary: String, createdAt: Date
+    ) {
+        self.id = id
+        self.tenantID = tenantID
+        self.sessionID = sessionID
+        self.leaseID = leaseID
+        self.actorID = actorID
+        self.workspaceID = workspaceID
+        self.tool = tool
+        self.argumentsDigest = argumentsDigest
+        self.summary = summary
+        self.status = .pending
+        self.createdAt = createdAt
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        tenantID = try c.decode(String.self, forKey: .tenantID)
+        sessionID = try c.decode(String.self, forKey: .sessionID)
+        leaseID = try c.decode(String.self, forKey: .leaseID)
+        actorID = try c.decode(String.self, forKey: .actorID)
+        workspaceID = try c.decode(String.self, forKey: .workspaceID)
+        tool = try c.decode(String.self, forKey: .tool)
+        argumentsDigest = try c.decode(String.self, forKey: .argumentsDigest)
+        summary = try c.decode(String.self, forKey: .summary)
+        status = try c.decode(Status.self, forKey: .status)
+        createdAt = try c.decode(Date.self, forKey: .createdAt)
+        decidedBy = try c.decodeIfPresent(String.self, forKey: .decidedBy)
+        decidedAt = try c.decodeIfPresent(Date.self, forKey: .decidedAt)
+        expiresAt = try c.decodeIfPresent(Date.self, forKey: .expiresAt)
+        uses = try c.decodeIfPresent(Int.self, forKey: .uses)
+        usesLeft = try c.decodeIfPresent(Int.self, forKey: .usesLeft)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(tenantID, forKey: .tenantID)
+        try c.encode(sessionID, forKey: .sessionID)
+        try c.encode(leaseID, forKey: .leaseID)
+        try c.encode(actorID, forKey: .actorID)
+        try c.encode(workspaceID, forKey: .workspaceID)
+        try c.encode(tool, forKey: .tool)
+        try c.encode(argumentsDigest, forKey: .argumentsDigest)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(status, forKey: .status)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encodeIfPresent(decidedBy, forKey: .decidedBy)
+        try c.encodeIfPresent(decidedAt, forKey: .decidedAt)
+        try c.encodeIfPresent(expiresAt, forKey: .expiresAt)
+        try c.encodeIfPresent(uses, forKey: .uses)
+        try c.encodeIfPresent(usesLeft, forKey: .usesLeft)
+        try c.encode(fingerprint, forKey: .fingerprint)
+    }
+}

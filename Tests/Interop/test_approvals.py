@@ -1,0 +1,153 @@
+"""Session-bound approvals through the real binary, with two tenants: a tier that requires
+approval, the admin API that grants and denies, and every way a grant must not be reused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from interop_support import INITIALIZE_BODY, copy_policies, jsonrpc_messages, raw_headers, raw_post, write_catalog_config
+
+pytestmark = pytest.mark.anyio
+
+VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
+
+
+@pytest.fixture
+def approval_server(tmp_path: Path, start_server):
+    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
+    config = write_catalog_config(
+        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
+    )
+    server = start_server(policies=policies, config=config)
+    globex_root = tmp_path / "globex"
+    globex_root.mkdir()
+    server.register_workspace(globex_root, tenant="globex")
+    return server
+
+
+class Caller:
+    """One MCP connection of one claim, calling tools with raw JSON-RPC."""
+
+    def __init__(self, server, claim: str):
+        self.server, self.claim, self.sid, self.next_id = server, claim, None, 10
+
+    async def open(self) -> "Caller":
+        response = await raw_post(self.server.mcp_url, INITIALIZE_BODY, raw_headers(self.claim))
+        assert response.status_code == 200, response.text
+        self.sid = response.headers["mcp-session-id"]
+        return self
+
+    async def call(self, name: str, arguments: dict) -> dict:
+        self.next_id += 1
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call", "params": {"name": name, "arguments": arguments}}
+        response = await raw_post(self.server.mcp_url, body, raw_headers(self.claim, self.sid, VERSION))
+        assert response.status_code == 200, response.text
+        result = jsonrpc_messages(response)[0]["result"]
+        assert result["isError"] is True, result
+        return result["structuredContent"]["error"]
+
+
+async def test_an_approval_serves_one_exact_call_in_one_session(approval_server) -> None:
+    server = approval_server
+    acme, acme_claim = server.create_session()
+    caller = await Caller(server, acme_claim).open()
+    args = {"page": "q3-results", "visibility": "public"}
+
+    asked = await caller.call("kb.publish", args)
+    assert asked["code"] == "approval_required", asked
+    approval_id = asked["approval_id"]
+    assert "kb.publish in workspace w1, arguments sha256:" in asked["summary"] and "q3-results" in asked["summary"]
+    # Asking again does not pile up requests.
+    assert (await caller.call("kb.publish", args))["approval_id"] == approval_id
+    # A tier without approval is unaffected.
+    assert (await caller.call("kb.read", {"page": "x"}))["code"] != "approval_required"
+
+    pending = (await server.aadmin("GET", f"/approvals?session_id={acme['id']}&status=pending", expect=200)).json()
+    assert [a["id"] for a in pending["approvals"]] == [approval_id]
+
+    # globex's admin key can neither see nor decide acme's approval.
+    key = (await server.aadmin("POST", "/tenants/globex/admin-keys", expect=201)).json()["key"]
+    async with httpx.AsyncClient(timeout=20, headers={"Authorization": f"Bearer {key}"}) as globex_admin:
+        assert (await globex_admin.get(server.api_url + "/approvals?tenant_id=acme")).status_code == 403
+        assert (await globex_admin.get(server.api_url + "/approvals")).json()["approvals"] == []
+        assert (await globex_admin.post(server.api_url + f"/approvals/{approval_id}/grant", json={})).status_code == 404
+
+    granted = (await server.aadmin("POST", f"/approvals/{approval_id}/grant", {}, expect=200)).json()["approval"]
+    assert granted["status"] == "granted" and granted["decided_by"] == "operator" and granted["uses_left"] == 1
+    assert (await server.aadmin("POST", f"/approvals/{approval_id}/grant", {}, expect=409))
+
+    # Other arguments, another tool: not covered.
+    other = await caller.call("kb.publish", {"page": "q4-draft", "visibility": "public"})
+    assert other["code"] == "approval_required" and other["approval_id"] != approval_id
+
+    # Another session (same tenant) and another tenant making the byte-identical call: not covered.
+    _, bob_claim = server.create_session(actor_id="bob")
+    assert (await (await Caller(server, bob_claim).open()).call("kb.publish", args))["code"] == "approval_required"
+    globex, globex_claim = server.create_session(tenant_id="globex", actor_id="gina")
+    assert (await (await Caller(server, globex_claim).open()).call("kb.publish", args))["code"] == "approval_required"
+    # ... not even when their claim names the grant's fingerprint.
+    for session_id in (globex["id"], server.create_session(actor_id="carol")[0]["id"]):
+        smuggled = (await server.aadmin(
+            "POST", f"/sessions/{session_id}/claims", {"approval_fingerprint": granted["fingerprint"]}, expect=201
+        )).json()["claim"]
+        refused = await (await Caller(server, smuggled).open()).call("kb.publish", args)
+        assert refused["code"] == "approval_invalid" and "names no approval of session" in refused["message"], refused
+
+    # The exact call in the granted session runs once...
+    ran = await caller.call("kb.publish", args)
+    assert ran["code"] == "execution_unavailable", ran
+    # ... and a retry past its uses is refused as a replay (with a fresh request for a human).
+    again = await caller.call("kb.publish", args)
+    assert again["code"] == "approval_invalid" and "has no uses left" in again["message"], again
+    assert again["approval_id"] not in (approval_id, other["approval_id"])
+
+    # The owner's claim naming its grant for another call is refused too.
+    named = (await server.aadmin(
+        "POST", f"/sessions/{acme['id']}/claims", {"approval_fingerprint": granted["fingerprint"]}, expect=201
+    )).json()["claim"]
+    wrong_call = await (await Caller(server, named).open()).call("kb.publish", {"page": "other"})
+    assert wrong_call["code"] == "approval_invalid" and "another call" in wrong_call["message"]
+
+    audit = subprocess.run(
+        [str(server.binary), "audit", "export", "--state-dir", str(server.state_dir)], capture_output=True, text=True, check=True
+    ).stdout
+    events = [json.loads(line)["event"] for line in audit.splitlines()]
+    kinds = [e["event"] for e in events if e.get("tool") == "kb.publish" or e["event"].startswith("approval.")]
+    for kind in ("approval.asked", "approval.granted", "approval.used", "approval.replay", "call.intent"):
+        assert kind in kinds, kinds
+    used = next(e for e in events if e["event"] == "approval.used")
+    intent = next(e for e in events if e["event"] == "call.intent" and e.get("tool") == "kb.publish")
+    assert used["approval_fingerprint"] == intent["approval_fingerprint"] == granted["fingerprint"]
+
+
+async def test_expired_denied_and_earlier_lease_grants_do_not_serve(approval_server) -> None:
+    server = approval_server
+    session, claim = server.create_session()
+    caller = await Caller(server, claim).open()
+
+    first = await caller.call("kb.publish", {"page": "a"})
+    await server.aadmin("POST", f"/approvals/{first['approval_id']}/grant", {"ttl_seconds": 1, "uses": 5}, expect=200)
+    await anyio.sleep(1.2)
+    expired = await caller.call("kb.publish", {"page": "a"})
+    assert expired["code"] == "approval_invalid" and "has expired" in expired["message"], expired
+
+    second = await caller.call("kb.publish", {"page": "b"})
+    await server.aadmin("POST", f"/approvals/{second['approval_id']}/deny", expect=200)
+    denied = await caller.call("kb.publish", {"page": "b"})
+    assert denied["code"] == "approval_denied" and "operator" in denied["message"]
+
+    third = await caller.call("kb.publish", {"page": "c"})
+    await server.aadmin("POST", f"/approvals/{third['approval_id']}/grant", {"uses": 3}, expect=200)
+    renewed = (await server.aadmin("POST", f"/sessions/{session['id']}/lease", expect=201)).json()["claim"]
+    after = await (await Caller(server, renewed).open()).call("kb.publish", {"page": "c"})
+    assert after["code"] == "approval_invalid" and "earlier lease" in after["message"], after
+
+    assert (await server.aadmin("POST", "/approvals/apr_nope/grant", {}, expect=404))
+    assert (await server.aadmin("POST", f"/approvals/{third['approval_id']}/grant", {"ttl_seconds": 0}, expect=400))
+    assert (await server.aadmin("GET", "/approvals?status=sideways", expect=400))
