@@ -24,6 +24,8 @@ public final class Gateway: Sendable {
     public let connections: ConnectionRegistry
     /// The tamper-evident audit trail; a call whose record cannot be written is not run.
     public let audit: AuditLog
+    /// Results of cacheable tiers, keyed by tenant, workspace and workspace generation.
+    public let cache: ResultCache
     let logger: Logger
     let now: @Sendable () -> Date
     private let resolverState: Mutex<ScopeResolver>
@@ -38,7 +40,7 @@ public final class Gateway: Sendable {
     /// Creates the gateway.
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
-        audit: AuditLog, executor: any ToolExecutor = UnavailableExecutor(),
+        audit: AuditLog, cache: ResultCache = ResultCache(), executor: any ToolExecutor = UnavailableExecutor(),
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
@@ -48,6 +50,7 @@ public final class Gateway: Sendable {
         self.minter = minter
         self.executor = executor
         self.audit = audit
+        self.cache = cache
         self.connections = ConnectionRegistry()
         self.logger = logger
         self.now = now
@@ -345,7 +348,30 @@ public final class Gateway: Sendable {
         event.approvalFingerprint = approvalFingerprint ?? event.approvalFingerprint
         event.policyVersion = policyVersion
         event.tier = tier
-        event.isolation = resolver.policy.tiers[tier]?.isolation.rawValue
+        let settings = resolver.policy.tiers[tier]
+        event.isolation = settings?.isolation.rawValue
+        let cacheTTL = settings.flatMap { $0.cacheable ? $0.cacheTTLSeconds : nil }
+        // A tier whose profile can write may change the workspace: retire what was cached there
+        // before it runs (and again after), so no read cached before or during it is served later.
+        let mayWrite = settings.map { $0.seccompProfile != SeccompProfileName.read.rawValue } ?? true
+        if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
+        var generation: UInt64 = 0
+        if cacheTTL != nil {
+            generation = cache.generation(tenant: workspace.tenantID, workspace: workspace.workspaceID)
+            if let cached = cache.lookup(
+                tenant: workspace.tenantID, workspace: workspace.workspaceID, tool: tool, argumentsDigest: digest,
+                now: now())
+            {
+                event.event = "call.cached"
+                event.outcome = "cached"
+                do {
+                    try await audit.append(event)
+                } catch {
+                    return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not answered"))
+                }
+                return Self.toolResult(cached, isError: false)
+            }
+        }
         // Intent first, durably: a tool never runs without its record.
         do {
             try await audit.append(event)
@@ -359,6 +385,12 @@ public final class Gateway: Sendable {
             workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id,
             policyVersion: policyVersion)
         let outcome = await executor.execute(invocation)
+        if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
+        if let cacheTTL, case .completed(let result, false) = outcome {
+            cache.store(
+                result, tenant: workspace.tenantID, workspace: workspace.workspaceID, generation: generation,
+                tool: tool, argumentsDigest: digest, expires: now().addingTimeInterval(TimeInterval(cacheTTL)))
+        }
         event.event = "call.outcome"
         event.time = nil
         let elapsed = ContinuousClock.now - started
@@ -377,13 +409,18 @@ public final class Gateway: Sendable {
         case .unavailable(let reason):
             return Self.errorResult(Refusal(.executionUnavailable, reason))
         case .completed(let result, let isError):
-            let value =
-                (try? JSONDecoder().decode(Value.self, from: Data(result)))
-                ?? .string(String(decoding: result, as: UTF8.self))
-            return CallTool.Result(
-                content: [.text(text: String(decoding: result, as: UTF8.self), annotations: nil, _meta: nil)],
-                structuredContent: value as Value?, isError: isError)
+            return Self.toolResult(result, isError: isError)
         }
+    }
+
+    /// A tool's JSON result as MCP structured and text content.
+    static func toolResult(_ result: [UInt8], isError: Bool) -> CallTool.Result {
+        let value =
+            (try? JSONDecoder().decode(Value.self, from: Data(result)))
+            ?? .string(String(decoding: result, as: UTF8.self))
+        return CallTool.Result(
+            content: [.text(text: String(decoding: result, as: UTF8.self), annotations: nil, _meta: nil)],
+            structuredContent: value as Value?, isError: isError)
     }
 
     /// A tool result with `isError`, the code in structured content and `code: message` as text.

@@ -143,6 +143,14 @@ struct AdminRoutes: Sendable {
                 return HTTPJSON.response(.ok, AuditPage(records: records))
             }
         }
+        api.get("/cache") { request, _ in
+            try await respond(request) { _, principal in
+                guard principal == .operator else {
+                    throw APIError.forbidden("only the operator key reads cache statistics")
+                }
+                return HTTPJSON.response(.ok, admin.gateway.cache.statistics)
+            }
+        }
         api.get("/policy") { request, _ in
             try await respond(request) { _, principal in
                 // Reload errors name files and lines of the security team's policy: operator only.
