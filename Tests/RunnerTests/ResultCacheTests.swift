@@ -109,3 +109,26 @@ struct FileExecutor: ToolExecutor {
 
     func tiersChanged(_ tiers: Set<String>) async {}
 }
+
+@Suite struct CallerTextTests {
+    /// A caller-chosen tool name never reaches a refusal message, log line or audit detail raw:
+    /// bidirectional overrides and zero-width characters are escaped, long names cut.
+    @Test func unknownToolNamesAreEscapedInRefusals() async throws {
+        let fixture = try await GatewayFixture()
+        let (_, claim) = try await fixture.session()
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c")
+        for name in ["tes\u{202E}t.evil", "repo.read\u{200B}_file", String(repeating: "\u{1F4A3}", count: 500), "a\nb"]
+        {
+            do {
+                _ = try await fixture.gateway.call(name, arguments: nil, in: context)
+                Issue.record("\(name.debugDescription) was not refused")
+            } catch {
+                #expect(error.code == .toolNotInScope)
+                #expect(error.message.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value < 0x7F })
+                #expect(error.message.utf8.count < 1200)
+            }
+        }
+        let details = try fixture.gateway.audit.records(limit: 100).compactMap(\.event?.detail)
+        #expect(details.allSatisfy { !$0.contains("\u{202E}") && !$0.contains("\u{200B}") })
+    }
+}

@@ -239,7 +239,7 @@ public final class Gateway: Sendable {
             if case .hidden(let reason) = decision { event.detail = String(reason.prefix(512)) }
             event.policyVersion = resolver.policy.version
             _ = try? await audit.append(event)
-            throw Refusal(.toolNotInScope, "tool \(tool) is not available in this session")
+            throw Refusal(.toolNotInScope, "tool \(ToolName.display(tool)) is not available in this session")
         }
         switch tool {
         case BuiltinTools.searchTools:

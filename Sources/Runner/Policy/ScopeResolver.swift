@@ -92,7 +92,7 @@ public struct ScopeResolver: Sendable {
             return .visible(tier: "system")
         }
         guard let position = index.position[tool] else {
-            return .hidden(reason: "no tool named \(tool) exists in the catalog")
+            return .hidden(reason: "no tool named \(ToolName.display(tool)) exists in the catalog")
         }
         for layer in layers(for: scope) where !layer.admits(position) {
             return .hidden(reason: reason(layer.kind, tool: tool, scope: scope))

@@ -29,6 +29,26 @@ public enum ToolName {
         name.prefix { $0 != "." }
     }
 
+    /// A caller-supplied name as it may appear in messages and logs: valid names as they are;
+    /// anything else with every non-printable or non-ASCII scalar escaped (`\u{202E}`), cut at
+    /// 128 scalars, so a name cannot reorder, hide or forge text in an operator's terminal.
+    public static func display(_ name: String) -> String {
+        if isValid(name) { return name }
+        var shown = ""
+        for (index, scalar) in name.unicodeScalars.enumerated() {
+            if index == maximumLength {
+                shown += "..."
+                break
+            }
+            if scalar.value >= 0x20 && scalar.value < 0x7F && scalar != "\\" && scalar != "\"" {
+                shown.unicodeScalars.append(scalar)
+            } else {
+                shown += "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            }
+        }
+        return "\"" + shown + "\""
+    }
+
     static func isNameByte(_ byte: UInt8) -> Bool {
         (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
             || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
