@@ -116,7 +116,10 @@ struct ProtocolAttackTests {
             #expect(result.status == 200)
             let message = result.errorMessage
             #expect(message.contains("tool_not_in_scope"), "\(name): \(message)")
-            messages.append(message.replacingOccurrences(of: name, with: "<tool>"))
+            // A name that is not a valid tool name is shown escaped and quoted; the refusal is otherwise the same.
+            let shown = name == "repo.read_fіle" ? "\"repo.read_f\\u{456}le\"" : name
+            #expect(message.contains(shown), "\(name): \(message)")
+            messages.append(message.replacingOccurrences(of: shown, with: "<tool>"))
         }
         #expect(Set(messages).count == 1, "hidden and nonexistent tools must be refused identically: \(messages)")
         let viaExecute = try await server.call(
