@@ -7,6 +7,8 @@ that the server ends it.
 
 from __future__ import annotations
 
+import json
+import subprocess
 from contextlib import asynccontextmanager
 from collections.abc import AsyncIterator
 
@@ -123,3 +125,18 @@ async def test_sigterm_ends_open_streams_and_exits(server) -> None:
         exit_code = await anyio.to_thread.run_sync(server.terminate, STREAM_END_TIMEOUT_S)
         assert exit_code == 0, f"leasehold serve did not exit cleanly on SIGTERM with a GET stream open: {exit_code}"
         await assert_stream_ends(stream)
+
+
+async def test_lease_expiry_closes_connections_when_it_happens(server) -> None:
+    """No request is needed: at the lease's end its connections close and the audit says so."""
+    session, claim = server.create_session(lease_ttl_seconds=2)
+    mcp_session_id = await open_connection(server, claim)
+    async with open_get_stream(server, claim, mcp_session_id) as stream:
+        await assert_stream_ends(stream)
+    await assert_connection_gone(server, claim, mcp_session_id)
+    records = subprocess.run(
+        [str(server.binary), "audit", "export", "--state-dir", str(server.state_dir)],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    expired = [json.loads(r)["event"] for r in records if '"lease.expired"' in r]
+    assert [(e["session"], e["lease"]) for e in expired] == [(session["id"], session["lease"]["id"])]

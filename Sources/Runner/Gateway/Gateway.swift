@@ -184,6 +184,39 @@ public final class Gateway: Sendable {
         guard await connections.bindSession(session.id, to: connectionID) else {
             throw connectionOfAnotherSession(session)
         }
+        watchLease(of: session)
+    }
+
+    /// Leases with a timer set, so each is watched once.
+    private let watchedLeases = Mutex<Set<String>>([])
+
+    /// Acts on a lease's end when it comes, not on the session's next request: at `expires_at` the
+    /// session's live connections are closed and `lease.expired` is audited. A renewed lease is
+    /// watched in turn; a revoked one was already handled by the revocation.
+    func watchLease(of session: Session) {
+        let lease = session.lease
+        guard watchedLeases.withLock({ $0.insert(lease.id).inserted }) else { return }
+        let delay = max(0, lease.expiresAt.timeIntervalSince(now()))
+        Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 50))
+            guard let self else { return }
+            self.watchedLeases.withLock { _ = $0.remove(lease.id) }
+            guard let current = try? await self.store.session(id: session.id), current.revokedAt == nil else { return }
+            if current.lease.id != lease.id || current.lease.isLive(at: self.now()) {
+                self.watchLease(of: current)  // renewed, or not over yet: watch the lease in force
+                return
+            }
+            // A revoked lease had its connections closed when it was revoked.
+            guard current.lease.revokedAt == nil else { return }
+            var event = AuditEvent("lease.expired")
+            event.tenant = current.tenantID
+            event.actor = current.actorID
+            event.session = current.id
+            event.lease = lease.id
+            event.workspace = current.workspaceID
+            _ = try? await self.audit.append(event)
+            await self.closeConnections(ofSession: current.id, reason: "lease expired")
+        }
     }
 
     private func connectionOfAnotherSession(_ session: Session) -> Refusal {
