@@ -3,7 +3,9 @@ approval, the admin API that grants and denies, and every way a grant must not b
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 from pathlib import Path
 
@@ -151,3 +153,90 @@ async def test_expired_denied_and_earlier_lease_grants_do_not_serve(approval_ser
     assert (await server.aadmin("POST", "/approvals/apr_nope/grant", {}, expect=404))
     assert (await server.aadmin("POST", f"/approvals/{third['approval_id']}/grant", {"ttl_seconds": 0}, expect=400))
     assert (await server.aadmin("GET", "/approvals?status=sideways", expect=400))
+
+
+async def test_a_single_use_grant_runs_once_under_concurrent_retries(approval_server) -> None:
+    """Twelve connections of one session retry the granted call at once, for many rounds: each
+    single-use grant lets exactly one through (uses are taken under the store's write lock)."""
+    server = approval_server
+    session, claim = server.create_session()
+    callers = [await Caller(server, server.mint_claim(session["id"])).open() for _ in range(12)]
+    ran_total = 0
+    for round_number in range(15):
+        args = {"page": f"round-{round_number}"}
+        asked = await callers[0].call("kb.publish", args)
+        await server.aadmin("POST", f"/approvals/{asked['approval_id']}/grant", {"uses": 1}, expect=200)
+        codes = await asyncio.gather(*(caller.call("kb.publish", args) for caller in callers))
+        ran = [c for c in codes if c["code"] == "execution_unavailable"]
+        assert len(ran) == 1, f"round {round_number}: {len(ran)} calls ran on one single-use grant"
+        assert all(c["code"] in ("execution_unavailable", "approval_invalid", "approval_required") for c in codes)
+        ran_total += 1
+    audit = subprocess.run(
+        [str(server.binary), "audit", "export", "--state-dir", str(server.state_dir)], capture_output=True, text=True, check=True
+    ).stdout
+    intents = [json.loads(line)["event"] for line in audit.splitlines() if '"call.intent"' in line]
+    assert len([e for e in intents if e.get("tool") == "kb.publish"]) == ran_total
+
+
+async def test_a_policy_reload_mid_call_never_skips_the_approval(tmp_path: Path, start_server) -> None:
+    """Two policies that differ only in the approval tier's name, swapped by SIGHUP every 20 ms
+    while eight connections call the tool: no call may run, as none was ever approved."""
+    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external")])
+    tiers, tools = (policies / "tiers.yaml").read_text(), (policies / "tools.yaml").read_text()
+    renamed = (tiers.replace("  external:", "  external2:"), tools.replace("tier: external", "tier: external2"))
+    config = write_catalog_config(tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page")]}, {})
+    config.write_text(config.read_text().rstrip().rstrip("}") + ', "policy_reload_interval_seconds": 0}\n')
+    server = start_server(policies=policies, config=config)
+    session, _ = server.create_session()
+    callers = [await Caller(server, server.mint_claim(session["id"])).open() for _ in range(8)]
+    deadline = anyio.current_time() + 4
+
+    async def flip() -> None:
+        index = 0
+        while anyio.current_time() < deadline:
+            pair = ((tiers, tools), renamed)[index % 2]
+            (policies / "tiers.yaml").write_text(pair[0])
+            (policies / "tools.yaml").write_text(pair[1])
+            server.send_signal(signal.SIGHUP)
+            index += 1
+            await anyio.sleep(0.02)
+
+    async def hammer(caller: Caller, key: int) -> list[str]:
+        codes = []
+        while anyio.current_time() < deadline:
+            codes.append((await caller.call("kb.publish", {"page": key}))["code"])
+        return codes
+
+    results = await asyncio.gather(flip(), *(hammer(c, i) for i, c in enumerate(callers)))
+    codes = [code for batch in results[1:] for code in batch]
+    assert codes and "execution_unavailable" not in codes, {c: codes.count(c) for c in set(codes)}
+
+
+async def test_every_approval_refusal_is_audited_and_summaries_stay_short(approval_server) -> None:
+    server = approval_server
+    session, claim = server.create_session()
+    caller = await Caller(server, claim).open()
+    tower = "a" + "\u0301" * 5000 + "\u202e"  # one letter under 5,000 combining marks, then a bidi override
+    for _ in range(3):
+        asked = await caller.call("kb.publish", {"page": tower})
+        assert asked["code"] == "approval_required"
+    assert len(asked["summary"].encode()) < 400 and "\u0301" not in asked["summary"] and "\u202e" not in asked["summary"]
+    await server.aadmin("POST", f"/approvals/{asked['approval_id']}/deny", expect=200)
+    assert (await caller.call("kb.publish", {"page": tower}))["code"] == "approval_denied"
+    # Actor hand-off keeps the lease but not the previous actor's grants.
+    other = await caller.call("kb.publish", {"page": "handoff"})
+    await server.aadmin("POST", f"/approvals/{other['approval_id']}/grant", {"uses": 5}, expect=200)
+    await server.aadmin("PATCH", f"/sessions/{session['id']}", {"actor_id": "bob"}, expect=200)
+    bob = await Caller(server, server.mint_claim(session["id"])).open()
+    handed = await bob.call("kb.publish", {"page": "handoff"})
+    assert handed["code"] == "approval_invalid" and "another actor" in handed["message"], handed
+
+    audit = subprocess.run(
+        [str(server.binary), "audit", "export", "--state-dir", str(server.state_dir)], capture_output=True, text=True, check=True
+    ).stdout
+    events = [json.loads(line)["event"] for line in audit.splitlines()]
+    mine = [e for e in events if e.get("session") == session["id"] and e.get("tool") == "kb.publish"]
+    codes = [(e["event"], e.get("code")) for e in mine]
+    # The first ask is approval.asked; the two repeats and the denial are refusals with their codes.
+    assert codes.count(("call.refused", "approval_required")) == 2, codes
+    assert ("call.refused", "approval_denied") in codes and ("approval.replay", "approval_invalid") in codes, codes

@@ -45,6 +45,25 @@ import Testing
         #expect(after == 301)
     }
 
+    /// The server and a `leasehold` CLI command append to the same file: neither may reuse the
+    /// other's sequence numbers or break the chain (the head is read in the write transaction).
+    @Test func twoWritersOnOneFileKeepOneChain() async throws {
+        let path = try temporaryPath()
+        let server = try AuditLog(path: path, node: "server")
+        let cli = try AuditLog(path: path, node: "cli")
+        for round in 0..<5 {
+            try await server.append(AuditEvent("call.intent"))
+            try await cli.append(AuditEvent("session.created"))
+            try await server.append(AuditEvent("call.outcome"))
+            #expect(try server.verify() == cli.verify(), "round \(round)")
+        }
+        guard case .ok(let count, _) = try server.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 15)
+    }
+
     @Test func aCallIsNotRunWhenItsIntentCannotBeRecorded() async throws {
         let recorder = InvocationRecorder()
         let fixture = try await GatewayFixture(executor: recorder)

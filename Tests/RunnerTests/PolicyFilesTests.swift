@@ -127,6 +127,20 @@ import Testing
         }
     }
 
+    @Test func misnamedTenantFilesAndUngrantableApprovalDefaultsAreErrors() throws {
+        let tiers = try String(contentsOfFile: Self.repositoryPolicies + "/tiers.yaml", encoding: .utf8)
+        let dir = try policies([
+            "tenants/acme.yml": "deny: [\"shell.*\"]\n",
+            "tiers.yaml": tiers.replacingOccurrences(
+                of: "approval: {required: true, ttl_seconds: 300, uses: 1}",
+                with: "approval: {required: true, ttl_seconds: 999999, uses: 5000}"),
+        ])
+        let found = diagnostics(dir).map(\.description)
+        #expect(found.contains { $0.contains("acme.yml: only <tenant_id>.yaml files are read here") })
+        #expect(found.contains { $0.contains("approval.ttl_seconds must be at most 86400") })
+        #expect(found.contains { $0.contains("approval.uses must be at most 1000") })
+    }
+
     @Test func fingerprintChangesWithAnyPolicyFile() throws {
         let dir = try policies()
         let before = PolicyFiles.fingerprint(directory: dir)

@@ -61,9 +61,16 @@ public struct Approval: Codable, Sendable, Hashable {
         Digest.sha256Hex(Array([session, tool, workspace, argumentsDigest].joined(separator: "\u{0}").utf8))
     }
 
-    /// True when a grant can serve a call at `now` under `leaseID`.
-    public func isUsable(at now: Date, leaseID: String) -> Bool {
-        status == .granted && self.leaseID == leaseID && (expiresAt.map { now < $0 } ?? false) && (usesLeft ?? 0) > 0
+    /// True when a grant can serve a call of `session` at `now`: same session, lease and actor
+    /// (a hand-off to another actor keeps the lease but not the grants), unexpired, uses left.
+    public func isUsable(at now: Date, by session: Session) -> Bool {
+        isUsable(at: now, sessionID: session.id, leaseID: session.lease.id, actorID: session.actorID)
+    }
+
+    /// ``isUsable(at:by:)`` from the session's parts.
+    public func isUsable(at now: Date, sessionID: String, leaseID: String, actorID: String) -> Bool {
+        status == .granted && self.sessionID == sessionID && self.leaseID == leaseID && self.actorID == actorID
+            && (expiresAt.map { now < $0 } ?? false) && (usesLeft ?? 0) > 0
     }
 
     enum CodingKeys: String, CodingKey {

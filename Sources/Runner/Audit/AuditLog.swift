@@ -129,8 +129,6 @@ public actor AuditLog {
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
     public nonisolated let node: String
-    private var headSeq: Int64
-    private var headHash: String
     private var pending: [(Encoded, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>)] = []
     private var committing = false
     private var committedBatches = 0
@@ -158,11 +156,6 @@ public actor AuditLog {
             }
         }
         try migrator.migrate(pool)
-        let head = try pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        }
-        headSeq = head?["seq"] ?? 0
-        headHash = head?["hash"] ?? Self.genesis
         self.node = node
     }
 
@@ -211,24 +204,11 @@ public actor AuditLog {
         while !pending.isEmpty {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
-            var records: [(AuditRecord, Encoded)] = []
-            records.reserveCapacity(batch.count)
-            var previous = headHash
-            var seq = headSeq
-            for (encoded, _) in batch {
-                seq += 1
-                let hash = AuditRecord.chainHash(previous: previous, seq: seq, body: encoded.body)
-                records.append((AuditRecord(seq: seq, body: encoded.body, previousHash: previous, hash: hash), encoded))
-                previous = hash
-            }
-            let rows = records
             do {
-                try insert(rows)
-                headSeq = seq
-                headHash = previous
+                let seqs = try insert(batch.map(\.0))
                 committedBatches += 1
                 for (index, (_, continuation)) in batch.enumerated() {
-                    continuation.resume(returning: .success(records[index].0.seq))
+                    continuation.resume(returning: .success(seqs[index]))
                 }
             } catch {
                 let failure = AuditUnavailable(description: "the audit log cannot be written: \(error)")
@@ -238,21 +218,32 @@ public actor AuditLog {
         committing = false
     }
 
-    /// One transaction for a batch, on the writer's own thread: awaiting GRDB's queue instead
-    /// costs two thread hand-offs per commit, which on a small machine cost more than the commit.
-    private nonisolated func insert(_ rows: [(AuditRecord, Encoded)]) throws {
+    /// Chains and inserts a batch in one transaction, on the writer's own thread (awaiting GRDB's
+    /// queue instead costs two thread hand-offs per commit, more than the commit on a small
+    /// machine). The head is read inside the write transaction, not remembered between batches:
+    /// another process (the `leasehold` CLI on the same state directory) may have appended since.
+    private nonisolated func insert(_ encoded: [Encoded]) throws -> [Int64] {
         try pool.write { db in
+            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            var seq: Int64 = head?["seq"] ?? 0
+            var previous: String = head?["hash"] ?? Self.genesis
+            var seqs: [Int64] = []
+            seqs.reserveCapacity(encoded.count)
             let insert = try db.cachedStatement(
                 sql: """
                     INSERT INTO audit (seq, time, tenant, session, event, body, prev_hash, hash)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """)
-            for (record, encoded) in rows {
+            for record in encoded {
+                seq += 1
+                let hash = AuditRecord.chainHash(previous: previous, seq: seq, body: record.body)
                 try insert.execute(arguments: [
-                    record.seq, encoded.time, encoded.tenant, encoded.session, encoded.event, record.body,
-                    record.previousHash, record.hash,
+                    seq, record.time, record.tenant, record.session, record.event, record.body, previous, hash,
                 ])
+                previous = hash
+                seqs.append(seq)
             }
+            return seqs
         }
     }
 

@@ -158,6 +158,8 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        // A root re-registered under an old id must not inherit the old root's cached results.
+        gateway.cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID)
         try await record("workspace.registered", by: principal, tenant: workspace.tenantID) {
             $0.workspace = workspace.workspaceID
             $0.detail = "root \(workspace.root)"
@@ -189,6 +191,7 @@ public struct AdminService: Sendable {
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
+        gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
         try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
     }
 
@@ -434,9 +437,9 @@ public struct AdminService: Sendable {
     // MARK: Approvals
 
     /// Approvals the principal may see, oldest first.
-    public func approvals(sessionID: String?, status: String?, tenantID: String?, by principal: Principal)
-        async throws(APIError) -> [Approval]
-    {
+    public func approvals(
+        sessionID: String?, status: String?, tenantID: String?, limit: Int = 100, by principal: Principal
+    ) async throws(APIError) -> [Approval] {
         var tenant = tenantID
         if case .tenant(let own) = principal {
             if let tenantID, tenantID != own { throw APIError.forbidden("this admin key manages only its own tenant") }
@@ -450,7 +453,8 @@ public struct AdminService: Sendable {
             wanted = parsed
         }
         do {
-            return try await gateway.store.approvals(tenantID: tenant, sessionID: sessionID, status: wanted)
+            return try await gateway.store.approvals(
+                tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), 1000))
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }

@@ -179,7 +179,11 @@ public final class Gateway: Sendable {
                 throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
             }
             guard result != .boundElsewhere else { throw replayed(session) }
-            confirmedBindings.withLock { $0[jti] = connectionID + "|" + verified.fingerprint }
+            confirmedBindings.withLock { bindings in
+                // Bounded like the token cache: a forgotten binding is re-read from the store.
+                if bindings.count >= Self.tokenCacheLimit { bindings.removeAll(keepingCapacity: true) }
+                bindings[jti] = connectionID + "|" + verified.fingerprint
+            }
         }
         guard await connections.bindSession(session.id, to: connectionID) else {
             throw connectionOfAnotherSession(session)
@@ -276,6 +280,11 @@ public final class Gateway: Sendable {
         }
         switch tool {
         case BuiltinTools.searchTools:
+            guard case .string = arguments?["query"] else {
+                return await refused(
+                    Refusal(.invalidArguments, "system.search_tools needs a string \"query\""), tool: tool,
+                    in: context, requestID: requestID)
+            }
             var event = auditEvent("call.builtin", tool: tool, in: context, requestID: requestID)
             event.decision = "allowed"
             event.policyVersion = resolver.policy.version
@@ -288,24 +297,28 @@ public final class Gateway: Sendable {
             return try searchTools(arguments, in: context)
         case BuiltinTools.executeTool:
             guard case .string(let target)? = arguments?["name"] else {
-                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool needs a string \"name\""))
+                return await refused(
+                    Refusal(.invalidArguments, "system.execute_tool needs a string \"name\""), tool: tool, in: context,
+                    requestID: requestID)
             }
             guard target != BuiltinTools.executeTool else {
-                return Self.errorResult(Refusal(.invalidArguments, "system.execute_tool cannot call itself"))
+                return await refused(
+                    Refusal(.invalidArguments, "system.execute_tool cannot call itself"), tool: tool, in: context,
+                    requestID: requestID)
             }
             var targetArguments: [String: Value]? = nil
             switch arguments?["arguments"] {
             case .none, .null?: targetArguments = nil
             case .object(let object)?: targetArguments = object
             default:
-                return Self.errorResult(
-                    Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"))
+                return await refused(
+                    Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"), tool: tool,
+                    in: context, requestID: requestID)
             }
             return try await call(target, arguments: targetArguments, in: context, requestID: requestID)
         default:
             return await execute(
-                tool, tier: tier, policyVersion: resolver.policy.version, arguments: arguments, in: context,
-                requestID: requestID)
+                tool, tier: tier, resolver: resolver, arguments: arguments, in: context, requestID: requestID)
         }
     }
 
@@ -335,37 +348,46 @@ public final class Gateway: Sendable {
         event.claimFingerprint = context.claim.fingerprint
         event.approvalFingerprint = context.claim.claim.approvalFingerprint
         event.workspace = context.session.workspaceID
-        // The requested name is caller-supplied: bound what it can put in the log.
-        event.tool = String(tool.prefix(ToolName.maximumLength))
+        // The requested name is caller-supplied: shown escaped and bounded unless it is a valid name.
+        event.tool = ToolName.display(tool)
         event.requestID = requestID
         return event
     }
 
+    /// Runs a visible tool. `resolver` is the snapshot that decided the call: its tier settings
+    /// (approval, isolation, cache) are read from the same policy, never from a newer one a reload
+    /// swapped in meanwhile.
     private func execute(
-        _ tool: String, tier: String, policyVersion: String, arguments: [String: Value]?, in context: CallContext,
+        _ tool: String, tier: String, resolver: ScopeResolver, arguments: [String: Value]?, in context: CallContext,
         requestID: String?
-    ) async
-        -> CallTool.Result
-    {
+    ) async -> CallTool.Result {
+        let policyVersion = resolver.policy.version
+        guard let settings = resolver.policy.tiers[tier] else {
+            return await refused(
+                Refusal(.tierUnavailable, "tier \(tier) is not defined by the policy that decided this call"),
+                tool: tool, in: context, requestID: requestID)
+        }
         let workspace: Workspace
         do {
             workspace = try await registry.resolve(
                 tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
         } catch {
-            return Self.errorResult(
+            return await refused(
                 Refusal(
                     .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered"
-                ))
+                ), tool: tool, in: context, requestID: requestID)
         }
         let encoded: [UInt8]
         do {
             encoded = try CanonicalJSON.encode(.object(arguments ?? [:]))
         } catch {
-            return Self.errorResult(Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"))
+            return await refused(
+                Refusal(.invalidArguments, "arguments cannot be encoded: \(error)"), tool: tool, in: context,
+                requestID: requestID)
         }
         let digest = Digest.sha256Hex(encoded)
         var approvalFingerprint: String?
-        if resolver.policy.tiers[tier]?.approval.required == true {
+        if settings.approval.required {
             switch await checkApproval(
                 tool: tool, workspace: workspace.workspaceID, digest: digest, arguments: encoded, in: context,
                 requestID: requestID)
@@ -381,12 +403,11 @@ public final class Gateway: Sendable {
         event.approvalFingerprint = approvalFingerprint ?? event.approvalFingerprint
         event.policyVersion = policyVersion
         event.tier = tier
-        let settings = resolver.policy.tiers[tier]
-        event.isolation = settings?.isolation.rawValue
-        let cacheTTL = settings.flatMap { $0.cacheable ? $0.cacheTTLSeconds : nil }
+        event.isolation = settings.isolation.rawValue
+        let cacheTTL = settings.cacheable ? settings.cacheTTLSeconds : nil
         // A tier whose profile can write may change the workspace: retire what was cached there
         // before it runs (and again after), so no read cached before or during it is served later.
-        let mayWrite = settings.map { $0.seccompProfile != SeccompProfileName.read.rawValue } ?? true
+        let mayWrite = settings.seccompProfile != SeccompProfileName.read.rawValue
         if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
         var generation: UInt64 = 0
         if cacheTTL != nil {
@@ -465,6 +486,24 @@ public final class Gateway: Sendable {
             structuredContent: ["error": .object(error)] as Value?, isError: true)
     }
 
+    /// A refused call: audited with its code (every refusal is), then answered as a tool error.
+    private func refused(
+        _ refusal: Refusal, tool: String, in context: CallContext, requestID: String?, digest: String? = nil,
+        approval: Approval? = nil, extra: [String: Value] = [:]
+    ) async -> CallTool.Result {
+        var event = auditEvent("call.refused", tool: tool, in: context, requestID: requestID)
+        event.decision = "refused"
+        event.code = refusal.code.rawValue
+        event.detail = String(refusal.message.utf8.prefix(512)) ?? String(refusal.message.prefix(128))
+        event.argumentsDigest = digest
+        if let approval { event.approvalFingerprint = approval.fingerprint }
+        if (try? await audit.append(event)) == nil {
+            logger.error(
+                "refusal not audited", metadata: ["code": "\(refusal.code)", "session": "\(context.session.id)"])
+        }
+        return Self.errorResult(refusal, extra: extra)
+    }
+
     // MARK: Approvals
 
     private enum ApprovalCheck {
@@ -514,14 +553,13 @@ public final class Gateway: Sendable {
             } else {
                 candidates = try await store.approvals(bindingKey: key)
             }
-            for candidate in candidates where candidate.isUsable(at: now, leaseID: session.lease.id) {
-                // Consume under the store's write lock: two concurrent retries cannot share one use.
-                let consumed = try await store.updateApproval(id: candidate.id) { approval in
-                    guard approval.isUsable(at: now, leaseID: session.lease.id) else { return }
-                    approval.usesLeft = (approval.usesLeft ?? 1) - 1
-                    if approval.usesLeft == 0 { approval.status = .exhausted }
-                }
-                if let consumed, consumed.usesLeft != candidate.usesLeft {
+            for candidate in candidates where candidate.isUsable(at: now, by: session) {
+                // Consumed under the store's write lock, re-checked there: two concurrent retries
+                // cannot share one use (nil when another call took the last one first).
+                if let consumed = try await store.consumeApproval(
+                    id: candidate.id, sessionID: session.id, leaseID: session.lease.id, actorID: session.actorID,
+                    at: now)
+                {
                     var event = auditEvent("approval.used", tool: tool, in: context, requestID: requestID)
                     event.decision = "allowed"
                     event.argumentsDigest = digest
@@ -534,21 +572,27 @@ public final class Gateway: Sendable {
                 }
             }
             if let pending = candidates.first(where: { $0.status == .pending && $0.leaseID == session.lease.id }) {
-                return .refuse(required(pending))
+                return .refuse(
+                    await refused(
+                        requiredRefusal(pending), tool: tool, in: context, requestID: requestID, digest: digest,
+                        approval: pending, extra: requiredExtra(pending)))
             }
             if let denied = candidates.last(where: { $0.status == .denied && $0.leaseID == session.lease.id }) {
                 return .refuse(
-                    Self.errorResult(
+                    await refused(
                         Refusal(
                             .approvalDenied,
                             "approval \(denied.id) for this exact call was denied by \(denied.decidedBy ?? "a human")"),
+                        tool: tool, in: context, requestID: requestID, digest: digest, approval: denied,
                         extra: ["approval_id": .string(denied.id)]))
             }
             if let spent = candidates.last(where: { $0.status == .granted || $0.status == .exhausted }) {
                 let why =
                     spent.leaseID != session.lease.id
                     ? "was granted under an earlier lease"
-                    : spent.status == .exhausted ? "has no uses left" : "has expired"
+                    : spent.actorID != session.actorID
+                        ? "was granted for another actor's call"
+                        : spent.status == .exhausted ? "has no uses left" : "has expired"
                 let fresh = try await ask(
                     tool: tool, workspace: workspace, digest: digest, arguments: arguments, in: context,
                     requestID: requestID)
@@ -562,17 +606,26 @@ public final class Gateway: Sendable {
                         tool: tool, workspace: workspace, digest: digest, arguments: arguments, in: context,
                         requestID: requestID)))
         } catch {
-            return .refuse(Self.errorResult(Refusal(.approvalRequired, "the approval store is unavailable: \(error)")))
+            return .refuse(
+                await refused(
+                    Refusal(.approvalRequired, "the approval store is unavailable: \(error)"), tool: tool, in: context,
+                    requestID: requestID, digest: digest))
         }
     }
 
+    private func requiredRefusal(_ approval: Approval) -> Refusal {
+        Refusal(
+            .approvalRequired,
+            "\(approval.tool) needs a human's approval of this exact call; ask for approval \(approval.id) to be granted, then retry the same call"
+        )
+    }
+
+    private func requiredExtra(_ approval: Approval) -> [String: Value] {
+        ["approval_id": .string(approval.id), "summary": .string(approval.summary)]
+    }
+
     private func required(_ approval: Approval) -> CallTool.Result {
-        Self.errorResult(
-            Refusal(
-                .approvalRequired,
-                "\(approval.tool) needs a human's approval of this exact call; ask for approval \(approval.id) to be granted, then retry the same call"
-            ),
-            extra: ["approval_id": .string(approval.id), "summary": .string(approval.summary)])
+        Self.errorResult(requiredRefusal(approval), extra: requiredExtra(approval))
     }
 
     /// Records a pending approval for this exact call and audits the request.
@@ -580,9 +633,20 @@ public final class Gateway: Sendable {
         tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
         requestID: String?
     ) async throws -> Approval {
-        // A short rendering for the human: canonical JSON, cut at 160 bytes on a character boundary.
-        var rendering = String(decoding: arguments, as: UTF8.self)
-        if rendering.utf8.count > 160 { rendering = String(rendering.prefix(157)) + "..." }
+        // A short rendering for the human: canonical JSON cut at 160 bytes, backing up to a scalar
+        // boundary, with anything outside printable ASCII escaped (no combining-mark towers, no
+        // bidirectional overrides in an approver's console).
+        var rendering = ""
+        for scalar in String(decoding: arguments, as: UTF8.self).unicodeScalars {
+            let piece =
+                scalar.value >= 0x20 && scalar.value < 0x7F
+                ? String(scalar) : "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
+            if rendering.utf8.count + piece.utf8.count > 157 {
+                rendering += "..."
+                break
+            }
+            rendering += piece
+        }
         let approval = Approval(
             id: RandomID.make(prefix: "apr"), tenantID: context.session.tenantID, sessionID: context.session.id,
             leaseID: context.session.lease.id, actorID: context.session.actorID, workspaceID: workspace, tool: tool,

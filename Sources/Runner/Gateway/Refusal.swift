@@ -46,6 +46,9 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let approvalInvalid = Code("approval_invalid")
         /// A human denied this exact call.
         public static let approvalDenied = Code("approval_denied")
+        /// The tool's tier cannot run here (not defined by the deciding policy, or a kernel feature it
+        /// requires is missing).
+        public static let tierUnavailable = Code("tier_unavailable")
         /// The audit record for the call could not be written, so the call was not run.
         public static let auditUnavailable = Code("audit_unavailable")
 

@@ -67,9 +67,13 @@ public enum PolicyFiles {
         var overrides: [String: TenantOverride] = [:]
         var versionInput = (tiersText ?? "") + "\u{0}" + (toolsText ?? "")
         let tenantsDirectory = directory + "/tenants"
-        let tenantFiles =
-            ((try? FileManager.default.contentsOfDirectory(atPath: tenantsDirectory)) ?? [])
-            .filter { $0.hasSuffix(".yaml") }.sorted()
+        let allTenantFiles = ((try? FileManager.default.contentsOfDirectory(atPath: tenantsDirectory)) ?? []).sorted()
+        // A tightening in a misnamed file (`acme.yml`) must not silently not apply.
+        for name in allTenantFiles where !name.hasSuffix(".yaml") && !name.hasPrefix(".") {
+            reader.error(
+                tenantsDirectory + "/" + name, nil, "only <tenant_id>.yaml files are read here; rename or remove it")
+        }
+        let tenantFiles = allTenantFiles.filter { $0.hasSuffix(".yaml") }
         for name in tenantFiles {
             let path = tenantsDirectory + "/" + name
             let tenant = String(name.dropLast(".yaml".count))
@@ -198,7 +202,7 @@ private struct Reader {
         return scalar.string
     }
 
-    mutating func integer(_ node: Node?, file: String, what: String, minimum: Int) -> Int? {
+    mutating func integer(_ node: Node?, file: String, what: String, minimum: Int, maximum: Int = .max) -> Int? {
         guard let node else { return nil }
         guard let value = node.int, node.scalar?.style == .plain else {
             error(file, node, "\(what) must be an integer")
@@ -206,6 +210,10 @@ private struct Reader {
         }
         guard value >= minimum else {
             error(file, node, "\(what) must be at least \(minimum), got \(value)")
+            return nil
+        }
+        guard value <= maximum else {
+            error(file, node, "\(what) must be at most \(maximum), got \(value)")
             return nil
         }
         return value
@@ -313,8 +321,9 @@ private struct Reader {
                 node, file: file, what: what, known: ["required", "ttl_seconds", "uses"], required: ["required"])
         else { return nil }
         let required = boolean(f["required"], file: file, what: "\(what).required")
-        let ttl = integer(f["ttl_seconds"], file: file, what: "\(what).ttl_seconds", minimum: 1)
-        let uses = integer(f["uses"], file: file, what: "\(what).uses", minimum: 1)
+        // The same bounds as a grant through the admin API, so a tier's defaults are always grantable.
+        let ttl = integer(f["ttl_seconds"], file: file, what: "\(what).ttl_seconds", minimum: 1, maximum: 86_400)
+        let uses = integer(f["uses"], file: file, what: "\(what).uses", minimum: 1, maximum: 1000)
         if required == true {
             if f["ttl_seconds"] == nil { error(file, node, "\(what): a required approval needs ttl_seconds") }
             if f["uses"] == nil { error(file, node, "\(what): a required approval needs uses") }

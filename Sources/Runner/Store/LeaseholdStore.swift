@@ -37,10 +37,15 @@ public protocol LeaseholdStore: WorkspaceBackend {
     func approval(id: String) async throws -> Approval?
     /// Reads an approval by the fingerprint a claim carries.
     func approval(fingerprint: String) async throws -> Approval?
-    /// Approvals matching the filters, oldest first.
-    func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?) async throws -> [Approval]
+    /// Approvals matching the filters, newest first, at most `limit`.
+    func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?, limit: Int) async throws
+        -> [Approval]
     /// Approvals of one exact call (``Approval/bindingKey``), oldest first.
     func approvals(bindingKey: String) async throws -> [Approval]
+    /// Takes one use of a grant under the store's write lock, re-checking it there; the updated
+    /// approval, or nil when it cannot serve (used up meanwhile, expired, other session/lease/actor).
+    func consumeApproval(id: String, sessionID: String, leaseID: String, actorID: String, at now: Date) async throws
+        -> Approval?
     /// Read-modify-write of one approval under the store's write lock; nil when it does not exist.
     func updateApproval(id: String, _ mutate: @Sendable (inout Approval) throws -> Void) async throws -> Approval?
 }

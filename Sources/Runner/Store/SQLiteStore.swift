@@ -225,7 +225,9 @@ public final class SQLiteStore: LeaseholdStore {
             .first
     }
 
-    public func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?) async throws -> [Approval] {
+    public func approvals(tenantID: String?, sessionID: String?, status: Approval.Status?, limit: Int) async throws
+        -> [Approval]
+    {
         var clauses = ["1 = 1"]
         var arguments: [any DatabaseValueConvertible] = []
         if let tenantID {
@@ -261,6 +263,27 @@ public final class SQLiteStore: LeaseholdStore {
             else { return nil }
             var approval = try decoder.decode(Approval.self, from: body)
             try mutate(&approval)
+            try db.execute(
+                sql: "UPDATE approvals SET status = ?, body = ? WHERE id = ?",
+                arguments: [approval.status.rawValue, try encoder.encode(approval), id])
+            return approval
+        }
+    }
+
+    public func consumeApproval(id: String, sessionID: String, leaseID: String, actorID: String, at now: Date)
+        async throws -> Approval?
+    {
+        let encoder = self.encoder
+        let decoder = self.decoder
+        return try await pool.write { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM approvals WHERE id = ?", arguments: [id])
+            else { return nil }
+            var approval = try decoder.decode(Approval.self, from: body)
+            guard approval.isUsable(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID) else {
+                return nil
+            }
+            approval.usesLeft = (approval.usesLeft ?? 1) - 1
+            if approval.usesLeft == 0 { approval.status = .exhausted }
             try db.execute(
                 sql: "UPDATE approvals SET status = ?, body = ? WHERE id = ?",
                 arguments: [approval.status.rawValue, try encoder.encode(approval), id])

@@ -94,7 +94,7 @@ struct AdminRoutes: Sendable {
                 let query = request.uri.queryParameters
                 let approvals = try await admin.approvals(
                     sessionID: query.get("session_id"), status: query.get("status"), tenantID: query.get("tenant_id"),
-                    by: principal)
+                    limit: Int(query.get("limit") ?? "") ?? 100, by: principal)
                 return HTTPJSON.response(.ok, ["approvals": approvals])
             }
         }
