@@ -95,7 +95,10 @@ func printError(_ text: String) {
 }
 
 struct Doctor: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Report the kernel features confinement relies on.")
+    static let configuration = CommandConfiguration(
+        abstract: "Report the kernel features confinement relies on and which tiers can run here.")
+
+    @Option(help: "Policies directory (tiers.yaml, tools.yaml).") var policies = "./policies"
 
     func run() async throws {
         let features = KernelFeatures.current
@@ -103,6 +106,18 @@ struct Doctor: AsyncParsableCommand {
         print("seccomp:         \(features.seccomp)")
         print("openat2:         \(features.openat2)")
         print("landlock:        \(features.landlockABI.map { "ABI \($0)" } ?? "unavailable")")
+        if let policy = try? RiskPolicy.load(directory: policies) {
+            for (name, tier) in policy.tiers.sorted(by: { $0.key < $1.key }) {
+                let missing = tier.requires.filter { !features.isAvailable($0) }
+                print(
+                    "tier \(name):".padding(toLength: 17, withPad: " ", startingAt: 0)
+                        + (missing.isEmpty
+                            ? "available"
+                            : "unavailable: needs \(missing.joined(separator: ", ")) (calls refused tier_unavailable)"))
+            }
+        } else {
+            print("tiers:           cannot read \(policies) (leasehold policy check --policies \(policies) says why)")
+        }
         print("tool execution:  unavailable (confined workers are not built into this runner yet)")
     }
 }

@@ -109,3 +109,28 @@ actor InvocationRecorder: ToolExecutor {
 
     func tiersChanged(_ tiers: Set<String>) async {}
 }
+
+@Suite struct TierAvailabilityTests {
+    /// Fail closed: on a kernel without Landlock the `exec` tier (which requires it) does not run,
+    /// and nothing is weakened to make it run; tiers whose features exist are unaffected.
+    @Test func aTierMissingAKernelFeatureIsRefusedNotWeakened() async throws {
+        let recorder = InvocationRecorder()
+        let noLandlock = KernelFeatures(
+            userNamespaces: .available, seccomp: .available, openat2: .available, landlockABI: nil)
+        let fixture = try await GatewayFixture(executor: recorder, kernel: noLandlock)
+        let (_, claim) = try await fixture.session()
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c")
+        let refused = try await fixture.gateway.call("shell.run", arguments: ["command": "true"], in: context)
+        guard case .object(let content)? = refused.structuredContent, case .object(let error)? = content["error"] else {
+            Issue.record("no structured error: \(refused)")
+            return
+        }
+        #expect(error["code"] == .string("tier_unavailable"))
+        #expect(await recorder.invocations.isEmpty)
+        _ = try await fixture.gateway.call("repo.read_file", arguments: ["path": "a"], in: context)
+        #expect(await recorder.invocations.map(\.tool) == ["repo.read_file"])
+        let audited = try fixture.gateway.audit.records(limit: 100).compactMap(\.event)
+        #expect(
+            audited.contains { $0.event == "call.refused" && $0.code == "tier_unavailable" && $0.tool == "shell.run" })
+    }
+}

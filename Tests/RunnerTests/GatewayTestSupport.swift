@@ -19,7 +19,7 @@ struct GatewayFixture {
 
     init(
         catalog: Catalog? = nil, policy: RiskPolicy? = nil, executor: any ToolExecutor = UnavailableExecutor(),
-        now: @escaping @Sendable () -> Date = { Date() }
+        kernel: KernelFeatures = .current, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-test-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -31,7 +31,7 @@ struct GatewayFixture {
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy, now: now),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: try catalog ?? Catalog(),
             policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"),
-            audit: try AuditLog(path: directory + "/audit.sqlite", node: "test"), executor: executor,
+            audit: try AuditLog(path: directory + "/audit.sqlite", node: "test"), kernel: kernel, executor: executor,
             now: now)
         admin = AdminService(gateway: gateway, operatorKey: "operator-test-key")
         for tenant in ["acme", "globex"] {

@@ -26,6 +26,8 @@ public final class Gateway: Sendable {
     public let audit: AuditLog
     /// Results of cacheable tiers, keyed by tenant, workspace and workspace generation.
     public let cache: ResultCache
+    /// What this kernel offers; a tier needing a missing feature is refused, never weakened.
+    public let kernel: KernelFeatures
     let logger: Logger
     let now: @Sendable () -> Date
     private let resolverState: Mutex<ScopeResolver>
@@ -40,7 +42,8 @@ public final class Gateway: Sendable {
     /// Creates the gateway.
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
-        audit: AuditLog, cache: ResultCache = ResultCache(), executor: any ToolExecutor = UnavailableExecutor(),
+        audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
+        executor: any ToolExecutor = UnavailableExecutor(),
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
@@ -51,6 +54,7 @@ public final class Gateway: Sendable {
         self.executor = executor
         self.audit = audit
         self.cache = cache
+        self.kernel = kernel
         self.connections = ConnectionRegistry()
         self.logger = logger
         self.now = now
@@ -366,6 +370,15 @@ public final class Gateway: Sendable {
             return await refused(
                 Refusal(.tierUnavailable, "tier \(tier) is not defined by the policy that decided this call"),
                 tool: tool, in: context, requestID: requestID)
+        }
+        // Fail closed: a tier whose required kernel features are missing does not run at all.
+        let missing = settings.requires.filter { !kernel.isAvailable($0) }
+        guard missing.isEmpty else {
+            return await refused(
+                Refusal(
+                    .tierUnavailable,
+                    "tier \(tier) requires \(missing.joined(separator: ", ")), which this kernel does not offer; \(ToolName.display(tool)) cannot run on this runner (see leasehold doctor)"
+                ), tool: tool, in: context, requestID: requestID)
         }
         let workspace: Workspace
         do {
