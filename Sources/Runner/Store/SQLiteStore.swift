@@ -256,22 +256,30 @@ public final class SQLiteStore: LeaseholdStore {
     public func updateApproval(id: String, _ mutate: @Sendable (inout Approval) throws -> Void) async throws
         -> Approval?
     {
-        let encoder = self.encoder
-        let decoder = self.decoder
-        return try await pool.write { db in
-            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM approvals WHERE id = ?", arguments: [id])
-            else { return nil }
-            var approval = try decoder.decode(Approval.self, from: body)
+        try await modifyApproval(id) { approval in
             try mutate(&approval)
-            try db.execute(
-                sql: "UPDATE approvals SET status = ?, body = ? WHERE id = ?",
-                arguments: [approval.status.rawValue, try encoder.encode(approval), id])
-            return approval
-        }
+            return true
+        }?.approval
     }
 
     public func consumeApproval(id: String, sessionID: String, leaseID: String, actorID: String, at now: Date)
         async throws -> Approval?
+    {
+        let result = try await modifyApproval(id) { approval in
+            guard approval.isUsable(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID) else {
+                return false
+            }
+            approval.usesLeft = (approval.usesLeft ?? 1) - 1
+            if approval.usesLeft == 0 { approval.status = .exhausted }
+            return true
+        }
+        return result?.changed == true ? result?.approval : nil
+    }
+
+    /// Read-modify-write under the write lock; `change` says whether it changed anything (only
+    /// then is the row written).
+    private func modifyApproval(_ id: String, _ change: @Sendable (inout Approval) throws -> Bool) async throws
+        -> (approval: Approval, changed: Bool)?
     {
         let encoder = self.encoder
         let decoder = self.decoder
@@ -279,15 +287,11 @@ public final class SQLiteStore: LeaseholdStore {
             guard let body = try Data.fetchOne(db, sql: "SELECT body FROM approvals WHERE id = ?", arguments: [id])
             else { return nil }
             var approval = try decoder.decode(Approval.self, from: body)
-            guard approval.isUsable(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID) else {
-                return nil
-            }
-            approval.usesLeft = (approval.usesLeft ?? 1) - 1
-            if approval.usesLeft == 0 { approval.status = .exhausted }
+            guard try change(&approval) else { return (approval, false) }
             try db.execute(
                 sql: "UPDATE approvals SET status = ?, body = ? WHERE id = ?",
                 arguments: [approval.status.rawValue, try encoder.encode(approval), id])
-            return approval
+            return (approval, true)
         }
     }
 
