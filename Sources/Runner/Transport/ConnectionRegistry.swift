@@ -13,6 +13,8 @@ public actor ConnectionRegistry {
         /// In listing order (built-ins, then by name), which is deterministic, so arrays compare.
         var lastVisible: [String]?
         var lastActive: Date
+        /// JSON-RPC ids of requests whose responses are still being produced.
+        var inFlight: Set<String> = []
     }
 
     /// What the gateway needs to recompute a connection's visible set.
@@ -74,6 +76,20 @@ public actor ConnectionRegistry {
         entry.lastActive = Date()
         entries[connectionID] = entry
         return true
+    }
+
+    /// Marks request ids as in flight; false (and nothing marked) when one already is.
+    func startRequests(_ ids: [String], on connectionID: String) -> Bool {
+        guard var entry = entries[connectionID] else { return true }
+        guard Set(ids).count == ids.count, entry.inFlight.isDisjoint(with: ids) else { return false }
+        entry.inFlight.formUnion(ids)
+        entries[connectionID] = entry
+        return true
+    }
+
+    /// Ends the requests' hold on their ids.
+    func finishRequests(_ ids: [String], on connectionID: String) {
+        entries[connectionID]?.inFlight.subtract(ids)
     }
 
     /// Remembers what a connection was last shown, to detect changes later.

@@ -143,11 +143,23 @@ struct MCPEndpoint: Sendable {
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let sdkRequest = MCP.HTTPRequest(
             method: request.method.rawValue, headers: headers, body: Data(buffer: body), path: request.uri.path)
+        // JSON-RPC ids must be unique among a connection's requests in flight. The SDK transport
+        // routes responses by id, so a duplicate would strand one request's stream forever (and
+        // with it graceful shutdown); refuse it instead.
+        let ids = request.method == .post ? MCPHandlers.requestIDs(in: Data(buffer: body)) : []
+        if !ids.isEmpty {
+            guard await gateway.connections.startRequests(ids, on: connectionID) else {
+                return jsonRPCError(
+                    status: .conflict, code: -32600,
+                    message: "invalid_request: a request with this id is already in flight on this MCP session")
+            }
+        }
+        let release = RequestRelease(registry: gateway.connections, connectionID: connectionID, ids: ids)
         let response = await transport.handleRequest(sdkRequest)
         if request.method == .delete, response.statusCode == 200 {
             await gateway.connections.remove(connectionID)
         }
-        return convert(response)
+        return convert(response, release: release)
     }
 
     /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.
@@ -234,7 +246,9 @@ struct MCPEndpoint: Sendable {
         return HTTPJSON.response(status, Body(error: .init(code: code, message: message)), headers: headers)
     }
 
-    private func convert(_ response: MCP.HTTPResponse) -> Response {
+    /// `release` lives as long as the response body: until a stream ends or is dropped (client
+    /// gone), or until a plain body is written.
+    private func convert(_ response: MCP.HTTPResponse, release: RequestRelease) -> Response {
         var headers = HTTPFields()
         for (name, value) in response.headers {
             if let field = HTTPField.Name(name) { headers[field] = value }
@@ -242,7 +256,9 @@ struct MCPEndpoint: Sendable {
         let status = HTTPResponse.Status(code: response.statusCode)
         switch response {
         case .stream(let stream, _):
-            let buffers = stream.map { ByteBuffer(bytes: $0) }
+            let buffers = stream.map { bytes in
+                withExtendedLifetime(release) { ByteBuffer(bytes: bytes) }
+            }
             return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: buffers))
         default:
             let data = response.bodyData ?? Data()
@@ -255,4 +271,27 @@ struct MCPEndpoint: Sendable {
 struct FixedSessionID: SessionIDGenerator {
     let id: String
     func generateSessionID() -> String { id }
+}
+
+/// Ends a request's hold on its JSON-RPC ids when the last reference to it goes: the response
+/// stream finished or was dropped. (A deinit rather than a callback at stream end, so a client
+/// that disconnects mid-stream cannot leave ids held.)
+final class RequestRelease: Sendable {
+    let registry: ConnectionRegistry
+    let connectionID: String
+    let ids: [String]
+
+    init(registry: ConnectionRegistry, connectionID: String, ids: [String]) {
+        self.registry = registry
+        self.connectionID = connectionID
+        self.ids = ids
+    }
+
+    deinit {
+        guard !ids.isEmpty else { return }
+        let registry = registry
+        let connectionID = connectionID
+        let ids = ids
+        Task { await registry.finishRequests(ids, on: connectionID) }
+    }
 }

@@ -69,6 +69,45 @@ enum MCPHandlers {
         }
     }
 
+    /// The ids of the requests in a body (one request or a batch); notifications and responses
+    /// carry none. 1 and "1" count as the same id: refusing a rare false duplicate is safer than
+    /// letting two requests share a response route.
+    static func requestIDs(in body: Data) -> [String] {
+        struct Message: Decodable {
+            let id: Envelope.ID?
+            let method: String?
+        }
+        struct Envelope: Decodable {
+            enum ID: Decodable {
+                case string(String), number(Int64)
+                init(from decoder: any Decoder) throws {
+                    let container = try decoder.singleValueContainer()
+                    if let number = try? container.decode(Int64.self) {
+                        self = .number(number)
+                    } else {
+                        self = .string(try container.decode(String.self))
+                    }
+                }
+                var text: String {
+                    switch self {
+                    case .string(let text): text
+                    case .number(let number): String(number)
+                    }
+                }
+            }
+        }
+        let decoder = JSONDecoder()
+        let messages: [Message]
+        if let batch = try? decoder.decode([Message].self, from: body) {
+            messages = batch
+        } else if let single = try? decoder.decode(Message.self, from: body) {
+            messages = [single]
+        } else {
+            return []
+        }
+        return messages.compactMap { message in message.method == nil ? nil : message.id?.text }
+    }
+
     /// The token of an `Authorization: Bearer` value.
     static func bearer(_ header: String?) -> String? {
         guard let header else { return nil }
