@@ -81,3 +81,42 @@ async def test_a_duplicate_request_id_in_flight_is_refused_not_stranded(server) 
         assert 200 in statuses and set(statuses) <= {200, 409}, statuses
         # The id is free again once its response is done.
         assert await duplicate() == 200
+
+
+async def test_a_patch_racing_calls_takes_effect_for_every_call_after_it(server) -> None:
+    """Calls hammer a tool while a PATCH denies it: every call that starts after the PATCH has
+    returned is refused; calls before it may run. No cache may serve the old scope."""
+    session, claim = server.create_session()
+    callers = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(4):
+            fresh = server.mint_claim(session["id"])
+            response = await client.post(server.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(fresh))
+            callers.append((fresh, response.headers["mcp-session-id"]))
+        patched_at: list[float] = []
+        loop = asyncio.get_running_loop()
+        outcomes: list[tuple[float, str]] = []
+
+        async def hammer(claim: str, sid: str) -> None:
+            request_id = 0
+            while not patched_at or loop.time() < patched_at[0] + 1.0:
+                request_id += 1
+                started = loop.time()
+                body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+                        "params": {"name": "repo.stat", "arguments": {"path": "."}}}
+                answer = jsonrpc_messages(
+                    await client.post(server.mcp_url, json=body, headers=raw_headers(claim, sid, VERSION))
+                )[0]
+                outcomes.append((started, "refused" if "error" in answer else answer["result"]["structuredContent"]["error"]["code"]))
+
+        async def patch() -> None:
+            await asyncio.sleep(0.5)
+            await server.aadmin("PATCH", f"/sessions/{session['id']}", {"denied_tool_names": ["repo.stat"]}, expect=200)
+            patched_at.append(loop.time())
+
+        await asyncio.gather(patch(), *(hammer(c, s) for c, s in callers))
+    after = [code for started, code in outcomes if started > patched_at[0]]
+    before = [code for started, code in outcomes if started <= patched_at[0]]
+    assert before and after, (len(before), len(after))
+    assert set(after) == {"refused"}, {c: after.count(c) for c in set(after)}
+    assert "execution_unavailable" in before
