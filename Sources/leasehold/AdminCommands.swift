@@ -238,7 +238,7 @@ struct AuditCommand: AsyncParsableCommand {
     struct Tail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the last records, one JSON object per line.")
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
-        @Option(name: [.short, .long], help: "How many records.") var count = 20
+        @Option(name: [.customShort("n"), .long], help: "How many records.") var count = 20
 
         func run() async throws {
             for record in try AuditCommand.open(stateDir).tail(max(1, count)) {
