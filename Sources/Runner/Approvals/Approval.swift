@@ -16,7 +16,7 @@ public struct Approval: Codable, Sendable, Hashable {
     }
 
     /// `apr_...`.
-    public var id: String
+    public let id: String
     /// The tenant.
     public var tenantID: String
     /// The only session that may use it.
@@ -48,8 +48,9 @@ public struct Approval: Codable, Sendable, Hashable {
     /// Uses left.
     public var usesLeft: Int?
 
-    /// The value a claim's `approval_fingerprint` carries to name this approval.
-    public var fingerprint: String { Digest.sha256Hex(Array(("leasehold-approval\u{0}" + id).utf8)) }
+    /// The value a claim's `approval_fingerprint` carries to name this approval (derived from the
+    /// id once, and stored with it so API output and store rows carry it).
+    public let fingerprint: String
 
     /// The key of the exact call this approval is for.
     public var bindingKey: String {
@@ -93,6 +94,7 @@ public struct Approval: Codable, Sendable, Hashable {
         tool: String, argumentsDigest: String, summary: String, createdAt: Date
     ) {
         self.id = id
+        self.fingerprint = Digest.sha256Hex(Array(("leasehold-approval\u{0}" + id).utf8))
         self.tenantID = tenantID
         self.sessionID = sessionID
         self.leaseID = leaseID
@@ -103,46 +105,5 @@ public struct Approval: Codable, Sendable, Hashable {
         self.summary = summary
         self.status = .pending
         self.createdAt = createdAt
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        id = try c.decode(String.self, forKey: .id)
-        tenantID = try c.decode(String.self, forKey: .tenantID)
-        sessionID = try c.decode(String.self, forKey: .sessionID)
-        leaseID = try c.decode(String.self, forKey: .leaseID)
-        actorID = try c.decode(String.self, forKey: .actorID)
-        workspaceID = try c.decode(String.self, forKey: .workspaceID)
-        tool = try c.decode(String.self, forKey: .tool)
-        argumentsDigest = try c.decode(String.self, forKey: .argumentsDigest)
-        summary = try c.decode(String.self, forKey: .summary)
-        status = try c.decode(Status.self, forKey: .status)
-        createdAt = try c.decode(Date.self, forKey: .createdAt)
-        decidedBy = try c.decodeIfPresent(String.self, forKey: .decidedBy)
-        decidedAt = try c.decodeIfPresent(Date.self, forKey: .decidedAt)
-        expiresAt = try c.decodeIfPresent(Date.self, forKey: .expiresAt)
-        uses = try c.decodeIfPresent(Int.self, forKey: .uses)
-        usesLeft = try c.decodeIfPresent(Int.self, forKey: .usesLeft)
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(tenantID, forKey: .tenantID)
-        try c.encode(sessionID, forKey: .sessionID)
-        try c.encode(leaseID, forKey: .leaseID)
-        try c.encode(actorID, forKey: .actorID)
-        try c.encode(workspaceID, forKey: .workspaceID)
-        try c.encode(tool, forKey: .tool)
-        try c.encode(argumentsDigest, forKey: .argumentsDigest)
-        try c.encode(summary, forKey: .summary)
-        try c.encode(status, forKey: .status)
-        try c.encode(createdAt, forKey: .createdAt)
-        try c.encodeIfPresent(decidedBy, forKey: .decidedBy)
-        try c.encodeIfPresent(decidedAt, forKey: .decidedAt)
-        try c.encodeIfPresent(expiresAt, forKey: .expiresAt)
-        try c.encodeIfPresent(uses, forKey: .uses)
-        try c.encodeIfPresent(usesLeft, forKey: .usesLeft)
-        try c.encode(fingerprint, forKey: .fingerprint)
     }
 }

@@ -485,16 +485,7 @@ public struct AdminService: Sendable {
             approval.usesLeft = count
             return true
         }
-        try await record("approval.granted", by: principal, tenant: updated.tenantID) {
-            $0.session = updated.sessionID
-            $0.lease = updated.leaseID
-            $0.actor = updated.actorID
-            $0.workspace = updated.workspaceID
-            $0.tool = updated.tool
-            $0.argumentsDigest = updated.argumentsDigest
-            $0.approvalFingerprint = updated.fingerprint
-            $0.detail = "approval \(updated.id): \(ttl) s, \(count) use(s)"
-        }
+        try await record(decision: "approval.granted", on: updated, by: principal, detail: "\(ttl) s, \(count) use(s)")
         return updated
     }
 
@@ -510,14 +501,24 @@ public struct AdminService: Sendable {
             approval.decidedAt = now
             return true
         }
-        try await record("approval.denied", by: principal, tenant: updated.tenantID) {
-            $0.session = updated.sessionID
-            $0.tool = updated.tool
-            $0.argumentsDigest = updated.argumentsDigest
-            $0.approvalFingerprint = updated.fingerprint
-            $0.detail = "approval \(updated.id)"
-        }
+        try await record(decision: "approval.denied", on: updated, by: principal, detail: nil)
         return updated
+    }
+
+    /// Audits a human's decision on an approval, with the exact call it covers.
+    private func record(decision kind: String, on approval: Approval, by principal: Principal, detail: String?)
+        async throws(APIError)
+    {
+        try await record(kind, by: principal, tenant: approval.tenantID) {
+            $0.session = approval.sessionID
+            $0.lease = approval.leaseID
+            $0.actor = approval.actorID
+            $0.workspace = approval.workspaceID
+            $0.tool = approval.tool
+            $0.argumentsDigest = approval.argumentsDigest
+            $0.approvalFingerprint = approval.fingerprint
+            $0.detail = "approval \(approval.id)" + (detail.map { ": \($0)" } ?? "")
+        }
     }
 
     private func approval(id: String, by principal: Principal) async throws(APIError) -> Approval {

@@ -206,6 +206,8 @@ public final class Gateway: Sendable {
         guard watchedLeases.withLock({ $0.insert(lease.id).inserted }) else { return }
         let delay = max(0, lease.expiresAt.timeIntervalSince(now()))
         Task { [weak self] in
+            // A timer is the point: the lease ends at a time, not at an event. The 50 ms margin puts
+            // the wake-up past `expires_at`, so the re-read below sees the lease as over.
             try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 50))
             guard let self else { return }
             self.watchedLeases.withLock { _ = $0.remove(lease.id) }
@@ -274,13 +276,14 @@ public final class Gateway: Sendable {
                         "tenant": "\(context.session.tenantID)",
                     ])
             }
-            var event = auditEvent("call.refused", tool: tool, in: context, requestID: requestID)
-            event.decision = "refused"
-            event.code = Refusal.Code.toolNotInScope.rawValue
-            if case .hidden(let reason) = decision { event.detail = String(reason.prefix(512)) }
-            event.policyVersion = resolver.policy.version
-            _ = try? await audit.append(event)
-            throw Refusal(.toolNotInScope, "tool \(ToolName.display(tool)) is not available in this session")
+            let refusal = Refusal(.toolNotInScope, "tool \(ToolName.display(tool)) is not available in this session")
+            // The record keeps the operator-facing reason; the caller sees only that the tool is not there.
+            var reason: String?
+            if case .hidden(let why) = decision { reason = why }
+            _ = await auditRefusal(
+                refusal, tool: tool, in: context, requestID: requestID, detail: reason,
+                policyVersion: resolver.policy.version)
+            throw refusal
         }
         switch tool {
         case BuiltinTools.searchTools:
@@ -504,17 +507,30 @@ public final class Gateway: Sendable {
         _ refusal: Refusal, tool: String, in context: CallContext, requestID: String?, digest: String? = nil,
         approval: Approval? = nil, extra: [String: Value] = [:]
     ) async -> CallTool.Result {
-        var event = auditEvent("call.refused", tool: tool, in: context, requestID: requestID)
-        event.decision = "refused"
-        event.code = refusal.code.rawValue
-        event.detail = String(refusal.message.utf8.prefix(512)) ?? String(refusal.message.prefix(128))
-        event.argumentsDigest = digest
-        if let approval { event.approvalFingerprint = approval.fingerprint }
-        if (try? await audit.append(event)) == nil {
+        if !(await auditRefusal(
+            refusal, tool: tool, in: context, requestID: requestID, digest: digest, approval: approval))
+        {
             logger.error(
                 "refusal not audited", metadata: ["code": "\(refusal.code)", "session": "\(context.session.id)"])
         }
         return Self.errorResult(refusal, extra: extra)
+    }
+
+    /// Writes the audit record of a refused call; false when it could not be written.
+    /// `detail` defaults to the refusal's sentence (cut at 512 bytes).
+    private func auditRefusal(
+        _ refusal: Refusal, kind: String = "call.refused", tool: String, in context: CallContext, requestID: String?,
+        digest: String? = nil, approval: Approval? = nil, detail: String? = nil, policyVersion: String? = nil
+    ) async -> Bool {
+        var event = auditEvent(kind, tool: tool, in: context, requestID: requestID)
+        event.decision = "refused"
+        event.code = refusal.code.rawValue
+        let text = detail ?? refusal.message
+        event.detail = String(text.utf8.prefix(512)) ?? String(text.prefix(128))
+        event.argumentsDigest = digest
+        event.policyVersion = policyVersion
+        if let approval { event.approvalFingerprint = approval.fingerprint }
+        return (try? await audit.append(event)) != nil
     }
 
     // MARK: Approvals
@@ -538,16 +554,15 @@ public final class Gateway: Sendable {
         let key = Approval.bindingKey(session: session.id, tool: tool, workspace: workspace, argumentsDigest: digest)
         let now = self.now()
         func replay(_ message: String, approval: Approval?, extra: [String: Value] = [:]) async -> ApprovalCheck {
-            var event = auditEvent("approval.replay", tool: tool, in: context, requestID: requestID)
-            event.decision = "refused"
-            event.code = Refusal.Code.approvalInvalid.rawValue
-            event.argumentsDigest = digest
-            event.approvalFingerprint = approval?.fingerprint ?? context.claim.claim.approvalFingerprint
-            event.detail = message
-            if (try? await audit.append(event)) == nil {
+            let refusal = Refusal(.approvalInvalid, message)
+            guard
+                await auditRefusal(
+                    refusal, kind: "approval.replay", tool: tool, in: context, requestID: requestID, digest: digest,
+                    approval: approval)
+            else {
                 return .refuse(Self.errorResult(Refusal(.auditUnavailable, "the call was not run")))
             }
-            return .refuse(Self.errorResult(Refusal(.approvalInvalid, message), extra: extra))
+            return .refuse(Self.errorResult(refusal, extra: extra))
         }
         do {
             var candidates: [Approval]
@@ -685,6 +700,12 @@ public final class Gateway: Sendable {
         await notifyAllConnections()
     }
 
+    /// Swaps in a resolver already built (the reload path builds it once, to compare and to use).
+    private func install(_ next: ScopeResolver) async {
+        resolverState.withLock { $0 = next }
+        await notifyAllConnections()
+    }
+
     /// The policy in force and the last rejected reload, for `GET /api/v1/policy` and logs.
     public var policyStatus: PolicyStatus { policyState.withLock { $0 } }
 
@@ -714,8 +735,9 @@ public final class Gateway: Sendable {
         let current = resolver
         let previous = current.policy.version
         if loaded.version != previous {
-            let changed = Self.changedTiers(from: current, to: loaded)
-            await replace(policy: loaded)
+            let next = ScopeResolver(catalog: current.catalog, policy: loaded)
+            let changed = Self.changedTiers(from: current, to: next)
+            await install(next)
             if !changed.isEmpty { await executor.tiersChanged(changed) }
         }
         policyState.withLock {
@@ -729,9 +751,9 @@ public final class Gateway: Sendable {
 
     /// Tiers whose settings changed or disappeared, plus every tier a catalog tool moved out of or
     /// into, for any tenant: workers of those tiers no longer match what the policy says.
-    static func changedTiers(from current: ScopeResolver, to policy: RiskPolicy) -> Set<String> {
+    static func changedTiers(from current: ScopeResolver, to next: ScopeResolver) -> Set<String> {
+        let policy = next.policy
         var changed = Set(current.policy.tiers.keys.filter { current.policy.tiers[$0] != policy.tiers[$0] })
-        let next = ScopeResolver(catalog: current.catalog, policy: policy)
         let tenants = Set(current.policy.tenantOverrides.keys).union(policy.tenantOverrides.keys)
         for tenant in [nil] + tenants.sorted().map(Optional.some) {
             for tool in current.catalog.tools {

@@ -87,6 +87,11 @@ struct MCPEndpoint: Sendable {
                 message: "body_too_large: MCP requests are limited to \(settings.maximumBodyBytes) bytes")
         }
         let token = MCPHandlers.bearer(request.headers[.authorization])
+        let bodyData = Data(buffer: body)
+        // Parsed once: the ids guard against duplicates in flight, and a single request's id goes
+        // into the audit record of a refusal.
+        let ids = request.method == .post ? MCPHandlers.requestIDs(in: bodyData) : []
+        let requestID = ids.count == 1 ? ids[0] : nil
         let sessionHeader = request.headers[HTTPField.Name("Mcp-Session-Id")!]
 
         let connectionID: String
@@ -103,7 +108,7 @@ struct MCPEndpoint: Sendable {
             do {
                 _ = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: MCPHandlers.requestID(in: Data(buffer: body)))
+                    requestID: requestID)
             } catch {
                 return unauthorized(error)
             }
@@ -117,7 +122,7 @@ struct MCPEndpoint: Sendable {
             do {
                 _ = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: MCPHandlers.requestID(in: Data(buffer: body)))
+                    requestID: requestID)
             } catch {
                 return unauthorized(error)
             }
@@ -142,11 +147,10 @@ struct MCPEndpoint: Sendable {
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let sdkRequest = MCP.HTTPRequest(
-            method: request.method.rawValue, headers: headers, body: Data(buffer: body), path: request.uri.path)
+            method: request.method.rawValue, headers: headers, body: bodyData, path: request.uri.path)
         // JSON-RPC ids must be unique among a connection's requests in flight. The SDK transport
         // routes responses by id, so a duplicate would strand one request's stream forever (and
         // with it graceful shutdown); refuse it instead.
-        let ids = request.method == .post ? MCPHandlers.requestIDs(in: Data(buffer: body)) : []
         if !ids.isEmpty {
             guard await gateway.connections.startRequests(ids, on: connectionID) else {
                 return jsonRPCError(

@@ -15,13 +15,17 @@ enum MCPHandlers {
             instructions: "Tools are scoped to your session; call system.search_tools to find one.",
             capabilities: .init(tools: .init(listChanged: true)))
 
-        @Sendable func context() async throws -> CallContext {
+        /// The request's id (HTTP only: stdio carries no HTTP context), read once per request.
+        @Sendable func currentRequestID() -> String? {
+            Server.currentHandlerContext?.httpContext?.body.flatMap(requestID(in:))
+        }
+
+        @Sendable func context(requestID: String?) async throws -> CallContext {
             let http = Server.currentHandlerContext?.httpContext
             let token = bearer(http?.header("Authorization")) ?? fallbackClaim
             do {
                 return try await gateway.authenticate(
-                    token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: http?.body.flatMap(requestID(in:)))
+                    token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: requestID)
             } catch {
                 gateway.logger.info("refused", metadata: ["code": "\(error.code)", "connection": "\(connectionID)"])
                 throw MCPError.serverError(code: -32001, message: error.description)
@@ -29,13 +33,13 @@ enum MCPHandlers {
         }
 
         await server.withMethodHandler(ListTools.self) { _ in
-            let context = try await context()
+            let context = try await context(requestID: currentRequestID())
             return ListTools.Result(tools: await gateway.listTools(in: context))
         }
         await server.withMethodHandler(CallTool.self) { params in
-            let context = try await context()
+            let requestID = currentRequestID()
+            let context = try await context(requestID: requestID)
             do {
-                let requestID = Server.currentHandlerContext?.httpContext?.body.flatMap(requestID(in:))
                 return try await gateway.call(
                     params.name, arguments: params.arguments, in: context, requestID: requestID)
             } catch let refusal as Refusal {
@@ -45,28 +49,11 @@ enum MCPHandlers {
         return server
     }
 
-    /// The JSON-RPC `id` of a single request body, for the audit trail (the SDK keeps its own copy
+    /// The JSON-RPC `id` of a single-request body, for the audit trail (the SDK keeps its own copy
     /// package-internal). Nil for batches, notifications and anything unparsable.
     static func requestID(in body: Data) -> String? {
-        struct Envelope: Decodable {
-            let id: ID?
-            enum ID: Decodable {
-                case string(String), number(Int64)
-                init(from decoder: any Decoder) throws {
-                    let container = try decoder.singleValueContainer()
-                    if let number = try? container.decode(Int64.self) {
-                        self = .number(number)
-                    } else {
-                        self = .string(try container.decode(String.self))
-                    }
-                }
-            }
-        }
-        switch (try? JSONDecoder().decode(Envelope.self, from: body))?.id {
-        case .string(let text)?: return String(text.prefix(128))
-        case .number(let number)?: return String(number)
-        case nil: return nil
-        }
+        let ids = requestIDs(in: body)
+        return ids.count == 1 ? ids[0] : nil
     }
 
     /// The ids of the requests in a body (one request or a batch); notifications and responses
@@ -74,25 +61,25 @@ enum MCPHandlers {
     /// letting two requests share a response route.
     static func requestIDs(in body: Data) -> [String] {
         struct Message: Decodable {
-            let id: Envelope.ID?
+            let id: ID?
             let method: String?
         }
-        struct Envelope: Decodable {
-            enum ID: Decodable {
-                case string(String), number(Int64)
-                init(from decoder: any Decoder) throws {
-                    let container = try decoder.singleValueContainer()
-                    if let number = try? container.decode(Int64.self) {
-                        self = .number(number)
-                    } else {
-                        self = .string(try container.decode(String.self))
-                    }
+        enum ID: Decodable {
+            case string(String), number(Int64)
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.singleValueContainer()
+                if let number = try? container.decode(Int64.self) {
+                    self = .number(number)
+                } else {
+                    self = .string(try container.decode(String.self))
                 }
-                var text: String {
-                    switch self {
-                    case .string(let text): text
-                    case .number(let number): String(number)
-                    }
+            }
+            /// Cut at 128 characters: ids are caller-chosen and end up in audit records and in
+            /// the connection's in-flight set.
+            var text: String {
+                switch self {
+                case .string(let text): String(text.prefix(128))
+                case .number(let number): String(number)
                 }
             }
         }
