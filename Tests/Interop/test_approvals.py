@@ -135,6 +135,7 @@ async def test_expired_denied_and_earlier_lease_grants_do_not_serve(approval_ser
 
     first = await caller.call("kb.publish", {"page": "a"})
     await server.aadmin("POST", f"/approvals/{first['approval_id']}/grant", {"ttl_seconds": 1, "uses": 5}, expect=200)
+    # Expiry is wall-clock time on the server; only time passing can show it (1 s grant, 1.2 s wait).
     await anyio.sleep(1.2)
     expired = await caller.call("kb.publish", {"page": "a"})
     assert expired["code"] == "approval_invalid" and "has expired" in expired["message"], expired
@@ -199,7 +200,7 @@ async def test_a_policy_reload_mid_call_never_skips_the_approval(tmp_path: Path,
             (policies / "tools.yaml").write_text(pair[1])
             server.send_signal(signal.SIGHUP)
             index += 1
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.02)  # pacing the swaps so reloads land between the calls, not a wait for readiness
 
     async def hammer(caller: Caller, key: int) -> list[str]:
         codes = []

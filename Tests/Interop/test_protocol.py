@@ -96,6 +96,7 @@ async def test_a_patch_racing_calls_takes_effect_for_every_call_after_it(server)
         patched_at: list[float] = []
         loop = asyncio.get_running_loop()
         outcomes: list[tuple[float, str]] = []
+        warmed_up = asyncio.Event()
 
         async def hammer(claim: str, sid: str) -> None:
             request_id = 0
@@ -108,9 +109,11 @@ async def test_a_patch_racing_calls_takes_effect_for_every_call_after_it(server)
                     await client.post(server.mcp_url, json=body, headers=raw_headers(claim, sid, VERSION))
                 )[0]
                 outcomes.append((started, "refused" if "error" in answer else answer["result"]["structuredContent"]["error"]["code"]))
+                if len(outcomes) >= 20:
+                    warmed_up.set()
 
         async def patch() -> None:
-            await asyncio.sleep(0.5)
+            await warmed_up.wait()  # calls are flowing before the PATCH lands
             await server.aadmin("PATCH", f"/sessions/{session['id']}", {"denied_tool_names": ["repo.stat"]}, expect=200)
             patched_at.append(loop.time())
 
