@@ -1,58 +1,31 @@
+import CWorker
+import FoundationEssentials
 import SandboxProtocol
 
-// The confined worker. It currently implements only the protocol handshake: the runner's
-// executor does not start workers yet (see Sandbox.UnavailableExecutor), and any operation
-// request is answered with a typed error rather than a made-up result.
 #if canImport(Glibc)
     import Glibc
-#elseif canImport(Musl)
-    import Musl
 #endif
 
-func writeFrame(_ frame: Frame) {
-    let bytes = frame.encoded()
-    var offset = 0
-    while offset < bytes.count {
-        let written = bytes[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-        if written < 0 {
-            if errno == EINTR { continue }
-            exit(74)
-        }
-        offset += written
-    }
-}
+// The confined worker: installs the tier's seccomp program first, then serves the runner's
+// requests one at a time over fd 3. See SandboxProtocol.WorkerProtocol for the exchange.
 
 if CommandLine.arguments.dropFirst().first == "--version" {
     print("leasehold-worker protocol \(Frame.protocolVersion)")
     exit(0)
 }
 
-var decoder = FrameDecoder()
-var chunk = [UInt8](repeating: 0, count: 65536)
-readLoop: while true {
-    let count = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-    if count < 0 {
-        if errno == EINTR { continue }
-        exit(74)
-    }
-    if count == 0 { break }
-    decoder.append(chunk[0..<count])
-    do {
-        while let frame = try decoder.next() {
-            switch frame.kind {
-            case .hello:
-                guard frame.payload == [Frame.protocolVersion] else {
-                    writeFrame(Frame(kind: .error, payload: Array("protocol_mismatch".utf8)))
-                    exit(65)
-                }
-                writeFrame(Frame(kind: .ready, payload: [Frame.protocolVersion]))
-            default:
-                writeFrame(Frame(kind: .error, payload: Array("unsupported_operation".utf8)))
-            }
-        }
-    } catch {
-        writeFrame(Frame(kind: .error, payload: Array("bad_frame: \(error.reason)".utf8)))
-        exit(65)
-    }
+// A dead runner or a child closing its stdin must surface as EPIPE, never kill the worker.
+signal(SIGPIPE, SIG_IGN)
+
+let channel = Channel(fd: WorkerProtocol.channelDescriptor)
+// The channel must never reach a shell.run command.
+_ = fcntl(channel.fd, F_SETFD, FD_CLOEXEC)
+
+let filterResult = csbw_install_filter_fd(WorkerProtocol.filterDescriptor)
+if filterResult != 0 {
+    channel.sendError(code: "seccomp_failed", message: "installing the seccomp program failed (errno \(-filterResult))")
+    exit(71)
 }
-exit(0)
+
+var server = Server(channel: channel)
+exit(server.run())

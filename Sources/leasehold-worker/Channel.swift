@@ -1,0 +1,57 @@
+import SandboxProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The frame channel to the runner (a connected AF_UNIX stream socket on fd 3). Blocking I/O:
+/// the worker is single-threaded and serves one request at a time.
+struct Channel {
+    let fd: Int32
+    private var decoder = FrameDecoder()
+    private var chunk = [UInt8](repeating: 0, count: 1 << 16)
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// The next frame; nil at EOF. Throws for a malformed frame (the stream is then unusable).
+    mutating func next() throws(ChannelError) -> Frame? {
+        while true {
+            do {
+                if let frame = try decoder.next() { return frame }
+            } catch {
+                throw ChannelError(reason: error.reason)
+            }
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ChannelError(reason: "read from the channel failed (errno \(errno))")
+            }
+            if count == 0 { return nil }
+            decoder.append(chunk[0..<count])
+        }
+    }
+
+    /// Writes one frame; a runner that went away ends the worker (nobody is left to serve).
+    func send(_ frame: Frame) {
+        let bytes = frame.encoded()
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if written < 0 {
+                if errno == EINTR { continue }
+                exit(74)
+            }
+            offset += written
+        }
+    }
+
+    /// An `error` frame: `{"code": ..., "message": ...}`, the same object an error result carries.
+    func sendError(code: String, message: String) {
+        send(Frame(kind: .error, payload: Results.encode(ErrorBody(code: code, message: message, detail: [:]))))
+    }
+}
+
+/// A channel that cannot carry frames any more (malformed frame or failed read).
+struct ChannelError: Error {
+    let reason: String
+}

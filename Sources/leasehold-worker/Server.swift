@@ -1,0 +1,119 @@
+import FoundationEssentials
+import SandboxProtocol
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What every tool needs: the hello's limits and the workspace descriptor.
+struct Context {
+    let hello: WorkerHello
+    /// O_PATH descriptor of the workspace root; every path is resolved beneath it.
+    let workspace: Int32
+
+    var mayWrite: Bool { !hello.readOnly && hello.profile != "read" }
+    var mayExec: Bool { hello.profile == "exec" }
+    /// Content bytes one response may carry (at least 1 KiB so paging always progresses).
+    var outputBytes: Int { max(1024, hello.outputBytes) }
+
+    func requireWritable() throws(ToolError) {
+        guard mayWrite else {
+            throw ToolError(
+                "read_only_workspace", "the workspace is read-only for tier \(ToolError.quoted(hello.tier))")
+        }
+    }
+}
+
+/// The handshake and the request loop.
+struct Server {
+    var channel: Channel
+    /// Reused across repo.search calls (one big buffer instead of one per file).
+    var searchBuffer: [UInt8] = []
+
+    init(channel: Channel) { self.channel = channel }
+
+    /// Serves until EOF; returns the exit status.
+    mutating func run() -> Int32 {
+        let context: Context
+        do {
+            guard let hello = try channel.next() else { return 0 }
+            guard let ready = handshake(hello) else { return 65 }
+            context = ready
+        } catch {
+            channel.sendError(code: "bad_frame", message: error.reason)
+            return 65
+        }
+        channel.send(Frame(kind: .ready, payload: [Frame.protocolVersion]))
+        while true {
+            let frame: Frame
+            do {
+                guard let next = try channel.next() else { return 0 }
+                frame = next
+            } catch {
+                channel.sendError(code: "bad_frame", message: error.reason)
+                return 65
+            }
+            guard frame.kind == .request else {
+                channel.sendError(code: "unexpected_frame", message: "expected a request frame, got kind \(frame.kind.rawValue)")
+                return 65
+            }
+            guard let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
+                channel.sendError(code: "bad_request", message: "a request payload needs a NUL after the tool name")
+                return 65
+            }
+            let (isError, result) = dispatch(tool: tool, arguments: arguments, context: context)
+            channel.send(Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result)))
+            Processes.reapAfterCall()
+        }
+    }
+
+    /// Checks `hello` and opens the workspace; nil after an error frame was sent.
+    private func handshake(_ frame: Frame) -> Context? {
+        guard frame.kind == .hello else {
+            channel.sendError(code: "unexpected_frame", message: "expected hello, got kind \(frame.kind.rawValue)")
+            return nil
+        }
+        guard frame.payload.first == Frame.protocolVersion else {
+            channel.sendError(
+                code: "protocol_mismatch",
+                message: "worker speaks protocol \(Frame.protocolVersion), hello asked for \(frame.payload.first.map(String.init) ?? "none")")
+            return nil
+        }
+        let hello: WorkerHello
+        do {
+            hello = try JSONDecoder().decode(WorkerHello.self, from: Data(frame.payload.dropFirst()))
+        } catch {
+            channel.sendError(code: "bad_hello", message: "the hello payload is not a valid WorkerHello")
+            return nil
+        }
+        guard !hello.workspace.utf8.contains(0) else {
+            channel.sendError(code: "bad_hello", message: "the workspace path contains a NUL byte")
+            return nil
+        }
+        let fd = open(hello.workspace, Paths.oPath | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            channel.sendError(code: "workspace_unavailable", message: "cannot open the workspace (errno \(errno))")
+            return nil
+        }
+        return Context(hello: hello, workspace: fd)
+    }
+
+    /// Runs one tool; a failure becomes an error result, never a crash.
+    private mutating func dispatch(tool: String, arguments: ArraySlice<UInt8>, context: Context) -> (Bool, [UInt8]) {
+        do throws(ToolError) {
+            switch tool {
+            case "repo.read_file": return (false, try ReadFile.run(arguments, context))
+            case "repo.list_dir": return (false, try ListDir.run(arguments, context))
+            case "repo.stat": return (false, try StatTool.run(arguments, context))
+            case "repo.search": return (false, try Search.run(arguments, context, buffer: &searchBuffer))
+            case "repo.write_file": return (false, try WriteFile.run(arguments, context))
+            case "repo.apply_patch": return (false, try ApplyPatch.run(arguments, context))
+            case "shell.run": return (false, try ShellRun.run(arguments, context))
+            default:
+                throw ToolError("unknown_tool", "this worker does not implement tool \(ToolError.quoted(tool))")
+            }
+        } catch {
+            return (true, Results.error(error))
+        }
+    }
+}
