@@ -20,16 +20,28 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
-        // C: the code that must run as raw syscalls (kernel feature probes now; the
-        // fork-exec confinement path with the workers issue).
-        .target(name: "CSandbox"),
+        // C on the runner's side: kernel feature probes, the clone-to-execve confinement path and
+        // seccomp compilation (libseccomp), capability dropping (libcap).
+        .target(
+            name: "CSandbox",
+            linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]
+        ),
+        // C on the worker's side: syscalls without a libc wrapper Swift can call (openat2,
+        // seccomp), no external libraries so the worker links statically.
+        .target(name: "CWorker"),
         // Frames exchanged with workers; no Foundation so both sides can share it.
         .target(name: "SandboxProtocol"),
         .target(
             name: "Sandbox",
-            dependencies: ["CSandbox", "SandboxProtocol"]
+            dependencies: [
+                "CSandbox", "SandboxProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "WorkspaceRegistry",
@@ -59,9 +71,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Statically linked: read and write tiers mount no system directories at all, so the
+        // worker must run with nothing but itself (no dynamic loader, no shared libraries).
         .executableTarget(
             name: "leasehold-worker",
-            dependencies: ["SandboxProtocol"]
+            dependencies: ["SandboxProtocol", "CWorker"],
+            linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("swiftSynchronization")]
         ),
         // `make bench`: server-side figures measured in-process (claims, scope resolution).
         .executableTarget(
@@ -70,7 +85,13 @@ let package = Package(
             path: "Benchmarks/LeaseholdBench"
         ),
         .testTarget(name: "SandboxProtocolTests", dependencies: ["SandboxProtocol"]),
-        .testTarget(name: "SandboxTests", dependencies: ["Sandbox"]),
+        // Fixtures/try-syscall.c is compiled by the tests themselves (static, with gcc) and run
+        // inside workers; SwiftPM must not treat it as a source of the test target.
+        .testTarget(
+            name: "SandboxTests",
+            dependencies: ["Sandbox", "CSandbox", "SandboxProtocol", .product(name: "NIOPosix", package: "swift-nio")],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "WorkspaceRegistryTests", dependencies: ["WorkspaceRegistry"]),
         .testTarget(
             name: "RunnerTests",

@@ -1,10 +1,12 @@
+import Foundation
+
 /// Everything a confined execution needs, resolved on the server side: the workspace root comes
 /// from the registry, never from the arguments.
 public struct ToolInvocation: Sendable, Hashable {
     /// The fully qualified tool name, e.g. `repo.read_file`.
     public var tool: String
-    /// The risk tier the policy assigned.
-    public var tier: String
+    /// What the tier that decided the call implies for its worker.
+    public var tier: WorkerTier
     /// The tool arguments as canonical JSON bytes (paths inside are relative to the root).
     public var arguments: [UInt8]
     /// The tenant the call belongs to.
@@ -13,18 +15,24 @@ public struct ToolInvocation: Sendable, Hashable {
     public var workspaceID: String
     /// The workspace root resolved by the registry.
     public var workspaceRoot: String
+    /// The workspace is registered read-only: it is mounted read-only for every tier.
+    public var workspaceReadOnly: Bool
     /// The session the call belongs to.
     public var sessionID: String
+    /// The session's actor; a warm worker never serves the next actor of a handed-off session.
+    public var actorID: String
     /// The lease under which the call runs.
     public var leaseID: String
-    /// The version (content hash) of the policy that decided the call; audit records carry it,
-    /// and a worker serves only calls decided under the policy it was started with.
+    /// When that lease ends: the session's warm workers are destroyed then, by a timer.
+    public var leaseExpiresAt: Date
+    /// The version (content hash) of the policy that decided the call; audit records carry it.
     public var policyVersion: String
 
     /// Creates an invocation.
     public init(
-        tool: String, tier: String, arguments: [UInt8], tenantID: String, workspaceID: String,
-        workspaceRoot: String, sessionID: String, leaseID: String, policyVersion: String
+        tool: String, tier: WorkerTier, arguments: [UInt8], tenantID: String, workspaceID: String,
+        workspaceRoot: String, workspaceReadOnly: Bool = false, sessionID: String, actorID: String, leaseID: String,
+        leaseExpiresAt: Date, policyVersion: String
     ) {
         self.tool = tool
         self.tier = tier
@@ -32,45 +40,89 @@ public struct ToolInvocation: Sendable, Hashable {
         self.tenantID = tenantID
         self.workspaceID = workspaceID
         self.workspaceRoot = workspaceRoot
+        self.workspaceReadOnly = workspaceReadOnly
         self.sessionID = sessionID
+        self.actorID = actorID
         self.leaseID = leaseID
+        self.leaseExpiresAt = leaseExpiresAt
         self.policyVersion = policyVersion
     }
 }
 
-/// What became of an invocation. A tool that fails is an outcome, not a thrown error.
+/// What became of an invocation. A tool that fails, or a worker killed by its limits, is an
+/// outcome reported to the caller and the audit trail, not a thrown error.
 public enum ToolOutcome: Sendable, Hashable {
     /// The tool ran; its JSON result and whether it reports an error.
     case completed(result: [UInt8], isError: Bool)
-    /// Execution is not possible on this runner; the reason says why in operator words.
-    case unavailable(reason: String)
+    /// The worker exceeded a limit and was killed; `limit` names it (`wall_ms`, `cpu_seconds`,
+    /// `memory_mib`, `output_bytes`, ...).
+    case limitExceeded(limit: String, message: String)
+    /// The worker could not be started, crashed, or was destroyed mid-call; `code` is stable
+    /// (`worker_unavailable`, `worker_crashed`, `worker_destroyed`).
+    case failed(code: String, message: String)
+}
+
+/// An outcome and the worker that produced it, for the audit trail.
+public struct ToolExecution: Sendable, Hashable {
+    /// What happened.
+    public var outcome: ToolOutcome
+    /// The worker that served the call, nil when none could be started.
+    public var workerID: String?
+    /// `call` or `session`.
+    public var isolation: WorkerTier.Isolation
+
+    /// Creates an execution record.
+    public init(outcome: ToolOutcome, workerID: String?, isolation: WorkerTier.Isolation) {
+        self.outcome = outcome
+        self.workerID = workerID
+        self.isolation = isolation
+    }
+}
+
+/// Why workers are destroyed; each destruction is audited with one of these.
+public enum WorkerRetirement: String, Sendable, Hashable {
+    /// A per-call worker after its call.
+    case callFinished = "call_finished"
+    /// The lease ended (a timer, not the next call).
+    case leaseExpired = "lease_expired"
+    /// The lease was renewed (a new lease id) or revoked.
+    case leaseReplaced = "lease_replaced"
+    /// The session was revoked.
+    case sessionRevoked = "session_revoked"
+    /// The session was handed to another actor or workspace.
+    case handOff = "hand_off"
+    /// A policy change altered the worker's tier.
+    case tierChanged = "tier_changed"
+    /// The workspace was removed from the registry.
+    case workspaceRemoved = "workspace_removed"
+    /// No call for the idle timeout.
+    case idle = "idle_timeout"
+    /// A limit was exceeded.
+    case limitExceeded = "limit_exceeded"
+    /// The worker died on its own or broke the protocol.
+    case crashed = "crashed"
+    /// The runner is shutting down.
+    case shutdown = "shutdown"
 }
 
 /// The seam between the gateway (which decides) and the sandbox (which executes).
 public protocol ToolExecutor: Sendable {
     /// Executes one authorized invocation.
-    func execute(_ invocation: ToolInvocation) async -> ToolOutcome
+    func execute(_ invocation: ToolInvocation) async -> ToolExecution
 
     /// A new policy changed what these tiers imply (or which tier some tool has): warm workers
-    /// serving them cross a trust boundary and must be destroyed before the next call.
+    /// serving them cross a trust boundary and must be destroyed.
     func tiersChanged(_ tiers: Set<String>) async
-}
 
-/// The executor in use until confined workers exist: every authorized call reaches it, and it
-/// says plainly that nothing was executed. It never fabricates a result.
-public struct UnavailableExecutor: ToolExecutor {
-    /// Creates the executor.
-    public init() {}
+    /// Destroys every worker of `sessionID` (all leases), e.g. on revoke or hand-off.
+    func retire(session sessionID: String, reason: WorkerRetirement) async
 
-    /// Nothing to destroy: this executor holds no workers.
-    public func tiersChanged(_ tiers: Set<String>) async {}
+    /// Destroys every worker of `sessionID` whose lease is not `currentLease`.
+    func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async
 
-    /// Refuses to execute, naming the missing capability.
-    public func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
-        .unavailable(
-            reason:
-                "execution is not available yet: confined workers are not built into this runner, "
-                + "so \(invocation.tool) was authorized but not executed"
-        )
-    }
+    /// Destroys every worker bound to the workspace.
+    func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async
+
+    /// Destroys every worker (runner shutdown).
+    func shutdown() async
 }

@@ -106,6 +106,9 @@ struct Doctor: AsyncParsableCommand {
         print("seccomp:         \(features.seccomp)")
         print("openat2:         \(features.openat2)")
         print("landlock:        \(features.landlockABI.map { "ABI \($0)" } ?? "unavailable")")
+        print("cgroup delegation: \(features.cgroupDelegation) (reported only; workers use rlimits and a pid namespace)")
+        let worker = WorkerLaunch.defaultExecutable()
+        print("worker:          \(FileManager.default.isExecutableFile(atPath: worker) ? worker : "missing at \(worker) (set LEASEHOLD_WORKER or worker_executable)")")
         if let policy = try? RiskPolicy.load(directory: policies) {
             for (name, tier) in policy.tiers.sorted(by: { $0.key < $1.key }) {
                 let missing = tier.requires.filter { !features.isAvailable($0) }

@@ -99,12 +99,14 @@ import Testing
 }
 
 /// An executor that records what reaches it and executes nothing.
-actor InvocationRecorder: ToolExecutor {
+actor InvocationRecorder: WorkerlessExecutor {
     private(set) var invocations: [ToolInvocation] = []
 
-    func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
+    func execute(_ invocation: ToolInvocation) async -> ToolExecution {
         invocations.append(invocation)
-        return .unavailable(reason: "recording executor")
+        return ToolExecution(
+            outcome: .failed(code: "recorded", message: "recording executor"), workerID: nil,
+            isolation: invocation.tier.isolation)
     }
 
     func tiersChanged(_ tiers: Set<String>) async {}

@@ -18,7 +18,7 @@ struct GatewayFixture {
     }
 
     init(
-        catalog: Catalog? = nil, policy: RiskPolicy? = nil, executor: any ToolExecutor = UnavailableExecutor(),
+        catalog: Catalog? = nil, policy: RiskPolicy? = nil, executor: any ToolExecutor = EchoExecutor(),
         kernel: KernelFeatures = .current, now: @escaping @Sendable () -> Date = { Date() }
     ) async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-test-\(UUID().uuidString)").path
@@ -65,4 +65,27 @@ extension Refusal.Code {
             return "unexpected: \(error)"
         }
     }
+}
+
+/// Test doubles that stand in for the worker pool only where a test is about deciding, not
+/// executing; they hold no workers, so there is nothing for the lifecycle calls to destroy.
+protocol WorkerlessExecutor: ToolExecutor {}
+
+extension WorkerlessExecutor {
+    func retire(session sessionID: String, reason: WorkerRetirement) async {}
+    func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async {}
+    func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async {}
+    func shutdown() async {}
+}
+
+/// Answers every call with `{"executed": "<tool>"}`, so scope tests can tell a call that reached
+/// execution from one that was refused before it.
+struct EchoExecutor: WorkerlessExecutor {
+    func execute(_ invocation: ToolInvocation) async -> ToolExecution {
+        ToolExecution(
+            outcome: .completed(result: Array("{\"executed\":\"\(invocation.tool)\"}".utf8), isError: false),
+            workerID: nil, isolation: invocation.tier.isolation)
+    }
+
+    func tiersChanged(_ tiers: Set<String>) async {}
 }

@@ -195,11 +195,13 @@ import Testing
 }
 
 /// Records what the gateway tells the executor about changed tiers.
-actor TierChangeRecorder: ToolExecutor {
+actor TierChangeRecorder: WorkerlessExecutor {
     private(set) var changes: [Set<String>] = []
 
-    nonisolated func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
-        .unavailable(reason: "recording executor")
+    nonisolated func execute(_ invocation: ToolInvocation) async -> ToolExecution {
+        ToolExecution(
+            outcome: .failed(code: "recorded", message: "recording executor"), workerID: nil,
+            isolation: invocation.tier.isolation)
     }
 
     func tiersChanged(_ tiers: Set<String>) async { changes.append(tiers) }

@@ -88,8 +88,12 @@ import Testing
 
 /// Reads and writes real files relative to the workspace root it is given (test-only: no
 /// confinement; the confined worker does this for real).
-struct FileExecutor: ToolExecutor {
-    func execute(_ invocation: ToolInvocation) async -> ToolOutcome {
+struct FileExecutor: WorkerlessExecutor {
+    func execute(_ invocation: ToolInvocation) async -> ToolExecution {
+        ToolExecution(outcome: outcome(invocation), workerID: nil, isolation: invocation.tier.isolation)
+    }
+
+    private func outcome(_ invocation: ToolInvocation) -> ToolOutcome {
         guard let arguments = try? JSONSerialization.jsonObject(with: Data(invocation.arguments)) as? [String: Any],
             let path = arguments["path"] as? String
         else { return .completed(result: Array("{\"error\":\"bad arguments\"}".utf8), isError: true) }
@@ -103,7 +107,7 @@ struct FileExecutor: ToolExecutor {
             try? (arguments["content"] as? String ?? "").write(toFile: file, atomically: true, encoding: .utf8)
             return .completed(result: Array("{\"written\":true}".utf8), isError: false)
         default:
-            return .unavailable(reason: "not a file tool")
+            return .failed(code: "not_a_file_tool", message: "not a file tool")
         }
     }
 

@@ -12,16 +12,4 @@ import Testing
         #expect(features.userNamespaces.isAvailable)
         #expect((features.landlockABI ?? 0) >= 1)
     }
-
-    @Test func unavailableExecutorNeverFabricatesAResult() async {
-        let outcome = await UnavailableExecutor().execute(
-            ToolInvocation(
-                tool: "repo.read_file", tier: "read", arguments: Array("{}".utf8), tenantID: "acme", workspaceID: "w",
-                workspaceRoot: "/srv/acme", sessionID: "s", leaseID: "l", policyVersion: "v"))
-        guard case .unavailable(let reason) = outcome else {
-            Issue.record("expected .unavailable, got \(outcome)")
-            return
-        }
-        #expect(reason.contains("repo.read_file"))
-    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Sandbox
 
 /// One audit record: what happened, to whom, decided how. Optional fields are absent when they do
 /// not apply (a refused claim has no session). Never holds a token, only its SHA-256.
@@ -330,5 +331,23 @@ public actor AuditLog {
             }
             return .ok(records: expectedSeq - 1, head: previous)
         }
+    }
+}
+
+extension AuditEvent {
+    /// The record of a worker's spawn or destruction (invariant 9: worker id, isolation, reason).
+    public init(worker: WorkerEvent) {
+        self.init(worker.kind.rawValue)
+        tenant = worker.tenantID
+        actor = worker.actorID
+        session = worker.sessionID
+        lease = worker.leaseID
+        workspace = worker.workspaceID
+        tier = worker.tier
+        isolation = worker.isolation.rawValue
+        workerID = worker.workerID
+        decision = worker.kind == .spawnFailed ? "refused" : nil
+        code = worker.reason?.rawValue ?? (worker.kind == .spawnFailed ? "worker_unavailable" : nil)
+        detail = worker.detail.map { String($0.prefix(512)) }
     }
 }

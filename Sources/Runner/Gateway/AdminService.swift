@@ -192,6 +192,7 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
+        await gateway.executor.retire(tenant: tenantID, workspace: workspaceID, reason: .workspaceRemoved)
         try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
     }
 
@@ -305,6 +306,7 @@ public struct AdminService: Sendable {
         }
         if updated.actorID != current.actorID || updated.workspaceID != current.workspaceID {
             await gateway.closeConnections(ofSession: id, reason: "hand-off to another actor or workspace")
+            await gateway.executor.retire(session: id, reason: .handOff)
         } else {
             await gateway.sessionChanged(id)
         }
@@ -330,6 +332,7 @@ public struct AdminService: Sendable {
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
         await gateway.closeConnections(ofSession: id, reason: "session revoked")
+        await gateway.executor.retire(session: id, reason: .sessionRevoked)
         try await record("session.revoked", by: principal, session: updated)
         return updated
     }
@@ -385,6 +388,8 @@ public struct AdminService: Sendable {
             throw APIError(503, "store_unavailable", "\(error)")
         }
         guard let updated else { throw APIError.notFound("session \(sessionID)") }
+        // Workers of the old lease die now, not when someone next calls.
+        await gateway.executor.retire(session: sessionID, exceptLease: updated.lease.id, reason: .leaseReplaced)
         try await record("lease.renewed", by: principal, session: updated) {
             $0.detail = "previous lease \(current.lease.id)"
         }
@@ -406,6 +411,7 @@ public struct AdminService: Sendable {
                     })
             else { throw APIError.notFound("session \(sessionID)") }
             await gateway.closeConnections(ofSession: sessionID, reason: "lease revoked")
+            await gateway.executor.retire(session: sessionID, reason: .leaseReplaced)
             try await record("lease.revoked", by: principal, session: updated)
             return updated
         } catch let error as APIError {

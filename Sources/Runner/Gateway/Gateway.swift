@@ -43,7 +43,7 @@ public final class Gateway: Sendable {
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
-        executor: any ToolExecutor = UnavailableExecutor(),
+        executor: any ToolExecutor,
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
@@ -393,6 +393,15 @@ public final class Gateway: Sendable {
                     .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered"
                 ), tool: tool, in: context, requestID: requestID)
         }
+        // A read-only workspace is mounted read-only for every tier; refusing here says so plainly
+        // instead of letting a write fail inside the worker.
+        if workspace.readOnly && settings.seccompProfile != SeccompProfileName.read.rawValue {
+            return await refused(
+                Refusal(
+                    .workspaceReadOnly,
+                    "workspace \(workspace.workspaceID) is registered read-only; \(ToolName.display(tool)) (tier \(tier)) may change it"
+                ), tool: tool, in: context, requestID: requestID)
+        }
         let encoded: [UInt8]
         do {
             encoded = try CanonicalJSON.encode(.object(arguments ?? [:]))
@@ -450,11 +459,12 @@ public final class Gateway: Sendable {
         }
         let started = ContinuousClock.now
         let invocation = ToolInvocation(
-            tool: tool, tier: tier, arguments: encoded, tenantID: workspace.tenantID,
-            workspaceID: workspace.workspaceID,
-            workspaceRoot: workspace.root, sessionID: context.session.id, leaseID: context.session.lease.id,
-            policyVersion: policyVersion)
-        let outcome = await executor.execute(invocation)
+            tool: tool, tier: Self.workerTier(tier, settings), arguments: encoded, tenantID: workspace.tenantID,
+            workspaceID: workspace.workspaceID, workspaceRoot: workspace.root, workspaceReadOnly: workspace.readOnly,
+            sessionID: context.session.id, actorID: context.session.actorID, leaseID: context.session.lease.id,
+            leaseExpiresAt: context.session.lease.expiresAt, policyVersion: policyVersion)
+        let execution = await executor.execute(invocation)
+        let outcome = execution.outcome
         if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
         if let cacheTTL, case .completed(let result, false) = outcome {
             cache.store(
@@ -465,9 +475,18 @@ public final class Gateway: Sendable {
         event.time = nil
         let elapsed = ContinuousClock.now - started
         event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        event.workerID = execution.workerID
+        event.isolation = execution.isolation.rawValue
         switch outcome {
-        case .unavailable: event.outcome = "unavailable"; event.code = Refusal.Code.executionUnavailable.rawValue
         case .completed(_, let isError): event.outcome = isError ? "error" : "completed"
+        case .limitExceeded(let limit, _):
+            event.outcome = "limit_exceeded"
+            event.code = Refusal.Code.limitExceeded.rawValue
+            event.detail = limit
+        case .failed(let code, let message):
+            event.outcome = "failed"
+            event.code = code
+            event.detail = String(message.prefix(512))
         }
         do {
             try await audit.append(event)
@@ -476,11 +495,28 @@ public final class Gateway: Sendable {
                 Refusal(.auditUnavailable, "\(error); the call ran but its outcome could not be recorded"))
         }
         switch outcome {
-        case .unavailable(let reason):
-            return Self.errorResult(Refusal(.executionUnavailable, reason))
         case .completed(let result, let isError):
             return Self.toolResult(result, isError: isError)
+        case .limitExceeded(let limit, let message):
+            return Self.errorResult(Refusal(.limitExceeded, message), extra: ["limit": .string(limit)])
+        case .failed(let code, let message):
+            return Self.errorResult(Refusal(Refusal.Code(code), message))
         }
+    }
+
+    /// What a tier implies for its workers. Limits the policy leaves open take the sandbox's
+    /// strict defaults (policy validation requires every tier to name its limits).
+    static func workerTier(_ name: String, _ settings: RiskTier) -> WorkerTier {
+        let defaults = WorkerLimits()
+        let limits = settings.limits
+        let profile = SeccompProfileName(rawValue: settings.seccompProfile) ?? .read
+        return WorkerTier(
+            name: name, isolation: settings.isolation == .call ? .call : .session, profile: profile,
+            limits: WorkerLimits(
+                wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
+                memoryMiB: limits.memoryMiB ?? defaults.memoryMiB, fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
+                processes: limits.processes ?? defaults.processes, outputBytes: limits.outputBytes ?? defaults.outputBytes,
+                openFiles: profile == .exec ? 1024 : 256))
     }
 
     /// A tool's JSON result as MCP structured and text content.

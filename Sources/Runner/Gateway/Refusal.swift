@@ -37,8 +37,10 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let workspaceNotFound = Code("workspace_not_found")
         /// The arguments are not what the tool accepts.
         public static let invalidArguments = Code("invalid_arguments")
-        /// The tool was authorized but this runner cannot execute it.
-        public static let executionUnavailable = Code("execution_unavailable")
+        /// The workspace is registered read-only and the tool's tier may change it.
+        public static let workspaceReadOnly = Code("workspace_read_only")
+        /// The call's worker exceeded a limit of its tier and was killed (the result names which).
+        public static let limitExceeded = Code("limit_exceeded")
         /// The tool's tier requires a human's approval of this exact call; none is usable yet.
         public static let approvalRequired = Code("approval_required")
         /// An approval was presented or matched but cannot serve this call (another session, tool,

@@ -30,6 +30,11 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var nodeID: String?
     /// How often `serve` looks for edited policy files, seconds (default 2; 0 = only on SIGHUP).
     public var policyReloadIntervalSeconds: Int?
+    /// The statically linked worker executable (default: `leasehold-worker` beside `leasehold`,
+    /// or `LEASEHOLD_WORKER`).
+    public var workerExecutable: String?
+    /// A warm worker without a call for this long is destroyed, seconds (default 300).
+    public var workerIdleTimeoutSeconds: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -41,6 +46,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case catalogFile = "catalog_file"
         case policyReloadIntervalSeconds = "policy_reload_interval_seconds"
         case nodeID = "node_id"
+        case workerExecutable = "worker_executable"
+        case workerIdleTimeoutSeconds = "worker_idle_timeout_seconds"
     }
 
     /// An empty configuration (every default).

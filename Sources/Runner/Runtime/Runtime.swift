@@ -44,6 +44,8 @@ public struct Runtime: Sendable {
     public let keysFile: String
     /// The policies directory, watched for edits while serving.
     public let policiesDir: String
+    /// The confined workers.
+    public let pool: WorkerPool
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -82,10 +84,16 @@ public struct Runtime: Sendable {
         let claimPolicy = config.claimPolicy
         let audit = try AuditLog(
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName)
+        let launch = try WorkerLaunch(
+            executable: config.workerExecutable ?? WorkerLaunch.defaultExecutable(),
+            supportDirectory: stateDir + "/worker")
+        let pool = WorkerPool(
+            launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300), logger: logger,
+            onEvent: { event in _ = try? await audit.append(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
-            audit: audit, executor: UnavailableExecutor(), logger: logger)
+            audit: audit, executor: pool, logger: logger)
         let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
@@ -94,7 +102,7 @@ public struct Runtime: Sendable {
         }
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
-            keysFile: keysFile, policiesDir: options.policiesDir, logger: logger)
+            keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, logger: logger)
     }
 
     /// Creates the directory (0700) if needed and returns its canonical absolute path.
@@ -139,10 +147,23 @@ public struct Runtime: Sendable {
                     gateway: gateway, directory: policiesDir, hangups: hangups,
                     interval: interval > 0 ? .seconds(interval) : nil, logger: logger)))
         services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
+        // Last in, first out: on shutdown the workers die before anything else stops.
+        services.append(.init(service: WorkerTimers(pool: pool)))
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await gateway.connections.removeAll()
+        await pool.shutdown()
+    }
+}
+
+/// Runs the pool's lease and idle timers; on graceful shutdown destroys every worker.
+struct WorkerTimers: Service {
+    let pool: WorkerPool
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await pool.runTimers() }
+        await pool.shutdown()
     }
 }
 

@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A sandbox failure with a stable code and, where one exists, the stage and errno behind it
+/// (swift-subprocess `SubprocessError` shape).
+public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Stable codes.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        /// The wire form.
+        public let rawValue: String
+        private init(_ rawValue: String) { self.rawValue = rawValue }
+
+        /// A confinement stage failed; no worker exists.
+        public static let spawnFailed = Code("worker_unavailable")
+        /// The worker refused the handshake or broke the protocol.
+        public static let protocolViolation = Code("worker_protocol")
+        /// The worker went away (killed, crashed) before answering.
+        public static let workerExited = Code("worker_crashed")
+        /// The runner is shutting down.
+        public static let shuttingDown = Code("runner_shutting_down")
+
+        /// The wire form.
+        public var description: String { rawValue }
+    }
+
+    /// What failed.
+    public let code: Code
+    /// Operator-facing detail.
+    public let message: String
+    /// The confinement stage that failed (`pivot_root`, `seccomp`, ...), for spawn failures.
+    public let stage: String?
+    /// The errno behind it.
+    public let errno: Int32?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, stage: String? = nil, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.stage = stage
+        self.errno = errno
+    }
+
+    /// `code: message`.
+    public var description: String {
+        var text = "\(code): \(message)"
+        if let stage { text += " (stage \(stage)" + (errno.map { ", errno \($0) \(String(cString: strerror($0)))" } ?? "") + ")" }
+        return text
+    }
+}

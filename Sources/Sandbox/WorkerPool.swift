@@ -1,0 +1,512 @@
+import CSandbox
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SandboxProtocol
+
+/// Something that happened to a worker, for the audit trail.
+public struct WorkerEvent: Sendable, Hashable {
+    /// What happened.
+    public enum Kind: String, Sendable, Hashable {
+        /// A worker was confined and answered the handshake.
+        case spawned = "worker.spawned"
+        /// A worker (and its whole process tree) was killed.
+        case destroyed = "worker.destroyed"
+        /// A worker could not be started; `detail` names the stage and errno.
+        case spawnFailed = "worker.spawn_failed"
+    }
+
+    /// What happened.
+    public var kind: Kind
+    /// The worker, when one existed.
+    public var workerID: String?
+    /// The (tenant, workspace, session, actor, lease) it was bound to.
+    public var tenantID: String
+    /// See ``tenantID``.
+    public var workspaceID: String
+    /// See ``tenantID``.
+    public var sessionID: String
+    /// See ``tenantID``.
+    public var actorID: String
+    /// See ``tenantID``.
+    public var leaseID: String
+    /// Its tier.
+    public var tier: String
+    /// `call` or `session`.
+    public var isolation: WorkerTier.Isolation
+    /// Why it was destroyed.
+    public var reason: WorkerRetirement?
+    /// Operator-facing detail.
+    public var detail: String?
+}
+
+/// Runs authorized invocations in confined workers (DESIGN.md §2 WorkerPool, §3 invariant 2).
+///
+/// - `call` isolation: a fresh worker per call, destroyed after it, never reused.
+/// - `session` isolation: one warm worker per (session, lease, tier), spawned on first use, bound
+///   to its tenant, workspace, actor and tier settings for life. A call whose binding differs in
+///   any of these gets a fresh worker and the old one is destroyed.
+///
+/// Every worker dies (its whole process tree, via its pid namespace) at lease expiry (a timer),
+/// session revoke, lease renewal, hand-off, a policy change of its tier, workspace removal, idle
+/// timeout, shutdown; and after a limit is exceeded or it crashes. Each destruction is reported.
+public actor WorkerPool: ToolExecutor {
+    private struct Binding: Sendable, Hashable {
+        var tenantID: String
+        var workspaceID: String
+        var workspaceRoot: String
+        var workspaceReadOnly: Bool
+        var sessionID: String
+        var actorID: String
+        var leaseID: String
+        var leaseExpiresAt: Date
+        var tier: WorkerTier
+
+        init(_ invocation: ToolInvocation) {
+            tenantID = invocation.tenantID
+            workspaceID = invocation.workspaceID
+            workspaceRoot = invocation.workspaceRoot
+            workspaceReadOnly = invocation.workspaceReadOnly
+            sessionID = invocation.sessionID
+            actorID = invocation.actorID
+            leaseID = invocation.leaseID
+            leaseExpiresAt = invocation.leaseExpiresAt
+            tier = invocation.tier
+        }
+    }
+
+    private struct WarmKey: Hashable {
+        var sessionID: String
+        var leaseID: String
+        var tier: String
+    }
+
+    private struct Live {
+        var worker: WorkerProcess
+        var binding: Binding
+        var warmKey: WarmKey?
+        var lastUsed: ContinuousClock.Instant
+    }
+
+    /// A FIFO lock per warm key: one exchange at a time per worker, callers served in order.
+    private final class Lane {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let launch: WorkerLaunch
+    let programs = SeccompPrograms()
+    /// The one long-lived thread that calls clone: PR_SET_PDEATHSIG fires when the thread that
+    /// spawned a worker exits, so that thread must live as long as the runner.
+    let spawnThread: NIOThreadPool
+    /// Blocking waitid calls for workers that are exiting.
+    private let reapThread: NIOThreadPool
+    private let group: any EventLoopGroup
+    private let onEvent: @Sendable (WorkerEvent) async -> Void
+    private let idleTimeout: Duration
+    private let logger: Logger
+
+    private var live: [String: Live] = [:]
+    private var warm: [WarmKey: String] = [:]
+    private var lanes: [WarmKey: Lane] = [:]
+    private var shuttingDown = false
+
+    /// Creates the pool.
+    ///
+    /// - Parameters:
+    ///   - idleTimeout: a warm worker without a call for this long is destroyed.
+    ///   - onEvent: receives every spawn and destruction (the runner audits them).
+    public init(
+        launch: WorkerLaunch, idleTimeout: Duration = .seconds(300),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "leasehold.sandbox"),
+        onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
+    ) {
+        self.launch = launch
+        self.idleTimeout = idleTimeout
+        self.group = group
+        self.logger = logger
+        self.onEvent = onEvent
+        self.spawnThread = NIOThreadPool(numberOfThreads: 1)
+        self.spawnThread.start()
+        self.reapThread = NIOThreadPool(numberOfThreads: 1)
+        self.reapThread.start()
+    }
+
+    /// Live workers (for `/metrics`, doctor and tests).
+    public var liveWorkerCount: Int { live.count }
+
+    /// Process ids of live workers, by worker id (tests check their process trees die).
+    public var livePIDs: [String: Int32] { live.mapValues { $0.worker.pid } }
+
+    // MARK: Executing
+
+    /// Runs one invocation in the worker its tier's isolation calls for.
+    public func execute(_ invocation: ToolInvocation) async -> ToolExecution {
+        let isolation = invocation.tier.isolation
+        guard !shuttingDown else {
+            return ToolExecution(
+                outcome: .failed(code: SandboxError.Code.shuttingDown.rawValue, message: "the runner is shutting down"),
+                workerID: nil, isolation: isolation)
+        }
+        switch isolation {
+        case .call:
+            let worker: WorkerProcess
+            switch await spawn(for: invocation, warmKey: nil) {
+            case .success(let spawned): worker = spawned
+            case .failure(let error):
+                return ToolExecution(
+                    outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
+                    isolation: isolation)
+            }
+            let outcome = await run(invocation, on: worker)
+            // A per-call worker never serves a second call, whatever happened in this one.
+            await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
+            return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+        case .session:
+            let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+            await acquire(key)
+            defer { release(key) }
+            let binding = Binding(invocation)
+            var worker: WorkerProcess?
+            if let id = warm[key], let entry = live[id] {
+                if entry.binding == binding {
+                    worker = entry.worker
+                } else {
+                    // Same session and lease, but the tier settings, actor or workspace moved:
+                    // the warm worker belongs to what was, never to what is.
+                    let reason: WorkerRetirement = entry.binding.tier != binding.tier ? .tierChanged : .handOff
+                    await destroy(id, reason: reason)
+                }
+            }
+            if worker == nil {
+                switch await spawn(for: invocation, warmKey: key) {
+                case .success(let spawned): worker = spawned
+                case .failure(let error):
+                    return ToolExecution(
+                        outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
+                        isolation: isolation)
+                }
+            }
+            guard let worker else { preconditionFailure("a worker was spawned or found above") }
+            limitCPUForNextCall(worker, seconds: invocation.tier.limits.cpuSeconds)
+            let outcome = await run(invocation, on: worker)
+            if let retirement = outcomeRetirement(outcome) {
+                // Killed by a limit or crashed: the session goes on with a fresh worker next call.
+                await destroy(worker.id, reason: retirement)
+            } else {
+                live[worker.id]?.lastUsed = .now
+            }
+            return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+        }
+    }
+
+    private func outcomeRetirement(_ outcome: ToolOutcome) -> WorkerRetirement? {
+        switch outcome {
+        case .completed: nil
+        case .limitExceeded: .limitExceeded
+        case .failed: .crashed
+        }
+    }
+
+    /// One request/response with a worker, with the tier's wall clock and output cap enforced
+    /// from outside.
+    private func run(_ invocation: ToolInvocation, on worker: WorkerProcess) async -> ToolOutcome {
+        let limits = invocation.tier.limits
+        let request = Frame(kind: .request, payload: WorkerMessage.request(tool: invocation.tool, arguments: invocation.arguments))
+        // The worker stops a command itself at wall_ms and reports it; the margin lets that report
+        // arrive before the runner's own deadline kills the worker.
+        let deadline = TimeAmount.milliseconds(Int64(limits.wallMs) + 500)
+        let frame: Frame
+        do {
+            frame = try await worker.exchange(request, timeout: deadline)
+        } catch {
+            return await failure(error, worker: worker, limits: limits)
+        }
+        guard frame.kind == .response, let response = WorkerMessage.parseResponse(frame.payload) else {
+            let text = String(decoding: frame.payload.prefix(200), as: UTF8.self)
+            worker.destroy(.crashed)
+            return .failed(code: "worker_protocol", message: "the worker answered with an unexpected frame: \(text)")
+        }
+        // The worker caps content at output_bytes; JSON escaping can grow it up to six times. More
+        // than that means the worker did not hold its limit.
+        guard response.result.count <= limits.outputBytes * 6 + 65_536 else {
+            return .limitExceeded(
+                limit: "output_bytes",
+                message: "the response of \(response.result.count) bytes exceeds the tier's output limit of \(limits.outputBytes) bytes")
+        }
+        return .completed(result: Array(response.result), isError: response.isError)
+    }
+
+    private func failure(_ error: ExchangeError, worker: WorkerProcess, limits: WorkerLimits) async -> ToolOutcome {
+        switch error {
+        case .timedOut:
+            return .limitExceeded(
+                limit: "wall_ms", message: "the call ran past the tier's wall-clock limit of \(limits.wallMs) ms and its worker was killed")
+        case .malformed(let reason):
+            worker.destroy(.crashed)
+            return .failed(code: "worker_protocol", message: "the worker sent a malformed frame (\(reason))")
+        case .closed:
+            let termination = await worker.termination()
+            if let retirement = worker.retirement {
+                return .failed(
+                    code: "worker_destroyed",
+                    message: "the worker was destroyed during the call (\(retirement.rawValue))")
+            }
+            switch termination {
+            case .signaled(SIGXCPU):
+                return .limitExceeded(
+                    limit: "cpu_seconds", message: "the call used more than the tier's \(limits.cpuSeconds) CPU seconds")
+            case .signaled(SIGXFSZ):
+                return .limitExceeded(
+                    limit: "file_size_mib", message: "the call wrote past the tier's file size limit of \(limits.fileSizeMiB) MiB")
+            case .signaled(let signal):
+                return .failed(
+                    code: "worker_crashed",
+                    message: "the worker died of signal \(signal) (\(String(cString: strsignal(signal)))); its memory limit is \(limits.memoryMiB) MiB")
+            case .exited(let code):
+                return .failed(code: "worker_crashed", message: "the worker exited with status \(code) before answering")
+            }
+        }
+    }
+
+    /// Moves a warm worker's CPU soft limit to what it has used plus one call's allowance, so the
+    /// limit holds per call rather than over the worker's whole life. The hard limit stays
+    /// unlimited (an unprivileged runner could not raise it again).
+    private func limitCPUForNextCall(_ worker: WorkerProcess, seconds: Int) {
+        _ = csb_limit_cpu_from_now(worker.pid, max(1, seconds))
+    }
+
+    // MARK: Spawning
+
+    private func spawn(for invocation: ToolInvocation, warmKey: WarmKey?) async -> Result<WorkerProcess, SandboxError> {
+        let binding = Binding(invocation)
+        let id = "wkr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        let result = await spawnConfined(id: id, binding: binding)
+        switch result {
+        case .success(let worker):
+            live[id] = Live(worker: worker, binding: binding, warmKey: warmKey, lastUsed: .now)
+            if let warmKey { warm[warmKey] = id }
+            await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
+        case .failure(let error):
+            logger.error("worker spawn failed", metadata: ["error": "\(error)", "tier": "\(binding.tier.name)"])
+            await onEvent(event(.spawnFailed, nil, binding, reason: nil, detail: error.description))
+        }
+        return result
+    }
+
+    private func spawnConfined(id: String, binding: Binding) async -> Result<WorkerProcess, SandboxError> {
+        let tier = binding.tier
+        let started = await Self.startProcess(
+            launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
+            workspaceReadOnly: binding.workspaceReadOnly)
+        guard case .success(let process) = started else {
+            if case .failure(let error) = started { return .failure(error) }
+            preconditionFailure("a Result is a success or a failure")
+        }
+        let worker: WorkerProcess
+        do {
+            worker = try await WorkerProcess.attach(
+                id: id, pid: process.pid, pidfd: process.pidfd, descriptor: process.channel, group: group,
+                reaper: reapThread)
+        } catch {
+            _ = csb_pidfd_kill(process.pidfd)
+            var exited: Int32 = 0
+            var code: Int32 = 0
+            _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
+            close(process.pidfd)
+            close(process.channel)
+            return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
+        }
+        // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
+        let hello: [UInt8]
+        do {
+            hello = [Frame.protocolVersion] + Array(try JSONEncoder().encode(
+                launch.hello(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)))
+        } catch {
+            worker.destroy(.crashed)
+            return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)"))
+        }
+        do {
+            let answer = try await worker.exchange(Frame(kind: .hello, payload: hello), timeout: .seconds(10))
+            guard answer.kind == .ready, answer.payload == [Frame.protocolVersion] else {
+                worker.destroy(.crashed)
+                let text = String(decoding: answer.payload.prefix(300), as: UTF8.self)
+                return .failure(SandboxError(.protocolViolation, "the worker refused the handshake: \(text)"))
+            }
+        } catch {
+            worker.destroy(.crashed)
+            let termination = await worker.termination()
+            return .failure(
+                SandboxError(.protocolViolation, "the worker ended before the handshake (\(error), \(termination))"))
+        }
+        return .success(worker)
+    }
+
+    /// A confined process that has exec'ed: its pid, pidfd and the runner's end of its channel.
+    struct StartedProcess: Sendable {
+        var pid: pid_t
+        var pidfd: Int32
+        var channel: Int32
+    }
+
+    /// Confines and starts `launch.executable` (with `arguments`) for `tier` over `root`: the
+    /// channel socket at fd 3, the tier's seccomp program at fd 4. Shared by the pool and by the
+    /// tests that run the syscall probe in exactly a worker's confinement.
+    static func startProcess(
+        launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
+        workspaceReadOnly: Bool, arguments: [String] = [], stdoutToChannel: Bool = false
+    ) async -> Result<StartedProcess, SandboxError> {
+        let base: [UInt8]
+        let tierProgram: [UInt8]
+        do {
+            base = try programs.base(tier.profile)
+            tierProgram = try programs.tier(tier.profile)
+        } catch {
+            return .failure(error)
+        }
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            return .failure(SandboxError(.spawnFailed, "socketpair failed", stage: "channel", errno: errno))
+        }
+        let filterFD = csb_sealed_memfd("leasehold-seccomp", tierProgram, tierProgram.count)
+        guard filterFD >= 0 else {
+            close(pair[0])
+            close(pair[1])
+            return .failure(
+                SandboxError(.spawnFailed, "memfd for the seccomp program failed", stage: "memfd", errno: -filterFD))
+        }
+        var plan = launch.plan(
+            tier: tier, root: root, workspaceReadOnly: workspaceReadOnly, baseFilter: base, channel: pair[1],
+            filterFD: filterFD)
+        plan.argv += arguments
+        if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
+        let finalPlan = plan
+        let spawned: Result<(pid: pid_t, pidfd: Int32), SandboxError>
+        do {
+            spawned = try await spawnThread.runIfActive { finalPlan.spawnBlocking() }
+        } catch {
+            spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))
+        }
+        // The child holds its own copies now (or failed); the runner keeps only its end.
+        close(pair[1])
+        close(filterFD)
+        switch spawned {
+        case .success(let process):
+            return .success(StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0]))
+        case .failure(let error):
+            close(pair[0])
+            return .failure(error)
+        }
+    }
+
+    // MARK: Destroying
+
+    private func destroy(_ id: String, reason: WorkerRetirement, detail: String? = nil) async {
+        guard let entry = live.removeValue(forKey: id) else { return }
+        if let key = entry.warmKey, warm[key] == id { warm[key] = nil }
+        entry.worker.destroy(reason)
+        await onEvent(event(.destroyed, id, entry.binding, reason: reason, detail: detail))
+    }
+
+    private func destroyAll(where matches: (Binding) -> Bool, reason: WorkerRetirement) async {
+        for (id, entry) in live where matches(entry.binding) {
+            await destroy(id, reason: reason)
+        }
+    }
+
+    /// Destroys warm workers of the named tiers (a policy change altered them).
+    public func tiersChanged(_ tiers: Set<String>) async {
+        await destroyAll(where: { tiers.contains($0.tier.name) && $0.tier.isolation == .session }, reason: .tierChanged)
+    }
+
+    /// Destroys every worker of the session (every lease).
+    public func retire(session sessionID: String, reason: WorkerRetirement) async {
+        await destroyAll(where: { $0.sessionID == sessionID }, reason: reason)
+    }
+
+    /// Destroys the session's workers of any lease but `currentLease`.
+    public func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async {
+        await destroyAll(where: { $0.sessionID == sessionID && $0.leaseID != currentLease }, reason: reason)
+    }
+
+    /// Destroys every worker bound to the workspace.
+    public func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async {
+        await destroyAll(where: { $0.tenantID == tenantID && $0.workspaceID == workspaceID }, reason: reason)
+    }
+
+    /// Destroys every worker and refuses new calls.
+    public func shutdown() async {
+        shuttingDown = true
+        await destroyAll(where: { _ in true }, reason: .shutdown)
+    }
+
+    // MARK: Timers
+
+    /// Acts on lease ends and idle timeouts when they come: destroys each worker at its lease's
+    /// `expires_at` and after `idleTimeout` without a call. Returns after ``shutdown()`` or when
+    /// the calling task is cancelled.
+    public func runTimers() async {
+        while !shuttingDown && !Task.isCancelled {
+            let now = Date()
+            let clock = ContinuousClock.now
+            var next = Self.timerGranularity
+            for (id, entry) in live {
+                let leaseLeft = entry.binding.leaseExpiresAt.timeIntervalSince(now)
+                if leaseLeft <= 0 {
+                    await destroy(id, reason: .leaseExpired)
+                    continue
+                }
+                next = min(next, .milliseconds(Int64(leaseLeft * 1000) + 1))
+                if entry.warmKey != nil {
+                    let idleLeft = idleTimeout - (clock - entry.lastUsed)
+                    if idleLeft <= .zero {
+                        await destroy(id, reason: .idle)
+                        continue
+                    }
+                    next = min(next, idleLeft)
+                }
+            }
+            // A timer is the point here: leases end at a time, not at an event. The sleep is
+            // bounded so a worker spawned meanwhile with an earlier deadline waits at most that.
+            do {
+                try await Task.sleep(for: next)
+            } catch {
+                return
+            }
+        }
+    }
+
+    /// The longest the timer sleeps before looking at newly spawned workers' deadlines.
+    static let timerGranularity = Duration.milliseconds(200)
+
+    private func acquire(_ key: WarmKey) async {
+        let lane = lanes[key] ?? Lane()
+        lanes[key] = lane
+        if !lane.busy {
+            lane.busy = true
+            return
+        }
+        await withCheckedContinuation { lane.waiters.append($0) }
+    }
+
+    private func release(_ key: WarmKey) {
+        guard let lane = lanes[key] else { return }
+        if lane.waiters.isEmpty {
+            lane.busy = false
+            lanes[key] = nil
+        } else {
+            lane.waiters.removeFirst().resume()
+        }
+    }
+
+    private func event(
+        _ kind: WorkerEvent.Kind, _ id: String?, _ binding: Binding, reason: WorkerRetirement?, detail: String?
+    ) -> WorkerEvent {
+        WorkerEvent(
+            kind: kind, workerID: id, tenantID: binding.tenantID, workspaceID: binding.workspaceID,
+            sessionID: binding.sessionID, actorID: binding.actorID, leaseID: binding.leaseID, tier: binding.tier.name,
+            isolation: binding.tier.isolation, reason: reason, detail: detail)
+    }
+}

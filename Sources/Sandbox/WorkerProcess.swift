@@ -1,0 +1,209 @@
+import CSandbox
+import NIOCore
+import NIOPosix
+import SandboxProtocol
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One live confined worker: its pidfd and the NIO channel over its socket.
+///
+/// Strictly one exchange at a time (the pool serialises callers). Killing it kills its whole
+/// process tree: it is pid 1 of its own pid namespace.
+final class WorkerProcess: Sendable {
+    /// How a worker ended, once reaped.
+    enum Termination: Sendable, Hashable {
+        case exited(Int32)
+        case signaled(Int32)
+    }
+
+    let id: String
+    let pid: pid_t
+    private let channel: any Channel
+    private let handler: NIOLoopBound<FrameHandler>
+    private let state: Mutex<State>
+    private let terminated: EventLoopPromise<Termination>
+    private let reaper: NIOThreadPool
+
+    private struct State {
+        var pidfd: Int32
+        var retirement: WorkerRetirement?
+    }
+
+    private init(
+        id: String, pid: pid_t, pidfd: Int32, channel: any Channel, handler: NIOLoopBound<FrameHandler>,
+        reaper: NIOThreadPool
+    ) {
+        self.id = id
+        self.pid = pid
+        self.channel = channel
+        self.handler = handler
+        self.state = Mutex(State(pidfd: pidfd, retirement: nil))
+        self.terminated = channel.eventLoop.makePromise()
+        self.reaper = reaper
+    }
+
+    /// Wraps a spawned worker's socket (`descriptor`, now owned by the channel) and starts
+    /// watching for its exit.
+    static func attach(
+        id: String, pid: pid_t, pidfd: Int32, descriptor: Int32, group: any EventLoopGroup, reaper: NIOThreadPool
+    ) async throws -> WorkerProcess {
+        let eventLoop = group.next()
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FrameHandler())
+                }
+            }
+            .withConnectedSocket(descriptor).get()
+        let handler = try await eventLoop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: FrameHandler.self), eventLoop: eventLoop)
+        }.get()
+        let worker = WorkerProcess(
+            id: id, pid: pid, pidfd: pidfd, channel: channel, handler: handler, reaper: reaper)
+        // The socket closes when the worker's last process is gone: reap it then (off the event
+        // loop: waitid may block for the moment between the close and the zombie).
+        channel.closeFuture.whenComplete { _ in worker.reapInBackground() }
+        return worker
+    }
+
+    /// Sends `frame` and waits for the worker's next frame, at most `timeout`.
+    ///
+    /// - Throws: ``ExchangeError`` when the worker closed the channel or the deadline passed (the
+    ///   worker is killed then).
+    func exchange(_ frame: Frame, timeout: TimeAmount?) async throws(ExchangeError) -> Frame {
+        let eventLoop = channel.eventLoop
+        let promise = eventLoop.makePromise(of: Frame.self)
+        let handler = self.handler
+        let channel = self.channel
+        eventLoop.execute {
+            handler.value.expect(promise)
+            var buffer = channel.allocator.buffer(capacity: frame.payload.count + 5)
+            buffer.writeBytes(frame.encoded())
+            channel.writeAndFlush(buffer, promise: nil)
+        }
+        var deadline: Scheduled<Void>?
+        if let timeout {
+            deadline = eventLoop.scheduleTask(in: timeout) { [weak self] in
+                promise.fail(ExchangeError.timedOut)
+                self?.kill()
+            }
+        }
+        defer { deadline?.cancel() }
+        do {
+            return try await promise.futureResult.get()
+        } catch let error as ExchangeError {
+            throw error
+        } catch {
+            throw .closed
+        }
+    }
+
+    /// Why the runner destroyed it, if it did.
+    var retirement: WorkerRetirement? { state.withLock { $0.retirement } }
+
+    /// Kills the worker's whole process tree, recording why (the first reason wins).
+    func destroy(_ reason: WorkerRetirement) {
+        state.withLock { if $0.retirement == nil { $0.retirement = reason } }
+        kill()
+    }
+
+    private func kill() {
+        state.withLock { state in
+            if state.pidfd >= 0 { _ = csb_pidfd_kill(state.pidfd) }
+        }
+        channel.close(promise: nil)
+    }
+
+    /// How it ended; waits until it has been reaped.
+    func termination() async -> Termination {
+        (try? await terminated.futureResult.get()) ?? .exited(-1)
+    }
+
+    private func reapInBackground() {
+        // Make sure nothing of it survives the channel: a worker that closed its socket on purpose
+        // is killed too, so its tree never outlives the runner's view of it.
+        state.withLock { state in
+            if state.pidfd >= 0 { _ = csb_pidfd_kill(state.pidfd) }
+        }
+        let promise = terminated
+        reaper.submit { [self] _ in
+            let result = self.state.withLock { state -> Termination in
+                guard state.pidfd >= 0 else { return .exited(-1) }
+                var exited: Int32 = 0
+                var code: Int32 = 0
+                let reaped = csb_pidfd_reap(state.pidfd, 0, &exited, &code)
+                close(state.pidfd)
+                state.pidfd = -1
+                guard reaped == 1 else { return .exited(-1) }
+                return exited == 1 ? .exited(code) : .signaled(code)
+            }
+            promise.succeed(result)
+        }
+    }
+}
+
+/// Why an exchange did not produce a frame.
+enum ExchangeError: Error, Sendable, Hashable {
+    /// The worker closed its channel (exited or was killed).
+    case closed
+    /// The deadline passed; the worker has been killed.
+    case timedOut
+    /// The worker sent bytes that are not a frame.
+    case malformed(String)
+}
+
+/// Decodes frames from the worker and completes the one waiting exchange.
+private final class FrameHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private var decoder = FrameDecoder()
+    private var waiting: EventLoopPromise<Frame>?
+    private var ready: [Frame] = []
+    private var closed = false
+
+    func expect(_ promise: EventLoopPromise<Frame>) {
+        if !ready.isEmpty {
+            promise.succeed(ready.removeFirst())
+        } else if closed {
+            promise.fail(ExchangeError.closed)
+        } else {
+            waiting?.fail(ExchangeError.closed)
+            waiting = promise
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if let bytes = buffer.readBytes(length: buffer.readableBytes) { decoder.append(bytes) }
+        do {
+            while let frame = try decoder.next() {
+                if let waiting {
+                    self.waiting = nil
+                    waiting.succeed(frame)
+                } else {
+                    // A frame nobody asked for is a protocol violation; keep it for the next
+                    // exchange to see (it will not match what that exchange expects).
+                    ready.append(frame)
+                }
+            }
+        } catch {
+            waiting?.fail(ExchangeError.malformed(error.reason))
+            waiting = nil
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed = true
+        waiting?.fail(ExchangeError.closed)
+        waiting = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,62 @@
+/// What a risk tier implies for the workers that serve it, as the sandbox needs it. The gateway
+/// builds one from the policy that decided a call; a warm worker started under one value never
+/// serves a call decided under another (a policy change of its tier retires it).
+public struct WorkerTier: Sendable, Hashable {
+    /// Worker lifetime.
+    public enum Isolation: String, Sendable, Hashable {
+        /// A fresh worker per call, destroyed after it; it never serves a second call.
+        case call
+        /// One warm worker per (session, lease, tier), spawned on first use.
+        case session
+    }
+
+    /// The tier's name.
+    public var name: String
+    /// Worker lifetime.
+    public var isolation: Isolation
+    /// The seccomp profile, which also decides the mounts (only `exec` sees system directories).
+    public var profile: SeccompProfileName
+    /// Resource limits.
+    public var limits: WorkerLimits
+
+    /// Creates a tier description.
+    public init(name: String, isolation: Isolation, profile: SeccompProfileName, limits: WorkerLimits) {
+        self.name = name
+        self.isolation = isolation
+        self.profile = profile
+        self.limits = limits
+    }
+}
+
+/// Resource limits of one worker; every value is enforced from outside the worker (rlimits, the
+/// runner's wall-clock timer, the runner's cap on response bytes) and told to it in `hello`.
+public struct WorkerLimits: Sendable, Hashable {
+    /// Wall clock per call, milliseconds.
+    public var wallMs: Int
+    /// CPU seconds per call.
+    public var cpuSeconds: Int
+    /// Address space, MiB.
+    public var memoryMiB: Int
+    /// Largest file the worker may write, MiB (0: none).
+    public var fileSizeMiB: Int
+    /// Processes the worker may have at once (itself included).
+    public var processes: Int
+    /// Content bytes one response may carry.
+    public var outputBytes: Int
+    /// Open descriptors.
+    public var openFiles: Int
+
+    /// Creates limits; defaults are the strict end of the shipped policy.
+    public init(
+        wallMs: Int = 10_000, cpuSeconds: Int = 10, memoryMiB: Int = 256, fileSizeMiB: Int = 0, processes: Int = 1,
+        outputBytes: Int = 1 << 20, openFiles: Int = 256
+    ) {
+        self.wallMs = wallMs
+        self.cpuSeconds = cpuSeconds
+        self.memoryMiB = memoryMiB
+        self.fileSizeMiB = fileSizeMiB
+        self.processes = processes
+        self.outputBytes = outputBytes
+        self.openFiles = openFiles
+    }
+}

@@ -1,0 +1,258 @@
+import Foundation
+import Testing
+
+@testable import Sandbox
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What each seccomp profile really blocks, shown by the syscall probe run in exactly a worker's
+/// confinement (namespaces, mounts, rlimits, capabilities, Landlock, the BASE filter before
+/// execve and the TIER filter installed first thing after it, from fd 4 like the worker does).
+@Suite(.timeLimit(.minutes(2))) struct SeccompProfileTests {
+    /// Denied for every tier (DESIGN.md §5).
+    static let alwaysDenied = [
+        "ptrace", "process_vm_readv", "process_vm_writev", "io_uring_setup", "userfaultfd", "keyctl", "add_key",
+        "request_key", "bpf", "perf_event_open", "mount", "umount2", "fsopen", "open_tree", "move_mount",
+        "mount_setattr", "pivot_root", "chroot", "setns", "unshare", "clone_newuser", "clone_newns", "clone_newnet",
+        "clone3", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "personality",
+        "ioctl_tiocsti", "ioctl_tiocsti_highbits", "ioctl_tioclinux", "socket_inet", "socket_inet6",
+        "socket_netlink", "socket_packet", "socket_vsock", "socket_alg", "socketpair_inet",
+    ]
+    /// What a filter (or the capability drop) answers when it refuses.
+    static let refusals: Set<Int32> = [EPERM, ENOSYS, EAFNOSUPPORT, EACCES]
+
+    static func probe(_ profile: SeccompProfileName, _ names: [String]) async throws -> [String: Int32] {
+        let probe = try SandboxFixture.probe.get()
+        let root = try SandboxFixture.temporaryDirectory("probe-ws")
+        let run = try await SandboxFixture.runConfined(
+            probe, tier: SandboxFixture.tier(profile), root: root,
+            arguments: ["--install-filter-fd", "4"] + names)
+        var results: [String: Int32] = [:]
+        for line in run.output.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let code = Int32(parts[1]) { results[String(parts[0])] = code }
+        }
+        #expect(Set(results.keys) == Set(names), "probe output: \(run.output) (exit \(run.exited), signal \(run.signal))")
+        return results
+    }
+
+    @Test(arguments: SeccompProfileName.allCases)
+    func dangerousSyscallsAreDeniedInEveryTier(_ profile: SeccompProfileName) async throws {
+        let results = try await Self.probe(profile, Self.alwaysDenied + ["openat", "write", "getpid"])
+        for name in Self.alwaysDenied {
+            #expect(Self.refusals.contains(results[name] ?? 0), "\(profile): \(name) answered \(results[name] ?? 0)")
+        }
+        for name in ["openat", "write", "getpid"] {
+            #expect(!Self.refusals.contains(results[name] ?? EPERM), "\(profile): \(name) must work, got \(results[name] ?? -1)")
+        }
+    }
+
+    @Test(arguments: [SeccompProfileName.read, .write])
+    func readAndWriteTiersCannotStartProcesses(_ profile: SeccompProfileName) async throws {
+        let results = try await Self.probe(profile, ["execve", "fork", "vfork", "clone", "kill"])
+        for name in ["execve", "fork", "vfork", "clone"] {
+            #expect(Self.refusals.contains(results[name] ?? 0), "\(profile): \(name) answered \(results[name] ?? 0)")
+        }
+    }
+
+    @Test func theExecTierRunsProcesses() async throws {
+        let results = try await Self.probe(.exec, ["execve", "fork", "clone", "socket_unix"])
+        for name in ["execve", "fork", "clone", "socket_unix"] {
+            #expect(!Self.refusals.contains(results[name] ?? EPERM), "exec: \(name) must work, got \(results[name] ?? -1)")
+        }
+    }
+}
+
+/// The view from inside a worker, through the real worker and `shell.run`.
+@Suite(.timeLimit(.minutes(2))) struct WorkerViewTests {
+    @Test func anExecWorkerSeesOnlyItsWorkspaceAndReadOnlySystemDirectories() async throws {
+        let (pool, _) = try makePool()
+        let mine = try SandboxFixture.temporaryDirectory("acme")
+        let theirs = try SandboxFixture.temporaryDirectory("globex")
+        try "acme-canary".write(toFile: mine + "/mine.txt", atomically: true, encoding: .utf8)
+        try "GLOBEX-SECRET-CANARY".write(toFile: theirs + "/secret.txt", atomically: true, encoding: .utf8)
+        let script = """
+            echo "uid=$(id -u)"; echo "pid=$$"; ls -a /; cat /workspace/mine.txt; echo;
+            grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status;
+            cat \(theirs)/secret.txt 2>&1; ls /proc | grep -cE '^[0-9]+$';
+            cat /proc/net/dev | tail -n +3 | cut -d: -f1; touch /usr/x 2>&1; echo hi > /workspace/new.txt && echo wrote
+            """
+        let execution = await pool.execute(
+            invocation("shell.run", try jsonString(["command": script]), tier: SandboxFixture.tier(.exec), root: mine))
+        let result = resultObject(execution)
+        let stdout = result["stdout"] as? String ?? ""
+        #expect(result["exit_code"] as? Int == 0, "\(result)")
+        #expect(stdout.contains("uid=1000"))
+        #expect(stdout.contains("acme-canary"))
+        #expect(stdout.contains("CapEff:\t0000000000000000"))
+        #expect(stdout.contains("CapBnd:\t0000000000000000"))
+        #expect(stdout.contains("NoNewPrivs:\t1"))
+        #expect(stdout.contains("Seccomp:\t2"))
+        #expect(!stdout.contains("GLOBEX-SECRET-CANARY"))
+        #expect(stdout.contains("No such file or directory"))
+        #expect(stdout.contains("wrote"))
+        // The root holds what the plan mounts and nothing of the host's (no home, var, srv, opt).
+        for host in ["home", "root", "var", "srv", "opt", "boot", "sys", "run"] {
+            #expect(!stdout.split(separator: "\n").contains(Substring(host)), "/\(host) visible: \(stdout)")
+        }
+        #expect(FileManager.default.fileExists(atPath: mine + "/new.txt"))
+        await pool.shutdown()
+    }
+
+    @Test func aReadWorkerCannotWriteItsWorkspace() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("ro")
+        let execution = await pool.execute(
+            invocation(
+                "repo.write_file", #"{"path":"x.txt","content":"nope"}"#, tier: SandboxFixture.tier(.read), root: root))
+        guard case .completed(_, let isError) = execution.outcome else {
+            Issue.record("\(execution.outcome)")
+            return
+        }
+        #expect(isError)
+        #expect(!FileManager.default.fileExists(atPath: root + "/x.txt"))
+        await pool.shutdown()
+    }
+}
+
+/// Worker lifetimes: warm per (session, lease, tier), fresh per call, destroyed on every event
+/// DESIGN.md §3 invariant 2 names, with the whole process tree.
+@Suite(.timeLimit(.minutes(2))) struct WorkerLifecycleTests {
+    @Test func aSessionWorkerIsWarmAndAPerCallWorkerNeverServesTwice() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("life")
+        try "x".write(toFile: root + "/a.txt", atomically: true, encoding: .utf8)
+        let read = SandboxFixture.tier(.read)
+        let first = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root))
+        let second = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root))
+        #expect(first.workerID != nil && first.workerID == second.workerID)
+        let exec = SandboxFixture.tier(.exec)
+        let one = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
+        let two = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
+        #expect(one.workerID != nil && two.workerID != nil && one.workerID != two.workerID)
+        let destroyed = await log.events.filter { $0.kind == .destroyed && $0.reason == .callFinished }.compactMap(\.workerID)
+        #expect(Set(destroyed).isSuperset(of: [one.workerID!, two.workerID!]))
+        // Another lease or another session never shares the warm worker.
+        let otherLease = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root, lease: "l2"))
+        let otherSession = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root, session: "s2"))
+        #expect(Set([first.workerID, otherLease.workerID, otherSession.workerID]).count == 3)
+        await pool.shutdown()
+        #expect(await pool.liveWorkerCount == 0)
+    }
+
+    @Test func revokeKillsTheWholeProcessTreeOfAnInFlightCall() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("tree")
+        let exec = SandboxFixture.tier(.exec)
+        // A call that starts a background sleeper and then blocks; revoke must end both.
+        async let running = pool.execute(
+            invocation("shell.run", #"{"command":"sleep 300 & echo started > /workspace/started; wait"}"#, tier: exec, root: root))
+        let spawned = await log.first { $0.kind == .spawned }
+        let pid = await pool.livePIDs[spawned.workerID ?? ""] ?? 0
+        #expect(pid > 0)
+        await pool.retire(session: "s1", reason: .sessionRevoked)
+        let outcome = await running
+        guard case .failed(let code, _) = outcome.outcome else {
+            Issue.record("expected a failed outcome, got \(outcome.outcome)")
+            return
+        }
+        #expect(code == "worker_destroyed")
+        let destroyed = await log.first { $0.kind == .destroyed && $0.workerID == spawned.workerID }
+        #expect(destroyed.reason == .sessionRevoked)
+        await pool.shutdown()
+    }
+
+    @Test func aLeaseEndDestroysItsWarmWorkerByATimer() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("lease")
+        let timers = Task { await pool.runTimers() }
+        defer { timers.cancel() }
+        let execution = await pool.execute(
+            invocation("repo.list_dir", "{}", tier: SandboxFixture.tier(.read), root: root, leaseEnds: Date().addingTimeInterval(1)))
+        #expect(execution.workerID != nil)
+        let destroyed = await log.first { $0.kind == .destroyed && $0.workerID == execution.workerID }
+        #expect(destroyed.reason == .leaseExpired)
+        #expect(await pool.liveWorkerCount == 0)
+        await pool.shutdown()
+    }
+
+    @Test func anIdleWarmWorkerIsDestroyed() async throws {
+        let (pool, log) = try makePool(idleTimeout: .milliseconds(300))
+        let root = try SandboxFixture.temporaryDirectory("idle")
+        let timers = Task { await pool.runTimers() }
+        defer { timers.cancel() }
+        let execution = await pool.execute(invocation("repo.list_dir", "{}", tier: SandboxFixture.tier(.read), root: root))
+        let destroyed = await log.first { $0.kind == .destroyed && $0.workerID == execution.workerID }
+        #expect(destroyed.reason == .idle)
+        await pool.shutdown()
+    }
+
+    @Test func aChangedTierOrActorGetsAFreshWorker() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("change")
+        let read = SandboxFixture.tier(.read)
+        let first = await pool.execute(invocation("repo.list_dir", "{}", tier: read, root: root))
+        var tighter = read
+        tighter.limits.outputBytes = 4096
+        let second = await pool.execute(invocation("repo.list_dir", "{}", tier: tighter, root: root))
+        #expect(first.workerID != second.workerID)
+        #expect(await log.events.contains { $0.workerID == first.workerID && $0.reason == .tierChanged })
+        let third = await pool.execute(invocation("repo.list_dir", "{}", tier: tighter, root: root, actor: "bob"))
+        #expect(third.workerID != second.workerID)
+        #expect(await log.events.contains { $0.workerID == second.workerID && $0.reason == .handOff })
+        await pool.tiersChanged(["read"])
+        #expect(await log.events.contains { $0.workerID == third.workerID && $0.reason == .tierChanged })
+        await pool.shutdown()
+    }
+}
+
+/// Limits hold for every worker; exceeding one is a clear outcome and the session goes on.
+@Suite(.timeLimit(.minutes(2))) struct WorkerLimitTests {
+    @Test func aWorkerPastItsWallClockIsKilledAndTheNextCallWorks() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("wall")
+        var exec = SandboxFixture.tier(.exec)
+        exec.limits.wallMs = 500
+        let slow = await pool.execute(invocation("shell.run", #"{"command":"sleep 30"}"#, tier: exec, root: root))
+        let result = resultObject(slow)
+        #expect(result["timed_out"] as? Bool == true, "\(result)")
+        let next = await pool.execute(invocation("shell.run", #"{"command":"echo ok"}"#, tier: exec, root: root))
+        #expect((resultObject(next)["stdout"] as? String)?.contains("ok") == true)
+        await pool.shutdown()
+    }
+
+    @Test func cpuMemoryProcessesAndOutputAreCapped() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("limits")
+        var exec = SandboxFixture.tier(.exec)
+        exec.limits.cpuSeconds = 1
+        exec.limits.processes = 16
+        exec.limits.memoryMiB = 128
+        exec.limits.outputBytes = 64 * 1024
+        let spin = resultObject(
+            await pool.execute(invocation("shell.run", #"{"command":"while :; do :; done"}"#, tier: exec, root: root)))
+        #expect(spin["signal"] as? String == "SIGXCPU" || spin["signal"] as? String == "SIGKILL", "\(spin)")
+        let forks = resultObject(
+            await pool.execute(
+                invocation(
+                    "shell.run", #"{"command":"n=0; while [ $n -lt 64 ]; do sleep 5 & n=$((n+1)); done 2>&1 | head -c 300; echo done"}"#,
+                    tier: exec, root: root)))
+        #expect((forks["stdout"] as? String)?.contains("fork") == true || (forks["stdout"] as? String)?.contains("Resource") == true, "\(forks)")
+        let memory = resultObject(
+            await pool.execute(
+                invocation("shell.run", #"{"command":"awk 'BEGIN { s = \"x\"; while (1) s = s s }'"}"#, tier: exec, root: root)))
+        // A memory bomb stops at the address-space limit: the command fails, nothing else does.
+        #expect((memory["exit_code"] as? Int).map { $0 != 0 } ?? (memory["signal"] != nil), "\(memory)")
+        let loud = resultObject(
+            await pool.execute(invocation("shell.run", #"{"command":"head -c 10000000 /dev/zero | tr '\\0' a"}"#, tier: exec, root: root)))
+        #expect(loud["stdout_truncated"] as? Bool == true, "\(loud.keys)")
+        #expect((loud["stdout"] as? String)?.utf8.count ?? .max <= 64 * 1024)
+        await pool.shutdown()
+    }
+}
+
+func jsonString(_ object: [String: Any]) throws -> String {
+    String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+}
