@@ -60,7 +60,6 @@ public actor WorkerPool: ToolExecutor {
         var sessionID: String
         var actorID: String
         var leaseID: String
-        var leaseExpiresAt: Date
         var tier: WorkerTier
 
         init(_ invocation: ToolInvocation) {
@@ -71,7 +70,6 @@ public actor WorkerPool: ToolExecutor {
             sessionID = invocation.sessionID
             actorID = invocation.actorID
             leaseID = invocation.leaseID
-            leaseExpiresAt = invocation.leaseExpiresAt
             tier = invocation.tier
         }
     }
@@ -85,6 +83,8 @@ public actor WorkerPool: ToolExecutor {
     private struct Live {
         var worker: WorkerProcess
         var binding: Binding
+        /// The lease's end as the latest call saw it (the lease id is the identity; this is when).
+        var leaseExpiresAt: Date
         var warmKey: WarmKey?
         var lastUsed: ContinuousClock.Instant
     }
@@ -103,6 +103,8 @@ public actor WorkerPool: ToolExecutor {
     /// Blocking waitid calls for workers that are exiting.
     private let reapThread: NIOThreadPool
     private let group: any EventLoopGroup
+    /// Per-worker `pids` cgroups, where the host allows (needed when the runner is root).
+    private let pidsCgroup = PidsCgroup.detect()
     private let onEvent: @Sendable (WorkerEvent) async -> Void
     private let idleTimeout: Duration
     private let logger: Logger
@@ -197,6 +199,7 @@ public actor WorkerPool: ToolExecutor {
                 await destroy(worker.id, reason: retirement)
             } else {
                 live[worker.id]?.lastUsed = .now
+                live[worker.id]?.leaseExpiresAt = invocation.leaseExpiresAt
             }
             return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
         }
@@ -286,7 +289,9 @@ public actor WorkerPool: ToolExecutor {
         let result = await spawnConfined(id: id, binding: binding)
         switch result {
         case .success(let worker):
-            live[id] = Live(worker: worker, binding: binding, warmKey: warmKey, lastUsed: .now)
+            live[id] = Live(
+                worker: worker, binding: binding, leaseExpiresAt: invocation.leaseExpiresAt, warmKey: warmKey,
+                lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
             await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
         case .failure(let error):
@@ -318,6 +323,15 @@ public actor WorkerPool: ToolExecutor {
             close(process.pidfd)
             close(process.channel)
             return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
+        }
+        // Before the worker has read anything (so before it can start a process): its own cgroup.
+        if let pidsCgroup {
+            guard let directory = pidsCgroup.place(process.pid, id: id, limit: tier.limits.processes) else {
+                worker.destroy(.crashed)
+                return .failure(
+                    SandboxError(.spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno))
+            }
+            worker.adopt(cgroup: directory)
         }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
         let hello: [UInt8]
@@ -453,7 +467,7 @@ public actor WorkerPool: ToolExecutor {
             let clock = ContinuousClock.now
             var next = Self.timerGranularity
             for (id, entry) in live {
-                let leaseLeft = entry.binding.leaseExpiresAt.timeIntervalSince(now)
+                let leaseLeft = entry.leaseExpiresAt.timeIntervalSince(now)
                 if leaseLeft <= 0 {
                     await destroy(id, reason: .leaseExpired)
                     continue

@@ -30,6 +30,7 @@ final class WorkerProcess: Sendable {
     private struct State {
         var pidfd: Int32
         var retirement: WorkerRetirement?
+        var cgroup: String?
     }
 
     private init(
@@ -40,7 +41,7 @@ final class WorkerProcess: Sendable {
         self.pid = pid
         self.channel = channel
         self.handler = handler
-        self.state = Mutex(State(pidfd: pidfd, retirement: nil))
+        self.state = Mutex(State(pidfd: pidfd, retirement: nil, cgroup: nil))
         self.terminated = channel.eventLoop.makePromise()
         self.reaper = reaper
     }
@@ -101,6 +102,11 @@ final class WorkerProcess: Sendable {
         }
     }
 
+    /// The worker's own pids cgroup, removed once it has been reaped.
+    func adopt(cgroup: String) {
+        state.withLock { $0.cgroup = cgroup }
+    }
+
     /// Why the runner destroyed it, if it did.
     var retirement: WorkerRetirement? { state.withLock { $0.retirement } }
 
@@ -137,6 +143,7 @@ final class WorkerProcess: Sendable {
                 let reaped = csb_pidfd_reap(state.pidfd, 0, &exited, &code)
                 close(state.pidfd)
                 state.pidfd = -1
+                if let cgroup = state.cgroup { PidsCgroup.remove(cgroup) }
                 guard reaped == 1 else { return .exited(-1) }
                 return exited == 1 ? .exited(code) : .signaled(code)
             }

@@ -127,7 +127,7 @@ import Testing
         let read = SandboxFixture.tier(.read)
         let first = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root))
         let second = await pool.execute(invocation("repo.stat", #"{"path":"a.txt"}"#, tier: read, root: root))
-        #expect(first.workerID != nil && first.workerID == second.workerID)
+        #expect(first.workerID != nil && first.workerID == second.workerID, "\(first.outcome) \(second.outcome)")
         let exec = SandboxFixture.tier(.exec)
         let one = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
         let two = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
