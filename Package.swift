@@ -76,6 +76,8 @@ let package = Package(
         .executableTarget(
             name: "leasehold-worker",
             dependencies: ["SandboxProtocol", "CWorker"],
+            // Synchronization must follow FoundationEssentials on the link line, which a modulemap
+            // link directive does not guarantee; the modulemap names the other two.
             linkerSettings: [.unsafeFlags(["-static-executable"]), .linkedLibrary("swiftSynchronization")]
         ),
         // `make bench`: server-side figures measured in-process (claims, scope resolution).

@@ -10,7 +10,9 @@ if ! command -v swift >/dev/null 2>&1; then
     exit 1
 fi
 
-packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config)
+# libc6-dev: the sandbox tests compile their syscall probe statically (gcc -static).
+# wfuzz: its Traversal wordlist feeds the path attack tests. bubblewrap, firejail: benchmark peers.
+packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do
