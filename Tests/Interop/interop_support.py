@@ -501,12 +501,68 @@ def assert_refused(response: httpx.Response, code: str) -> None:
     assert body["error"]["message"].startswith(f"{code}:"), body
 
 
-def assert_execution_unavailable(result: types.CallToolResult, tool: str) -> None:
-    """A visible tool that passed every check: isError + execution_unavailable (workers not built yet)."""
-    assert result.isError is True, f"{tool}: expected isError result, got {result}"
-    assert result.structuredContent is not None, f"{tool}: no structuredContent"
+# The fixture's README.md (see conftest.workspace_root): a real read returns exactly this.
+FIXTURE_TEXT = "interop fixture\n"
+
+# Codes the gateway answers with when it refuses a call before any worker runs it.
+GATEWAY_REFUSAL_CODES = frozenset({
+    "claim_missing", "claim_invalid", "claim_expired", "claim_not_yet_valid", "claim_lifetime_exceeded",
+    "claim_replayed", "session_not_found", "session_revoked", "lease_expired", "lease_replaced",
+    "boundary_mismatch", "tool_not_in_scope", "workspace_not_found", "workspace_read_only",
+    "approval_required", "approval_invalid", "approval_denied", "tier_unavailable", "audit_unavailable",
+    "execution_unavailable",
+})
+
+
+def tool_error(result: types.CallToolResult) -> dict[str, Any] | None:
+    """The `{"code", "message", ...}` of an isError result, None for a successful one."""
+    if result.isError is not True:
+        return None
+    assert isinstance(result.structuredContent, dict), f"isError result without structuredContent: {result}"
     error = result.structuredContent.get("error")
-    assert isinstance(error, dict) and error.get("code") == "execution_unavailable", f"{tool}: {result.structuredContent}"
+    assert isinstance(error, dict) and isinstance(error.get("code"), str), f"malformed error result: {result}"
+    return error
+
+
+def tool_error_code(result: types.CallToolResult) -> str | None:
+    error = tool_error(result)
+    return None if error is None else error["code"]
+
+
+def assert_ok(result: types.CallToolResult, tool: str) -> dict[str, Any]:
+    """A successful tool result; its structured content."""
+    assert result.isError is not True, f"{tool}: expected a result, got {result}"
+    assert isinstance(result.structuredContent, dict), f"{tool}: no structuredContent: {result}"
+    return result.structuredContent
+
+
+def assert_tool_error(result: types.CallToolResult, code: str, tool: str = "") -> dict[str, Any]:
+    error = tool_error(result)
+    assert error is not None, f"{tool}: expected an isError {code} result, got {result}"
+    assert error["code"] == code, f"{tool}: expected {code}, got {error}"
+    return error
+
+
+def assert_read_fixture(result: types.CallToolResult, tool: str = "repo.read_file") -> None:
+    """`repo.read_file {"path": "README.md"}` really ran in a worker: the fixture's bytes came back."""
+    content = assert_ok(result, tool)
+    assert content.get("content") == FIXTURE_TEXT and content.get("truncated") is False, f"{tool}: {content}"
+
+
+def assert_ran(result: types.CallToolResult, tool: str, label: str = "") -> None:
+    """The call passed every gateway check and ran in a confined worker.
+
+    Workspace tools (`repo.*`, `shell.run`) return their result, or a worker's own error (for
+    example `invalid_arguments` or `not_found`). A catalog tool has no upstream server to proxy to
+    yet, so the worker that receives it answers `unknown_tool`. Either way the code is never one
+    of the gateway's refusals.
+    """
+    code = tool_error_code(result)
+    where = f"{label}: {tool}" if label else tool
+    if tool in BUILTIN_WORKSPACE_TOOLS:
+        assert code is None or code not in GATEWAY_REFUSAL_CODES, f"{where}: refused by the gateway: {result}"
+    else:
+        assert code == "unknown_tool", f"{where}: expected the worker's unknown_tool answer, got {result}"
 
 
 async def assert_not_in_scope(session: ClientSession, tool: str, arguments: dict[str, Any] | None = None, **kw: Any) -> McpError:

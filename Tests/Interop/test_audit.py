@@ -19,7 +19,7 @@ from interop_support import (
     OPERATOR_KEY,
     LeaseholdServer,
     POLICIES_DIR,
-    assert_execution_unavailable,
+    assert_read_fixture,
     http_mcp,
     jsonrpc_messages,
     raw_headers,
@@ -64,7 +64,7 @@ async def test_calls_refusals_and_admin_changes_are_recorded_per_tenant(server, 
     acme, acme_claim = server.create_session(denied_tool_names=["shell.*"])
     globex, globex_claim = server.create_session(tenant_id="globex", actor_id="gina")
     async with http_mcp(server.mcp_url, acme_claim) as conn:
-        assert_execution_unavailable(await conn.session.call_tool("repo.read_file", {"path": "README.md"}), "repo.read_file")
+        assert_read_fixture(await conn.session.call_tool("repo.read_file", {"path": "README.md"}))
     sid = await open_connection(server, globex_claim)
     refused = await call_tool(server, globex_claim, sid, "kb.secret", {}, 41)
     assert refused["error"]["code"] == -32602
@@ -77,7 +77,8 @@ async def test_calls_refusals_and_admin_changes_are_recorded_per_tenant(server, 
     events = [(r["event"]["event"], r["event"].get("session"), r["event"].get("tool"), r["event"].get("code")) for r in records]
     assert ("session.created", acme["id"], None, None) in events
     assert ("call.intent", acme["id"], "repo.read_file", None) in events
-    assert ("call.outcome", acme["id"], "repo.read_file", "execution_unavailable") in events
+    assert ("call.outcome", acme["id"], "repo.read_file", None) in events
+    assert ("worker.spawned", acme["id"], None, None) in events
     assert ("call.refused", globex["id"], "kb.secret", "tool_not_in_scope") in events
     assert ("session.patched", acme["id"], None, None) in events
     assert ("session.revoked", acme["id"], None, None) in events
@@ -86,6 +87,16 @@ async def test_calls_refusals_and_admin_changes_are_recorded_per_tenant(server, 
     assert intent["tenant"] == "acme" and intent["actor"] == "alice" and intent["workspace"] == "w1"
     assert len(intent["arguments_digest"]) == 64 and len(intent["claim_fingerprint"]) == 64
     assert intent["tier"] == "read" and intent["isolation"] == "session" and intent["policy_version"]
+    # The outcome names the warm read-tier worker that served the call, spawned for this session.
+    outcome = next(r["event"] for r in records if r["event"]["event"] == "call.outcome")
+    assert outcome["outcome"] == "completed" and outcome["isolation"] == "session", outcome
+    assert outcome["worker_id"].startswith("wkr_") and outcome["duration_ms"] >= 0, outcome
+    spawned = next(r["event"] for r in records if r["event"]["event"] == "worker.spawned")
+    assert spawned["worker_id"] == outcome["worker_id"] and spawned["tier"] == "read", spawned
+    assert (spawned["tenant"], spawned["session"], spawned["lease"]) == ("acme", acme["id"], acme["lease"]["id"]), spawned
+    # Revoking the session destroyed its warm worker, with the reason as the record's code.
+    destroyed = [r["event"] for r in records if r["event"]["event"] == "worker.destroyed"]
+    assert [(d["worker_id"], d["code"]) for d in destroyed] == [(outcome["worker_id"], "session_revoked")], destroyed
     refusal = next(r["event"] for r in records if r["event"]["event"] == "call.refused")
     assert refusal["request_id"] == "41", refusal
     # The trail holds fingerprints, never a token.
@@ -171,7 +182,7 @@ async def test_calls_are_refused_when_the_audit_log_cannot_be_written(tmp_path: 
         for request_id in range(1, 2000):
             response = await call_tool(server, claim, sid, "repo.stat", {"path": "x" * 200}, request_id)
             code = response["result"]["structuredContent"]["error"]["code"]
-            if code != "execution_unavailable":
+            if code != "not_found":  # the worker ran repo.stat on a name that does not exist
                 refused_code = code
                 break
         assert refused_code == "audit_unavailable", refused_code

@@ -13,7 +13,7 @@ from mcp.shared.exceptions import McpError
 from interop_support import (
     INITIALIZE_BODY,
     Connection,
-    assert_execution_unavailable,
+    assert_ok,
     assert_refused,
     expect_client_http_refusal,
     find_http_status_error,
@@ -92,7 +92,7 @@ async def test_claim_is_bound_to_its_first_connection(server) -> None:
         await expect_client_http_refusal(server.mcp_url, claim)
 
         # The first connection is unaffected by the replay attempts.
-        assert_execution_unavailable(await first.session.call_tool("repo.stat", {"path": "."}), "repo.stat")
+        assert assert_ok(await first.session.call_tool("repo.stat", {"path": "."}), "repo.stat")["type"] == "dir"
 
         # A fresh claim for the same session opens a second connection; it is bound to that one.
         second_claim = server.mint_claim(record["id"])
@@ -150,7 +150,8 @@ async def test_renewed_lease_replaces_old_claims(server) -> None:
     # The claim returned by the renewal works on a new connection.
     async with http_mcp(server.mcp_url, renewed["claim"]) as conn:
         assert "repo.read_file" in await conn.tool_names()
-        assert_execution_unavailable(await conn.session.call_tool("repo.list_dir", {"path": "."}), "repo.list_dir")
+        listing = assert_ok(await conn.session.call_tool("repo.list_dir", {"path": "."}), "repo.list_dir")
+        assert [e["path"] for e in listing["entries"]] == ["README.md"], listing
 
     # And claims minted after the renewal carry the new lease.
     async with http_mcp(server.mcp_url, server.mint_claim(record["id"])) as conn:

@@ -11,7 +11,8 @@ from mcp import ClientSession
 from interop_support import (
     BUILTIN_SYSTEM_TOOLS,
     BUILTIN_WORKSPACE_TOOLS,
-    assert_execution_unavailable,
+    assert_ok,
+    assert_read_fixture,
     assert_not_in_scope,
     assert_refused,
     INITIALIZE_BODY,
@@ -43,9 +44,9 @@ async def test_python_client_initializes_lists_and_calls(server) -> None:
             assert set(names) == expected
             assert len(names) == len(set(names)), "duplicate tool names in tools/list"
 
-            # A visible tool passes every check and reaches the (not yet built) executor.
+            # A visible tool passes every check and runs in a confined worker: the fixture's bytes.
             result = await session.call_tool("repo.read_file", {"path": "README.md"})
-            assert_execution_unavailable(result, "repo.read_file")
+            assert_read_fixture(result)
 
             # Hidden (denied) and nonexistent tools are refused identically.
             await assert_not_in_scope(session, "shell.run", {"command": "id"})
@@ -54,7 +55,7 @@ async def test_python_client_initializes_lists_and_calls(server) -> None:
 
             # execute_tool re-applies the target's scope.
             result = await session.call_tool("system.execute_tool", {"name": "repo.stat", "arguments": {"path": "."}})
-            assert_execution_unavailable(result, "system.execute_tool(repo.stat)")
+            assert assert_ok(result, "system.execute_tool(repo.stat)")["type"] == "dir"
             await assert_not_in_scope(session, "system.execute_tool", {"name": "shell.run", "arguments": {"command": "id"}})
 
 

@@ -12,7 +12,8 @@ from interop_support import (
     BUILTIN_SYSTEM_TOOLS,
     BUILTIN_WORKSPACE_TOOLS,
     ListChangedWatcher,
-    assert_execution_unavailable,
+    assert_ok,
+    assert_ran,
     assert_not_in_scope,
     copy_policies,
     http_mcp,
@@ -51,7 +52,8 @@ async def test_patch_narrows_then_widens_with_list_changed(kb_server) -> None:
     async with http_mcp(server.mcp_url, claim, message_handler=watcher) as conn:
         await conn.wait_for_notification_stream()
         assert await _names(conn) == ALL
-        assert_execution_unavailable(await conn.session.call_tool("shell.run", {"command": "true"}), "shell.run")
+        ran = assert_ok(await conn.session.call_tool("shell.run", {"command": "true"}), "shell.run")
+        assert ran["exit_code"] == 0, ran
 
         # 1. Narrow: deny shell.* and repo.write*, allow only repo.* and kb.support_*.
         expected = watcher.count + 1
@@ -70,7 +72,7 @@ async def test_patch_narrows_then_widens_with_list_changed(kb_server) -> None:
         await assert_not_in_scope(conn.session, "kb.finance")
         await assert_not_in_scope(conn.session, "system.execute_tool", {"name": "kb.finance"})
         assert search_names(await conn.session.call_tool("system.search_tools", {"query": "finance"})) == []
-        assert_execution_unavailable(await conn.session.call_tool("kb.support_faq", {}), "kb.support_faq")
+        assert_ran(await conn.session.call_tool("kb.support_faq", {}), "kb.support_faq")
 
         # 2. Narrow further: switch the universe to a bundle (merge-patch: other fields unchanged).
         expected = watcher.count + 1
@@ -84,7 +86,7 @@ async def test_patch_narrows_then_widens_with_list_changed(kb_server) -> None:
         await server.aadmin("PATCH", path, {"allowed_tool_names": None, "bundle_id": None}, expect=200)
         await watcher.wait_count(expected)
         assert await _names(conn) == ALL - {"shell.run", "repo.write_file"}
-        assert_execution_unavailable(await conn.session.call_tool("kb.finance", {}), "kb.finance")
+        assert_ran(await conn.session.call_tool("kb.finance", {}), "kb.finance")
         assert search_names(await conn.session.call_tool("system.search_tools", {"query": "finance"})) == ["kb.finance"]
         await assert_not_in_scope(conn.session, "shell.run", {"command": "true"})
 
@@ -93,7 +95,8 @@ async def test_patch_narrows_then_widens_with_list_changed(kb_server) -> None:
         await server.aadmin("PATCH", path, {"denied_tool_names": None}, expect=200)
         await watcher.wait_count(expected)
         assert await _names(conn) == ALL
-        assert_execution_unavailable(await conn.session.call_tool("shell.run", {"command": "true"}), "shell.run")
+        ran = assert_ok(await conn.session.call_tool("shell.run", {"command": "true"}), "shell.run")
+        assert ran["exit_code"] == 0, ran
 
         # 5. A PATCH that leaves the visible set unchanged sends no notification. Ordering barrier:
         #    both PATCHes notify (if at all) on the same ordered SSE stream, so once the second,

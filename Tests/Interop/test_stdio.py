@@ -22,7 +22,8 @@ from interop_support import (
     POLICIES_DIR,
     TENANT,
     WORKSPACE,
-    assert_execution_unavailable,
+    assert_ok,
+    assert_read_fixture,
     assert_not_in_scope,
     list_all_tools,
     run_cli,
@@ -96,7 +97,8 @@ async def test_stdio_claim_bound_at_start(stdio_state, tmp_path: Path) -> None:
     async with stdio_mcp(stdio_state, tmp_path, claim) as session:
         names = [t.name for t in await list_all_tools(session)]
         assert len(names) == len(set(names)) and set(names) == expected
-        assert_execution_unavailable(await session.call_tool("repo.list_dir", {"path": "."}), "repo.list_dir")
+        listing = assert_ok(await session.call_tool("repo.list_dir", {"path": "."}), "repo.list_dir")
+        assert [e["path"] for e in listing["entries"]] == ["README.md"], listing
         await assert_not_in_scope(session, "shell.run", {"command": "id"})
         await assert_not_in_scope(session, "repo.read_file", {"path": "README.md"})
         await assert_not_in_scope(session, "system.execute_tool", {"name": "repo.write_file", "arguments": {}})
@@ -149,8 +151,9 @@ async def test_stdio_claim_per_request_in_meta(stdio_state, tmp_path: Path) -> N
         # The claim in params._meta: tools/list and tools/call work.
         names = [t.name for t in await list_all_tools(session, meta=meta(claim))]
         assert len(names) == len(set(names)) and set(names) == expected
-        assert_execution_unavailable(await session.call_tool("repo.read_file", {"path": "README.md"}, meta=meta(claim)), "repo.read_file")
-        assert_execution_unavailable(await session.call_tool("shell.run", {"command": "true"}, meta=meta(claim)), "shell.run")
+        assert_read_fixture(await session.call_tool("repo.read_file", {"path": "README.md"}, meta=meta(claim)))
+        ran = assert_ok(await session.call_tool("shell.run", {"command": "cat README.md"}, meta=meta(claim)), "shell.run")
+        assert ran["exit_code"] == 0 and ran["stdout"] == "interop fixture\n", ran
         await assert_not_in_scope(session, "repo.write_file", {"path": "a", "content": "b"}, meta=meta(claim))
         await assert_not_in_scope(session, "nosuch.tool", {}, meta=meta(claim))
         await assert_not_in_scope(
@@ -170,7 +173,7 @@ async def test_stdio_meta_claim_search_and_execute(stdio_state, tmp_path: Path) 
         found = search_names(await session.call_tool("system.search_tools", {"query": "run command shell workspace"}, meta=meta(claim)))
         assert found and "shell.run" not in found and set(found) <= expected, found
         result = await session.call_tool("system.execute_tool", {"name": "repo.stat", "arguments": {"path": "."}}, meta=meta(claim))
-        assert_execution_unavailable(result, "system.execute_tool(repo.stat)")
+        assert assert_ok(result, "system.execute_tool(repo.stat)")["type"] == "dir"
         await assert_not_in_scope(session, "system.execute_tool", {"name": "shell.run", "arguments": {}}, meta=meta(claim))
         # Dropping the claim on a later request is refused again: the claim is per request.
         await expect_unauthenticated(session.call_tool("repo.stat", {"path": "."}), "claim_missing")
