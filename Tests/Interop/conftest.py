@@ -77,3 +77,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     outcome = yield
     report = outcome.get_result()
     setattr(item, "rep_" + report.when, report)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """One two-tenant server per module (see attack_support.World); cases use fresh sessions."""
+    from attack_support import World
+
+    built = World(Path(os.path.realpath(tmp_path_factory.mktemp("world"))))
+    yield built
+    built.stop()
+    failed = request.session.testsfailed
+    if failed:
+        print("\n--- leasehold stderr (world) ---\n" + "\n".join(built.server.log[-100:]))

@@ -191,9 +191,11 @@ class LeaseholdServer:
     """`leasehold serve --http 127.0.0.1:0`, ready once it printed its "listening" line."""
 
     def __init__(
-        self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None
+        self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None,
+        extra_env: dict[str, str] | None = None,
     ):
         self.preexec = preexec
+        self.extra_env = dict(extra_env or {})
         self.binary = binary
         self.state_dir = state_dir
         self.policies_dir = policies_dir
@@ -215,6 +217,7 @@ class LeaseholdServer:
             args += ["--config", str(self.config)]
         env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
+        env.update(self.extra_env)
         self._process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
             preexec_fn=self.preexec,
