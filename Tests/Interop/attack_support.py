@@ -143,11 +143,21 @@ class Agent:
         self.session, self.claim = data["session"], data["claim"]
         self.http = httpx.Client(timeout=httpx.Timeout(60))
         self.next_id = 0
-        response = self.http.post(world.server.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(self.claim))
+        self.connect(self.claim)
+
+    def connect(self, claim: str) -> None:
+        """A new MCP connection presenting `claim` (e.g. after a hand-off closed the old one)."""
+        self.claim = claim
+        response = self.http.post(self.world.server.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(claim))
         assert response.status_code == 200, response.text
         self.sid = response.headers["mcp-session-id"]
-        self.http.post(world.server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                       headers=raw_headers(self.claim, self.sid, VERSION))
+        self.http.post(self.world.server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                       headers=raw_headers(claim, self.sid, VERSION))
+
+    def reconnect(self) -> None:
+        """A fresh claim for this session on a new connection."""
+        claim = self.world.server.admin("POST", f"/sessions/{self.session_id}/claims", expect=201).json()["claim"]
+        self.connect(claim)
 
     @property
     def session_id(self) -> str:
