@@ -2,6 +2,7 @@ import Foundation
 import MCP
 import Synchronization
 import Testing
+import WorkspaceRegistry
 
 @testable import Runner
 
@@ -156,5 +157,38 @@ import Testing
         await #expect(throws: APIError.self) { _ = try await patch(#"{"tenant_id": "globex"}"#) }
         await #expect(throws: APIError.self) { _ = try await patch(#"{"actor_id": null}"#) }
         await #expect(throws: APIError.self) { _ = try await patch(#"{"allowed_tool_names": ["bad pattern"]}"#) }
+    }
+}
+
+@Suite struct ReadOnlyWorkspaceTests {
+    /// A workspace registered read-only refuses write and exec tiers before any worker starts,
+    /// and still serves reads; the refusal is audited with its code.
+    @Test func writeAndExecToolsAreRefusedInAReadOnlyWorkspace() async throws {
+        let recorder = InvocationRecorder()
+        let fixture = try await GatewayFixture(executor: recorder)
+        let root = fixture.directory + "/acme-ro"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        _ = try await fixture.admin.registerWorkspace(
+            Workspace(tenantID: "acme", workspaceID: "frozen", root: root, readOnly: true), by: .operator)
+        let (_, claim) = try await fixture.admin.createSession(
+            CreateSessionRequest(tenantID: "acme", actorID: "alice", workspaceID: "frozen"), by: .operator)
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c")
+        for (tool, arguments) in [
+            ("repo.write_file", ["path": Value.string("a"), "content": .string("x")]),
+            ("repo.apply_patch", ["patch": .string("")]), ("shell.run", ["command": .string("true")]),
+        ] {
+            let result = try await fixture.gateway.call(tool, arguments: arguments, in: context)
+            guard case .object(let content)? = result.structuredContent, case .object(let error)? = content["error"]
+            else {
+                Issue.record("\(tool): no structured error: \(result)")
+                continue
+            }
+            #expect(error["code"] == .string("workspace_read_only"), "\(tool)")
+        }
+        #expect(await recorder.invocations.isEmpty)
+        _ = try await fixture.gateway.call("repo.read_file", arguments: ["path": "a"], in: context)
+        #expect(await recorder.invocations.map(\.tool) == ["repo.read_file"])
+        let audited = try fixture.gateway.audit.records(limit: 200).compactMap(\.event)
+        #expect(audited.filter { $0.code == "workspace_read_only" }.count == 3)
     }
 }
