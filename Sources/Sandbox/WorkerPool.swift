@@ -136,6 +136,9 @@ public actor WorkerPool: ToolExecutor {
         self.reapThread.start()
     }
 
+    /// Where per-worker pids cgroups are made on this host, if anywhere (for doctor).
+    public static var pidsCgroupParent: String? { PidsCgroup.detect()?.parent }
+
     /// Live workers (for `/metrics`, doctor and tests).
     public var liveWorkerCount: Int { live.count }
 

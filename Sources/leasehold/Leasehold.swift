@@ -106,7 +106,15 @@ struct Doctor: AsyncParsableCommand {
         print("seccomp:         \(features.seccomp)")
         print("openat2:         \(features.openat2)")
         print("landlock:        \(features.landlockABI.map { "ABI \($0)" } ?? "unavailable")")
-        print("cgroup delegation: \(features.cgroupDelegation) (reported only; workers use rlimits and a pid namespace)")
+        print("cgroup v2 delegation: \(features.cgroupDelegation)")
+        let rootRunner = geteuid() == 0
+        if let pids = WorkerPool.pidsCgroupParent {
+            print("pids cgroup:     \(pids) (one per worker, pids.max = the tier's processes)")
+        } else {
+            print(
+                "pids cgroup:     none writable; processes are bounded by RLIMIT_NPROC"
+                    + (rootRunner ? ", which does NOT hold for a runner running as root" : ""))
+        }
         let worker = WorkerLaunch.defaultExecutable()
         print("worker:          \(FileManager.default.isExecutableFile(atPath: worker) ? worker : "missing at \(worker) (set LEASEHOLD_WORKER or worker_executable)")")
         if let policy = try? RiskPolicy.load(directory: policies) {
@@ -121,7 +129,46 @@ struct Doctor: AsyncParsableCommand {
         } else {
             print("tiers:           cannot read \(policies) (leasehold policy check --policies \(policies) says why)")
         }
-        print("tool execution:  unavailable (confined workers are not built into this runner yet)")
+        await selfTest(worker: worker)
+    }
+
+    /// Confines one real worker per seccomp profile over a scratch workspace and runs one call in
+    /// it: what the kernel probes promise, shown by doing it.
+    private func selfTest(worker: String) async {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-doctor-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        do {
+            let root = scratch.appendingPathComponent("workspace").resolvingSymlinksInPath().path
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            let launch = try WorkerLaunch(executable: worker, supportDirectory: scratch.appendingPathComponent("support").path)
+            let pool = WorkerPool(launch: launch)
+            let calls: [(SeccompProfileName, String, String)] = [
+                (.read, "repo.stat", #"{"path":"."}"#), (.write, "repo.write_file", #"{"path":"probe.txt","content":"ok"}"#),
+                (.exec, "shell.run", #"{"argv":["true"]}"#),
+            ]
+            for (profile, tool, arguments) in calls {
+                let started = ContinuousClock.now
+                let execution = await pool.execute(
+                    ToolInvocation(
+                        tool: tool,
+                        tier: WorkerTier(name: profile.rawValue, isolation: .call, profile: profile, limits: WorkerLimits(fileSizeMiB: 1, processes: 8)),
+                        arguments: Array(arguments.utf8), tenantID: "doctor", workspaceID: "doctor", workspaceRoot: root,
+                        sessionID: "doctor", actorID: "doctor", leaseID: "doctor", leaseExpiresAt: Date().addingTimeInterval(60),
+                        policyVersion: "doctor"))
+                let elapsed = ContinuousClock.now - started
+                let verdict: String
+                switch execution.outcome {
+                case .completed(_, false): verdict = "ok (\(elapsed.formatted(.units(allowed: [.milliseconds]))) spawn + call)"
+                case .completed(let result, true): verdict = "FAILED: " + String(decoding: result.prefix(300), as: UTF8.self)
+                case .limitExceeded(let limit, let message): verdict = "FAILED: \(limit): \(message)"
+                case .failed(let code, let message): verdict = "FAILED: \(code): \(message)"
+                }
+                print("worker \(profile):".padding(toLength: 17, withPad: " ", startingAt: 0) + verdict)
+            }
+            await pool.shutdown()
+        } catch {
+            print("worker self-test: could not run: \(error)")
+        }
     }
 }
 
