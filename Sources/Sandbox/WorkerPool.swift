@@ -86,6 +86,8 @@ public actor WorkerPool: ToolExecutor {
         /// The lease's end as the latest call saw it (the lease id is the identity; this is when).
         var leaseExpiresAt: Date
         var warmKey: WarmKey?
+        /// Set for a per-call worker prepared ahead of its call (a spare).
+        var spareKey: WarmKey?
         var lastUsed: ContinuousClock.Instant
     }
 
@@ -111,6 +113,17 @@ public actor WorkerPool: ToolExecutor {
 
     private var live: [String: Live] = [:]
     private var warm: [WarmKey: String] = [:]
+    /// Per-call workers confined ahead of their call, one per (session, lease, tier) at most.
+    private var spares: [WarmKey: String] = [:]
+    /// What has been retired, so a spare prepared concurrently with a retirement is destroyed
+    /// rather than kept: `s:<session>`, `w:<tenant>|<workspace>`; and each session's lease in
+    /// force after a renewal. Bounded: cleared past 10,000 entries (a stray spare then dies by
+    /// its idle timeout, and it could never serve a call the gateway refuses anyway).
+    private var retired: Set<String> = []
+    private var currentLease: [String: String] = [:]
+    private let spareRequests: AsyncStream<ToolInvocation>
+    private let spareContinuation: AsyncStream<ToolInvocation>.Continuation
+    private let spareIdleTimeout: Duration
     private var lanes: [WarmKey: Lane] = [:]
     private var shuttingDown = false
 
@@ -120,7 +133,7 @@ public actor WorkerPool: ToolExecutor {
     ///   - idleTimeout: a warm worker without a call for this long is destroyed.
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
-        launch: WorkerLaunch, idleTimeout: Duration = .seconds(300),
+        launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
@@ -134,6 +147,8 @@ public actor WorkerPool: ToolExecutor {
         self.spawnThread.start()
         self.reapThread = NIOThreadPool(numberOfThreads: 1)
         self.reapThread.start()
+        self.spareIdleTimeout = spareIdleTimeout
+        (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
 
     /// Where per-worker pids cgroups are made on this host, if anywhere (for doctor).
@@ -157,17 +172,32 @@ public actor WorkerPool: ToolExecutor {
         }
         switch isolation {
         case .call:
-            let worker: WorkerProcess
-            switch await spawn(for: invocation, warmKey: nil) {
-            case .success(let spawned): worker = spawned
-            case .failure(let error):
-                return ToolExecution(
-                    outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
-                    isolation: isolation)
+            let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+            let binding = Binding(invocation)
+            var worker: WorkerProcess?
+            if let id = spares.removeValue(forKey: key), let entry = live[id] {
+                if entry.binding == binding {
+                    worker = entry.worker
+                    live[id]?.spareKey = nil
+                } else {
+                    await destroy(id, reason: entry.binding.tier != binding.tier ? .tierChanged : .handOff)
+                }
             }
+            if worker == nil {
+                switch await spawn(for: invocation, warmKey: nil) {
+                case .success(let spawned): worker = spawned
+                case .failure(let error):
+                    return ToolExecution(
+                        outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
+                        isolation: isolation)
+                }
+            }
+            guard let worker else { preconditionFailure("a worker was taken or spawned above") }
             let outcome = await run(invocation, on: worker)
             // A per-call worker never serves a second call, whatever happened in this one.
             await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
+            // The session's next call of this tier gets a fresh worker confined meanwhile.
+            spareContinuation.yield(invocation)
             return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
         case .session:
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
@@ -294,7 +324,7 @@ public actor WorkerPool: ToolExecutor {
         case .success(let worker):
             live[id] = Live(
                 worker: worker, binding: binding, leaseExpiresAt: invocation.leaseExpiresAt, warmKey: warmKey,
-                lastUsed: .now)
+                spareKey: nil, lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
             await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
         case .failure(let error):
@@ -423,40 +453,100 @@ public actor WorkerPool: ToolExecutor {
     private func destroy(_ id: String, reason: WorkerRetirement, detail: String? = nil) async {
         guard let entry = live.removeValue(forKey: id) else { return }
         if let key = entry.warmKey, warm[key] == id { warm[key] = nil }
+        if let key = entry.spareKey, spares[key] == id { spares[key] = nil }
         entry.worker.destroy(reason)
         await onEvent(event(.destroyed, id, entry.binding, reason: reason, detail: detail))
     }
 
     private func destroyAll(where matches: (Binding) -> Bool, reason: WorkerRetirement) async {
-        for (id, entry) in live where matches(entry.binding) {
+        await destroyEntries(where: { matches($0.binding) }, reason: reason)
+    }
+
+    private func destroyEntries(where matches: (Live) -> Bool, reason: WorkerRetirement) async {
+        for (id, entry) in live where matches(entry) {
             await destroy(id, reason: reason)
         }
     }
 
-    /// Destroys warm workers of the named tiers (a policy change altered them).
+    /// Destroys warm workers and spares of the named tiers (a policy change altered them).
     public func tiersChanged(_ tiers: Set<String>) async {
-        await destroyAll(where: { tiers.contains($0.tier.name) && $0.tier.isolation == .session }, reason: .tierChanged)
+        await destroyEntries(
+            where: { tiers.contains($0.binding.tier.name) && ($0.warmKey != nil || $0.spareKey != nil) },
+            reason: .tierChanged)
     }
 
     /// Destroys every worker of the session (every lease).
     public func retire(session sessionID: String, reason: WorkerRetirement) async {
+        remember("s:" + sessionID)
         await destroyAll(where: { $0.sessionID == sessionID }, reason: reason)
     }
 
     /// Destroys the session's workers of any lease but `currentLease`.
     public func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async {
+        if let currentLease {
+            self.currentLease[sessionID] = currentLease
+        } else {
+            remember("s:" + sessionID)
+        }
         await destroyAll(where: { $0.sessionID == sessionID && $0.leaseID != currentLease }, reason: reason)
     }
 
     /// Destroys every worker bound to the workspace.
     public func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async {
+        remember("w:" + tenantID + "|" + workspaceID)
         await destroyAll(where: { $0.tenantID == tenantID && $0.workspaceID == workspaceID }, reason: reason)
     }
 
     /// Destroys every worker and refuses new calls.
     public func shutdown() async {
         shuttingDown = true
+        spareContinuation.finish()
         await destroyAll(where: { _ in true }, reason: .shutdown)
+    }
+
+    private func remember(_ retirement: String) {
+        if retired.count >= 10_000 {
+            retired.removeAll()
+            currentLease.removeAll()
+        }
+        retired.insert(retirement)
+    }
+
+    private func isRetired(_ binding: Binding) -> Bool {
+        retired.contains("s:" + binding.sessionID)
+            || retired.contains("w:" + binding.tenantID + "|" + binding.workspaceID)
+            || currentLease[binding.sessionID].map { $0 != binding.leaseID } ?? false
+    }
+
+    // MARK: Spares
+
+    /// Prepares spares as calls ask for them (one at a time, on the spawner thread like every
+    /// spawn) and runs the lease and idle timers. Returns on shutdown or cancellation.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.runTimers() }
+            group.addTask {
+                for await invocation in self.spareRequests {
+                    await self.prepareSpare(for: invocation)
+                }
+            }
+        }
+    }
+
+    private func prepareSpare(for invocation: ToolInvocation) async {
+        let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+        let binding = Binding(invocation)
+        guard !shuttingDown, spares[key] == nil, !isRetired(binding),
+            invocation.leaseExpiresAt.timeIntervalSinceNow > 1
+        else { return }
+        guard case .success(let worker) = await spawn(for: invocation, warmKey: nil) else { return }
+        // The spawn took time: a retirement, another spare or shutdown may have come meanwhile.
+        if shuttingDown || spares[key] != nil || isRetired(binding) {
+            await destroy(worker.id, reason: shuttingDown ? .shutdown : .sessionRevoked)
+            return
+        }
+        spares[key] = worker.id
+        live[worker.id]?.spareKey = key
     }
 
     // MARK: Timers
@@ -476,8 +566,8 @@ public actor WorkerPool: ToolExecutor {
                     continue
                 }
                 next = min(next, .milliseconds(Int64(leaseLeft * 1000) + 1))
-                if entry.warmKey != nil {
-                    let idleLeft = idleTimeout - (clock - entry.lastUsed)
+                if entry.warmKey != nil || entry.spareKey != nil {
+                    let idleLeft = (entry.spareKey != nil ? spareIdleTimeout : idleTimeout) - (clock - entry.lastUsed)
                     if idleLeft <= .zero {
                         await destroy(id, reason: .idle)
                         continue

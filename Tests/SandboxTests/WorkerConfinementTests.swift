@@ -142,6 +142,32 @@ import Testing
         #expect(await pool.liveWorkerCount == 0)
     }
 
+    @Test func aSpareServesExactlyOneCallAndDiesWithItsSession() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("spare")
+        let service = Task { await pool.run() }
+        defer { service.cancel() }
+        let exec = SandboxFixture.tier(.exec)
+        let first = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
+        // The spare for the session's next call is confined after the first call returned.
+        let spare = await log.first { $0.kind == .spawned && $0.workerID != first.workerID }
+        let second = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
+        #expect(second.workerID == spare.workerID, "the next call takes the spare")
+        #expect(second.workerID != first.workerID)
+        let used = await log.first { $0.kind == .destroyed && $0.workerID == spare.workerID }
+        #expect(used.reason == .callFinished, "a spare serves one call and is destroyed after it")
+        // Another session never gets this session's spare.
+        let third = await log.first { $0.kind == .spawned && $0.workerID != first.workerID && $0.workerID != spare.workerID }
+        let other = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root, session: "s2"))
+        #expect(other.workerID != third.workerID)
+        // Revoking the session destroys its spare.
+        await pool.retire(session: "s1", reason: .sessionRevoked)
+        let gone = await log.first { $0.kind == .destroyed && $0.workerID == third.workerID }
+        #expect(gone.reason == .sessionRevoked)
+        await pool.shutdown()
+        #expect(await pool.liveWorkerCount == 0)
+    }
+
     @Test func revokeKillsTheWholeProcessTreeOfAnInFlightCall() async throws {
         let (pool, log) = try makePool()
         let root = try SandboxFixture.temporaryDirectory("tree")

@@ -157,12 +157,13 @@ public struct Runtime: Sendable {
     }
 }
 
-/// Runs the pool's lease and idle timers; on graceful shutdown destroys every worker.
+/// Runs the pool's lease and idle timers and prepares spare workers; on graceful shutdown
+/// destroys every worker.
 struct WorkerTimers: Service {
     let pool: WorkerPool
 
     func run() async throws {
-        await cancelWhenGracefulShutdown { await pool.runTimers() }
+        await cancelWhenGracefulShutdown { await pool.run() }
         await pool.shutdown()
     }
 }
