@@ -115,6 +115,9 @@ public actor WorkerPool: ToolExecutor {
     private var warm: [WarmKey: String] = [:]
     /// Per-call workers confined ahead of their call, one per (session, lease, tier) at most.
     private var spares: [WarmKey: String] = [:]
+    /// Spares being confined right now, with the calls waiting for them (a call that arrives
+    /// meanwhile takes the spare rather than queueing a second spawn behind it).
+    private var preparing: [WarmKey: [CheckedContinuation<Void, Never>]] = [:]
     /// What has been retired, so a spare prepared concurrently with a retirement is destroyed
     /// rather than kept: `s:<session>`, `w:<tenant>|<workspace>`; and each session's lease in
     /// force after a renewal. Bounded: cleared past 10,000 entries (a stray spare then dies by
@@ -175,6 +178,9 @@ public actor WorkerPool: ToolExecutor {
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
             let binding = Binding(invocation)
             var worker: WorkerProcess?
+            if preparing[key] != nil {
+                await withCheckedContinuation { preparing[key, default: []].append($0) }
+            }
             if let id = spares.removeValue(forKey: key), let entry = live[id] {
                 if entry.binding == binding {
                     worker = entry.worker
@@ -539,6 +545,10 @@ public actor WorkerPool: ToolExecutor {
         guard !shuttingDown, spares[key] == nil, !isRetired(binding),
             invocation.leaseExpiresAt.timeIntervalSinceNow > 1
         else { return }
+        preparing[key] = []
+        defer {
+            for waiter in preparing.removeValue(forKey: key) ?? [] { waiter.resume() }
+        }
         guard case .success(let worker) = await spawn(for: invocation, warmKey: nil) else { return }
         // The spawn took time: a retirement, another spare or shutdown may have come meanwhile.
         if shuttingDown || spares[key] != nil || isRetired(binding) {
