@@ -8,14 +8,20 @@ public struct ToolDescriptor: Sendable, Hashable {
     public var description: String
     /// JSON Schema of the arguments.
     public var inputSchema: Value
+    /// JSON Schema of the result's `structuredContent`, when the tool declares one.
+    public var outputSchema: Value?
     /// Hints from the server; never used to decide a tier.
     public var annotations: Tool.Annotations
 
     /// Creates a descriptor.
-    public init(name: String, description: String, inputSchema: Value, annotations: Tool.Annotations = nil) {
+    public init(
+        name: String, description: String, inputSchema: Value, outputSchema: Value? = nil,
+        annotations: Tool.Annotations = nil
+    ) {
         self.name = name
         self.description = description
         self.inputSchema = inputSchema
+        self.outputSchema = outputSchema
         self.annotations = annotations
     }
 
@@ -24,6 +30,8 @@ public struct ToolDescriptor: Sendable, Hashable {
 
     /// The MCP form.
     public var mcpTool: Tool {
-        Tool(name: name, description: description, inputSchema: inputSchema, annotations: annotations)
+        Tool(
+            name: name, description: description, inputSchema: inputSchema, annotations: annotations,
+            outputSchema: outputSchema)
     }
 }
