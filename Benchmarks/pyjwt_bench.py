@@ -118,13 +118,8 @@ LIST_GOALS_US = {500: 100.0, 10000: 2000.0}
 
 AUDIT_GOAL_US = 20.0
 
-NOT_YET = [
-    ("`shell.run` in a confined worker vs bubblewrap / firejail", "the workers issue (fork-exec confinement path)"),
-    ("warm `repo.read_file` end to end (claim to result)", "the workers and repo tools issues"),
-    ("throughput (tool calls per second, concurrent sessions)", "the workers and repo tools issues"),
-    ("worker memory (RSS per warm worker)", "the workers issue"),
-    ("`repo.search` vs `grep -r` / ripgrep on the same tree", "the repo tools issue"),
-]
+# Figures of issue 8 this harness cannot measure yet: (figure, the work it arrives with).
+NOT_YET = []
 
 
 def run(command):
@@ -557,17 +552,24 @@ def render(args):
         w("")
         w(profile_section(profiles, visible))
 
+    # Sections rendered by other drivers (Benchmarks/e2e_bench.py render) ---------------------
+    for section in args.section or []:
+        with open(section) as handle:
+            w(handle.read().rstrip("\n"))
+        w("")
+
     # Not yet --------------------------------------------------------------------------------
-    w("## Figures not measurable yet")
-    w("")
-    w("These need code that does not exist at this commit; they arrive with the work named, measured by this")
-    w("harness against the named peer in the same run. No numbers are claimed for them until then.")
-    w("")
-    w("| figure | arrives with |")
-    w("|---|---|")
-    for figure, issue in NOT_YET:
-        w("| %s | %s |" % (figure, issue))
-    w("")
+    if NOT_YET:
+        w("## Figures not measurable yet")
+        w("")
+        w("These need code that does not exist at this commit; they arrive with the work named, measured by this")
+        w("harness against the named peer in the same run. No numbers are claimed for them until then.")
+        w("")
+        w("| figure | arrives with |")
+        w("|---|---|")
+        for figure, issue in NOT_YET:
+            w("| %s | %s |" % (figure, issue))
+        w("")
     w("## Reproduce")
     w("")
     w("```sh")
@@ -595,6 +597,7 @@ def main():
     r.add_argument("--pyjwt", required=True, help="measure --json output")
     r.add_argument("--profile", action="append", metavar="STAGE=SIZE:FILE",
                    help="a callgrind profile of a stage (scope, visible, encode, claims); SIZE may be empty")
+    r.add_argument("--section", action="append", metavar="FILE", help="a Markdown section to include (repeatable)")
     r.add_argument("--load", help="/proc/loadavg when the run started")
     r.add_argument("--repo", default=".")
     r.add_argument("--smoke", action="store_true")

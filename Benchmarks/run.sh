@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make bench`: build leasehold-bench (release), set up the PyJWT venv, measure both sides in the
-# same run, profile any missed goal with callgrind, and write BENCHMARKS.md.
+# `make bench`: build leasehold-bench, leasehold and leasehold-worker (release), set up the peers'
+# venv (PyJWT, filesystem-mcp, httpx), measure both sides in the same run (Benchmarks/e2e_bench.py
+# for the end-to-end figures over HTTP), profile missed goals, and write BENCHMARKS.md.
 #
 #   Benchmarks/run.sh           full run (release build; first build of dependencies takes minutes)
 #   Benchmarks/run.sh --smoke   CI: debug build, tiny samples, prints the report, BENCHMARKS.md untouched
@@ -13,7 +14,7 @@ case "${1:-}" in
     "") ;;
     --smoke) mode=smoke ;;
     -h | --help)
-        sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     *)
@@ -37,6 +38,14 @@ if [[ $mode == smoke ]]; then
     claim_args=(--samples 50 --warmup 5 --tokens 8 --audit-records 200)
     list_args=(--list-samples 3 --list-warmup 1 --sizes 500,10000)
     py_args=(--samples 50 --warmup 5)
+    # End-to-end figures: seconds each, against the debug build CI has just built.
+    e2e_args=(--warmup 3 --spawn-samples 10 --read-samples 100 --sessions 8 --duration 2
+        --memory-sessions 10 --search-samples 2 --tree-mb 16 --tree "${TMPDIR:-/tmp}/leasehold-bench-tree-16mb")
+    step "building leasehold and leasehold-worker (debug)"
+    # One --product per invocation: SwiftPM builds only the last one named.
+    swift build --product leasehold >&2
+    swift build --product leasehold-worker >&2
+    server_bin="$(swift build --show-bin-path)/leasehold"
 else
     step "building leasehold-bench (release)"
     swift build -c release --product leasehold-bench >&2
@@ -44,7 +53,19 @@ else
     claim_args=(--samples 2000 --warmup 200 --tokens 64 --audit-records 4000)
     list_args=(--list-samples 500 --list-warmup 50 --sizes 500,10000)
     py_args=(--samples 2000 --warmup 200)
+    e2e_args=(--warmup 100 --spawn-samples 200 --read-samples 3000 --sessions 64 --duration 15
+        --memory-sessions 200 --search-samples 10 --tree-mb 200 --tree "${TMPDIR:-/tmp}/leasehold-bench-tree-200mb")
+    step "building leasehold and leasehold-worker (release)"
+    swift build -c release --product leasehold >&2
+    swift build -c release --product leasehold-worker >&2
+    server_bin="$(swift build -c release --show-bin-path)/leasehold"
 fi
+# The end-to-end peers and load generator (apt: bubblewrap firejail wrk). A missing one means a
+# figure cannot be produced: fail, do not skip. firejail may be installed yet refuse to run; that
+# is measured and reported, not a failure.
+for tool in bwrap firejail wrk grep; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is not installed (apt-get install bubblewrap firejail wrk)" >&2; exit 1; }
+done
 
 # --- Python side ------------------------------------------------------------------------------
 venv="${BENCH_VENV:-$repo/.venv-bench}"
@@ -61,7 +82,8 @@ if [[ ! -f $stamp || "$(cat "$stamp")" != "$wanted" ]]; then
     echo "$wanted" >"$stamp"
 fi
 py="$venv/bin/python"
-"$py" -c 'import jwt, cryptography' # fail early if the venv is broken
+"$py" -c 'import jwt, cryptography, httpx' # fail early if the venv is broken
+[[ -x $venv/bin/filesystem-mcp ]] || { echo "run.sh: $venv/bin/filesystem-mcp missing" >&2; exit 1; }
 
 # --- measure ----------------------------------------------------------------------------------
 load="$(cat /proc/loadavg 2>/dev/null || echo unknown)" # after the build, which loads the machine itself
@@ -75,6 +97,11 @@ step "Leasehold: claim verification, tools/list and the audit trail ($mode)"
 
 step "PyJWT: the same tokens and keys"
 "$py" Benchmarks/pyjwt_bench.py measure --tokens "$work/tokens.json" "${py_args[@]}" --json "$work/pyjwt.json"
+
+step "End to end over Streamable HTTP: shell.run, read_file, throughput, worker memory, search ($mode)"
+"$py" Benchmarks/e2e_bench.py measure --leasehold "$server_bin" --policies "$repo/policies" \
+    --peer "$venv/bin/filesystem-mcp" --mode "$mode" "${e2e_args[@]}" --json "$work/e2e.json"
+"$py" Benchmarks/e2e_bench.py render --json "$work/e2e.json" --out "$work/e2e.md"
 
 # --- profile missed goals (full runs only) ----------------------------------------------------
 profile_args=()
@@ -129,12 +156,13 @@ fi
 if [[ $mode == smoke ]]; then
     out="$work/BENCHMARKS.md"
     "$py" Benchmarks/pyjwt_bench.py render --smoke --repo "$repo" --load "$load" \
-        --swift "$work/swift.json" --pyjwt "$work/pyjwt.json" --out "$out"
+        --swift "$work/swift.json" --pyjwt "$work/pyjwt.json" --section "$work/e2e.md" --out "$out"
     cat "$out"
     step "smoke run passed (BENCHMARKS.md left untouched)"
 else
     "$py" Benchmarks/pyjwt_bench.py render --repo "$repo" --load "$load" \
         --swift "$work/swift.json" --pyjwt "$work/pyjwt.json" ${profile_args[@]+"${profile_args[@]}"} \
+        --section "$work/e2e.md" \
         --out "$repo/BENCHMARKS.md"
     step "wrote BENCHMARKS.md"
 fi
