@@ -428,6 +428,10 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
         rlim_t v = (rlim_t)lims[i].value;
         if (cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max) v = cur.rlim_max;
         struct rlimit r = {v, v};
+        // The kernel checks RLIMIT_CPU's hard limit before its soft one: with both equal a
+        // process gets SIGKILL, indistinguishable from any other kill. One second of headroom
+        // makes it SIGXCPU, which names the limit.
+        if (lims[i].resource == RLIMIT_CPU && (cur.rlim_max == RLIM_INFINITY || v < cur.rlim_max)) r.rlim_max = v + 1;
         CSB_TRY(c, setrlimit(lims[i].resource, &r), CSB_STAGE_RLIMIT);
     }
 

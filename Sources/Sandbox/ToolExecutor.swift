@@ -54,9 +54,11 @@ public struct ToolInvocation: Sendable, Hashable {
 public enum ToolOutcome: Sendable, Hashable {
     /// The tool ran; its JSON result and whether it reports an error.
     case completed(result: [UInt8], isError: Bool)
-    /// The worker exceeded a limit and was killed; `limit` names it (`wall_ms`, `cpu_seconds`,
-    /// `memory_mib`, `output_bytes`, ...).
-    case limitExceeded(limit: String, message: String)
+    /// The call exceeded a limit of its tier and what exceeded it was killed (the worker, or the
+    /// command `shell.run` started); `limit` names it (`wall_ms`, `cpu_seconds`, `file_size_mib`,
+    /// `output_bytes`). `partial` is the tool's own result when the worker lived to report one
+    /// (a command's output up to the kill).
+    case limitExceeded(limit: String, message: String, partial: [UInt8]? = nil)
     /// The worker could not be started, crashed, or was destroyed mid-call; `code` is stable
     /// (`worker_unavailable`, `worker_crashed`, `worker_destroyed`).
     case failed(code: String, message: String)

@@ -278,7 +278,31 @@ public actor WorkerPool: ToolExecutor {
                 limit: "output_bytes",
                 message: "the response of \(response.result.count) bytes exceeds the tier's output limit of \(limits.outputBytes) bytes")
         }
-        return .completed(result: Array(response.result), isError: response.isError)
+        let result = Array(response.result)
+        if invocation.tool == "shell.run", !response.isError,
+            let exceeded = Self.commandLimit(result: result, arguments: invocation.arguments, limits: limits)
+        {
+            return .limitExceeded(limit: exceeded.limit, message: exceeded.message, partial: result)
+        }
+        return .completed(result: result, isError: response.isError)
+    }
+
+    /// A command that `shell.run` reports killed by a tier limit: SIGXCPU (`cpu_seconds`), SIGXFSZ
+    /// (`file_size_mib`), or stopped at the tier's wall clock rather than at a shorter
+    /// `timeout_ms` the caller chose (`wall_ms`). A caller's own timeout is an ordinary result.
+    static func commandLimit(result: [UInt8], arguments: [UInt8], limits: WorkerLimits) -> (limit: String, message: String)? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(result)) as? [String: Any] else { return nil }
+        switch object["signal"] as? String {
+        case "SIGXCPU":
+            return ("cpu_seconds", "the command used more than the tier's \(limits.cpuSeconds) CPU seconds and was killed")
+        case "SIGXFSZ":
+            return ("file_size_mib", "the command wrote past the tier's file size limit of \(limits.fileSizeMiB) MiB and was killed")
+        default: break
+        }
+        guard object["timed_out"] as? Bool == true else { return nil }
+        let requested = (try? JSONSerialization.jsonObject(with: Data(arguments)) as? [String: Any])?["timeout_ms"] as? Int
+        guard requested.map({ $0 >= limits.wallMs }) ?? true else { return nil }
+        return ("wall_ms", "the command ran past the tier's wall-clock limit of \(limits.wallMs) ms and was killed")
     }
 
     private func failure(_ error: ExchangeError, worker: WorkerProcess, limits: WorkerLimits) async -> ToolOutcome {

@@ -160,7 +160,7 @@ struct Doctor: AsyncParsableCommand {
                 switch execution.outcome {
                 case .completed(_, false): verdict = "ok (\(elapsed.formatted(.units(allowed: [.milliseconds]))) spawn + call)"
                 case .completed(let result, true): verdict = "FAILED: " + String(decoding: result.prefix(300), as: UTF8.self)
-                case .limitExceeded(let limit, let message): verdict = "FAILED: \(limit): \(message)"
+                case .limitExceeded(let limit, let message, _): verdict = "FAILED: \(limit): \(message)"
                 case .failed(let code, let message): verdict = "FAILED: \(code): \(message)"
                 }
                 print("worker \(profile):".padding(toLength: 17, withPad: " ", startingAt: 0) + verdict)

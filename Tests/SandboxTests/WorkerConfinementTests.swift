@@ -242,10 +242,41 @@ import Testing
         var exec = SandboxFixture.tier(.exec)
         exec.limits.wallMs = 500
         let slow = await pool.execute(invocation("shell.run", #"{"command":"sleep 30"}"#, tier: exec, root: root))
-        let result = resultObject(slow)
+        guard case .limitExceeded("wall_ms", _, let partial?) = slow.outcome,
+            let result = try JSONSerialization.jsonObject(with: Data(partial)) as? [String: Any]
+        else {
+            Issue.record("expected limit_exceeded wall_ms, got \(slow.outcome)")
+            return
+        }
         #expect(result["timed_out"] as? Bool == true, "\(result)")
+        // A shorter timeout the caller chose is an ordinary result, not a limit.
+        let own = resultObject(
+            await pool.execute(invocation("shell.run", #"{"command":"sleep 30","timeout_ms":200}"#, tier: exec, root: root)))
+        #expect(own["timed_out"] as? Bool == true, "\(own)")
         let next = await pool.execute(invocation("shell.run", #"{"command":"echo ok"}"#, tier: exec, root: root))
         #expect((resultObject(next)["stdout"] as? String)?.contains("ok") == true)
+        await pool.shutdown()
+    }
+
+    @Test func aWorkerThatDiesMidCallGivesAClearErrorAndTheSessionGoesOn() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("crash")
+        let read = SandboxFixture.tier(.read)
+        let first = await pool.execute(invocation("repo.list_dir", "{}", tier: read, root: root))
+        let pid = await pool.livePIDs[first.workerID ?? ""] ?? 0
+        #expect(pid > 0)
+        // A crash, as seen from the runner: the worker is gone without answering.
+        kill(pid, SIGKILL)
+        let broken = await pool.execute(invocation("repo.list_dir", "{}", tier: read, root: root))
+        guard case .failed(let code, let message) = broken.outcome else {
+            Issue.record("expected a failed outcome, got \(broken.outcome)")
+            return
+        }
+        #expect(code == "worker_crashed", "\(message)")
+        #expect(await log.events.contains { $0.workerID == first.workerID && $0.reason == .crashed })
+        let next = await pool.execute(invocation("repo.list_dir", "{}", tier: read, root: root))
+        #expect(next.workerID != first.workerID)
+        #expect(resultObject(next)["entries"] != nil)
         await pool.shutdown()
     }
 
@@ -257,9 +288,11 @@ import Testing
         exec.limits.processes = 16
         exec.limits.memoryMiB = 128
         exec.limits.outputBytes = 64 * 1024
-        let spin = resultObject(
-            await pool.execute(invocation("shell.run", #"{"command":"while :; do :; done"}"#, tier: exec, root: root)))
-        #expect(spin["signal"] as? String == "SIGXCPU" || spin["signal"] as? String == "SIGKILL", "\(spin)")
+        let spin = await pool.execute(invocation("shell.run", #"{"command":"while :; do :; done"}"#, tier: exec, root: root))
+        guard case .limitExceeded("cpu_seconds", _, _) = spin.outcome else {
+            Issue.record("expected limit_exceeded cpu_seconds, got \(spin.outcome)")
+            return
+        }
         let forks = resultObject(
             await pool.execute(
                 invocation(

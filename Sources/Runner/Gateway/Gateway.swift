@@ -479,7 +479,7 @@ public final class Gateway: Sendable {
         event.isolation = execution.isolation.rawValue
         switch outcome {
         case .completed(_, let isError): event.outcome = isError ? "error" : "completed"
-        case .limitExceeded(let limit, _):
+        case .limitExceeded(let limit, _, _):
             event.outcome = "limit_exceeded"
             event.code = Refusal.Code.limitExceeded.rawValue
             event.detail = limit
@@ -497,8 +497,12 @@ public final class Gateway: Sendable {
         switch outcome {
         case .completed(let result, let isError):
             return Self.toolResult(result, isError: isError)
-        case .limitExceeded(let limit, let message):
-            return Self.errorResult(Refusal(.limitExceeded, message), extra: ["limit": .string(limit)])
+        case .limitExceeded(let limit, let message, let partial):
+            var extra: [String: Value] = ["limit": .string(limit)]
+            if let partial, let value = try? JSONDecoder().decode(Value.self, from: Data(partial)) {
+                extra["partial_result"] = value
+            }
+            return Self.errorResult(Refusal(.limitExceeded, message), extra: extra)
         case .failed(let code, let message):
             return Self.errorResult(Refusal(Refusal.Code(code), message))
         }
