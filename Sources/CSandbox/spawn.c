@@ -418,7 +418,8 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
         {RLIMIT_CPU, s->limits.cpu_seconds},
         {RLIMIT_AS, s->limits.address_space},
         {RLIMIT_FSIZE, s->limits.file_size},
-        {RLIMIT_NOFILE, s->limits.open_files},
+        // RLIMIT_NOFILE comes after the descriptor shuffle below: the child still holds every
+        // descriptor the runner had, and moving them needs free slots above the worker's limit.
         {RLIMIT_NPROC, s->limits.processes},
     };
     for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
@@ -445,6 +446,14 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     CSB_TRY(c, setsid(), CSB_STAGE_SETSID);
 
     csb_setup_fds(c);
+    if (s->limits.open_files >= 0) {
+        struct rlimit cur;
+        CSB_TRY(c, getrlimit(RLIMIT_NOFILE, &cur), CSB_STAGE_RLIMIT);
+        rlim_t v = (rlim_t)s->limits.open_files;
+        if (cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max) v = cur.rlim_max;
+        struct rlimit r = {v, v};
+        CSB_TRY(c, setrlimit(RLIMIT_NOFILE, &r), CSB_STAGE_RLIMIT);
+    }
     csb_drop_caps(c);
     CSB_TRY(c, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), CSB_STAGE_NO_NEW_PRIVS);
 

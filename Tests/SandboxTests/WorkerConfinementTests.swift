@@ -258,6 +258,22 @@ import Testing
         await pool.shutdown()
     }
 
+    /// A busy runner holds hundreds of descriptors (connections, workers' sockets); a worker whose
+    /// open-file limit is lower must still start. Found through the binary: with the limit
+    /// applied before the descriptor shuffle, ~55 idle sessions stopped every read worker.
+    @Test func workersStartWhileTheRunnerHoldsManyDescriptors() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("fds")
+        let held = (0..<600).map { _ in open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        defer { for fd in held where fd >= 0 { close(fd) } }
+        #expect(held.allSatisfy { $0 >= 0 })
+        var read = SandboxFixture.tier(.read)
+        read.limits.openFiles = 64
+        let execution = await pool.execute(invocation("repo.list_dir", "{}", tier: read, root: root))
+        #expect(resultObject(execution)["entries"] != nil, "\(execution.outcome)")
+        await pool.shutdown()
+    }
+
     @Test func aWorkerThatDiesMidCallGivesAClearErrorAndTheSessionGoesOn() async throws {
         let (pool, log) = try makePool()
         let root = try SandboxFixture.temporaryDirectory("crash")

@@ -478,7 +478,11 @@ public final class Gateway: Sendable {
         event.workerID = execution.workerID
         event.isolation = execution.isolation.rawValue
         switch outcome {
-        case .completed(_, let isError): event.outcome = isError ? "error" : "completed"
+        case .completed(let result, let isError):
+            event.outcome = isError ? "error" : "completed"
+            // A tool's own refusal (path_outside_workspace, hard_link, ...) is audited with its
+            // code like every other refusal (invariant 9).
+            if isError { event.code = Self.errorCode(in: result) }
         case .limitExceeded(let limit, _, _):
             event.outcome = "limit_exceeded"
             event.code = Refusal.Code.limitExceeded.rawValue
@@ -521,6 +525,16 @@ public final class Gateway: Sendable {
                 memoryMiB: limits.memoryMiB ?? defaults.memoryMiB, fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
                 processes: limits.processes ?? defaults.processes, outputBytes: limits.outputBytes ?? defaults.outputBytes,
                 openFiles: profile == .exec ? 1024 : 256))
+    }
+
+    /// The `error.code` of a tool's error result, if it is a short identifier (the worker's codes
+    /// are; anything else is not repeated into the audit trail).
+    static func errorCode(in result: [UInt8]) -> String? {
+        guard case .object(let object)? = try? JSONDecoder().decode(Value.self, from: Data(result)),
+            case .object(let error)? = object["error"], case .string(let code)? = error["code"],
+            code.utf8.count <= 64, code.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || ($0 >= 0x61 && $0 <= 0x7A) })
+        else { return nil }
+        return code
     }
 
     /// A tool's JSON result as MCP structured and text content.
