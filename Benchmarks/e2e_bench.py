@@ -406,7 +406,7 @@ def perf_profile(pids, workload, out_dir, name):
     if not shutil.which("perf"):
         return None
     data = os.path.join(out_dir, "perf.%s.data" % name)
-    rec = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-p", ",".join(str(p) for p in pids), "-o", data],
+    rec = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "--call-graph", "fp", "-p", ",".join(str(p) for p in pids), "-o", data],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     time.sleep(0.5)  # perf attaches asynchronously; bounded
     try:
@@ -419,20 +419,23 @@ def perf_profile(pids, workload, out_dir, name):
             rec.kill()
             rec.wait(timeout=10)
 
-    def report(keys, limit):
-        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", keys,
+    def report(keys, limit, children=False):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "-g", "none",
+                            "--children" if children else "--no-children", "--sort", keys,
                             "--percent-limit", "0.05"], capture_output=True, text=True, timeout=300)
         rows = []
         for line in r.stdout.splitlines():
-            m = re.match(r"\s*([\d.]+)%\s+(.*)$", line)
+            m = re.match(r"\s*([\d.]+)%\s+(?:([\d.]+)%\s+)?(.*)$", line)
             if m:
-                cols = re.split(r"\s{2,}", m.group(2).strip())
+                cols = re.split(r"\s{2,}", m.group(3).strip())
                 rows.append([float(m.group(1))] + cols)
             if len(rows) >= limit:
                 break
         return rows
 
-    result = {"by_dso": report("comm,dso", 15), "by_symbol": report("comm,sym", 400)}
+    result = {"by_dso": report("comm,dso", 15), "by_symbol": report("comm,sym", 400),
+              # Inclusive (self + callees, frame-pointer call chains): which of our functions the time is under.
+              "inclusive": report("dso,sym", 400, children=True)}
     try:
         os.unlink(data)
     except OSError:
@@ -980,6 +983,18 @@ def mib(kib):
     return "%.1f MiB" % (kib / 1024)
 
 
+def demangle(symbol):
+    """swift demangle --simplified, when the toolchain is on PATH."""
+    if not symbol.startswith("$s") or not shutil.which("swift-demangle"):
+        return symbol
+    try:
+        r = subprocess.run(["swift-demangle", "--simplified", "--compact", symbol], capture_output=True, text=True,
+                           timeout=10)
+        return r.stdout.strip() or symbol
+    except (OSError, subprocess.TimeoutExpired):
+        return symbol
+
+
 MM_COPY = {"dup_mmap", "copy_page_range", "copy_pte_range", "copy_p4d_range", "copy_pud_range", "copy_pmd_range",
            "unmap_page_range", "zap_pte_range", "unlink_anon_vmas", "anon_vma_fork", "free_pgtables", "exit_mmap",
            "unmap_vmas", "__tlb_remove_folio_pages_size", "release_pages", "vm_area_dup", "anon_vma_clone",
@@ -1011,6 +1026,27 @@ def profile_md(w, profile, what):
     w("Kernel symbols are %.0f%% of the samples; copying and tearing down address spaces (%s — what `fork` of a"
       " large process and its exit cost) %.0f%%." % (kernel, "`dup_mmap`, `copy_page_range`, `unmap_page_range`, `zap_pte_range`, …", mm))
     w("")
+    # Leasehold's own binaries, demangled, without the frames every sample sits under (event loop, thread
+    # entry, thunks, async resumption).
+    plumbing = ("thunk", "partial apply", "reabstraction", "ThreadOpsPosix", "MultiThreadedEventLoopGroup",
+                "SelectableEventLoop", "Selector.", "NIOThread", "await resume", "suspend resume", "[unknown]")
+    ours = []
+    for r in profile.get("inclusive", []):
+        if len(r) > 2 and r[1] in ("leasehold", "worker", "leasehold-worker"):
+            name = demangle(r[2].replace("[.] ", ""))
+            if not any(p in name for p in plumbing) and name != "main" and not name.startswith("0x"):
+                ours.append([r[0], r[1], name])
+    if ours:
+        w("Inclusive time (self + callees, frame-pointer call chains) of the heaviest functions in Leasehold's own"
+          " binaries — which of its functions the samples sit under:")
+        w("")
+        w("| inclusive | object | function |")
+        w("|---|---|---|")
+        for row in ours[:14]:
+            sym = row[2]
+            sym = sym[:150] + ("…" if len(sym) > 150 else "")
+            w("| %.1f%% | %s | `%s` |" % (row[0], row[1], sym.replace("|", "\\|").replace("`", "'")))
+        w("")
     w("| share | process | symbol |")
     w("|---|---|---|")
     for row in profile["by_symbol"][:12]:
@@ -1248,7 +1284,8 @@ def render(args):
                         "RSS %s median, %s max; PSS %s median" % (mib(mem["rss"]["median_kib"]), mib(mem["rss"]["max_kib"]),
                                                                  mib(mem["pss"]["median_kib"]) if mem.get("pss") else "?"),
                         "runner RSS %s" % mib(mem["runner_rss_kib"]), "—", "≤ 8 MiB each",
-                        "met" if ok else "**missed** by %s" % mib(mem["rss"]["max_kib"] - 8 * 1024)))
+                        ("met" if ok else "**missed** by %s" % mib(mem["rss"]["max_kib"] - 8 * 1024))
+                        + ("" if full else " for the %d that started; %d sessions **not reached**" % (mem["sessions"], requested))))
         if not ok:
             missed.append("worker memory")
             w(" What the RSS is made of is in `/proc/<pid>/smaps_rollup`: Rss minus Pss is pages shared with the other"
