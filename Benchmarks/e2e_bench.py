@@ -1005,7 +1005,7 @@ def profile_md(w, profile, what):
     """Where the time goes, from perf: self time by process and object, and the top symbols."""
     if not profile:
         w("")
-        w("(perf was not available: no profile.)")
+        w("(No perf profile in this run: perf missing, or the run did not ask for one with --profile.)")
         return
     w("")
     w("Where the time goes (%s; `perf record -F 1999` of the runner and its workers only, the client excluded;"

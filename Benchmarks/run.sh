@@ -53,6 +53,10 @@ else
     claim_args=(--samples 2000 --warmup 200 --tokens 64 --audit-records 4000)
     list_args=(--list-samples 500 --list-warmup 50 --sizes 500,10000)
     py_args=(--samples 2000 --warmup 200)
+    # perf-record the server side of each end-to-end figure (shown where its goal is missed).
+    e2e_profile=()
+    if command -v perf >/dev/null; then e2e_profile=(--profile "$work"); else
+        echo "run.sh: perf is not installed: missed end-to-end goals get phase timings but no profile" >&2; fi
     e2e_args=(--warmup 100 --spawn-samples 200 --read-samples 3000 --sessions 64 --duration 15
         --memory-sessions 200 --search-samples 10 --tree-mb 200 --tree "${TMPDIR:-/tmp}/leasehold-bench-tree-200mb")
     step "building leasehold and leasehold-worker (release)"
@@ -100,7 +104,8 @@ step "PyJWT: the same tokens and keys"
 
 step "End to end over Streamable HTTP: shell.run, read_file, throughput, worker memory, search ($mode)"
 "$py" Benchmarks/e2e_bench.py measure --leasehold "$server_bin" --policies "$repo/policies" \
-    --peer "$venv/bin/filesystem-mcp" --mode "$mode" "${e2e_args[@]}" --json "$work/e2e.json"
+    --peer "$venv/bin/filesystem-mcp" --mode "$mode" "${e2e_args[@]}" --json "$work/e2e.json" \
+    ${e2e_profile[@]+"${e2e_profile[@]}"}
 "$py" Benchmarks/e2e_bench.py render --json "$work/e2e.json" --out "$work/e2e.md"
 
 # --- profile missed goals (full runs only) ----------------------------------------------------
