@@ -17,6 +17,8 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let protocolViolation = Code("worker_protocol")
         /// The worker went away (killed, crashed) before answering.
         public static let workerExited = Code("worker_crashed")
+        /// The call's session, lease or workspace was retired after it was authorized.
+        public static let retired = Code("worker_destroyed")
         /// The runner is shutting down.
         public static let shuttingDown = Code("runner_shutting_down")
 

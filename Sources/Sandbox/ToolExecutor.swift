@@ -27,12 +27,15 @@ public struct ToolInvocation: Sendable, Hashable {
     public var leaseExpiresAt: Date
     /// The version (content hash) of the policy that decided the call; audit records carry it.
     public var policyVersion: String
+    /// When the gateway read the session that authorized the call. A retirement of its session,
+    /// lease or workspace at or after this moment voids the call, even one already waiting.
+    public var authorizedAt: ContinuousClock.Instant
 
     /// Creates an invocation.
     public init(
         tool: String, tier: WorkerTier, arguments: [UInt8], tenantID: String, workspaceID: String,
         workspaceRoot: String, workspaceReadOnly: Bool = false, sessionID: String, actorID: String, leaseID: String,
-        leaseExpiresAt: Date, policyVersion: String
+        leaseExpiresAt: Date, policyVersion: String, authorizedAt: ContinuousClock.Instant = .now
     ) {
         self.tool = tool
         self.tier = tier
@@ -46,6 +49,7 @@ public struct ToolInvocation: Sendable, Hashable {
         self.leaseID = leaseID
         self.leaseExpiresAt = leaseExpiresAt
         self.policyVersion = policyVersion
+        self.authorizedAt = authorizedAt
     }
 }
 

@@ -118,12 +118,13 @@ public actor WorkerPool: ToolExecutor {
     /// Spares being confined right now, with the calls waiting for them (a call that arrives
     /// meanwhile takes the spare rather than queueing a second spawn behind it).
     private var preparing: [WarmKey: [CheckedContinuation<Void, Never>]] = [:]
-    /// What has been retired, so a spare prepared concurrently with a retirement is destroyed
-    /// rather than kept: `s:<session>`, `w:<tenant>|<workspace>`; and each session's lease in
-    /// force after a renewal. Bounded: cleared past 10,000 entries (a stray spare then dies by
-    /// its idle timeout, and it could never serve a call the gateway refuses anyway).
-    private var retired: Set<String> = []
-    private var currentLease: [String: String] = [:]
+    /// When each session and workspace was last retired, and each session's lease in force after
+    /// its latest renewal: a call (or spare) authorized before such a moment never starts or keeps
+    /// a worker after it, however long it waited on a lane or a spawn. Entries older than an hour
+    /// are pruned past 10,000 (no call waits that long).
+    private var sessionRetiredAt: [String: ContinuousClock.Instant] = [:]
+    private var workspaceRetiredAt: [String: ContinuousClock.Instant] = [:]
+    private var leaseRenewedAt: [String: (lease: String, at: ContinuousClock.Instant)] = [:]
     private let spareRequests: AsyncStream<ToolInvocation>
     private let spareContinuation: AsyncStream<ToolInvocation>.Continuation
     private let spareIdleTimeout: Duration
@@ -173,6 +174,7 @@ public actor WorkerPool: ToolExecutor {
                 outcome: .failed(code: SandboxError.Code.shuttingDown.rawValue, message: "the runner is shutting down"),
                 workerID: nil, isolation: isolation)
         }
+        guard !voided(invocation) else { return voidedResult(invocation) }
         switch isolation {
         case .call:
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
@@ -180,6 +182,7 @@ public actor WorkerPool: ToolExecutor {
             var worker: WorkerProcess?
             if preparing[key] != nil {
                 await withCheckedContinuation { preparing[key, default: []].append($0) }
+                guard !voided(invocation) else { return voidedResult(invocation) }
             }
             if let id = spares.removeValue(forKey: key), let entry = live[id] {
                 if entry.binding == binding {
@@ -209,6 +212,8 @@ public actor WorkerPool: ToolExecutor {
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
             await acquire(key)
             defer { release(key) }
+            // Waiting on the lane may have taken long: a revoke meanwhile voids the call.
+            guard !voided(invocation) else { return voidedResult(invocation) }
             let binding = Binding(invocation)
             var worker: WorkerProcess?
             if let id = warm[key], let entry = live[id] {
@@ -357,6 +362,11 @@ public actor WorkerPool: ToolExecutor {
                 spareKey: nil, lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
             await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
+            // A retirement that ran while this worker was being confined could not see it.
+            if voided(invocation) {
+                await destroy(id, reason: .sessionRevoked, detail: "retired while it was being confined")
+                return .failure(SandboxError(.retired, "the session, its lease or its workspace was retired meanwhile"))
+            }
         case .failure(let error):
             logger.error("worker spawn failed", metadata: ["error": "\(error)", "tier": "\(binding.tier.name)"])
             await onEvent(event(.spawnFailed, nil, binding, reason: nil, detail: error.description))
@@ -507,23 +517,26 @@ public actor WorkerPool: ToolExecutor {
 
     /// Destroys every worker of the session (every lease).
     public func retire(session sessionID: String, reason: WorkerRetirement) async {
-        remember("s:" + sessionID)
+        pruneRetirements()
+        sessionRetiredAt[sessionID] = .now
         await destroyAll(where: { $0.sessionID == sessionID }, reason: reason)
     }
 
     /// Destroys the session's workers of any lease but `currentLease`.
     public func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async {
+        pruneRetirements()
         if let currentLease {
-            self.currentLease[sessionID] = currentLease
+            leaseRenewedAt[sessionID] = (currentLease, .now)
         } else {
-            remember("s:" + sessionID)
+            sessionRetiredAt[sessionID] = .now
         }
         await destroyAll(where: { $0.sessionID == sessionID && $0.leaseID != currentLease }, reason: reason)
     }
 
     /// Destroys every worker bound to the workspace.
     public func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async {
-        remember("w:" + tenantID + "|" + workspaceID)
+        pruneRetirements()
+        workspaceRetiredAt[tenantID + "|" + workspaceID] = .now
         await destroyAll(where: { $0.tenantID == tenantID && $0.workspaceID == workspaceID }, reason: reason)
     }
 
@@ -534,18 +547,32 @@ public actor WorkerPool: ToolExecutor {
         await destroyAll(where: { _ in true }, reason: .shutdown)
     }
 
-    private func remember(_ retirement: String) {
-        if retired.count >= 10_000 {
-            retired.removeAll()
-            currentLease.removeAll()
-        }
-        retired.insert(retirement)
+    private func pruneRetirements() {
+        guard sessionRetiredAt.count + workspaceRetiredAt.count + leaseRenewedAt.count > 10_000 else { return }
+        let cutoff = ContinuousClock.now - .seconds(3600)
+        sessionRetiredAt = sessionRetiredAt.filter { $0.value > cutoff }
+        workspaceRetiredAt = workspaceRetiredAt.filter { $0.value > cutoff }
+        leaseRenewedAt = leaseRenewedAt.filter { $0.value.at > cutoff }
     }
 
-    private func isRetired(_ binding: Binding) -> Bool {
-        retired.contains("s:" + binding.sessionID)
-            || retired.contains("w:" + binding.tenantID + "|" + binding.workspaceID)
-            || currentLease[binding.sessionID].map { $0 != binding.leaseID } ?? false
+    /// Whether something retired the invocation's session, lease or workspace at or after the
+    /// moment the gateway authorized it.
+    private func voided(_ invocation: ToolInvocation) -> Bool {
+        let since = invocation.authorizedAt
+        if let at = sessionRetiredAt[invocation.sessionID], at >= since { return true }
+        if let at = workspaceRetiredAt[invocation.tenantID + "|" + invocation.workspaceID], at >= since { return true }
+        if let renewal = leaseRenewedAt[invocation.sessionID], renewal.at >= since, renewal.lease != invocation.leaseID {
+            return true
+        }
+        return false
+    }
+
+    private func voidedResult(_ invocation: ToolInvocation) -> ToolExecution {
+        ToolExecution(
+            outcome: .failed(
+                code: "worker_destroyed",
+                message: "the session, its lease or its workspace was retired after this call was authorized; it did not run"),
+            workerID: nil, isolation: invocation.tier.isolation)
     }
 
     // MARK: Spares
@@ -566,8 +593,7 @@ public actor WorkerPool: ToolExecutor {
     private func prepareSpare(for invocation: ToolInvocation) async {
         let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
         let binding = Binding(invocation)
-        guard !shuttingDown, spares[key] == nil, !isRetired(binding),
-            invocation.leaseExpiresAt.timeIntervalSinceNow > 1
+        guard !shuttingDown, spares[key] == nil, !voided(invocation), invocation.leaseExpiresAt.timeIntervalSinceNow > 1
         else { return }
         preparing[key] = []
         defer {
@@ -575,7 +601,7 @@ public actor WorkerPool: ToolExecutor {
         }
         guard case .success(let worker) = await spawn(for: invocation, warmKey: nil) else { return }
         // The spawn took time: a retirement, another spare or shutdown may have come meanwhile.
-        if shuttingDown || spares[key] != nil || isRetired(binding) {
+        if shuttingDown || spares[key] != nil || voided(invocation) {
             await destroy(worker.id, reason: shuttingDown ? .shutdown : .sessionRevoked)
             return
         }

@@ -190,6 +190,31 @@ import Testing
         await pool.shutdown()
     }
 
+    /// Found in review: a call queued on a warm lane behind a revoke used to spawn a fresh worker
+    /// and run after the revoke, and that worker outlived it.
+    @Test func aCallAuthorizedBeforeARevokeNeverRunsAfterIt() async throws {
+        let (pool, log) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("queued")
+        let warmExec = SandboxFixture.tier(.exec, isolation: .session)
+        async let first = pool.execute(invocation("shell.run", #"{"command":"sleep 2"}"#, tier: warmExec, root: root))
+        let spawned = await log.first { $0.kind == .spawned }
+        let queued = invocation("shell.run", #"{"command":"echo ran > /workspace/after.txt"}"#, tier: warmExec, root: root)
+        async let second = pool.execute(queued)
+        await pool.retire(session: "s1", reason: .sessionRevoked)
+        let (a, b) = await (first, second)
+        guard case .failed("worker_destroyed", _) = a.outcome, case .failed("worker_destroyed", _) = b.outcome else {
+            Issue.record("both calls must be voided: \(a.outcome) \(b.outcome)")
+            return
+        }
+        #expect(!FileManager.default.fileExists(atPath: root + "/after.txt"))
+        #expect(await pool.liveWorkerCount == 0)
+        #expect(await log.events.contains { $0.workerID == spawned.workerID && $0.reason == .sessionRevoked })
+        // A later session is unaffected.
+        let later = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: warmExec, root: root, session: "s2"))
+        #expect(resultObject(later)["exit_code"] as? Int == 0)
+        await pool.shutdown()
+    }
+
     @Test func aLeaseEndDestroysItsWarmWorkerByATimer() async throws {
         let (pool, log) = try makePool()
         let root = try SandboxFixture.temporaryDirectory("lease")

@@ -10,4 +10,7 @@ public struct CallContext: Sendable {
     public let scope: Scope
     /// The MCP connection the request arrived on.
     public let connectionID: String
+    /// When the session was read: a retirement (revoke, renewal, hand-off, workspace removal)
+    /// from this moment on voids the call in the worker pool, however long it waited to get there.
+    public var readAt: ContinuousClock.Instant = .now
 }

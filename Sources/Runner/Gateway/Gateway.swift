@@ -108,6 +108,7 @@ public final class Gateway: Sendable {
         }
         let verified = try verifyCached(token)
         let claim = verified.claim
+        let readAt = ContinuousClock.now
         let session: Session
         do {
             guard let found = try await store.session(id: claim.sessionID) else {
@@ -143,7 +144,7 @@ public final class Gateway: Sendable {
         let scope = try Scope(
             session: session, claimAllowedTools: claim.allowedTools, endpointServer: endpointServer,
             catalog: resolver.catalog)
-        return CallContext(claim: verified, session: session, scope: scope, connectionID: connectionID)
+        return CallContext(claim: verified, session: session, scope: scope, connectionID: connectionID, readAt: readAt)
     }
 
     private func verifyCached(_ token: String) throws(Refusal) -> VerifiedClaim {
@@ -462,7 +463,8 @@ public final class Gateway: Sendable {
             tool: tool, tier: Self.workerTier(tier, settings), arguments: encoded, tenantID: workspace.tenantID,
             workspaceID: workspace.workspaceID, workspaceRoot: workspace.root, workspaceReadOnly: workspace.readOnly,
             sessionID: context.session.id, actorID: context.session.actorID, leaseID: context.session.lease.id,
-            leaseExpiresAt: context.session.lease.expiresAt, policyVersion: policyVersion)
+            leaseExpiresAt: context.session.lease.expiresAt, policyVersion: policyVersion,
+            authorizedAt: context.readAt)
         let execution = await executor.execute(invocation)
         let outcome = execution.outcome
         if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
