@@ -214,7 +214,10 @@ static const char *const csb_proc_ro[] = {
 
 static void csb_setup_dev(const struct csb_ctx *c) {
     CSB_TRY(c, mkdir("/newroot/dev", 0755), CSB_STAGE_MOUNT_DEV);
-    CSB_TRY(c, mount("tmpfs", "/newroot/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755"),
+    // Small and, once populated, read-only: a worker must not be able to fill memory through a
+    // writable tmpfs at /dev (found in review: unbounded, it held gigabytes). Writes to the bound
+    // device nodes still work: each is its own mount of the host's node.
+    CSB_TRY(c, mount("tmpfs", "/newroot/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k,nr_inodes=64"),
             CSB_STAGE_MOUNT_DEV);
     char src[32] = "/oldroot/dev/";
     char dst[32] = "/newroot/dev/";
@@ -226,6 +229,8 @@ static void csb_setup_dev(const struct csb_ctx *c) {
     }
     for (size_t i = 0; i < sizeof csb_dev_links / sizeof csb_dev_links[0]; i++)
         CSB_TRY(c, symlink(csb_dev_links[i][0], csb_dev_links[i][1]), CSB_STAGE_MOUNT_DEV);
+    CSB_TRY(c, mount(NULL, "/newroot/dev", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL),
+            CSB_STAGE_MOUNT_DEV);
 }
 
 static void csb_setup_proc(const struct csb_ctx *c) {

@@ -77,7 +77,8 @@ import Testing
             echo "uid=$(id -u)"; echo "pid=$$"; ls -a /; cat /workspace/mine.txt; echo;
             grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status;
             cat \(theirs)/secret.txt 2>&1; ls /proc | grep -cE '^[0-9]+$';
-            cat /proc/net/dev | tail -n +3 | cut -d: -f1; touch /usr/x 2>&1; echo hi > /workspace/new.txt && echo wrote
+            cat /proc/net/dev | tail -n +3 | cut -d: -f1; touch /usr/x 2>&1; echo hi > /workspace/new.txt && echo wrote;
+            echo x > /dev/null && echo devnull-ok; head -c 100000 /dev/zero > /dev/fill 2>&1 || echo dev-refused
             """
         let execution = await pool.execute(
             invocation("shell.run", try jsonString(["command": script]), tier: SandboxFixture.tier(.exec), root: mine))
@@ -93,6 +94,10 @@ import Testing
         #expect(!stdout.contains("GLOBEX-SECRET-CANARY"))
         #expect(stdout.contains("No such file or directory"))
         #expect(stdout.contains("wrote"))
+        // /dev is read-only (found in review: a writable, unbounded tmpfs there held gigabytes),
+        // and its device nodes still work.
+        #expect(stdout.contains("devnull-ok"))
+        #expect(stdout.contains("dev-refused"))
         // The root holds what the plan mounts and nothing of the host's (no home, var, srv, opt).
         for host in ["home", "root", "var", "srv", "opt", "boot", "sys", "run"] {
             #expect(!stdout.split(separator: "\n").contains(Substring(host)), "/\(host) visible: \(stdout)")
