@@ -19,6 +19,7 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
@@ -91,7 +92,7 @@ struct csb_ll_path_beneath {
 // ---- What the parent prepares ------------------------------------------------------------------
 
 struct csb_prep_bind {
-    char *src;  // "/oldroot" + realpath(source); NULL = skip (optional and missing)
+    char *src;  // "/oldroot" + realpath(source) (or + source, unresolved, when pinned); NULL = skip
     char *dst;  // "/newroot" + target
     int flags;
 };
@@ -197,6 +198,33 @@ static int csb_bind_one(char *src, char *dst, int recursive) {
     }
     if (mount(src, dst, NULL, MS_BIND | (recursive ? MS_REC : 0), NULL) < 0) return -1;
     return 0;
+}
+
+// A workspace root: opened with openat2(RESOLVE_NO_SYMLINKS) and bound through the child's own
+// descriptor (/proc/self/fd/N), so a root path that had a component swapped for a symlink after
+// registration fails (ELOOP) instead of binding whatever the symlink names. Found in review.
+static int csb_bind_pinned(const char *src, char *dst) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    long fd = syscall(SYS_openat2, AT_FDCWD, src, &how, sizeof how);
+    if (fd < 0) return -1;
+    // "/oldroot/proc/self/fd/" + the number, built by hand: snprintf is not async-signal-safe.
+    char link[48] = "/oldroot/proc/self/fd/";
+    char digits[16];
+    int n = 0;
+    long v = fd;
+    do digits[n++] = (char)('0' + v % 10), v /= 10;
+    while (v > 0 && n < (int)sizeof digits);
+    size_t at = strlen(link);
+    while (n > 0) link[at++] = digits[--n];
+    link[at] = 0;
+    int rc = csb_bind_one(link, dst, 1);
+    int saved = errno;
+    close((int)fd);
+    errno = saved;
+    return rc;
 }
 
 static const char *const csb_dev_nodes[] = {"null", "zero", "full", "random", "urandom"};
@@ -387,7 +415,9 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     for (int i = 0; i < c->bind_count; i++) {
         struct csb_prep_bind *b = &c->binds[i];
         if (!b->src) continue;
-        if (csb_bind_one(b->src, b->dst, 1) < 0) {
+        if (b->flags & CSB_BIND_PINNED) {
+            CSB_TRY(c, csb_bind_pinned(b->src, b->dst), CSB_STAGE_MOUNT_BIND);
+        } else if (csb_bind_one(b->src, b->dst, 1) < 0) {
             if (errno == ENOENT && (b->flags & CSB_BIND_OPTIONAL)) continue;
             csb_child_fail(c, CSB_STAGE_MOUNT_BIND, errno);
         }
@@ -586,6 +616,14 @@ static int csb_ctx_prepare(struct csb_ctx *c, const struct csb_spawn_spec *s, in
         const char *dst = last ? s->exec_target : s->binds[i].target;
         int flags = last ? (CSB_BIND_READONLY | CSB_BIND_EXEC) : s->binds[i].flags;
         c->binds[i].flags = flags;
+        if (flags & CSB_BIND_PINNED) {
+            // Not resolved here: the child opens it beneath /oldroot without following any
+            // symlink and binds exactly what it opened (see csb_bind_pinned).
+            c->binds[i].src = csb_join("/oldroot", src);
+            c->binds[i].dst = csb_join("/newroot", dst);
+            if (!c->binds[i].src || !c->binds[i].dst) return CSB_STAGE_SPEC;
+            continue;
+        }
         if (!realpath(src, real)) {
             if (errno == ENOENT && (flags & CSB_BIND_OPTIONAL)) continue;
             *err = errno;

@@ -14,6 +14,8 @@ struct SpawnPlan: Sendable {
         var readOnly: Bool
         var executable: Bool = false
         var optional: Bool = false
+        /// Bound through a descriptor opened without following symlinks (workspace roots).
+        var pinned: Bool = false
     }
 
     struct LandlockRule: Sendable, Hashable {
@@ -60,7 +62,7 @@ extension SpawnPlan {
                 source: arena.string(bind.source), target: arena.string(bind.target),
                 flags: ((bind.readOnly ? Int32(CSB_BIND_READONLY) : 0)
                     | (bind.executable ? Int32(CSB_BIND_EXEC) : 0)
-                    | (bind.optional ? Int32(CSB_BIND_OPTIONAL) : 0)))
+                    | (bind.optional ? Int32(CSB_BIND_OPTIONAL) : 0) | (bind.pinned ? Int32(CSB_BIND_PINNED) : 0)))
         }
         var linksC = symlinks.map { csb_symlink(target: arena.string($0.target), linkpath: arena.string($0.link)) }
         var rulesC = landlock.map { rule in

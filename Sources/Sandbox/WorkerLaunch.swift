@@ -50,7 +50,12 @@ public struct WorkerLaunch: Sendable {
     ) -> SpawnPlan {
         let exec = tier.profile == .exec
         let readOnly = workspaceReadOnly || tier.profile == .read
-        var binds = [SpawnPlan.Bind(source: root, target: WorkerProtocol.workspacePath, readOnly: readOnly, executable: exec)]
+        // Pinned: a registered root whose path was swapped for a symlink after registration is
+        // refused, never followed (found in review: it let one tenant read another's root).
+        var binds = [
+            SpawnPlan.Bind(
+                source: root, target: WorkerProtocol.workspacePath, readOnly: readOnly, executable: exec, pinned: true)
+        ]
         var symlinks: [(target: String, link: String)] = []
         var directories: [String] = []
         var landlock = [

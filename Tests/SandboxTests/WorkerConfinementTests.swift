@@ -106,6 +106,32 @@ import Testing
         await pool.shutdown()
     }
 
+    /// Found in review: a registered root whose path was later replaced by a symlink to another
+    /// tenant's root was followed at spawn. The root is now opened without following symlinks
+    /// and bound through that descriptor.
+    @Test func aRootSwappedForASymlinkIsRefusedNotFollowed() async throws {
+        let (pool, _) = try makePool()
+        let base = try SandboxFixture.temporaryDirectory("swap")
+        let victim = base + "/acme"
+        let root = base + "/globex/ws"
+        try FileManager.default.createDirectory(atPath: victim, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        try "ACME-SWAP-CANARY".write(toFile: victim + "/notes.txt", atomically: true, encoding: .utf8)
+        try "globex".write(toFile: root + "/notes.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.moveItem(atPath: root, toPath: root + ".old")
+        try FileManager.default.createSymbolicLink(atPath: root, withDestinationPath: victim)
+        let execution = await pool.execute(
+            invocation("repo.read_file", #"{"path":"notes.txt"}"#, tier: SandboxFixture.tier(.read), root: root, tenant: "globex"))
+        guard case .failed(let code, let message) = execution.outcome else {
+            Issue.record("a swapped root must not be served: \(execution.outcome)")
+            return
+        }
+        #expect(code == "worker_unavailable")
+        #expect(message.contains("mount_bind"), "\(message)")
+        #expect(!message.contains("ACME-SWAP-CANARY"))
+        await pool.shutdown()
+    }
+
     @Test func aReadWorkerCannotWriteItsWorkspace() async throws {
         let (pool, _) = try makePool()
         let root = try SandboxFixture.temporaryDirectory("ro")

@@ -18,6 +18,11 @@ enum {
     CSB_BIND_OPTIONAL = 1 << 1,
     /// Allow executing files from this mount (otherwise MS_NOEXEC). nosuid and nodev are always set.
     CSB_BIND_EXEC = 1 << 2,
+    /// The source must be a directory reached without any symlink: the runner opens it with
+    /// openat2(RESOLVE_NO_SYMLINKS) before clone and the child binds exactly that directory
+    /// through the descriptor, so a path swapped for a symlink afterwards changes nothing
+    /// (workspace roots).
+    CSB_BIND_PINNED = 1 << 3,
 };
 
 /// One bind mount: `source` (an absolute host path, file or directory) appears at `target`
