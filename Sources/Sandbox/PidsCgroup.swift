@@ -33,11 +33,18 @@ struct PidsCgroup: Sendable {
             } else {
                 continue
             }
-            let parent = base + "/leasehold-workers"
-            mkdir(parent, 0o755)
-            if access(parent, W_OK) == 0, FileManager.default.fileExists(atPath: parent + "/cgroup.procs") {
-                return PidsCgroup(parent: parent)
+            let shared = base + "/leasehold-workers"
+            mkdir(shared, 0o755)
+            guard access(shared, W_OK) == 0, FileManager.default.fileExists(atPath: shared + "/cgroup.procs") else {
+                continue
             }
+            sweep(shared)
+            // One subtree per runner process, so a runner can tell its leftovers from a live
+            // neighbour's: a runner killed outright (its workers die by PDEATHSIG) leaves empty
+            // cgroups, which the next runner on this host removes.
+            let parent = shared + "/runner-\(getpid())"
+            mkdir(parent, 0o755)
+            if access(parent, W_OK) == 0 { return PidsCgroup(parent: parent) }
         }
         return nil
     }
@@ -53,6 +60,20 @@ struct PidsCgroup: Sendable {
             return nil
         }
         return directory
+    }
+
+    /// Removes the subtrees of runners that are gone (`runner-<pid>` with no such process); a
+    /// cgroup that still holds a process refuses rmdir and stays.
+    private static func sweep(_ shared: String) {
+        guard let runners = try? FileManager.default.contentsOfDirectory(atPath: shared) else { return }
+        for runner in runners where runner.hasPrefix("runner-") {
+            guard let pid = Int32(runner.dropFirst("runner-".count)), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            let directory = shared + "/" + runner
+            for worker in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] where worker.hasPrefix("wkr_") {
+                rmdir(directory + "/" + worker)
+            }
+            rmdir(directory)
+        }
     }
 
     /// Removes a worker's cgroup once its processes are gone.

@@ -128,6 +128,12 @@ public actor WorkerPool: ToolExecutor {
     private let spareRequests: AsyncStream<ToolInvocation>
     private let spareContinuation: AsyncStream<ToolInvocation>.Continuation
     private let spareIdleTimeout: Duration
+    /// Calls in flight per session, and the most allowed: one session cannot hold the runner's
+    /// workers (found in review: 24 concurrent shell.run calls got 24 exec workers).
+    private var inFlight: [String: Int] = [:]
+    private let maximumCallsPerSession: Int
+    /// The most live workers (warm, spares and in-flight per-call workers) on this runner.
+    private let maximumWorkers: Int
     private var lanes: [WarmKey: Lane] = [:]
     private var shuttingDown = false
 
@@ -138,6 +144,7 @@ public actor WorkerPool: ToolExecutor {
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
         launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
+        maximumCallsPerSession: Int = 8, maximumWorkers: Int = 512,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
@@ -152,6 +159,8 @@ public actor WorkerPool: ToolExecutor {
         self.reapThread = NIOThreadPool(numberOfThreads: 1)
         self.reapThread.start()
         self.spareIdleTimeout = spareIdleTimeout
+        self.maximumCallsPerSession = maximumCallsPerSession
+        self.maximumWorkers = maximumWorkers
         (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
 
@@ -175,6 +184,18 @@ public actor WorkerPool: ToolExecutor {
                 workerID: nil, isolation: isolation)
         }
         guard !voided(invocation) else { return voidedResult(invocation) }
+        guard inFlight[invocation.sessionID, default: 0] < maximumCallsPerSession else {
+            return ToolExecution(
+                outcome: .failed(
+                    code: "too_many_calls",
+                    message: "session \(invocation.sessionID) already has \(maximumCallsPerSession) calls in flight; wait for one to finish"),
+                workerID: nil, isolation: isolation)
+        }
+        inFlight[invocation.sessionID, default: 0] += 1
+        defer {
+            inFlight[invocation.sessionID, default: 1] -= 1
+            if inFlight[invocation.sessionID] == 0 { inFlight[invocation.sessionID] = nil }
+        }
         switch isolation {
         case .call:
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
@@ -353,6 +374,15 @@ public actor WorkerPool: ToolExecutor {
 
     private func spawn(for invocation: ToolInvocation, warmKey: WarmKey?) async -> Result<WorkerProcess, SandboxError> {
         let binding = Binding(invocation)
+        if live.count >= maximumWorkers {
+            // Spares go first: they are only a head start.
+            if let (id, _) = live.first(where: { $0.value.spareKey != nil }) {
+                await destroy(id, reason: .idle, detail: "made room under the runner's worker limit")
+            } else {
+                return .failure(
+                    SandboxError(.spawnFailed, "the runner is at its limit of \(maximumWorkers) live workers; retry shortly"))
+            }
+        }
         let id = "wkr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let result = await spawnConfined(id: id, binding: binding)
         switch result {

@@ -168,13 +168,10 @@ private final class FrameHandler: ChannelInboundHandler {
 
     private var decoder = FrameDecoder()
     private var waiting: EventLoopPromise<Frame>?
-    private var ready: [Frame] = []
     private var closed = false
 
     func expect(_ promise: EventLoopPromise<Frame>) {
-        if !ready.isEmpty {
-            promise.succeed(ready.removeFirst())
-        } else if closed {
+        if closed {
             promise.fail(ExchangeError.closed)
         } else {
             waiting?.fail(ExchangeError.closed)
@@ -187,14 +184,15 @@ private final class FrameHandler: ChannelInboundHandler {
         if let bytes = buffer.readBytes(length: buffer.readableBytes) { decoder.append(bytes) }
         do {
             while let frame = try decoder.next() {
-                if let waiting {
-                    self.waiting = nil
-                    waiting.succeed(frame)
-                } else {
-                    // A frame nobody asked for is a protocol violation; keep it for the next
-                    // exchange to see (it will not match what that exchange expects).
-                    ready.append(frame)
+                guard let waiting else {
+                    // A frame nobody asked for breaks the one-exchange-at-a-time protocol; a
+                    // worker doing it is not trusted with another call (and could otherwise make
+                    // the runner buffer without bound). Closing the channel destroys it.
+                    context.close(promise: nil)
+                    return
                 }
+                self.waiting = nil
+                waiting.succeed(frame)
             }
         } catch {
             waiting?.fail(ExchangeError.malformed(error.reason))

@@ -387,3 +387,43 @@ import Testing
 func jsonString(_ object: [String: Any]) throws -> String {
     String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self)
 }
+
+/// Found in review: one session could hold any number of workers at once.
+@Suite(.timeLimit(.minutes(1))) struct WorkerCapacityTests {
+    @Test func aSessionHasABoundedNumberOfCallsInFlight() async throws {
+        let log = EventLog()
+        let pool = WorkerPool(
+            launch: try SandboxFixture.launch(), maximumCallsPerSession: 2, onEvent: { await log.record($0) })
+        let root = try SandboxFixture.temporaryDirectory("cap")
+        let exec = SandboxFixture.tier(.exec)
+        async let one = pool.execute(invocation("shell.run", #"{"command":"sleep 1"}"#, tier: exec, root: root))
+        async let two = pool.execute(invocation("shell.run", #"{"command":"sleep 1"}"#, tier: exec, root: root))
+        _ = await log.first { $0.kind == .spawned }
+        let third = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root))
+        let other = await pool.execute(invocation("shell.run", #"{"argv":["true"]}"#, tier: exec, root: root, session: "s2"))
+        let (a, b) = await (one, two)
+        guard case .failed("too_many_calls", _) = third.outcome else {
+            Issue.record("the third concurrent call must be refused: \(third.outcome)")
+            return
+        }
+        #expect(resultObject(other)["exit_code"] as? Int == 0, "another session is not affected")
+        #expect(resultObject(a)["exit_code"] as? Int == 0)
+        #expect(resultObject(b)["exit_code"] as? Int == 0)
+        await pool.shutdown()
+    }
+
+    /// A runner killed outright leaves its workers' (empty) pids cgroups; the next runner on the
+    /// host removes those of runners that are gone, and never a live runner's.
+    @Test(.enabled(if: PidsCgroup.detect() != nil, "needs a writable pids cgroup (root, or a delegated v2 subtree)"))
+    func cgroupsOfRunnersThatAreGoneAreSwept() throws {
+        let mine = try #require(PidsCgroup.detect()).parent
+        let shared = URL(fileURLWithPath: mine).deletingLastPathComponent().path
+        // A pid that cannot be running: above the kernel's pid_max.
+        let gone = shared + "/runner-2147483646"
+        #expect(mkdir(gone, 0o755) == 0 || errno == EEXIST)
+        #expect(mkdir(gone + "/wkr_leftover", 0o755) == 0 || errno == EEXIST)
+        _ = PidsCgroup.detect()
+        #expect(!FileManager.default.fileExists(atPath: gone))
+        #expect(FileManager.default.fileExists(atPath: mine), "a live runner's subtree stays")
+    }
+}

@@ -35,6 +35,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var workerExecutable: String?
     /// A warm worker without a call for this long is destroyed, seconds (default 300).
     public var workerIdleTimeoutSeconds: Int?
+    /// Calls one session may have in flight at once (default 8).
+    public var workerMaxCallsPerSession: Int?
+    /// Live workers this runner may hold (default 512).
+    public var workerMaxLive: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -48,6 +52,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case nodeID = "node_id"
         case workerExecutable = "worker_executable"
         case workerIdleTimeoutSeconds = "worker_idle_timeout_seconds"
+        case workerMaxCallsPerSession = "worker_max_calls_per_session"
+        case workerMaxLive = "worker_max_live"
     }
 
     /// An empty configuration (every default).

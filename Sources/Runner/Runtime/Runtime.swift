@@ -88,7 +88,9 @@ public struct Runtime: Sendable {
             executable: config.workerExecutable ?? WorkerLaunch.defaultExecutable(),
             supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
-            launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300), logger: logger,
+            launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
+            maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
+            maximumWorkers: max(1, config.workerMaxLive ?? 512), logger: logger,
             onEvent: { event in _ = try? await audit.append(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
