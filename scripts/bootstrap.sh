@@ -11,8 +11,9 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 # libc6-dev: the sandbox tests compile their syscall probe statically (gcc -static).
-# wfuzz: its Traversal wordlist feeds the path attack tests. bubblewrap, firejail: benchmark peers.
-packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail)
+# wfuzz: its Traversal wordlist feeds the path attack tests. bubblewrap, firejail: benchmark peers;
+# wrk: the benchmark load generator. procps: pgrep, which attack tests use to find leftover processes.
+packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail wrk procps)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do
