@@ -13,7 +13,8 @@ fi
 # libc6-dev: the sandbox tests compile their syscall probe statically (gcc -static).
 # wfuzz: its Traversal wordlist feeds the path attack tests. bubblewrap, firejail: benchmark peers;
 # wrk: the benchmark load generator. procps: pgrep, which attack tests use to find leftover processes.
-packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail wrk procps)
+# python3, strace, curl: what the shell attack tests run inside workers (they see the host's /usr).
+packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail wrk procps python3 strace curl)
 python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do
