@@ -47,6 +47,26 @@ import Testing
 
     /// The server and a `leasehold` CLI command append to the same file: neither may reuse the
     /// other's sequence numbers or break the chain (the head is read in the write transaction).
+    /// Worker lifecycle records are queued without waiting for their commit, but they take their
+    /// place in the one chain in order: a durable append after them finds them written before it.
+    @Test func recordsQueuedWithoutWaitingKeepTheirPlaceInTheChain() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        try await log.append(AuditEvent("call.intent"))
+        await log.appendWithoutWaiting(AuditEvent("worker.spawned"))
+        await log.appendWithoutWaiting(AuditEvent("worker.destroyed"))
+        let last = try await log.append(AuditEvent("call.outcome"))
+        #expect(last == 4)
+        let records = try log.records(limit: 10)
+        #expect(records.compactMap(\.event?.event).sorted() == ["call.intent", "call.outcome", "worker.destroyed", "worker.spawned"])
+        let bySeq = Dictionary(uniqueKeysWithValues: records.map { ($0.seq, $0.event?.event ?? "") })
+        #expect(bySeq[2] == "worker.spawned" && bySeq[3] == "worker.destroyed")
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 4)
+    }
+
     @Test func twoWritersOnOneFileKeepOneChain() async throws {
         let path = try temporaryPath()
         let server = try AuditLog(path: path, node: "server")

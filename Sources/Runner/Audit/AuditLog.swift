@@ -130,7 +130,8 @@ public actor AuditLog {
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
     public nonisolated let node: String
-    private var pending: [(Encoded, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>)] = []
+    /// Records waiting for the writer, with the caller waiting for durability (nil: nobody waits).
+    private var pending: [(Encoded, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>?)] = []
     private var committing = false
     private var committedBatches = 0
 
@@ -190,6 +191,30 @@ public actor AuditLog {
         return try await enqueue(encoded).get()
     }
 
+    /// Queues `event` into the chain (in order, in the next commit) without waiting for it to be
+    /// durable. For records no decision waits on — worker spawns and destructions, whose call
+    /// already has its durable intent record naming the worker — so a call does not pay an fsync
+    /// for each. A record that cannot be written is logged by the writer's failure path only.
+    public nonisolated func appendWithoutWaiting(_ event: AuditEvent) async {
+        var event = event
+        let time = event.time ?? Date()
+        event.time = time
+        if event.node == nil { event.node = node }
+        guard let data = try? Self.encoder.encode(event) else { return }
+        await enqueueWithoutWaiting(
+            Encoded(
+                body: String(decoding: data, as: UTF8.self), time: time.formatted(Self.timeFormat),
+                tenant: event.tenant, session: event.session, event: event.event))
+    }
+
+    private func enqueueWithoutWaiting(_ encoded: Encoded) {
+        pending.append((encoded, nil))
+        if !committing {
+            committing = true
+            Task { await self.commitPending() }
+        }
+    }
+
     private func enqueue(_ encoded: Encoded) async -> Result<Int64, AuditUnavailable> {
         await withCheckedContinuation { continuation in
             pending.append((encoded, continuation))
@@ -209,11 +234,11 @@ public actor AuditLog {
                 let seqs = try insert(batch.map(\.0))
                 committedBatches += 1
                 for (index, (_, continuation)) in batch.enumerated() {
-                    continuation.resume(returning: .success(seqs[index]))
+                    continuation?.resume(returning: .success(seqs[index]))
                 }
             } catch {
                 let failure = AuditUnavailable(description: "the audit log cannot be written: \(error)")
-                for (_, continuation) in batch { continuation.resume(returning: .failure(failure)) }
+                for (_, continuation) in batch { continuation?.resume(returning: .failure(failure)) }
             }
         }
         committing = false

@@ -91,7 +91,7 @@ public struct Runtime: Sendable {
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
             maximumWorkers: max(1, config.workerMaxLive ?? 512), logger: logger,
-            onEvent: { event in _ = try? await audit.append(AuditEvent(worker: event)) })
+            onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
