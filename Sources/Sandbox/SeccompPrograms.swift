@@ -3,7 +3,7 @@ import Synchronization
 
 /// Seccomp programs, compiled once per (profile, stage) with libseccomp in the runner and reused
 /// for every worker (DESIGN.md §5: compiled once in the parent).
-final class SeccompPrograms: Sendable {
+public final class SeccompPrograms: Sendable {
     private let compiled = Mutex<[Key: [UInt8]]>([:])
 
     private struct Key: Hashable {
@@ -47,8 +47,8 @@ final class SeccompPrograms: Sendable {
         }
     }
 
-    /// The syscalls a profile's TIER filter allows, for doctor and explain.
-    static func describe(_ profile: SeccompProfileName) -> String {
+    /// The syscalls a profile's TIER filter allows (comma-separated), for doctor.
+    public static func describe(_ profile: SeccompProfileName) -> String {
         String(cString: csb_seccomp_describe(cProfile(profile)))
     }
 }

@@ -79,8 +79,8 @@ extension SpawnPlan {
                     rulesC.withUnsafeMutableBufferPointer { rules in
                         fds.withUnsafeMutableBufferPointer { fds in
                             var spec = csb_spawn_spec()
-                            spec.executable = arena.constString(executable)
-                            spec.exec_target = arena.constString(execTarget)
+                            spec.executable = arena.string(executable)
+                            spec.exec_target = arena.string(execTarget)
                             spec.argv = argvC
                             spec.envp = envC
                             spec.binds = UnsafePointer(binds.baseAddress)
@@ -92,7 +92,7 @@ extension SpawnPlan {
                             spec.tmp_size = tmpSize
                             spec.inner_uid = innerUID
                             spec.inner_gid = innerGID
-                            spec.hostname = arena.constString(hostname)
+                            spec.hostname = arena.string(hostname)
                             spec.limits = csb_limits(
                                 cpu_seconds: cpuSeconds, address_space: addressSpace, file_size: fileSize,
                                 open_files: openFiles, processes: processes)
@@ -128,8 +128,6 @@ private struct CStringArena {
     mutating func string(_ value: String) -> UnsafePointer<CChar> {
         UnsafePointer(mutableString(value))
     }
-
-    mutating func constString(_ value: String) -> UnsafePointer<CChar> { string(value) }
 
     private mutating func mutableString(_ value: String) -> UnsafeMutablePointer<CChar> {
         let copy = strdup(value)!

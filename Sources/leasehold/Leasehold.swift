@@ -129,6 +129,10 @@ struct Doctor: AsyncParsableCommand {
         } else {
             print("tiers:           cannot read \(policies) (leasehold policy check --policies \(policies) says why)")
         }
+        for profile in SeccompProfileName.allCases {
+            let allowed = SeccompPrograms.describe(profile).split(separator: ",")
+            print("seccomp \(profile):".padding(toLength: 17, withPad: " ", startingAt: 0) + "\(allowed.count) syscalls allowed")
+        }
         await selfTest(worker: worker)
     }
 
