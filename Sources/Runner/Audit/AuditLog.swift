@@ -178,16 +178,9 @@ public actor AuditLog {
     /// - Throws: ``AuditUnavailable`` when it could not be written; callers must not proceed.
     @discardableResult
     public nonisolated func append(_ event: AuditEvent) async throws(AuditUnavailable) -> Int64 {
-        var event = event
-        let time = event.time ?? Date()
-        event.time = time
-        if event.node == nil { event.node = node }
-        guard let data = try? Self.encoder.encode(event) else {
+        guard let encoded = encode(event) else {
             throw AuditUnavailable(description: "cannot encode an audit record for \(event.event)")
         }
-        let encoded = Encoded(
-            body: String(decoding: data, as: UTF8.self), time: time.formatted(Self.timeFormat), tenant: event.tenant,
-            session: event.session, event: event.event)
         return try await enqueue(encoded).get()
     }
 
@@ -196,32 +189,38 @@ public actor AuditLog {
     /// already has its durable intent record naming the worker — so a call does not pay an fsync
     /// for each. A record that cannot be written is logged by the writer's failure path only.
     public nonisolated func appendWithoutWaiting(_ event: AuditEvent) async {
+        guard let encoded = encode(event) else { return }
+        await enqueueWithoutWaiting(encoded)
+    }
+
+    /// Stamps time and node and encodes, in the caller's task (see ``Encoded``).
+    private nonisolated func encode(_ event: AuditEvent) -> Encoded? {
         var event = event
         let time = event.time ?? Date()
         event.time = time
         if event.node == nil { event.node = node }
-        guard let data = try? Self.encoder.encode(event) else { return }
-        await enqueueWithoutWaiting(
-            Encoded(
-                body: String(decoding: data, as: UTF8.self), time: time.formatted(Self.timeFormat),
-                tenant: event.tenant, session: event.session, event: event.event))
-    }
-
-    private func enqueueWithoutWaiting(_ encoded: Encoded) {
-        pending.append((encoded, nil))
-        if !committing {
-            committing = true
-            Task { await self.commitPending() }
-        }
+        guard let data = try? Self.encoder.encode(event) else { return nil }
+        return Encoded(
+            body: String(decoding: data, as: UTF8.self), time: time.formatted(Self.timeFormat), tenant: event.tenant,
+            session: event.session, event: event.event)
     }
 
     private func enqueue(_ encoded: Encoded) async -> Result<Int64, AuditUnavailable> {
         await withCheckedContinuation { continuation in
             pending.append((encoded, continuation))
-            if !committing {
-                committing = true
-                Task { await self.commitPending() }
-            }
+            startCommitting()
+        }
+    }
+
+    private func enqueueWithoutWaiting(_ encoded: Encoded) {
+        pending.append((encoded, nil))
+        startCommitting()
+    }
+
+    private func startCommitting() {
+        if !committing {
+            committing = true
+            Task { await self.commitPending() }
         }
     }
 
