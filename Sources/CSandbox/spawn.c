@@ -1,11 +1,13 @@
 // Spawning confined workers (see csb_spawn.h). This is C because everything between clone and
 // execve runs in a child of the multi-threaded runner: only async-signal-safe calls are allowed
 // there (no malloc, no locks, no stdio, no Swift runtime). The parent prepares every string, the
-// seccomp program and the Landlock ruleset description before clone; the child only issues
-// syscalls on that memory (its own copy-on-write copy, so it may scribble on it).
+// seccomp program and the Landlock ruleset description before clone; the child shares the
+// runner's memory (CLONE_VM, the runner's thread suspended by CLONE_VFORK) and only issues
+// syscalls on that prepared context and its own stack.
 //
-// Child order (nsjail containProc, bubblewrap): uid/gid maps -> hostname -> private mounts ->
-// tmpfs root with binds, /dev, /proc, /tmp, symlinks -> pivot_root -> rlimits -> PDEATHSIG and
+// Child order (nsjail containProc, bubblewrap): uid/gid maps (unprivileged runner) -> hostname ->
+// private mounts -> tmpfs root with binds, /dev, /proc (masked), /tmp, symlinks -> pivot_root ->
+// tenant ids and user namespace (root runner) -> rlimits -> PDEATHSIG and
 // parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS -> Landlock -> seccomp ->
 // execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
 // EOF on the pipe tells the parent that execve succeeded.
@@ -234,11 +236,23 @@ static const char *const csb_dev_links[][2] = {
     {"/proc/self/fd/1", "/newroot/dev/stdout"},
     {"/proc/self/fd/2", "/newroot/dev/stderr"},
 };
-// Parts of the fresh /proc covered read-only, as bubblewrap does: when the runner runs as root
-// the worker is uid 0 on the host (without capabilities), and root-owned 0200 files such as
-// sysrq-trigger only check the uid.
+// Parts of the fresh /proc made read-only and masked, after runc's default readonlyPaths and
+// maskedPaths (plus the kernel-memory views an attacker's review read as root: page flags, slab
+// and vmalloc layout with physical addresses, page types). A worker is never host root any more,
+// so most of these are unreadable anyway (0400 root); the masks are the second wall.
 static const char *const csb_proc_ro[] = {
     "/newroot/proc/sys", "/newroot/proc/sysrq-trigger", "/newroot/proc/irq", "/newroot/proc/bus",
+    "/newroot/proc/fs",
+};
+static const char *const csb_proc_masked_files[] = {
+    "/newroot/proc/kcore",       "/newroot/proc/keys",        "/newroot/proc/latency_stats",
+    "/newroot/proc/timer_list",  "/newroot/proc/timer_stats", "/newroot/proc/sched_debug",
+    "/newroot/proc/kpageflags",  "/newroot/proc/kpagecount",  "/newroot/proc/kpagecgroup",
+    "/newroot/proc/slabinfo",    "/newroot/proc/vmallocinfo", "/newroot/proc/pagetypeinfo",
+    "/newroot/proc/kallsyms",
+};
+static const char *const csb_proc_masked_dirs[] = {
+    "/newroot/proc/acpi", "/newroot/proc/asound", "/newroot/proc/scsi",
 };
 
 static void csb_setup_dev(const struct csb_ctx *c) {
@@ -275,6 +289,45 @@ static void csb_setup_proc(const struct csb_ctx *c) {
         }
         CSB_TRY(c, csb_restrict_mount(csb_proc_ro[i], 1, 1, 1), CSB_STAGE_MOUNT_PROC);
     }
+    // A file is masked by the host's /dev/null bound over it, read-only; a directory by an empty
+    // read-only tmpfs. Entries this kernel does not have are skipped.
+    for (size_t i = 0; i < sizeof csb_proc_masked_files / sizeof csb_proc_masked_files[0]; i++) {
+        if (mount("/oldroot/dev/null", csb_proc_masked_files[i], NULL, MS_BIND, NULL) < 0) {
+            if (errno == ENOENT) continue;
+            csb_child_fail(c, CSB_STAGE_MASK_PROC, errno);
+        }
+        CSB_TRY(c, csb_restrict_mount(csb_proc_masked_files[i], 1, 1, 0), CSB_STAGE_MASK_PROC);
+    }
+    for (size_t i = 0; i < sizeof csb_proc_masked_dirs / sizeof csb_proc_masked_dirs[0]; i++) {
+        if (mount("tmpfs", csb_proc_masked_dirs[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                  "mode=0555,size=4k,nr_inodes=1") < 0) {
+            if (errno == ENOENT) continue;
+            csb_child_fail(c, CSB_STAGE_MASK_PROC, errno);
+        }
+    }
+}
+
+// A root runner's worker must never be host root. The child built its mounts as root in
+// namespaces the initial user namespace owns; now it drops every supplementary group, becomes
+// the tenant's unprivileged host ids, and only then enters a user namespace of its own, mapping
+// inner_uid to those ids (case (a) of user_namespaces(7): its own euid). From here on it is, to
+// the host, an ordinary unprivileged user that owns nothing but its tenant's workspaces; the mount,
+// network and pid namespaces stay owned by the initial namespace, so it cannot even try to
+// unmount what covers /proc.
+// Raw syscalls: glibc's setgroups/setresuid broadcast the change to every thread of the process
+// (its setxid signal), and this child shares the runner's memory and thread list.
+static void csb_become_host_user(struct csb_ctx *c) {
+    const struct csb_spawn_spec *s = c->spec;
+    CSB_TRY(c, syscall(SYS_setgroups, 0, NULL), CSB_STAGE_SETUID);
+    CSB_TRY(c, syscall(SYS_setresgid, s->host_gid, s->host_gid, s->host_gid), CSB_STAGE_SETUID);
+    CSB_TRY(c, syscall(SYS_setresuid, s->host_uid, s->host_uid, s->host_uid), CSB_STAGE_SETUID);
+    // Changing ids made the process non-dumpable, which gives its /proc/self files to root; the
+    // maps below must be written by the process itself.
+    CSB_TRY(c, prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), CSB_STAGE_SETUID);
+    CSB_TRY(c, syscall(SYS_unshare, CLONE_NEWUSER), CSB_STAGE_USERNS_MAP);
+    CSB_TRY(c, csb_write_file("/proc/self/setgroups", "deny"), CSB_STAGE_USERNS_MAP);
+    CSB_TRY(c, csb_write_file("/proc/self/uid_map", c->uid_map), CSB_STAGE_USERNS_MAP);
+    CSB_TRY(c, csb_write_file("/proc/self/gid_map", c->gid_map), CSB_STAGE_USERNS_MAP);
 }
 
 static uint64_t csb_ll_rights(int access, uint64_t handled, int is_dir) {
@@ -385,11 +438,14 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL); // glibc-reserved: EINVAL
 
-    // Case (b) of user_namespaces(7): the process maps its own (outer) euid/egid, which needs
-    // setgroups denied first; works unprivileged and as root.
-    CSB_TRY(c, csb_write_file("/proc/self/setgroups", "deny"), CSB_STAGE_USERNS_MAP);
-    CSB_TRY(c, csb_write_file("/proc/self/uid_map", c->uid_map), CSB_STAGE_USERNS_MAP);
-    CSB_TRY(c, csb_write_file("/proc/self/gid_map", c->gid_map), CSB_STAGE_USERNS_MAP);
+    // Unprivileged runner: the child was born in its own user namespace and maps its own (outer)
+    // euid/egid (case (a) of user_namespaces(7)), which needs setgroups denied first. A root
+    // runner's child does this later, as the tenant's ids (csb_become_host_user).
+    if (!s->host_ids_set) {
+        CSB_TRY(c, csb_write_file("/proc/self/setgroups", "deny"), CSB_STAGE_USERNS_MAP);
+        CSB_TRY(c, csb_write_file("/proc/self/uid_map", c->uid_map), CSB_STAGE_USERNS_MAP);
+        CSB_TRY(c, csb_write_file("/proc/self/gid_map", c->gid_map), CSB_STAGE_USERNS_MAP);
+    }
 
     if (s->hostname)
         CSB_TRY(c, sethostname(s->hostname, strlen(s->hostname)), CSB_STAGE_HOSTNAME);
@@ -450,6 +506,8 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     // The root tmpfs only holds mount points: nothing may be created there.
     CSB_TRY(c, mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL),
             CSB_STAGE_PIVOT_ROOT);
+
+    if (s->host_ids_set) csb_become_host_user(c);
 
     // rlimits: a value above the current hard limit is clamped to it (raising it would need
     // CAP_SYS_RESOURCE in the initial namespace; lower is what we want anyway).
@@ -592,8 +650,15 @@ static int csb_ctx_prepare(struct csb_ctx *c, const struct csb_spawn_spec *s, in
     for (int i = 0; i < s->directory_count; i++)
         if (!csb_inner_path_ok(s->directories[i])) return CSB_STAGE_SPEC;
 
-    snprintf(c->uid_map, sizeof c->uid_map, "%u %u 1\n", (unsigned)s->inner_uid, (unsigned)geteuid());
-    snprintf(c->gid_map, sizeof c->gid_map, "%u %u 1\n", (unsigned)s->inner_gid, (unsigned)getegid());
+    // Never a worker that is host root: a root runner must name the tenant's unprivileged ids.
+    if (s->host_ids_set ? (s->host_uid == 0 || s->host_gid == 0 || s->host_uid == (uid_t)-1 ||
+                           s->host_gid == (gid_t)-1 || geteuid() != 0)
+                        : geteuid() == 0)
+        return CSB_STAGE_SPEC;
+    uid_t outer_uid = s->host_ids_set ? s->host_uid : geteuid();
+    gid_t outer_gid = s->host_ids_set ? s->host_gid : getegid();
+    snprintf(c->uid_map, sizeof c->uid_map, "%u %u 1\n", (unsigned)s->inner_uid, (unsigned)outer_uid);
+    snprintf(c->gid_map, sizeof c->gid_map, "%u %u 1\n", (unsigned)s->inner_gid, (unsigned)outer_gid);
     snprintf(c->tmp_opts, sizeof c->tmp_opts, "size=%lld,mode=1777", (long long)s->tmp_size);
     cap_value_t maxbits = cap_max_bits();
     c->last_cap = maxbits > 0 ? (int)maxbits - 1 : CAP_LAST_CAP;
@@ -684,8 +749,10 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
         err = saved;
         goto fail_prepared;
     }
-    int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET |
-                CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD;
+    int flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
+                CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD;
+    if (!spec->host_ids_set) flags |= CLONE_NEWUSER; // a root runner's child enters one later
+
     errno = 0;
     long pid = clone(csb_child_entry, (char *)stack + stack_size, flags, &c, &pidfd);
     // errno is read before anything else: the child shared this thread's memory, errno included.
@@ -758,6 +825,8 @@ static const char *const csb_stage_names[] = {
     [CSB_STAGE_SECCOMP] = "seccomp",
     [CSB_STAGE_EXEC] = "exec",
     [CSB_STAGE_SPEC] = "spec",
+    [CSB_STAGE_SETUID] = "setuid",
+    [CSB_STAGE_MASK_PROC] = "mask_proc",
 };
 
 // C so Swift and the C side share one table with the enum.

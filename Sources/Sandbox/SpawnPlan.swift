@@ -35,6 +35,8 @@ struct SpawnPlan: Sendable {
     var tmpSize: Int64
     var innerUID: UInt32 = 1000
     var innerGID: UInt32 = 1000
+    /// The unprivileged host ids a root runner's worker becomes (nil: the runner's own ids).
+    var hostIdentity: WorkerHostIdentity?
     var hostname = "leasehold"
     var cpuSeconds: Int64
     var addressSpace: Int64
@@ -92,6 +94,11 @@ extension SpawnPlan {
                             spec.tmp_size = tmpSize
                             spec.inner_uid = innerUID
                             spec.inner_gid = innerGID
+                            if let hostIdentity {
+                                spec.host_ids_set = 1
+                                spec.host_uid = hostIdentity.uid
+                                spec.host_gid = hostIdentity.gid
+                            }
                             spec.hostname = arena.string(hostname)
                             spec.limits = csb_limits(
                                 cpu_seconds: cpuSeconds, address_space: addressSpace, file_size: fileSize,
@@ -110,6 +117,12 @@ extension SpawnPlan {
             }
         }
         guard status == 0 else {
+            if result.stage == CSB_STAGE_SPEC.rawValue && hostIdentity == nil && geteuid() == 0 {
+                return .failure(
+                    SandboxError(
+                        .spawnFailed, "a root runner never runs a worker as host root, and no unprivileged host id was given",
+                        stage: "spec", errno: result.error))
+            }
             let stage = String(cString: csb_stage_name(result.stage))
             return .failure(
                 SandboxError(

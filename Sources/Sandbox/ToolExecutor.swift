@@ -1,5 +1,23 @@
 import Foundation
 
+/// The unprivileged host user and group a root runner's workers of one tenant run as (and that
+/// owns that tenant's workspaces). Workers of a root runner are never host root.
+public struct WorkerHostIdentity: Sendable, Hashable, CustomStringConvertible {
+    /// Host uid (never 0).
+    public var uid: UInt32
+    /// Host gid (never 0).
+    public var gid: UInt32
+
+    /// Creates an identity.
+    public init(uid: UInt32, gid: UInt32) {
+        self.uid = uid
+        self.gid = gid
+    }
+
+    /// `uid:gid`.
+    public var description: String { "\(uid):\(gid)" }
+}
+
 /// Everything a confined execution needs, resolved on the server side: the workspace root comes
 /// from the registry, never from the arguments.
 public struct ToolInvocation: Sendable, Hashable {
@@ -30,13 +48,18 @@ public struct ToolInvocation: Sendable, Hashable {
     /// When the gateway read the session that authorized the call. A retirement of its session,
     /// lease or workspace at or after this moment voids the call, even one already waiting.
     public var authorizedAt: ContinuousClock.Instant
+    /// The tenant's unprivileged host ids when the runner is root (required then); nil when the
+    /// runner is unprivileged.
+    public var hostIdentity: WorkerHostIdentity?
 
     /// Creates an invocation.
     public init(
         tool: String, tier: WorkerTier, arguments: [UInt8], tenantID: String, workspaceID: String,
         workspaceRoot: String, workspaceReadOnly: Bool = false, sessionID: String, actorID: String, leaseID: String,
-        leaseExpiresAt: Date, policyVersion: String, authorizedAt: ContinuousClock.Instant = .now
+        leaseExpiresAt: Date, policyVersion: String, authorizedAt: ContinuousClock.Instant = .now,
+        hostIdentity: WorkerHostIdentity? = nil
     ) {
+        self.hostIdentity = hostIdentity
         self.tool = tool
         self.tier = tier
         self.arguments = arguments

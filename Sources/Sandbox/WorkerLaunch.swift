@@ -46,7 +46,8 @@ public struct WorkerLaunch: Sendable {
 
     /// The confinement of a worker for `tier` over `root`.
     func plan(
-        tier: WorkerTier, root: String, workspaceReadOnly: Bool, baseFilter: [UInt8], channel: Int32, filterFD: Int32
+        tier: WorkerTier, root: String, workspaceReadOnly: Bool, baseFilter: [UInt8], channel: Int32, filterFD: Int32,
+        hostIdentity: WorkerHostIdentity? = nil
     ) -> SpawnPlan {
         let exec = tier.profile == .exec
         let readOnly = workspaceReadOnly || tier.profile == .read
@@ -91,7 +92,7 @@ public struct WorkerLaunch: Sendable {
             }
         }
         let limits = tier.limits
-        return SpawnPlan(
+        var plan = SpawnPlan(
             executable: executable, execTarget: WorkerProtocol.executablePath, argv: ["leasehold-worker"],
             environment: [], binds: binds, symlinks: symlinks, directories: directories,
             tmpSize: tier.profile == .read ? 0 : tmpSize,
@@ -102,6 +103,8 @@ public struct WorkerLaunch: Sendable {
             openFiles: Int64(limits.openFiles), processes: Int64(max(1, limits.processes)),
             landlock: landlock, landlockRequired: (kernel.landlockABI ?? 0) >= 1,
             filter: baseFilter, childDescriptors: [-1, -1, -1, channel, filterFD])
+        plan.hostIdentity = hostIdentity
+        return plan
     }
 
     /// The `hello` a worker for `tier` gets.

@@ -61,8 +61,10 @@ public actor WorkerPool: ToolExecutor {
         var actorID: String
         var leaseID: String
         var tier: WorkerTier
+        var hostIdentity: WorkerHostIdentity?
 
         init(_ invocation: ToolInvocation) {
+            hostIdentity = invocation.hostIdentity
             tenantID = invocation.tenantID
             workspaceID = invocation.workspaceID
             workspaceRoot = invocation.workspaceRoot
@@ -408,7 +410,7 @@ public actor WorkerPool: ToolExecutor {
         let tier = binding.tier
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
-            workspaceReadOnly: binding.workspaceReadOnly)
+            workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity)
         guard case .success(let process) = started else {
             if case .failure(let error) = started { return .failure(error) }
             preconditionFailure("a Result is a success or a failure")
@@ -473,7 +475,8 @@ public actor WorkerPool: ToolExecutor {
     /// tests that run the syscall probe in exactly a worker's confinement.
     static func startProcess(
         launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
-        workspaceReadOnly: Bool, arguments: [String] = [], stdoutToChannel: Bool = false
+        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, arguments: [String] = [],
+        stdoutToChannel: Bool = false
     ) async -> Result<StartedProcess, SandboxError> {
         let base: [UInt8]
         let tierProgram: [UInt8]
@@ -496,7 +499,7 @@ public actor WorkerPool: ToolExecutor {
         }
         var plan = launch.plan(
             tier: tier, root: root, workspaceReadOnly: workspaceReadOnly, baseFilter: base, channel: pair[1],
-            filterFD: filterFD)
+            filterFD: filterFD, hostIdentity: hostIdentity)
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
         let finalPlan = plan

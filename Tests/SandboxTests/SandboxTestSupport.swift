@@ -23,6 +23,24 @@ enum SandboxFixture {
         return path
     }
 
+    /// As root, workers must run as an unprivileged host id (never host root): the tests use one
+    /// outside every range a distribution hands out. Nil when the tests run unprivileged.
+    static let hostIdentity: WorkerHostIdentity? = geteuid() == 0 ? WorkerHostIdentity(uid: 1_999_990_001, gid: 1_999_990_001) : nil
+
+    /// Gives `root` and everything in it to the workers' host id (root runs only), as the runner
+    /// does for a tenant's workspace.
+    static func giveToWorkers(_ root: String) {
+        guard let identity = hostIdentity else { return }
+        // lchown, and never into a root that is a symlink: tests swap roots for symlinks on purpose.
+        var info = stat()
+        guard lstat(root, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else { return }
+        _ = lchown(root, identity.uid, identity.gid)
+        guard let entries = FileManager.default.enumerator(atPath: root) else { return }
+        for case let entry as String in entries {
+            _ = lchown(root + "/" + entry, identity.uid, identity.gid)
+        }
+    }
+
     /// The probe, compiled statically once per process (gcc is part of the build machine).
     static let probe: Result<String, ProbeBuildError> = {
         do {
@@ -85,9 +103,10 @@ enum SandboxFixture {
         _ executable: String, tier: WorkerTier, root: String, arguments: [String]
     ) async throws -> (output: String, exited: Int32, signal: Int32) {
         let launch = try launch(executable: executable)
+        giveToWorkers(root)
         let started = await WorkerPool.startProcess(
             launch: launch, programs: SeccompPrograms(), spawnThread: spawnThread, tier: tier, root: root,
-            workspaceReadOnly: false, arguments: arguments, stdoutToChannel: true)
+            workspaceReadOnly: false, hostIdentity: hostIdentity, arguments: arguments, stdoutToChannel: true)
         let process = try started.get()
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
@@ -146,10 +165,11 @@ func invocation(
     _ tool: String, _ arguments: String, tier: WorkerTier, root: String, tenant: String = "acme",
     session: String = "s1", actor: String = "alice", lease: String = "l1", leaseEnds: Date = Date().addingTimeInterval(600)
 ) -> ToolInvocation {
-    ToolInvocation(
+    SandboxFixture.giveToWorkers(root)
+    return ToolInvocation(
         tool: tool, tier: tier, arguments: Array(arguments.utf8), tenantID: tenant, workspaceID: "main",
         workspaceRoot: root, sessionID: session, actorID: actor, leaseID: lease, leaseExpiresAt: leaseEnds,
-        policyVersion: "test")
+        policyVersion: "test", hostIdentity: SandboxFixture.hostIdentity)
 }
 
 /// The result JSON of a completed execution, or a recorded issue.

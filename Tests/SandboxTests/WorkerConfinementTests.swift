@@ -106,6 +106,84 @@ import Testing
         await pool.shutdown()
     }
 
+    /// Found by an attacker's review: a root runner's worker was host uid 0 (without
+    /// capabilities): it wrote root-owned files in its workspace, read root-only files there and
+    /// read root-only /proc files. It now runs as the tenant's unprivileged host ids.
+    @Test(.enabled(if: geteuid() == 0, "only a root runner maps workers to other host ids; unprivileged, a worker is the runner's own user"))
+    func aRootRunnersWorkerIsNeverHostRoot() async throws {
+        let identity = try #require(SandboxFixture.hostIdentity)
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("hostid")
+        let script = """
+            touch made.txt; cat rootonly.txt 2>&1; echo x >> rootowned.txt 2>&1 || echo append-refused;
+            grep -E '^(Uid|Gid|Groups):' /proc/self/status
+            """
+        // Planted by root; only the workspace directory itself is the tenant's.
+        try "ROOT-ONLY-CANARY".write(toFile: root + "/rootonly.txt", atomically: true, encoding: .utf8)
+        chmod(root + "/rootonly.txt", 0o600)
+        try "root owned\n".write(toFile: root + "/rootowned.txt", atomically: true, encoding: .utf8)
+        lchown(root, identity.uid, identity.gid)
+        let execution = await pool.execute(
+            ToolInvocation(
+                tool: "shell.run", tier: SandboxFixture.tier(.exec), arguments: Array(try jsonString(["command": script]).utf8),
+                tenantID: "acme", workspaceID: "main", workspaceRoot: root, sessionID: "s1", actorID: "alice", leaseID: "l1",
+                leaseExpiresAt: Date().addingTimeInterval(600), policyVersion: "test", hostIdentity: identity))
+        let stdout = resultObject(execution)["stdout"] as? String ?? ""
+        var info = stat()
+        #expect(stat(root + "/made.txt", &info) == 0)
+        #expect(info.st_uid == identity.uid && info.st_gid == identity.gid, "made.txt is owned by \(info.st_uid)")
+        #expect(!stdout.contains("ROOT-ONLY-CANARY"), "\(stdout)")
+        #expect(stdout.contains("Permission denied"), "\(stdout)")
+        #expect(stdout.contains("append-refused"), "\(stdout)")
+        #expect(stdout.contains("Uid:\t1000\t1000\t1000\t1000"), "\(stdout)")
+        #expect(try String(contentsOfFile: root + "/rootowned.txt", encoding: .utf8) == "root owned\n")
+        await pool.shutdown()
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "the refusal concerns root runners only"))
+    func aRootRunnerRefusesToSpawnAWorkerWithoutHostIDs() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("noids")
+        let execution = await pool.execute(
+            ToolInvocation(
+                tool: "repo.stat", tier: SandboxFixture.tier(.read), arguments: Array(#"{"path":"."}"#.utf8),
+                tenantID: "acme", workspaceID: "main", workspaceRoot: root, sessionID: "s1", actorID: "alice",
+                leaseID: "l1", leaseExpiresAt: Date().addingTimeInterval(600), policyVersion: "test"))
+        guard case .failed(let code, let message) = execution.outcome else {
+            Issue.record("a root runner must not start a worker without host ids: \(execution.outcome)")
+            return
+        }
+        #expect(code == "worker_unavailable")
+        #expect(message.contains("never runs a worker as host root"), "\(message)")
+        await pool.shutdown()
+    }
+
+    /// runc's masked and read-only /proc paths, plus the kernel-memory views the review read.
+    @Test func kernelViewsInProcAreMaskedAndReadOnly() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("procmask")
+        let script = """
+            for f in kpageflags kpagecount slabinfo vmallocinfo pagetypeinfo timer_list kcore keys sched_debug kallsyms; do
+              [ -e /proc/$f ] || continue; n=$(head -c 4096 /proc/$f 2>/dev/null | wc -c); echo "$f=$n"; done;
+            ls -A /proc/acpi 2>/dev/null | wc -l | sed 's/^/acpi=/';
+            (echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null && echo sys-written || echo sys-refused;
+            (echo h > /proc/sysrq-trigger) 2>/dev/null && echo sysrq-written || echo sysrq-refused
+            """
+        let execution = await pool.execute(
+            invocation("shell.run", try jsonString(["command": script]), tier: SandboxFixture.tier(.exec), root: root))
+        let stdout = resultObject(execution)["stdout"] as? String ?? ""
+        var seen = 0
+        for line in stdout.split(separator: "\n") where line.contains("=") {
+            let parts = line.split(separator: "=")
+            if parts[0] == "acpi" { #expect(parts[1] == "0", "\(stdout)"); continue }
+            seen += 1
+            #expect(parts.count == 2 && parts[1] == "0", "/proc/\(parts[0]) is readable: \(stdout)")
+        }
+        #expect(seen >= 5, "\(stdout)")
+        #expect(stdout.contains("sys-refused") && stdout.contains("sysrq-refused"), "\(stdout)")
+        await pool.shutdown()
+    }
+
     /// Found in review: a registered root whose path was later replaced by a symlink to another
     /// tenant's root was followed at spawn. The root is now opened without following symlinks
     /// and bound through that descriptor.

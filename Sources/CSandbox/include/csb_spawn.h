@@ -89,9 +89,18 @@ struct csb_spawn_spec {
 
     /// Size of the private tmpfs at /tmp, bytes (0 = no /tmp).
     int64_t tmp_size;
-    /// The uid and gid the worker has inside its user namespace (mapped to the runner's euid/egid).
+    /// The uid and gid the worker has inside its user namespace (mapped to the runner's euid/egid,
+    /// or to host_uid/host_gid when `host_ids_set`).
     uid_t inner_uid;
     gid_t inner_gid;
+    /// 1 when the runner is root: the worker must never be host root, so the child builds its
+    /// mounts as root in namespaces owned by the initial user namespace, then becomes
+    /// host_uid/host_gid (no supplementary groups), and only then enters a user namespace of its
+    /// own that maps inner_uid to host_uid. 0: the runner is unprivileged and the child maps the
+    /// runner's own ids (the worker is exactly as privileged as the runner's user).
+    int host_ids_set;
+    uid_t host_uid;
+    gid_t host_gid;
     /// Hostname inside the UTS namespace.
     const char *hostname;
 
@@ -142,6 +151,8 @@ enum csb_stage {
     CSB_STAGE_SECCOMP = 21,
     CSB_STAGE_EXEC = 22,
     CSB_STAGE_SPEC = 23,
+    CSB_STAGE_SETUID = 24,
+    CSB_STAGE_MASK_PROC = 25,
 };
 
 /// The stage's short name ("pivot_root", "seccomp", ...), static storage.
