@@ -11,8 +11,17 @@ public struct WorkspaceError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let invalidIdentifier = Code("invalid_identifier")
         /// The root does not pass the registration rules.
         public static let invalidRoot = Code("invalid_root")
-        /// The root equals, contains or sits inside another workspace's root.
-        public static let overlappingRoot = Code("overlapping_root")
+        /// The root is, contains or lies inside a protected path or another workspace's root (which
+        /// one is never said).
+        public static let rootRefused = Code("root_refused")
+        /// The root is not inside `<base>/<tenant>` of a configured workspace base.
+        public static let outsideBase = Code("root_outside_base")
+        /// No workspace base is configured, so no root can be allocated or registered.
+        public static let noBase = Code("no_workspace_base")
+        /// A configured workspace base is unusable.
+        public static let invalidBase = Code("invalid_workspace_base")
+        /// A tenant admin key named a host path; only the operator may register an existing path.
+        public static let rootNotAllowed = Code("root_not_allowed")
         /// The (tenant, workspace) pair is already registered.
         public static let alreadyExists = Code("workspace_exists")
         /// No workspace is registered under that (tenant, workspace) pair.

@@ -14,7 +14,8 @@ public protocol WorkspaceBackend: Sendable {
 /// Resolves `(tenant_id, workspace_id)` to a root. The only source of filesystem roots.
 public struct WorkspaceRegistry: Sendable {
     private let backend: any WorkspaceBackend
-    private let rules: WorkspaceRules
+    /// The registration rules (bases, protected paths).
+    public let rules: WorkspaceRules
 
     /// Creates a registry over `backend`.
     public init(backend: any WorkspaceBackend, rules: WorkspaceRules = WorkspaceRules()) {
@@ -24,8 +25,23 @@ public struct WorkspaceRegistry: Sendable {
 
     /// Registers a workspace after checking every registration rule.
     public func register(_ workspace: Workspace) async throws {
-        try rules.validateRoot(workspace.root)
+        try rules.validateRoot(workspace.root, tenantID: workspace.tenantID)
         try await backend.insertWorkspace(workspace, validatingWith: rules)
+    }
+
+    /// Creates a workspace whose root Leasehold allocates under the first base
+    /// (`<base>/<tenant>/<workspace>`, owned by `owner`) and registers it. A tenant never names a
+    /// host path; this is how its workspaces come to be.
+    public func create(tenantID: String, workspaceID: String, readOnly: Bool, owner: WorkspaceOwner?) async throws
+        -> Workspace
+    {
+        if try await backend.workspace(tenantID: tenantID, workspaceID: workspaceID) != nil {
+            throw WorkspaceError(.alreadyExists, "workspace \(workspaceID) is already registered for tenant \(tenantID)")
+        }
+        let root = try rules.allocate(tenantID: tenantID, workspaceID: workspaceID, owner: owner)
+        let workspace = Workspace(tenantID: tenantID, workspaceID: workspaceID, root: root, readOnly: readOnly)
+        try await register(workspace)
+        return workspace
     }
 
     /// Resolves a workspace or throws ``WorkspaceError/Code/notFound``.

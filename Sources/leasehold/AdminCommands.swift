@@ -90,17 +90,19 @@ struct WorkspaceCommand: AsyncParsableCommand {
         subcommands: [Add.self, List.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a workspace root for a tenant.")
+        static let configuration = CommandConfiguration(
+            abstract: "Create a workspace for a tenant (its root allocated under the workspace base), or register an existing directory inside <base>/<tenant>/.")
         @OptionGroup var state: StateOptions
         @Option var tenant: String
         @Option var workspace: String
-        @Option var root: String
+        @Option(help: "An existing directory inside <base>/<tenant>/ (default: allocate one).") var root: String?
         @Flag var readOnly = false
 
         func run() async throws {
             let registered = try await asOperator(state) { admin throws(APIError) in
                 try await admin.registerWorkspace(
-                    Workspace(tenantID: tenant, workspaceID: workspace, root: root, readOnly: readOnly), by: .operator)
+                    RegisterWorkspaceRequest(tenantID: tenant, workspaceID: workspace, root: root, readOnly: readOnly),
+                    by: .operator)
             }
             try printJSON(registered)
         }
@@ -120,16 +122,18 @@ struct WorkspaceCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a workspace registration.")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a workspace registration (its files stay the tenant's until purged).")
         @OptionGroup var state: StateOptions
         @Option var tenant: String
         @Option var workspace: String
+        @Flag(help: "Also delete the workspace's directory and everything in it.") var purge = false
 
         func run() async throws {
             try await asOperator(state) { admin throws(APIError) in
-                try await admin.removeWorkspace(tenantID: tenant, workspaceID: workspace, by: .operator)
+                try await admin.removeWorkspace(tenantID: tenant, workspaceID: workspace, purge: purge, by: .operator)
             }
-            print("removed \(tenant)/\(workspace)")
+            print((purge ? "purged " : "removed ") + "\(tenant)/\(workspace)")
         }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Runner
 import Sandbox
+import WorkspaceRegistry
 
 @main
 struct Leasehold: AsyncParsableCommand {
@@ -99,6 +100,8 @@ struct Doctor: AsyncParsableCommand {
         abstract: "Report the kernel features confinement relies on and which tiers can run here.")
 
     @Option(help: "Policies directory (tiers.yaml, tools.yaml).") var policies = "./policies"
+    @Option(name: .long, help: "State directory whose workspace registrations are checked.") var stateDir = "./.leasehold"
+    @Option(name: .long, help: "leasehold.yaml configuration file.") var config: String?
 
     func run() async throws {
         let features = KernelFeatures.current
@@ -133,7 +136,40 @@ struct Doctor: AsyncParsableCommand {
             let allowed = SeccompPrograms.describe(profile).split(separator: ",")
             print("seccomp \(profile):".padding(toLength: 17, withPad: " ", startingAt: 0) + "\(allowed.count) syscalls allowed")
         }
+        await checkRegistrations(worker: worker)
         await selfTest(worker: worker)
+    }
+
+    /// Lists registered workspaces whose roots the root rules refuse (registered before the rules
+    /// existed, or changed since): each should be removed and re-created under a workspace base.
+    private func checkRegistrations(worker: String) async {
+        let database = stateDir + "/leasehold.sqlite"
+        guard FileManager.default.fileExists(atPath: database), let state = realpath(stateDir, nil) else {
+            print("workspaces:      no state directory at \(stateDir); nothing registered to check")
+            return
+        }
+        let canonical = String(cString: state)
+        free(state)
+        do {
+            let configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+            let rules = try Runtime.workspaceRules(
+                stateDir: canonical, config: configuration, configFile: config, policiesDir: policies,
+                keysFile: configuration.keysFile ?? canonical + "/keys.json",
+                workerExecutable: configuration.workerExecutable ?? worker, createBases: false)
+            print("workspace bases: " + rules.bases.map(\.path).joined(separator: ", "))
+            let store = try SQLiteStore(path: database)
+            let refused = try await Runtime.refusedRegistrations(store: store, rules: rules)
+            let total = try await store.allWorkspaces().count
+            if refused.isEmpty {
+                print("workspaces:      \(total) registered, every root passes the root rules")
+            }
+            for (workspace, error) in refused {
+                print(
+                    "workspace REFUSED: \(workspace.tenantID)/\(workspace.workspaceID) root \(workspace.root): \(error.code): \(error.message) (remove it and re-create it under a base)")
+            }
+        } catch {
+            print("workspaces:      cannot check the registrations: \(error)")
+        }
     }
 
     /// Confines one real worker per seccomp profile over a scratch workspace and runs one call in
@@ -144,6 +180,9 @@ struct Doctor: AsyncParsableCommand {
         do {
             let root = scratch.appendingPathComponent("workspace").resolvingSymlinksInPath().path
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            // A root runner's workers are never host root: the self-test's run as nobody.
+            let identity: WorkerHostIdentity? = geteuid() == 0 ? WorkerHostIdentity(uid: 65534, gid: 65534) : nil
+            if let identity { _ = WorkspaceTree.chown(root, to: WorkspaceOwner(uid: identity.uid, gid: identity.gid)) }
             let launch = try WorkerLaunch(executable: worker, supportDirectory: scratch.appendingPathComponent("support").path)
             let pool = WorkerPool(launch: launch)
             let calls: [(SeccompProfileName, String, String)] = [
@@ -158,7 +197,7 @@ struct Doctor: AsyncParsableCommand {
                         tier: WorkerTier(name: profile.rawValue, isolation: .call, profile: profile, limits: WorkerLimits(fileSizeMiB: 1, processes: 8)),
                         arguments: Array(arguments.utf8), tenantID: "doctor", workspaceID: "doctor", workspaceRoot: root,
                         sessionID: "doctor", actorID: "doctor", leaseID: "doctor", leaseExpiresAt: Date().addingTimeInterval(60),
-                        policyVersion: "doctor"))
+                        policyVersion: "doctor", hostIdentity: identity))
                 let elapsed = ContinuousClock.now - started
                 let verdict: String
                 switch execution.outcome {

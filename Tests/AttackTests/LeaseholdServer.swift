@@ -35,7 +35,8 @@ final class LeaseholdServer: @unchecked Sendable {
             throw ServerError("leasehold binary not found at \(Self.binary); run swift build first")
         }
         for tenant in ["acme", "globex"] {
-            let root = stateDir + "/workspaces/" + tenant
+            // Inside the runner's default workspace base, <state dir>-workspaces/<tenant>/.
+            let root = stateDir + "-workspaces/" + tenant + "/main"
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             try "CANARY-\(tenant.uppercased())-7f3a".write(
                 toFile: root + "/secret.txt", atomically: true, encoding: .utf8)
@@ -80,7 +81,7 @@ final class LeaseholdServer: @unchecked Sendable {
         for tenant in ["acme", "globex"] {
             let (status, body) = try await admin(
                 "POST", "/api/v1/workspaces",
-                ["tenant_id": tenant, "workspace_id": "main", "root": stateDir + "/workspaces/" + tenant])
+                ["tenant_id": tenant, "workspace_id": "main", "root": stateDir + "-workspaces/" + tenant + "/main"])
             guard status == 201 else { throw ServerError("workspace registration failed: \(status) \(body)") }
         }
     }

@@ -33,6 +33,7 @@ from interop_support import (
     jsonrpc_messages,
     leasehold_binary,
     raw_headers,
+    workspace_base_of,
 )
 
 VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
@@ -217,16 +218,18 @@ class Agent:
 class World:
     def __init__(self, base: Path, policies: Path = POLICIES_DIR, config: Path | None = None):
         self.base = base
-        self.acme = plant_tree(base / "roots" / "acme-w1", "acme", "w1")
-        self.acme2 = plant_tree(base / "roots" / "acme-w2", "acme", "w2")
-        self.globex = plant_tree(base / "roots" / "globex-g1", "globex", "g1")
+        self.state_dir = base / "state"
+        # Roots live where the runner allows them: <workspace base>/<tenant>/<workspace>.
+        self.workspace_base = workspace_base_of(self.state_dir)
+        self.acme = plant_tree(self.workspace_base / "acme" / "w1", "acme", "w1")
+        self.acme2 = plant_tree(self.workspace_base / "acme" / "w2", "acme", "w2")
+        self.globex = plant_tree(self.workspace_base / "globex" / "g1", "globex", "g1")
         # A file with only one name elsewhere gets a second name in an attacker's workspace.
         self.hardlink_victim = self.acme.root / "hardlink_victim.txt"
         self.hardlink_victim.write_text(f"hard link victim {self.acme.content}\n")
         self.env_canary = canary("Env")
         self.state_canary = canary("State")
         self.audit_canary = canary("Audit")
-        self.state_dir = base / "state"
         self.server = LeaseholdServer(
             leasehold_binary(), self.state_dir, policies, config, extra_env={ENV_SECRET_NAME: self.env_canary}
         ).start()
@@ -253,7 +256,7 @@ class World:
         """A fresh workspace of `tenant`'s (its own canaries), so a case can plant files freely."""
         self._cases += 1
         name = f"case{self._cases}"
-        tree = plant_tree(self.base / "roots" / f"{tenant}-{name}", tenant, name)
+        tree = plant_tree(self.workspace_base / tenant / name, tenant, name)
         self.server.register_workspace(tree.root, tenant=tenant, workspace=name)
         return tree
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from interop_support import LeaseholdServer, POLICIES_DIR, leasehold_binary
+from interop_support import TENANT, WORKSPACE, LeaseholdServer, POLICIES_DIR, leasehold_binary
 
 
 @pytest.fixture
@@ -23,9 +23,10 @@ def binary() -> Path:
 
 @pytest.fixture
 def workspace_root(tmp_path: Path) -> Path:
-    """An existing, absolute, canonical (symlink-free) directory for the tenant's workspace."""
-    root = tmp_path / "workspace"
-    root.mkdir()
+    """The tenant's workspace directory inside the runner's default workspace base
+    (`<state dir>-workspaces/<tenant>/<workspace>`, with the state dir at tmp_path/state)."""
+    root = tmp_path / "state-workspaces" / TENANT / WORKSPACE
+    root.mkdir(parents=True)
     (root / "README.md").write_text("interop fixture\n")
     return Path(os.path.realpath(root))
 

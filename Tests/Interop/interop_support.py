@@ -187,6 +187,11 @@ class ShutdownError(AssertionError):
     """The server had to be killed after SIGTERM: graceful shutdown hung."""
 
 
+def workspace_base_of(state_dir: Path) -> Path:
+    """Where a runner with this state dir keeps workspace roots by default (no workspace_bases)."""
+    return Path(os.path.realpath(state_dir.parent)) / f"{state_dir.name}-workspaces"
+
+
 class LeaseholdServer:
     """`leasehold serve --http 127.0.0.1:0`, ready once it printed its "listening" line."""
 
@@ -299,6 +304,17 @@ class LeaseholdServer:
         if expect is not None:
             assert response.status_code == expect, f"{method} {path} -> {response.status_code} {response.text}"
         return response
+
+    @property
+    def workspace_base(self) -> Path:
+        """The runner's default workspace base: `<state dir>-workspaces`, beside the state dir."""
+        return workspace_base_of(self.state_dir)
+
+    def workspace_dir(self, tenant: str = TENANT, workspace: str = WORKSPACE) -> Path:
+        """A new directory where an operator may register `tenant`'s workspace: `<base>/<tenant>/<ws>`."""
+        path = self.workspace_base / tenant / workspace
+        path.mkdir(parents=True)
+        return Path(os.path.realpath(path))
 
     def register_workspace(self, root: Path, tenant: str = TENANT, workspace: str = WORKSPACE) -> None:
         self.admin(

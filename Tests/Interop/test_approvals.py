@@ -31,8 +31,7 @@ def approval_server(tmp_path: Path, start_server):
         tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
     )
     server = start_server(policies=policies, config=config)
-    globex_root = tmp_path / "globex"
-    globex_root.mkdir()
+    globex_root = server.workspace_dir("globex")
     server.register_workspace(globex_root, tenant="globex")
     return server
 

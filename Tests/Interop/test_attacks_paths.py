@@ -34,43 +34,43 @@ PAYLOADS = [
     ("dotdot", "..", "outside"),
     ("dotdot_slash", "../", "outside"),
     ("dotdot_dotdot", "../..", "outside"),
-    ("sibling_root", "../acme-w1", "outside"),
-    ("sibling_file", "../acme-w1/notes.txt", "outside"),
-    ("dot_then_dotdot", "./../acme-w1/notes.txt", "outside"),
-    ("inner_dot", "../acme-w1/./notes.txt", "outside"),
-    ("own_dir_up_twice", "{own_dir}/../../acme-w1/notes.txt", "outside"),
-    ("own_dir_double_slash", "{own_dir}/..//../acme-w1", "outside"),
+    ("sibling_root", "../../acme/w1", "outside"),
+    ("sibling_file", "../../acme/w1/notes.txt", "outside"),
+    ("dot_then_dotdot", "./../../acme/w1/notes.txt", "outside"),
+    ("inner_dot", "../../acme/w1/./notes.txt", "outside"),
+    ("own_dir_up_twice", "{own_dir}/../../../acme/w1/notes.txt", "outside"),
+    ("own_dir_double_slash", "{own_dir}/..//../../acme/w1", "outside"),
     ("own_dir_up_up", "{own_dir}/../..", "outside"),
-    ("missing_dir_up", "a/../../acme-w1/notes.txt", "any"),
+    ("missing_dir_up", "a/../../../acme/w1/notes.txt", "any"),
     ("deep_etc_passwd", "../../../../../../../../../../etc/passwd", "outside"),
     ("forty_up", "../" * 40 + "etc/passwd", "outside"),
-    ("same_tenant_other_ws", "../globex-g1/notes.txt", "outside"),
-    ("acme_w2", "../acme-w2/notes.txt", "outside"),
+    ("same_tenant_other_ws", "../g1/notes.txt", "outside"),
+    ("acme_w2", "../../acme/w2/notes.txt", "outside"),
     ("dotdot_trailing", "notes.txt/..", "any"),
     # encodings and near-misses of `..`
-    ("four_dots_double_slash", "....//acme-w1/notes.txt", "any"),
+    ("four_dots_double_slash", "....//../acme/w1/notes.txt", "any"),
     ("four_dots", "..../", "any"),
-    ("three_dots", ".../acme-w1", "any"),
-    ("backslash", "..\\acme-w1\\notes.txt", "any"),
+    ("three_dots", ".../../acme/w1", "any"),
+    ("backslash", "..\\../acme/w1\\notes.txt", "any"),
     ("backslash_deep", "..\\..\\..\\..\\etc\\passwd", "any"),
-    ("mixed_slashes", "..\\/..\\/acme-w1", "any"),
-    ("pct_dotdot", "%2e%2e/acme-w1/notes.txt", "any"),
-    ("pct_all", "%2e%2e%2facme-w1%2fnotes.txt", "any"),
-    ("pct_slash", "..%2facme-w1", "any"),
-    ("pct_double", "%252e%252e/acme-w1", "any"),
-    ("overlong_utf8_text", "..%c0%afacme-w1", "any"),
-    ("half_pct", ".%2e/acme-w1/notes.txt", "any"),
-    ("semicolon", "..;/acme-w1/notes.txt", "any"),
-    ("dotdot_space", ".. /acme-w1/notes.txt", "any"),
-    ("dotdot_tab", "..\t/acme-w1", "any"),
-    ("newline", "..\n/acme-w1", "any"),
+    ("mixed_slashes", "..\\/..\\/../acme/w1", "any"),
+    ("pct_dotdot", "%2e%2e/../acme/w1/notes.txt", "any"),
+    ("pct_all", "%2e%2e%2f../acme/w1%2fnotes.txt", "any"),
+    ("pct_slash", "..%2f../acme/w1", "any"),
+    ("pct_double", "%252e%252e/../acme/w1", "any"),
+    ("overlong_utf8_text", "..%c0%af../acme/w1", "any"),
+    ("half_pct", ".%2e/../acme/w1/notes.txt", "any"),
+    ("semicolon", "..;/../acme/w1/notes.txt", "any"),
+    ("dotdot_space", ".. /../acme/w1/notes.txt", "any"),
+    ("dotdot_tab", "..\t/../acme/w1", "any"),
+    ("newline", "..\n/../acme/w1", "any"),
     # absolute paths
     ("root", "/", "outside"),
     ("etc_passwd", "/etc/passwd", "outside"),
     ("double_slash_abs", "//etc//passwd", "outside"),
     ("victim_root", "{acme}", "outside"),
     ("victim_notes", "{acme}/notes.txt", "outside"),
-    ("victim_via_dotdot", "{acme}/../acme-w1/notes.txt", "outside"),
+    ("victim_via_dotdot", "{acme}/../../acme/w1/notes.txt", "outside"),
     ("victim_w2_notes", "{acme2}/notes.txt", "outside"),
     ("state_dir", "{state}", "outside"),
     ("state_audit", "{state}/audit.sqlite", "outside"),
@@ -91,23 +91,23 @@ PAYLOADS = [
     # NUL bytes
     ("nul_suffix", "notes.txt\x00", "nul"),
     ("nul_prefix", "\x00../../etc/passwd", "nul"),
-    ("nul_middle", "../acme-w1/notes.txt\x00.md", "nul"),
-    ("nul_truncate_escape", "README.md\x00/../../acme-w1", "nul"),
+    ("nul_middle", "../../acme/w1/notes.txt\x00.md", "nul"),
+    ("nul_truncate_escape", "README.md\x00/../../../acme/w1", "nul"),
     # very long
     ("long_dirs", "a/" * 2100, "long"),
     ("long_dotdot", "../" * 1400 + "etc/passwd", "long"),
     ("long_name", "x" * 5000, "long"),
     ("name_max_plus", "y" * 300, "any"),
     # Unicode look-alikes
-    ("two_dot_leader", "\u2025/acme-w1/notes.txt", "any"),
-    ("one_dot_leaders", "\u2024\u2024/acme-w1/notes.txt", "any"),
-    ("fullwidth_dots", "\uff0e\uff0e/acme-w1/notes.txt", "any"),
-    ("fullwidth_slash", "..\uff0facme-w1\uff0fnotes.txt", "any"),
-    ("small_full_stops", "\ufe52\ufe52/acme-w1", "any"),
-    ("division_slash", "..\u2215acme-w1\u2215notes.txt", "any"),
-    ("zero_width_space", ".\u200b./acme-w1/notes.txt", "any"),
-    ("combining_overlay", "..\u0338/acme-w1", "any"),
-    ("rtl_override", "\u202e../acme-w1", "any"),
+    ("two_dot_leader", "\u2025/../acme/w1/notes.txt", "any"),
+    ("one_dot_leaders", "\u2024\u2024/../acme/w1/notes.txt", "any"),
+    ("fullwidth_dots", "\uff0e\uff0e/../acme/w1/notes.txt", "any"),
+    ("fullwidth_slash", "..\uff0f../acme/w1\uff0fnotes.txt", "any"),
+    ("small_full_stops", "\ufe52\ufe52/../acme/w1", "any"),
+    ("division_slash", "..\u2215../acme/w1\u2215notes.txt", "any"),
+    ("zero_width_space", ".\u200b./../acme/w1/notes.txt", "any"),
+    ("combining_overlay", "..\u0338/../acme/w1", "any"),
+    ("rtl_override", "\u202e../../acme/w1", "any"),
 ]
 
 
@@ -175,7 +175,7 @@ def test_path_payload_is_confined(world: World, template: str, kind: str) -> Non
         agent.close()
 
 
-@pytest.mark.parametrize("template", ["../acme-w2/notes.txt", "{acme2}/notes.txt", "../acme-w2",
+@pytest.mark.parametrize("template", ["../../acme/w2/notes.txt", "{acme2}/notes.txt", "../../acme/w2",
                                       "/proc/self/root{acme2}"], ids=["rel_file", "abs_file", "rel_root", "proc_root"])
 def test_acme_cannot_reach_its_other_workspace(world: World, template: str) -> None:
     """Same tenant, other workspace: the workspace, not the tenant, is the boundary."""
@@ -214,11 +214,11 @@ def test_wfuzz_traversal_payload_is_confined(world: World, payload: str) -> None
 SYMLINKS = [
     ("absolute_to_victim_root", [("link", "{acme}")], ["link", "link/notes.txt"]),
     ("absolute_to_victim_file", [("link", "{acme}/notes.txt")], ["link"]),
-    ("relative_escape", [("link", "../acme-w1")], ["link", "link/notes.txt"]),
+    ("relative_escape", [("link", "../../acme/w1")], ["link", "link/notes.txt"]),
     ("relative_deep", [("link", "../../../../../../../..{acme}")], ["link/notes.txt"]),
     ("dangling_into_victim", [("link", "{acme}/created_by_attacker.txt")], ["link"]),
     ("dangling_nowhere", [("link", "/nonexistent/nothing")], ["link", "link/x"]),
-    ("in_an_ancestor", [("a/up", "{acme_parent}")], ["a/up/acme-w1/notes.txt", "a/up/acme-w1"]),
+    ("in_an_ancestor", [("a/up", "{acme_parent}")], ["a/up/../acme/w1/notes.txt", "a/up/../acme/w1"]),
     ("chain", [("second", "first"), ("first", "{acme}")], ["second/notes.txt", "second"]),
     ("loop", [("loop", "loop")], ["loop", "loop/x"]),
     ("proc_self_root", [("link", "/proc/self/root")], ["link{acme}/notes.txt", "link/etc/passwd"]),
@@ -227,7 +227,7 @@ SYMLINKS = [
     ("proc_self_fd", [(f"fd{n}", f"/proc/self/fd/{n}") for n in range(6)], [f"fd{n}" for n in range(6)]),
     ("etc_passwd", [("link", "/etc/passwd")], ["link"]),
     ("state_dir", [("link", "{state}")], ["link/audit.sqlite", "link"]),
-    ("same_tenant_other_ws", [("link", "../globex-g1")], ["link/notes.txt"]),
+    ("same_tenant_other_ws", [("link", "../g1")], ["link/notes.txt"]),
     ("victim_w2", [("link", "{acme2}")], ["link/notes.txt"]),
 ]
 
@@ -421,7 +421,7 @@ def test_worker_refusals_are_audited_with_their_code(world: World) -> None:
     answered `path_outside_workspace`; its call.outcome record must name that code."""
     agent, _ = world.attacker()
     try:
-        answer = agent.call("repo.read_file", {"path": "../acme-w1/notes.txt"})
+        answer = agent.call("repo.read_file", {"path": "../../acme/w1/notes.txt"})
         assert answer.code == "path_outside_workspace"
         record = agent.audited(answer)
         assert record["event"] == "call.outcome" and record["outcome"] == "error", record

@@ -57,7 +57,7 @@ SHELL_CASES: list[tuple[str, str, Check]] = [
     ("ls_victim_root", "ls -la {acme}", failed),
     ("cat_victim_secret_glob", "cat {acme}/secret_* {acme}/dir_*/inner.txt", failed),
     ("cat_other_acme_ws", "cat {acme2}/notes.txt", failed),
-    ("cat_same_tenant_other_ws", "cat {roots}/globex-g1/notes.txt", failed),
+    ("cat_same_tenant_other_ws", "cat {roots}/../globex/g1/notes.txt", failed),
     ("find_roots", "find {roots} -maxdepth 3 2>&1; true", nothing),
     ("ls_roots_parent", "ls -la {roots}/.. {roots}/../.. 2>&1; true", nothing),
     ("grep_everywhere", "timeout 8 grep -rsI " + CANARY_PREFIX + " /tmp /var /root /home /srv /opt /mnt /run /etc /proc/self 2>/dev/null; true", nothing),

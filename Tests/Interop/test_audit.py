@@ -58,8 +58,7 @@ async def call_tool(server, claim: str, sid: str, name: str, arguments: dict, re
 
 
 async def test_calls_refusals_and_admin_changes_are_recorded_per_tenant(server, binary: Path, tmp_path: Path) -> None:
-    globex_root = tmp_path / "globex"
-    globex_root.mkdir()
+    globex_root = server.workspace_dir("globex")
     server.register_workspace(globex_root, tenant="globex")
     acme, acme_claim = server.create_session(denied_tool_names=["shell.*"])
     globex, globex_claim = server.create_session(tenant_id="globex", actor_id="gina")

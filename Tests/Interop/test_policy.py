@@ -106,8 +106,7 @@ def two_tenant_server(tmp_path: Path, start_server, workspace_root: Path):
     write_catalog_config(config, {"kb": [("kb.finance", "finance pages"), ("kb.support_login", "login help")]}, {})
     config.write_text(config.read_text().rstrip().rstrip("}") + ', "policy_reload_interval_seconds": 1}\n')
     server = start_server(policies=policies, config=config)
-    globex_root = tmp_path / "globex"
-    globex_root.mkdir()
+    globex_root = server.workspace_dir("globex")
     server.register_workspace(globex_root, tenant="globex")
     return server, policies
 

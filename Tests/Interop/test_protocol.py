@@ -17,8 +17,7 @@ VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 
 
 async def test_identical_request_ids_on_concurrent_connections_never_cross(server, tmp_path: Path) -> None:
-    globex_root = tmp_path / "globex"
-    globex_root.mkdir()
+    globex_root = server.workspace_dir("globex")
     server.register_workspace(globex_root, tenant="globex")
     _, acme_claim = server.create_session(denied_tool_names=["shell.*"])
     _, globex_claim = server.create_session(tenant_id="globex", actor_id="gina", allowed_tool_names=["shell.*"])

@@ -125,7 +125,7 @@ async def test_stdio_agent_reads_writes_and_runs(tmp_path: Path, binary: Path) -
     trees = {}
     from attack_support import plant_tree
     for tenant, ws in (("acme", "w1"), ("globex", "g1")):
-        trees[tenant] = plant_tree(tmp_path / f"{tenant}-{ws}", tenant, ws)
+        trees[tenant] = plant_tree(tmp_path / "state-workspaces" / tenant / ws, tenant, ws)
         run_cli(binary, "workspace", "add", "--state-dir", str(state), "--policies", str(POLICIES_DIR),
                 "--tenant", tenant, "--workspace", ws, "--root", str(trees[tenant].root))
     for tenant, ws, other in (("acme", "w1", "globex"), ("globex", "g1", "acme")):
@@ -165,11 +165,12 @@ def expect_error(response: httpx.Response, status: int, code: str, world: World)
 
 @pytest.fixture
 def fresh_dir(world: World):
+    """A new directory inside globex's part of the workspace base (where the operator may register)."""
     counter = {"n": 0}
 
-    def make(name: str = "d") -> Path:
+    def make(name: str = "d", tenant: str = "globex") -> Path:
         counter["n"] += 1
-        path = world.base / "fresh" / f"{name}{counter['n']}-{os.urandom(3).hex()}"
+        path = world.workspace_base / tenant / f"{name}{counter['n']}-{os.urandom(3).hex()}"
         path.mkdir(parents=True)
         return Path(os.path.realpath(path))
 
@@ -191,34 +192,42 @@ def test_registry_refuses_bad_roots(world: World, fresh_dir, case: str) -> None:
         "symlink_on_path": f"{d}/link/sub", "symlink_root": f"{d}/link",
         "slash": "/", "etc": "/etc", "usr": "/usr", "proc": "/proc", "a_file": f"{d}/file.txt", "nul": f"{d}/real\u0000x",
     }
+    # Even the operator cannot register these; which rule refuses depends on the path.
+    expected = {"slash": "root_refused", "etc": "root_refused", "usr": "root_refused", "proc": "root_refused"}
     response = post_workspace(world, {"tenant_id": "globex", "workspace_id": f"bad-{case}".replace("_", "-"), "root": roots[case]})
-    expect_error(response, 400, "invalid_root", world)
+    expect_error(response, 400, expected.get(case, "invalid_root"), world)
 
 
 @pytest.mark.parametrize("relation", ["equal", "inside", "containing"])
-def test_registry_refuses_overlap_with_another_tenants_root(world: World, relation: str) -> None:
+def test_registry_refuses_another_tenants_root(world: World, relation: str) -> None:
     root = {"equal": world.acme.root, "inside": world.acme.root / f"dir_{world.acme.dir_name}",
             "containing": world.acme.root.parent}[relation]
+    # A tenant admin key never names a host path at all.
     key = world.admin_key("globex")
     response = post_workspace(world, {"tenant_id": "globex", "workspace_id": f"overlap-{relation}", "root": str(root)}, key)
-    assert response.status_code == 409 and response.json()["error"]["code"] == "overlapping_root", response.text
-    # The refusal names the requested root, never whose root it overlaps.
-    assert '"w1"' not in response.text and "acme/" not in response.text.replace(str(root), ""), response.text
+    assert response.status_code == 403 and response.json()["error"]["code"] == "root_not_allowed", response.text
+    # Nor can the operator give acme's directory to globex: it is outside <base>/globex/.
+    response = post_workspace(world, {"tenant_id": "globex", "workspace_id": f"overlap-{relation}", "root": str(root)})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "root_outside_base", response.text
+    # The refusal names the requested root, never whose root it touches.
+    assert '"w1"' not in response.text.replace(str(root), ""), response.text
 
 
 def test_registry_ids_duplicates_and_tenant_keys(world: World, fresh_dir) -> None:
     for bad in ("bad id", "x" * 65, "", "../w", "wé"):
-        response = post_workspace(world, {"tenant_id": "globex", "workspace_id": bad, "root": str(fresh_dir())})
+        response = post_workspace(world, {"tenant_id": "globex", "workspace_id": bad})
         expect_error(response, 400, "invalid_identifier", world)
-    response = post_workspace(world, {"tenant_id": "globex", "workspace_id": "g1", "root": str(fresh_dir())})
+    response = post_workspace(world, {"tenant_id": "globex", "workspace_id": "g1"})
     expect_error(response, 409, "workspace_exists", world)
 
     globex_key = world.admin_key("globex")
-    # A tenant admin key registers only for its own tenant...
-    response = post_workspace(world, {"tenant_id": "acme", "workspace_id": "planted", "root": str(fresh_dir())}, globex_key)
+    # A tenant admin key creates workspaces only for its own tenant...
+    response = post_workspace(world, {"tenant_id": "acme", "workspace_id": "planted"}, globex_key)
     expect_error(response, 403, "forbidden", world)
-    ok = post_workspace(world, {"tenant_id": "globex", "workspace_id": "own", "root": str(fresh_dir())}, globex_key)
+    ok = post_workspace(world, {"tenant_id": "globex", "workspace_id": "own"}, globex_key)
     assert ok.status_code == 201, ok.text
+    # ...whose root the runner allocated under its base, in globex's part.
+    assert ok.json()["root"] == str(world.workspace_base / "globex" / "own"), ok.text
     # ...lists only its own...
     listed = httpx.get(world.server.api_url + "/workspaces", headers={"Authorization": f"Bearer {globex_key}"}, timeout=20)
     assert listed.status_code == 200 and {w["tenant_id"] for w in listed.json()["workspaces"]} == {"globex"}

@@ -27,19 +27,27 @@ struct GatewayFixture {
         keySet = KeySet(keys: [ClaimKey.generateEdDSA(kid: "test-key")], activeKid: "test-key")
         let claimPolicy = ClaimPolicy()
         let store = try SQLiteStore(path: directory + "/state.sqlite")
+        try FileManager.default.createDirectory(atPath: directory + "/workspaces", withIntermediateDirectories: true)
+        let rules = WorkspaceRules(
+            bases: [try PathChain.resolve(directory + "/workspaces").get()],
+            protectedPaths: [("state", directory + "/state.sqlite"), ("audit", directory + "/audit.sqlite")])
         gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy, now: now),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: try catalog ?? Catalog(),
             policy: try policy ?? RiskPolicy.load(directory: Self.repositoryRoot + "/policies"),
-            audit: try AuditLog(path: directory + "/audit.sqlite", node: "test"), kernel: kernel, executor: executor,
+            audit: try AuditLog(path: directory + "/audit.sqlite", node: "test"), kernel: kernel,
+            workspaceRules: rules, executor: executor,
             now: now)
         admin = AdminService(gateway: gateway, operatorKey: "operator-test-key")
         for tenant in ["acme", "globex"] {
-            let root = directory + "/" + tenant
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
             _ = try await admin.registerWorkspace(
-                Workspace(tenantID: tenant, workspaceID: "main", root: root), by: .operator)
+                RegisterWorkspaceRequest(tenantID: tenant, workspaceID: "main"), by: .operator)
         }
+    }
+
+    /// The allocated root of a tenant's workspace.
+    func root(_ tenant: String, _ workspace: String = "main") -> String {
+        directory + "/workspaces/" + tenant + "/" + workspace
     }
 
     func session(

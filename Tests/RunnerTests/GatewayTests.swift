@@ -130,10 +130,8 @@ import WorkspaceRegistry
 
     @Test func sessionsCannotUseAnotherTenantsWorkspace() async throws {
         let fixture = try await GatewayFixture()
-        try FileManager.default.createDirectory(
-            atPath: fixture.directory + "/globex-only", withIntermediateDirectories: true)
         _ = try await fixture.admin.registerWorkspace(
-            .init(tenantID: "globex", workspaceID: "secret", root: fixture.directory + "/globex-only"), by: .operator)
+            .init(tenantID: "globex", workspaceID: "secret"), by: .operator)
         await #expect(throws: APIError.self) {
             _ = try await fixture.admin.createSession(
                 CreateSessionRequest(tenantID: "acme", actorID: "a", workspaceID: "secret"), by: .operator)
@@ -166,10 +164,8 @@ import WorkspaceRegistry
     @Test func writeAndExecToolsAreRefusedInAReadOnlyWorkspace() async throws {
         let recorder = InvocationRecorder()
         let fixture = try await GatewayFixture(executor: recorder)
-        let root = fixture.directory + "/acme-ro"
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         _ = try await fixture.admin.registerWorkspace(
-            Workspace(tenantID: "acme", workspaceID: "frozen", root: root, readOnly: true), by: .operator)
+            RegisterWorkspaceRequest(tenantID: "acme", workspaceID: "frozen", readOnly: true), by: .operator)
         let (_, claim) = try await fixture.admin.createSession(
             CreateSessionRequest(tenantID: "acme", actorID: "alice", workspaceID: "frozen"), by: .operator)
         let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c")

@@ -26,7 +26,7 @@ import Testing
         let fixture = try await GatewayFixture(executor: FileExecutor(), now: { clock.now() })
         for tenant in ["acme", "globex"] {
             try "CANARY-\(tenant.uppercased())".write(
-                toFile: fixture.directory + "/\(tenant)/secret.txt", atomically: true, encoding: .utf8)
+                toFile: fixture.root(tenant) + "/secret.txt", atomically: true, encoding: .utf8)
         }
         let gateway = fixture.gateway
         let (_, acmeClaim) = try await fixture.session("acme")
@@ -43,7 +43,7 @@ import Testing
 
         // Now both are cached: change the files behind the cache's back and the cached answers show.
         for tenant in ["acme", "globex"] {
-            try "CHANGED".write(toFile: fixture.directory + "/\(tenant)/secret.txt", atomically: true, encoding: .utf8)
+            try "CHANGED".write(toFile: fixture.root(tenant) + "/secret.txt", atomically: true, encoding: .utf8)
         }
         #expect(text(try await gateway.call("repo.read_file", arguments: read, in: acme)) == "CANARY-ACME")
         #expect(text(try await gateway.call("repo.read_file", arguments: read, in: globex)) == "CANARY-GLOBEX")

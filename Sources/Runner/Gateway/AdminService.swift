@@ -50,6 +50,33 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     static func invalid(_ message: String) -> APIError { APIError(400, "invalid_request", message) }
 }
 
+/// Body of `POST /api/v1/workspaces`.
+public struct RegisterWorkspaceRequest: Decodable, Sendable {
+    /// Owning tenant.
+    public var tenantID: String
+    /// The workspace id, unique within the tenant.
+    public var workspaceID: String
+    /// An existing directory inside `<base>/<tenant>/` (operator only); absent: allocated.
+    public var root: String?
+    /// Write and exec tools are refused in it.
+    public var readOnly: Bool?
+
+    enum CodingKeys: String, CodingKey {
+        case tenantID = "tenant_id"
+        case workspaceID = "workspace_id"
+        case root
+        case readOnly = "read_only"
+    }
+
+    /// Creates a request in code.
+    public init(tenantID: String, workspaceID: String, root: String? = nil, readOnly: Bool? = nil) {
+        self.tenantID = tenantID
+        self.workspaceID = workspaceID
+        self.root = root
+        self.readOnly = readOnly
+    }
+}
+
 /// Body of `POST /api/v1/sessions`.
 public struct CreateSessionRequest: Decodable, Sendable {
     /// Owning tenant.
@@ -144,19 +171,45 @@ public struct AdminService: Sendable {
 
     // MARK: Workspaces
 
-    /// Registers a workspace.
-    public func registerWorkspace(_ workspace: Workspace, by principal: Principal) async throws(APIError) -> Workspace {
-        guard principal.manages(workspace.tenantID) else {
+    /// Creates a workspace. Leasehold allocates its root under the first workspace base
+    /// (`<base>/<tenant>/<workspace>`, owned by the tenant's host ids on a root runner). Only the
+    /// operator may instead name an existing `root`, and only inside `<base>/<tenant>/`; a tenant
+    /// admin key that names one is refused (`root_not_allowed`), never trusted.
+    public func registerWorkspace(_ request: RegisterWorkspaceRequest, by principal: Principal) async throws(APIError)
+        -> Workspace
+    {
+        guard principal.manages(request.tenantID) else {
             throw APIError.forbidden("this admin key manages only its own tenant")
         }
-        do {
-            try await gateway.registry.register(workspace)
-        } catch let error as WorkspaceError {
+        if request.root != nil, principal != .operator {
             throw APIError(
-                error.code == .alreadyExists || error.code == .overlappingRoot ? 409 : 400, error.code.rawValue,
-                error.message)
+                403, WorkspaceError.Code.rootNotAllowed.rawValue,
+                "a tenant admin key cannot name a host path; omit root and Leasehold allocates the workspace's directory")
+        }
+        let workspace: Workspace
+        do {
+            let owner = try await gateway.hostIDs?.owner(forTenant: request.tenantID)
+            if let root = request.root {
+                // Validate before touching anything: only then may the tree be given to the tenant.
+                try gateway.registry.rules.validateRoot(root, tenantID: request.tenantID)
+                if let owner, !WorkspaceTree.chown(root, to: owner) {
+                    throw WorkspaceError(.invalidRoot, "cannot give \(root) to the tenant's host ids: errno \(errno)")
+                }
+                workspace = Workspace(
+                    tenantID: request.tenantID, workspaceID: request.workspaceID, root: root,
+                    readOnly: request.readOnly ?? false)
+                try await gateway.registry.register(workspace)
+            } else {
+                workspace = try await gateway.registry.create(
+                    tenantID: request.tenantID, workspaceID: request.workspaceID, readOnly: request.readOnly ?? false,
+                    owner: owner)
+            }
+        } catch let error as WorkspaceError {
+            throw Self.apiError(error)
+        } catch let error as ConfigError {
+            throw APIError(503, "host_ids_unavailable", error.description)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(503, "store_unavailable", "the store cannot be written")
         }
         // A root re-registered under an old id must not inherit the old root's cached results.
         gateway.cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID)
@@ -165,6 +218,18 @@ public struct AdminService: Sendable {
             $0.detail = "root \(workspace.root)"
         }
         return workspace
+    }
+
+    static func apiError(_ error: WorkspaceError) -> APIError {
+        let status: Int
+        switch error.code {
+        case .alreadyExists: status = 409
+        case .notFound: status = 404
+        case .rootNotAllowed: status = 403
+        case .noBase: status = 503
+        default: status = 400
+        }
+        return APIError(status, error.code.rawValue, error.message)
     }
 
     /// Lists workspaces the principal may see.
@@ -181,19 +246,50 @@ public struct AdminService: Sendable {
         }
     }
 
-    /// Removes a workspace registration; its sessions' further calls are refused.
-    public func removeWorkspace(tenantID: String, workspaceID: String, by principal: Principal) async throws(APIError) {
+    /// Removes a workspace registration; its sessions' further calls are refused. The directory
+    /// stays its tenant's (a later registration of the same id gets it back) until the operator
+    /// purges it: `purge` (operator only) also deletes it, registered or not.
+    public func removeWorkspace(tenantID: String, workspaceID: String, purge: Bool = false, by principal: Principal)
+        async throws(APIError)
+    {
         guard principal.manages(tenantID) else { throw APIError.notFound("workspace \(workspaceID)") }
+        if purge && principal != .operator {
+            throw APIError.forbidden("only the operator key purges a workspace's files")
+        }
+        var root: String?
+        var removed = false
         do {
+            root = try await gateway.store.workspace(tenantID: tenantID, workspaceID: workspaceID)?.root
             try await gateway.registry.remove(tenantID: tenantID, workspaceID: workspaceID)
+            removed = true
+        } catch let error as WorkspaceError where error.code == .notFound && purge {
+            // Not registered (removed earlier): its directory may still wait for the purge.
         } catch let error as WorkspaceError {
             throw APIError(404, error.code.rawValue, error.message)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(503, "store_unavailable", "the store cannot be written")
         }
-        gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
-        await gateway.executor.retire(tenant: tenantID, workspace: workspaceID, reason: .workspaceRemoved)
-        try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
+        if removed {
+            gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
+            await gateway.executor.retire(tenant: tenantID, workspace: workspaceID, reason: .workspaceRemoved)
+            try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
+        }
+        guard purge else { return }
+        let rules = gateway.registry.rules
+        let candidates = root.map { [$0] } ?? rules.bases.map { $0.path + "/" + tenantID + "/" + workspaceID }
+        var purged = false
+        for candidate in candidates where (try? PathChain.resolve(candidate).get()) != nil {
+            do {
+                try rules.purge(tenantID: tenantID, root: candidate)
+            } catch {
+                throw Self.apiError(error)
+            }
+            purged = true
+        }
+        guard purged || removed else { throw APIError.notFound("workspace \(workspaceID)") }
+        if purged {
+            try await record("workspace.purged", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
+        }
     }
 
     // MARK: Sessions

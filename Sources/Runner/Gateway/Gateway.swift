@@ -28,6 +28,9 @@ public final class Gateway: Sendable {
     public let cache: ResultCache
     /// What this kernel offers; a tier needing a missing feature is refused, never weakened.
     public let kernel: KernelFeatures
+    /// Each tenant's unprivileged host ids when the runner is root (nil when it is not): workers
+    /// run as them and workspaces are owned by them.
+    public let hostIDs: TenantHostIDs?
     let logger: Logger
     let now: @Sendable () -> Date
     private let resolverState: Mutex<ScopeResolver>
@@ -43,12 +46,14 @@ public final class Gateway: Sendable {
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
+        workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
         executor: any ToolExecutor,
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
-        self.registry = WorkspaceRegistry(backend: store)
+        self.registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
+        self.hostIDs = hostIDs
         self.verifier = verifier
         self.minter = minter
         self.executor = executor
@@ -458,13 +463,23 @@ public final class Gateway: Sendable {
         } catch {
             return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not run"))
         }
+        // A root runner's workers run as the tenant's own unprivileged ids. Should they be
+        // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
+        var hostIdentity: WorkerHostIdentity?
+        if let hostIDs {
+            do {
+                hostIdentity = try await hostIDs.identity(forTenant: workspace.tenantID)
+            } catch {
+                logger.error("no host ids for the tenant's workers", metadata: ["error": "\(error)"])
+            }
+        }
         let started = ContinuousClock.now
         let invocation = ToolInvocation(
             tool: tool, tier: Self.workerTier(tier, settings), arguments: encoded, tenantID: workspace.tenantID,
             workspaceID: workspace.workspaceID, workspaceRoot: workspace.root, workspaceReadOnly: workspace.readOnly,
             sessionID: context.session.id, actorID: context.session.actorID, leaseID: context.session.lease.id,
             leaseExpiresAt: context.session.lease.expiresAt, policyVersion: policyVersion,
-            authorizedAt: context.readAt)
+            authorizedAt: context.readAt, hostIdentity: hostIdentity)
         let execution = await executor.execute(invocation)
         let outcome = execution.outcome
         if mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }

@@ -3,23 +3,30 @@ import WorkspaceRegistry
 
 /// The `make run` demo: two tenants with one workspace each, and a ready session for acme.
 public enum Demo {
-    /// Creates `<state dir>/demo/{acme,globex}` with a few files, registers them, and creates a
+    /// Creates workspace `demo` for acme and globex under the workspace base with a few files, and creates a
     /// session for `acme`/`alice`. Returns the session and its claim.
     public static func prepare(_ runtime: Runtime) async throws -> (Session, String) {
-        let base = runtime.stateDir + "/demo"
         for tenant in ["acme", "globex"] {
-            let root = base + "/" + tenant
-            try FileManager.default.createDirectory(atPath: root + "/src", withIntermediateDirectories: true)
+            // Allocated by the runner under its workspace base, like any tenant's workspace.
+            let workspace: Workspace
+            if let existing = try await runtime.gateway.store.workspace(tenantID: tenant, workspaceID: "demo") {
+                workspace = existing
+            } else {
+                workspace = try await runtime.admin.registerWorkspace(
+                    RegisterWorkspaceRequest(tenantID: tenant, workspaceID: "demo"), by: .operator)
+            }
+            let root = workspace.root
             let readme = root + "/README.md"
             if !FileManager.default.fileExists(atPath: readme) {
+                try FileManager.default.createDirectory(atPath: root + "/src", withIntermediateDirectories: true)
                 try "# \(tenant) demo repository\n\nOnly \(tenant)'s sessions can see this file.\n".write(
                     toFile: readme, atomically: true, encoding: .utf8)
                 try "print(\"hello from \(tenant)\")\n".write(
                     toFile: root + "/src/main.py", atomically: true, encoding: .utf8)
-            }
-            if try await runtime.gateway.store.workspace(tenantID: tenant, workspaceID: "demo") == nil {
-                _ = try await runtime.admin.registerWorkspace(
-                    Workspace(tenantID: tenant, workspaceID: "demo", root: root), by: .operator)
+                // Written by the runner: give the files to the tenant's host ids (root runner).
+                if let owner = try await runtime.gateway.hostIDs?.owner(forTenant: tenant) {
+                    _ = WorkspaceTree.chown(root, to: owner)
+                }
             }
         }
         return try await runtime.admin.createSession(

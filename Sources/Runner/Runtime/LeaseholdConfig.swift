@@ -24,8 +24,13 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var catalog: CatalogFile?
     /// A separate catalog file.
     public var catalogFile: String?
-    /// Workspaces registered at start when missing.
-    public var workspaces: [Workspace]?
+    /// Workspaces registered at start when missing (without `root`: allocated under the first base).
+    public var workspaces: [RegisterWorkspaceRequest]?
+    /// Directories under which workspace roots live, as `<base>/<tenant>/<workspace>`; the first
+    /// one is where new workspaces are allocated (default: `<state dir>-workspaces`).
+    public var workspaceBases: [String]?
+    /// The unprivileged host ids a root runner gives tenants (`first`, `count`).
+    public var workerHostIDs: HostIDRange?
     /// This runner's id in audit records (default: the host name).
     public var nodeID: String?
     /// How often `serve` looks for edited policy files, seconds (default 2; 0 = only on SIGHUP).
@@ -54,6 +59,16 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case workerIdleTimeoutSeconds = "worker_idle_timeout_seconds"
         case workerMaxCallsPerSession = "worker_max_calls_per_session"
         case workerMaxLive = "worker_max_live"
+        case workspaceBases = "workspace_bases"
+        case workerHostIDs = "worker_host_ids"
+    }
+
+    /// `worker_host_ids: {first: N, count: M}`.
+    public struct HostIDRange: Decodable, Sendable {
+        /// The first uid/gid of the range.
+        public var first: UInt32
+        /// How many tenants the range holds.
+        public var count: UInt32
     }
 
     /// An empty configuration (every default).

@@ -81,12 +81,21 @@ public struct Runtime: Sendable {
         let catalog = try config.loadCatalog()
 
         let store = try SQLiteStore(path: stateDir + "/leasehold.sqlite")
+        let workerExecutable = config.workerExecutable ?? WorkerLaunch.defaultExecutable()
+        let rules = try workspaceRules(
+            stateDir: stateDir, config: config, configFile: options.configFile, policiesDir: options.policiesDir,
+            keysFile: keysFile, workerExecutable: workerExecutable, createBases: true)
+        // Workers of a root runner are never host root: each tenant gets unprivileged host ids.
+        let hostIDs =
+            geteuid() == 0
+            ? try TenantHostIDs(
+                first: config.workerHostIDs?.first ?? TenantHostIDs.defaultFirst,
+                count: config.workerHostIDs?.count ?? TenantHostIDs.defaultCount, store: store) : nil
         let claimPolicy = config.claimPolicy
         let audit = try AuditLog(
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName)
         let launch = try WorkerLaunch(
-            executable: config.workerExecutable ?? WorkerLaunch.defaultExecutable(),
-            supportDirectory: stateDir + "/worker")
+            executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
@@ -95,20 +104,79 @@ public struct Runtime: Sendable {
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
-            audit: audit, executor: pool, logger: logger)
+            audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool, logger: logger)
         let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
                 _ = try await admin.registerWorkspace(workspace, by: .operator)
             }
         }
+        for (workspace, error) in try await refusedRegistrations(store: store, rules: rules) {
+            logger.warning(
+                "a registered workspace root breaks the root rules; remove it (leasehold doctor lists them all)",
+                metadata: [
+                    "tenant": "\(workspace.tenantID)", "workspace": "\(workspace.workspaceID)",
+                    "root": "\(workspace.root)", "rule": "\(error.code)",
+                ])
+        }
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
             keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, logger: logger)
     }
 
+    /// The root rules of a runner: its workspace bases (created 0700 when `createBases`), and the
+    /// paths no root may touch (state dir, policies, config, keys, binaries, system directories).
+    public static func workspaceRules(
+        stateDir: String, config: LeaseholdConfig, configFile: String?, policiesDir: String, keysFile: String,
+        workerExecutable: String, createBases: Bool
+    ) throws -> WorkspaceRules {
+        var bases: [PathChain] = []
+        for configured in config.workspaceBases ?? [stateDir + "-workspaces"] {
+            let path = createBases ? try prepareDirectory(configured) : configured
+            guard let chain = PathChain.resolveExisting(path), chain.isDirectory else {
+                throw ConfigError("workspace base \(configured) does not exist or is not a directory")
+            }
+            bases.append(chain)
+        }
+        let executable = URL(fileURLWithPath: CommandLine.arguments.first ?? "leasehold").resolvingSymlinksInPath().path
+        var protectedPaths: [(name: String, path: String)] = [
+            ("state directory", stateDir), ("policies directory", policiesDir), ("key set", keysFile),
+            ("worker executable", workerExecutable), ("leasehold executable", executable),
+        ]
+        if let configFile { protectedPaths.append(("config file", configFile)) }
+        if let catalogFile = config.catalogFile { protectedPaths.append(("catalog file", catalogFile)) }
+        let rules = WorkspaceRules(bases: bases, protectedPaths: protectedPaths)
+        for base in bases {
+            do {
+                try rules.validateBase(base, others: bases)
+            } catch {
+                throw ConfigError("\(error.message)")
+            }
+        }
+        return rules
+    }
+
+    /// Registered workspaces whose roots the rules would refuse today (registered before the rules
+    /// existed, or moved since), with the rule each breaks.
+    public static func refusedRegistrations(store: any LeaseholdStore, rules: WorkspaceRules) async throws
+        -> [(Workspace, WorkspaceError)]
+    {
+        var refused: [(Workspace, WorkspaceError)] = []
+        let all = try await store.allWorkspaces()
+        for workspace in all {
+            do {
+                try rules.validate(
+                    workspace,
+                    existing: all.filter { $0.tenantID != workspace.tenantID || $0.workspaceID != workspace.workspaceID })
+            } catch {
+                refused.append((workspace, error))
+            }
+        }
+        return refused
+    }
+
     /// Creates the directory (0700) if needed and returns its canonical absolute path.
-    static func prepareDirectory(_ path: String) throws -> String {
+    public static func prepareDirectory(_ path: String) throws -> String {
         try FileManager.default.createDirectory(
             atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         guard let resolved = realpath(path, nil) else { throw ConfigError("cannot resolve state directory \(path)") }

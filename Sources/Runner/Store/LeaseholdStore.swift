@@ -48,4 +48,7 @@ public protocol LeaseholdStore: WorkspaceBackend {
         -> Approval?
     /// Read-modify-write of one approval under the store's write lock; nil when it does not exist.
     func updateApproval(id: String, _ mutate: @Sendable (inout Approval) throws -> Void) async throws -> Approval?
+    /// The slot (0-based) of the tenant's unprivileged host ids in the operator's range, assigned
+    /// on first use and never changed or reused; nil when all `capacity` slots are taken.
+    func hostIDSlot(forTenant tenantID: String, capacity: Int) async throws -> Int?
 }

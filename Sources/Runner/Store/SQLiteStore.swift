@@ -66,7 +66,37 @@ public final class SQLiteStore: LeaseholdStore {
                 table.column("body", .blob).notNull()
             }
         }
+        migrator.registerMigration("v3-tenant-host-ids") { db in
+            // A tenant's slot fixes the host uid/gid its workers run as and its workspaces are
+            // owned by; it must outlive the tenant's workspaces, so it is never deleted.
+            try db.create(table: "tenant_host_ids") { table in
+                table.primaryKey("tenant_id", .text)
+                table.column("slot", .integer).notNull().unique()
+            }
+        }
         return migrator
+    }
+
+    // MARK: Tenant host ids
+
+    public func hostIDSlot(forTenant tenantID: String, capacity: Int) async throws -> Int? {
+        if let slot = try await pool.read({ db in
+            try Int.fetchOne(db, sql: "SELECT slot FROM tenant_host_ids WHERE tenant_id = ?", arguments: [tenantID])
+        }) {
+            return slot
+        }
+        return try await pool.write { db in
+            if let slot = try Int.fetchOne(
+                db, sql: "SELECT slot FROM tenant_host_ids WHERE tenant_id = ?", arguments: [tenantID])
+            {
+                return slot
+            }
+            let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(slot) + 1, 0) FROM tenant_host_ids") ?? 0
+            guard next < capacity else { return nil }
+            try db.execute(
+                sql: "INSERT INTO tenant_host_ids (tenant_id, slot) VALUES (?, ?)", arguments: [tenantID, next])
+            return next
+        }
     }
 
     // MARK: Workspaces

@@ -12,8 +12,8 @@ struct AdminRoutes: Sendable {
 
         api.post("/workspaces") { request, _ in
             try await respond(request) { request, principal in
-                let workspace = try await HTTPJSON.decode(Workspace.self, from: &request)
-                return HTTPJSON.response(.created, try await admin.registerWorkspace(workspace, by: principal))
+                let body = try await HTTPJSON.decode(RegisterWorkspaceRequest.self, from: &request)
+                return HTTPJSON.response(.created, try await admin.registerWorkspace(body, by: principal))
             }
         }
         api.get("/workspaces") { request, _ in
@@ -26,8 +26,9 @@ struct AdminRoutes: Sendable {
         api.delete("/workspaces/:tenant_id/:workspace_id") { request, context in
             let tenant = context.parameters.get("tenant_id") ?? ""
             let workspace = context.parameters.get("workspace_id") ?? ""
+            let purge = request.uri.queryParameters.get("purge") == "true"
             return try await respond(request) { _, principal in
-                try await admin.removeWorkspace(tenantID: tenant, workspaceID: workspace, by: principal)
+                try await admin.removeWorkspace(tenantID: tenant, workspaceID: workspace, purge: purge, by: principal)
                 return Response(status: .noContent)
             }
         }
