@@ -36,4 +36,4 @@ bench:
 	Benchmarks/run.sh
 
 clean:
-	rm -rf .build $(STATE_DIR)
+	rm -rf .build $(STATE_DIR) $(STATE_DIR)-workspaces
