@@ -221,7 +221,8 @@ struct AuditCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check every record's place and hash and every signed checkpoint; exit 1 naming the first problem.",
+            abstract:
+                "Check every record's place and hash and every signed checkpoint; exit 1 naming the first problem.",
             discussion: """
                 A checkpoint is the audit key's signature over a record's hash. It fails when the signature \
                 is not the public key's or when the record it covers no longer has the signed hash, which \

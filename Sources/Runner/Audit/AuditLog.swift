@@ -419,14 +419,16 @@ public actor AuditLog {
         }
         var previous = expected
         let rows = try Row.fetchCursor(
-            db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq", arguments: [expected.seq])
+            db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq",
+            arguments: [expected.seq])
         while let row = try rows.next() {
             let record = record(row)
             guard record.seq == previous.seq + 1, record.previousHash == previous.hash,
                 AuditRecord.chainHash(previous: previous.hash, seq: record.seq, body: record.body) == record.hash
             else {
                 throw AuditChainMoved(
-                    description: "record \(record.seq), written by another process, does not chain from \(previous.seq)")
+                    description: "record \(record.seq), written by another process, does not chain from \(previous.seq)"
+                )
             }
             previous = ChainHead(seq: record.seq, hash: record.hash)
         }
