@@ -225,16 +225,56 @@ struct AuditCommand: AsyncParsableCommand {
 
     struct Verify: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Check every record's place and hash; exit 1 naming the first bad record.")
+            abstract:
+                "Check every record's place and hash and every signed checkpoint; exit 1 naming the first problem.",
+            discussion: """
+                A checkpoint is the audit key's signature over a record's hash. It fails when the signature \
+                is not the public key's or when the record it covers no longer has the signed hash, which \
+                catches records deleted or edited even if the chain was recomputed. Records after the last \
+                checkpoint are reported, not failed: the runner signs them within seconds.
+                """)
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
+        @Option(help: "The audit public key (default <state dir>/audit-signing.pub).") var publicKey: String?
+        @Option(help: "With no checkpoint at all, more records than this fail verification.")
+        var checkpointRecords = AuditCheckpointPolicy.defaultRecords
+        @Flag(help: "Accept a log with no signed checkpoint (written before checkpoints existed).")
+        var allowUnsigned = false
 
         func run() async throws {
-            switch try AuditCommand.open(stateDir).verify() {
-            case .ok(let records, let head):
-                print("ok: \(records) records (head \(head))")
+            let log = try AuditCommand.open(stateDir)
+            let (records, head): (Int64, String)
+            switch try log.verify() {
+            case .ok(let count, let hash):
+                (records, head) = (count, hash)
             case .broken(let seq, let reason):
                 print("bad record \(seq): \(reason)")
                 throw ExitCode(1)
+            }
+            let keyFile = publicKey ?? stateDir + "/" + AuditSigningKey.publicFileName
+            let report: CheckpointReport
+            if FileManager.default.fileExists(atPath: keyFile) {
+                report = try log.verifyCheckpoints(publicKey: AuditPublicKey.load(file: keyFile))
+            } else if try publicKey != nil || !log.checkpoints().isEmpty {
+                throw ValidationError("no audit public key at \(keyFile); pass --public-key")
+            } else {
+                report = CheckpointReport(records: records)
+            }
+            if !report.failures.isEmpty {
+                for failure in report.failures { print("bad checkpoint: \(failure)") }
+                throw ExitCode(1)
+            }
+            if report.checkpoints == 0 && records > checkpointRecords && !allowUnsigned {
+                print(
+                    "unsigned: no signed checkpoint covers any of the \(records) records (the chain is intact "
+                        + "but could have been recomputed); pass --allow-unsigned for a log written before checkpoints")
+                throw ExitCode(1)
+            }
+            print("ok: \(records) records (head \(head))")
+            if report.lastCoveredSeq > 0 {
+                print("signed: \(report.checkpoints) checkpoints, the last covers records 1-\(report.lastCoveredSeq)")
+            }
+            if report.unsignedRecords > 0 {
+                print("\(report.unsignedRecords) records after the last checkpoint are not yet signed")
             }
         }
     }

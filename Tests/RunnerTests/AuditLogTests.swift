@@ -1,7 +1,9 @@
 import Foundation
 import GRDB
+import Logging
 import MCP
 import Sandbox
+import ServiceLifecycle
 import Testing
 
 @testable import Runner
@@ -115,6 +117,171 @@ import Testing
             Issue.record("chain broken")
             return
         }
+    }
+}
+
+/// Invariant 14: the chain is keyed by signed checkpoints of its head, and a runner never chains
+/// onto a head rewritten behind its back.
+@Suite struct AuditCheckpointTests {
+    func temporaryPath() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/audit.sqlite"
+    }
+
+    /// What someone with write access to the file (and no key) can do: delete record `seq`,
+    /// renumber the rest and recompute every later hash, so the chain alone verifies again.
+    static func forgeDeletion(of seq: Int64, in path: String) throws {
+        let queue = try DatabaseQueue(path: path)
+        try queue.write { db in
+            try db.execute(sql: "DELETE FROM audit WHERE seq = ?", arguments: [seq])
+            try db.execute(sql: "UPDATE audit SET seq = -(seq - 1) WHERE seq > ?", arguments: [seq])
+            try db.execute(sql: "UPDATE audit SET seq = -seq WHERE seq < 0")
+            var previous = AuditLog.genesis
+            for row in try Row.fetchAll(db, sql: "SELECT seq, body FROM audit ORDER BY seq") {
+                let hash = AuditRecord.chainHash(previous: previous, seq: row["seq"], body: row["body"])
+                try db.execute(
+                    sql: "UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?",
+                    arguments: [previous, hash, row["seq"] as Int64])
+                previous = hash
+            }
+        }
+    }
+
+    func append(_ count: Int, to log: AuditLog) async throws {
+        for index in 0..<count {
+            var event = AuditEvent("call.intent")
+            event.tenant = "acme"
+            event.requestID = String(index)
+            try await log.append(event)
+        }
+    }
+
+    @Test func aCheckpointIsWrittenEveryNRecords() async throws {
+        let key = AuditSigningKey()
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", signer: key, checkpointEvery: 10)
+        try await append(25, to: log)
+        #expect(try log.checkpoints().map(\.seq) == [10, 20])
+        let report = try log.verifyCheckpoints(publicKey: key.publicKey)
+        #expect(report.failures.isEmpty)
+        #expect(report.checkpoints == 2 && report.lastCoveredSeq == 20 && report.unsignedRecords == 5)
+        #expect(await log.unsignedRecords == 5)
+        // An explicit checkpoint covers the rest; with nothing new, a second one writes nothing.
+        #expect(try await log.checkpoint() == 25)
+        #expect(try await log.checkpoint() == nil)
+        #expect(try log.verifyCheckpoints(publicKey: key.publicKey).unsignedRecords == 0)
+        // Another key's public half does not verify them.
+        let other = try log.verifyCheckpoints(publicKey: AuditSigningKey().publicKey)
+        #expect(other.failures.count == 3 && other.failures[0].contains("not by the given public key"))
+    }
+
+    /// The timer service signs unsigned records within its interval, and once more on graceful
+    /// shutdown; both are waited for as events (the checkpoint row, the group's return).
+    @Test(.timeLimit(.minutes(1))) func theCheckpointerSignsOnItsIntervalAndAtShutdown() async throws {
+        let key = AuditSigningKey()
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", signer: key, checkpointEvery: 1000)
+        try await append(3, to: log)
+        let ticking = ServiceGroup(
+            services: [AuditCheckpointer(audit: log, interval: .milliseconds(50), logger: Logger(label: "test"))],
+            logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await ticking.run() }
+            var polls = 0
+            while try log.checkpoints().isEmpty && polls < 400 {
+                polls += 1
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            await ticking.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        #expect(try log.checkpoints().map(\.seq) == [3], "the interval signed the three records")
+
+        // An interval far beyond the test: only the graceful shutdown can have signed record 5.
+        try await append(2, to: log)
+        let slow = ServiceGroup(
+            services: [AuditCheckpointer(audit: log, interval: .seconds(3600), logger: Logger(label: "test"))],
+            logger: Logger(label: "test"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await slow.run() }
+            await slow.triggerGracefulShutdown()
+            try await group.waitForAll()
+        }
+        #expect(try log.checkpoints().map(\.seq) == [3, 5])
+        #expect(try log.verifyCheckpoints(publicKey: key.publicKey).failures.isEmpty)
+    }
+
+    /// Finding 3: deleting a record and recomputing the chain used to verify. The chain still does,
+    /// but the checkpoints name the rewrite.
+    @Test func aRecomputedChainFailsAgainstItsCheckpoints() async throws {
+        let key = AuditSigningKey()
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1", signer: key, checkpointEvery: 5)
+        try await append(12, to: log)
+        #expect(try log.checkpoints().map(\.seq) == [5, 10])
+        try Self.forgeDeletion(of: 3, in: path)
+        guard case .ok(let records, _) = try log.verify() else {
+            Issue.record("the forger recomputed the chain; it should verify on its own")
+            return
+        }
+        #expect(records == 11)
+        let report = try log.verifyCheckpoints(publicKey: key.publicKey)
+        #expect(report.failures.count == 2)
+        #expect(report.failures.allSatisfy { $0.hasPrefix("checkpoint mismatch at record") })
+        #expect(report.failures.first?.contains("record 5") == true)
+        #expect(report.lastCoveredSeq == 0)
+
+        // Cutting records off below a checkpoint is named as such.
+        let truncator = try DatabaseQueue(path: path)
+        try await truncator.write { db in try db.execute(sql: "DELETE FROM audit WHERE seq > 8") }
+        let truncated = try log.verifyCheckpoints(publicKey: key.publicKey)
+        #expect(truncated.failures.contains { $0.contains("the log has no record 10") })
+    }
+
+    /// The runner-held log never chains onto a forged head: the append fails (the caller refuses
+    /// `audit_unavailable`) and keeps failing, and no checkpoint signs the forgery.
+    @Test func aRunnerHeldLogRefusesToAppendAfterARewriteBehindItsBack() async throws {
+        let key = AuditSigningKey()
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1", signer: key, checkpointEvery: 1000)
+        try await append(6, to: log)
+        try Self.forgeDeletion(of: 2, in: path)
+        await #expect(throws: AuditUnavailable.self) { try await log.append(AuditEvent("call.intent")) }
+        do {
+            try await log.append(AuditEvent("call.outcome"))
+            Issue.record("appended onto a forged head")
+        } catch {
+            #expect(error.description.contains("changed behind the runner's back"))
+        }
+        await #expect(throws: AuditUnavailable.self) { try await log.checkpoint() }
+        #expect(try log.checkpoints().isEmpty)
+        #expect(try log.tail(1).first?.seq == 5, "nothing was chained onto the forged head")
+
+        // Restarted on the rewritten file, a runner with the key refuses too: the last checkpoint
+        // (written before the rewrite) no longer matches its record.
+        let other = try temporaryPath()
+        let first = try AuditLog(path: other, node: "n1", signer: key, checkpointEvery: 4)
+        try await append(6, to: first)
+        try Self.forgeDeletion(of: 1, in: other)
+        let restarted = try AuditLog(path: other, node: "n1", signer: key, checkpointEvery: 4)
+        await #expect(throws: AuditUnavailable.self) { try await restarted.append(AuditEvent("call.intent")) }
+    }
+
+    /// Through the gateway: after the rewrite a call is refused `audit_unavailable` and not run.
+    @Test func aCallIsRefusedOnceTheLogWasRewrittenBehindTheRunner() async throws {
+        let recorder = InvocationRecorder()
+        let fixture = try await GatewayFixture(executor: recorder)
+        let (_, claim) = try await fixture.session()
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c1")
+        _ = try await fixture.gateway.call("repo.stat", arguments: ["path": "a"], in: context)
+        #expect(await recorder.invocations.count == 1)
+        try Self.forgeDeletion(of: 2, in: fixture.directory + "/audit.sqlite")
+        let result = try await fixture.gateway.call("repo.stat", arguments: ["path": "b"], in: context)
+        guard case .object(let content)? = result.structuredContent, case .object(let error)? = content["error"] else {
+            Issue.record("no structured error: \(result)")
+            return
+        }
+        #expect(error["code"] == .string("audit_unavailable"))
+        #expect(await recorder.invocations.count == 1, "the executor must not see the call")
     }
 }
 

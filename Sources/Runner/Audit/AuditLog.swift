@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Logging
 import Sandbox
 
 /// One audit record: what happened, to whom, decided how. Optional fields are absent when they do
@@ -93,11 +94,22 @@ public struct AuditUnavailable: Error, Sendable, CustomStringConvertible {
     public let description: String
 }
 
+/// The stored chain no longer continues from the head this log last wrote or saw: records were
+/// deleted, edited or rewritten by something other than a Leasehold writer.
+struct AuditChainMoved: Error, CustomStringConvertible {
+    let description: String
+}
+
 /// The tamper-evident audit trail: an append-only, hash-chained SQLite log with group commit.
 ///
 /// `append` returns only once the record is durable (`synchronous = FULL`, so it survives the
 /// process being killed and, with WAL, a power loss after the commit). Appends that arrive while a
 /// commit is in flight are written together in the next transaction: one fsync for many records.
+///
+/// Keyed (invariant 14): with a signing key, the log writes signed checkpoints of its head (every
+/// `checkpointEvery` records inside the commit, and on ``checkpoint()`` from a timer and at
+/// shutdown). It also remembers the head it last wrote and never chains onto a stored head that
+/// does not continue from it: a rewrite behind its back makes every later append fail.
 public actor AuditLog {
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
@@ -134,9 +146,34 @@ public actor AuditLog {
     private var pending: [(Encoded, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>?)] = []
     private var committing = false
     private var committedBatches = 0
+    /// The last record this log wrote or accepted as a continuation of its own (seq 0: empty).
+    private var head: ChainHead
+    /// The last record covered by a checkpoint this log wrote or found at open.
+    private var lastCheckpointSeq: Int64
+    /// Set once the stored chain was found changed behind this log's back; every later append fails
+    /// with it (fail closed until an operator has looked and restarted the runner).
+    private var tampered: String?
+    private let signer: AuditSigningKey?
+    /// Records between checkpoints written inside a commit.
+    public nonisolated let checkpointEvery: Int64
+    private let logger: Logger
+
+    /// A position in the chain.
+    struct ChainHead: Equatable {
+        var seq: Int64
+        var hash: String
+    }
 
     /// Opens (creating if needed) the log at `path`.
-    public init(path: String, node: String) throws {
+    ///
+    /// - Parameters:
+    ///   - signer: signs checkpoints; nil for a reader (the CLI's `verify`, `tail`, `export`).
+    ///   - checkpointEvery: with a signer, a checkpoint is written in the commit that leaves this
+    ///     many records or more after the last one.
+    public init(
+        path: String, node: String, signer: AuditSigningKey? = nil, checkpointEvery: Int = 256,
+        logger: Logger = Logger(label: "leasehold.audit")
+    ) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
@@ -157,8 +194,59 @@ public actor AuditLog {
                 table.column("hash", .text).notNull()
             }
         }
+        migrator.registerMigration("v2-checkpoints") { db in
+            try db.create(table: "checkpoints") { table in
+                table.primaryKey("seq", .integer)
+                table.column("head_hash", .text).notNull()
+                table.column("record_count", .integer).notNull()
+                table.column("time", .text).notNull()
+                table.column("key_id", .text).notNull()
+                table.column("signature", .text).notNull()
+            }
+        }
         try migrator.migrate(pool)
         self.node = node
+        self.signer = signer
+        self.checkpointEvery = Int64(max(1, checkpointEvery))
+        self.logger = logger
+        // The head at open is taken as found: `leasehold audit verify` is what judges a log at rest.
+        // But if the last checkpoint no longer matches its record, the log was rewritten while no
+        // runner watched it, and appending would sign the forgery: refuse from the start.
+        let (found, checkpoint) = try pool.read { db in
+            (try Self.storedHead(db), try Self.lastCheckpoint(db))
+        }
+        head = found
+        lastCheckpointSeq = checkpoint?.seq ?? 0
+        if let checkpoint, let signer {
+            let stored = try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [checkpoint.seq])
+            }
+            if stored != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
+                tampered =
+                    "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
+                    + "run `leasehold audit verify`"
+                logger.error(
+                    "audit log rewritten while the runner was stopped; appends are refused",
+                    metadata: ["path": "\(path)", "checkpoint": "\(checkpoint.seq)"])
+            }
+        }
+    }
+
+    private static func storedHead(_ db: Database) throws -> ChainHead {
+        let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return ChainHead(seq: row?["seq"] ?? 0, hash: row?["hash"] ?? genesis)
+    }
+
+    private static func lastCheckpoint(_ db: Database) throws -> AuditCheckpoint? {
+        try Row.fetchOne(
+            db, sql: "SELECT seq, head_hash, time, key_id, signature FROM checkpoints ORDER BY seq DESC LIMIT 1"
+        ).map(checkpoint)
+    }
+
+    private static func checkpoint(_ row: Row) -> AuditCheckpoint {
+        AuditCheckpoint(
+            seq: row["seq"], headHash: row["head_hash"], time: row["time"], keyID: row["key_id"],
+            signature: row["signature"])
     }
 
     /// An event encoded by its caller, ready to be chained: encoding does not depend on the
@@ -226,32 +314,59 @@ public actor AuditLog {
 
     /// Writes everything pending, batch after batch, until nothing is left.
     private func commitPending() async {
+        commitPendingNow()
+        committing = false
+    }
+
+    /// The body of the writer, also run by ``checkpoint()`` so a checkpoint covers every record
+    /// queued before it (``appendWithoutWaiting(_:)`` records may still be waiting).
+    private func commitPendingNow() {
         while !pending.isEmpty {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
-            do {
-                let seqs = try insert(batch.map(\.0))
-                committedBatches += 1
-                for (index, (_, continuation)) in batch.enumerated() {
-                    continuation?.resume(returning: .success(seqs[index]))
+            let failure: AuditUnavailable
+            if let tampered {
+                failure = AuditUnavailable(description: tampered)
+            } else {
+                do {
+                    let written = try insert(batch.map(\.0), after: head, lastCheckpoint: lastCheckpointSeq)
+                    head = written.head
+                    lastCheckpointSeq = written.checkpoint ?? lastCheckpointSeq
+                    committedBatches += 1
+                    for (index, (_, continuation)) in batch.enumerated() {
+                        continuation?.resume(returning: .success(written.seqs[index]))
+                    }
+                    continue
+                } catch {
+                    failure = refuse(after: error)
                 }
-            } catch {
-                let failure = AuditUnavailable(description: "the audit log cannot be written: \(error)")
-                for (_, continuation) in batch { continuation?.resume(returning: .failure(failure)) }
             }
+            for (_, continuation) in batch { continuation?.resume(returning: .failure(failure)) }
         }
-        committing = false
+    }
+
+    /// Turns a failed write into the callers' error; a moved chain is remembered for good.
+    private func refuse(after error: any Error) -> AuditUnavailable {
+        guard let moved = error as? AuditChainMoved else {
+            return AuditUnavailable(description: "the audit log cannot be written: \(error)")
+        }
+        let reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
+        tampered = reason
+        logger.error(
+            "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
+            metadata: ["path": "\(path)", "detail": "\(moved)"])
+        return AuditUnavailable(description: reason)
     }
 
     /// Chains and inserts a batch in one transaction, on the writer's own thread (awaiting GRDB's
     /// queue instead costs two thread hand-offs per commit, more than the commit on a small
-    /// machine). The head is read inside the write transaction, not remembered between batches:
-    /// another process (the `leasehold` CLI on the same state directory) may have appended since.
-    private nonisolated func insert(_ encoded: [Encoded]) throws -> [Int64] {
+    /// machine). Writes a checkpoint in the same transaction when `checkpointEvery` records or more
+    /// follow the last one.
+    private nonisolated func insert(_ encoded: [Encoded], after expected: ChainHead, lastCheckpoint: Int64) throws
+        -> (seqs: [Int64], head: ChainHead, checkpoint: Int64?)
+    {
         try pool.write { db in
-            let head = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            var seq: Int64 = head?["seq"] ?? 0
-            var previous: String = head?["hash"] ?? Self.genesis
+            var current = try Self.continuedHead(db, from: expected)
             var seqs: [Int64] = []
             seqs.reserveCapacity(encoded.count)
             let insert = try db.cachedStatement(
@@ -260,17 +375,110 @@ public actor AuditLog {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """)
             for record in encoded {
-                seq += 1
-                let hash = AuditRecord.chainHash(previous: previous, seq: seq, body: record.body)
+                let seq = current.seq + 1
+                let hash = AuditRecord.chainHash(previous: current.hash, seq: seq, body: record.body)
                 try insert.execute(arguments: [
-                    seq, record.time, record.tenant, record.session, record.event, record.body, previous, hash,
+                    seq, record.time, record.tenant, record.session, record.event, record.body, current.hash, hash,
                 ])
-                previous = hash
+                current = ChainHead(seq: seq, hash: hash)
                 seqs.append(seq)
             }
-            return seqs
+            var checkpoint: Int64?
+            if current.seq - lastCheckpoint >= checkpointEvery, let signer {
+                try Self.writeCheckpoint(db, head: current, signer: signer)
+                checkpoint = current.seq
+            }
+            return (seqs, current, checkpoint)
         }
     }
+
+    /// The stored head, provided it continues the chain from `expected`.
+    ///
+    /// The common case costs the one indexed read of the last row the writer needs anyway. The
+    /// `leasehold` CLI on the same state directory may have appended since; its records are taken
+    /// only if the record at `expected.seq` still has `expected.hash` and every later record
+    /// chains from it. Anything else — the last record gone, a different hash at the head, records
+    /// after it that do not chain — means the file was changed behind this writer's back.
+    private static func continuedHead(_ db: Database, from expected: ChainHead) throws -> ChainHead {
+        let stored = try storedHead(db)
+        if stored == expected { return stored }
+        guard stored.seq > expected.seq else {
+            throw AuditChainMoved(
+                description:
+                    "the last record is now \(stored.seq) with hash \(stored.hash.prefix(12))…, "
+                    + "the runner last wrote \(expected.seq) with hash \(expected.hash.prefix(12))…")
+        }
+        if expected.seq > 0 {
+            let hash = try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [expected.seq])
+            guard hash == expected.hash else {
+                throw AuditChainMoved(
+                    description:
+                        "record \(expected.seq) now has hash \((hash ?? "none").prefix(12))…, "
+                        + "the runner wrote \(expected.hash.prefix(12))…")
+            }
+        }
+        var previous = expected
+        let rows = try Row.fetchCursor(
+            db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq",
+            arguments: [expected.seq])
+        while let row = try rows.next() {
+            let record = record(row)
+            guard record.seq == previous.seq + 1, record.previousHash == previous.hash,
+                AuditRecord.chainHash(previous: previous.hash, seq: record.seq, body: record.body) == record.hash
+            else {
+                throw AuditChainMoved(
+                    description: "record \(record.seq), written by another process, does not chain from \(previous.seq)"
+                )
+            }
+            previous = ChainHead(seq: record.seq, hash: record.hash)
+        }
+        return previous
+    }
+
+    private static func writeCheckpoint(_ db: Database, head: ChainHead, signer: AuditSigningKey) throws {
+        let checkpoint = try AuditCheckpoint.sign(
+            seq: head.seq, headHash: head.hash, time: Date().formatted(timeFormat), with: signer)
+        try db.execute(
+            sql: """
+                INSERT OR REPLACE INTO checkpoints (seq, head_hash, record_count, time, key_id, signature)
+                VALUES (?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                checkpoint.seq, checkpoint.headHash, checkpoint.seq, checkpoint.time, checkpoint.keyID,
+                checkpoint.signature,
+            ])
+    }
+
+    /// Signs the current head if records follow the last checkpoint (the timer's and shutdown's
+    /// call). Commits queued records first, and checks the stored chain like an append does.
+    ///
+    /// - Returns: the covered record, or nil when there was nothing new to sign or no key.
+    /// - Throws: ``AuditUnavailable`` when the log cannot be written or was changed behind its back.
+    @discardableResult
+    public func checkpoint() throws(AuditUnavailable) -> Int64? {
+        commitPendingNow()
+        if let tampered { throw AuditUnavailable(description: tampered) }
+        guard let signer else { return nil }
+        let expected = head
+        let lastCheckpoint = lastCheckpointSeq
+        do {
+            let covered: ChainHead? = try pool.write { db in
+                let current = try Self.continuedHead(db, from: expected)
+                guard current.seq > lastCheckpoint else { return nil }
+                try Self.writeCheckpoint(db, head: current, signer: signer)
+                return current
+            }
+            guard let covered else { return nil }
+            head = covered
+            lastCheckpointSeq = covered.seq
+            return covered.seq
+        } catch {
+            throw refuse(after: error)
+        }
+    }
+
+    /// Records written but not yet covered by a checkpoint, as far as this log knows.
+    public var unsignedRecords: Int64 { head.seq - lastCheckpointSeq }
 
     /// The number of commits (transactions) so far: appends per commit shows group commit at work.
     public var commits: Int { committedBatches }
@@ -354,6 +562,58 @@ public actor AuditLog {
                 expectedSeq += 1
             }
             return .ok(records: expectedSeq - 1, head: previous)
+        }
+    }
+
+    /// Every checkpoint, oldest first.
+    public nonisolated func checkpoints() throws -> [AuditCheckpoint] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT seq, head_hash, time, key_id, signature FROM checkpoints ORDER BY seq")
+                .map(Self.checkpoint)
+        }
+    }
+
+    /// Checks every checkpoint against `publicKey` and against the record it covers.
+    ///
+    /// A checkpoint fails when its signature is not `publicKey`'s, or when its record is gone or
+    /// no longer has the signed hash — which is what a rewrite of covered records looks like even
+    /// when the chain itself was recomputed and ``verify()`` passes.
+    public nonisolated func verifyCheckpoints(publicKey: AuditPublicKey) throws -> CheckpointReport {
+        try pool.read { db in
+            var report = CheckpointReport()
+            report.records = try Self.storedHead(db).seq
+            let rows = try Row.fetchCursor(
+                db,
+                sql: """
+                    SELECT c.seq, c.head_hash, c.time, c.key_id, c.signature, a.hash AS stored_hash
+                    FROM checkpoints c LEFT JOIN audit a ON a.seq = c.seq ORDER BY c.seq
+                    """)
+            while let row = try rows.next() {
+                let checkpoint = Self.checkpoint(row)
+                let stored: String? = row["stored_hash"]
+                report.checkpoints += 1
+                if checkpoint.keyID != publicKey.keyID {
+                    report.failures.append(
+                        "checkpoint at record \(checkpoint.seq) was signed by key \(checkpoint.keyID), "
+                            + "not by the given public key \(publicKey.keyID)")
+                } else if !checkpoint.isSigned(by: publicKey) {
+                    report.failures.append(
+                        "checkpoint at record \(checkpoint.seq): the signature does not verify "
+                            + "(the checkpoint was forged or edited)")
+                } else if let stored, stored != checkpoint.headHash {
+                    report.failures.append(
+                        "checkpoint mismatch at record \(checkpoint.seq): the checkpoint signed hash "
+                            + "\(checkpoint.headHash.prefix(16))… but the record now has \(stored.prefix(16))… "
+                            + "(records up to \(checkpoint.seq) were rewritten)")
+                } else if stored == nil {
+                    report.failures.append(
+                        "checkpoint mismatch at record \(checkpoint.seq): the log has no record \(checkpoint.seq) "
+                            + "(records covered by a signed checkpoint were deleted)")
+                } else {
+                    report.lastCoveredSeq = max(report.lastCoveredSeq, checkpoint.seq)
+                }
+            }
+            return report
         }
     }
 }

@@ -44,6 +44,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var workerMaxCallsPerSession: Int?
     /// Live workers this runner may hold (default 512).
     public var workerMaxLive: Int?
+    /// A signed audit checkpoint at least every this many records (default 256, 1-1000000).
+    public var auditCheckpointRecords: Int?
+    /// A signed audit checkpoint this often while records are unsigned, seconds (default 5, 1-3600).
+    public var auditCheckpointSeconds: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -61,6 +65,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case workerMaxLive = "worker_max_live"
         case workspaceBases = "workspace_bases"
         case workerHostIDs = "worker_host_ids"
+        case auditCheckpointRecords = "audit_checkpoint_records"
+        case auditCheckpointSeconds = "audit_checkpoint_seconds"
     }
 
     /// `worker_host_ids: {first: N, count: M}`.
@@ -95,11 +101,43 @@ public struct LeaseholdConfig: Decodable, Sendable {
         return try catalog?.catalog() ?? Catalog()
     }
 
+    /// How often the audit log's head is signed, validated: a zero or negative value would mean
+    /// never, and a huge one leaves most of the trail unsigned, so both are refused at start.
+    public func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {
+        let records = auditCheckpointRecords ?? AuditCheckpointPolicy.defaultRecords
+        let seconds = auditCheckpointSeconds ?? AuditCheckpointPolicy.defaultSeconds
+        guard (1...1_000_000).contains(records) else {
+            throw ConfigError("audit_checkpoint_records must be between 1 and 1000000, not \(records)")
+        }
+        guard (1...3600).contains(seconds) else {
+            throw ConfigError("audit_checkpoint_seconds must be between 1 and 3600, not \(seconds)")
+        }
+        return AuditCheckpointPolicy(records: records, interval: .seconds(seconds))
+    }
+
     /// The claim rules this configuration implies.
     public var claimPolicy: ClaimPolicy {
         ClaimPolicy(
             issuer: issuer ?? "leasehold", audience: audience ?? "leasehold",
             maximumLifetime: .seconds(claimMaxLifetimeSeconds ?? 900), clockSkew: .seconds(clockSkewSeconds ?? 30))
+    }
+}
+
+/// When the audit log signs its head (see ``AuditLog/checkpoint()``).
+public struct AuditCheckpointPolicy: Sendable, Equatable {
+    /// Default records between checkpoints.
+    public static let defaultRecords = 256
+    /// Default seconds between checkpoints while records are unsigned.
+    public static let defaultSeconds = 5
+    /// At least one checkpoint every this many records (written inside the commit).
+    public var records: Int
+    /// At least one checkpoint this often while records are unsigned (the timer).
+    public var interval: Duration
+
+    /// Creates a policy; the defaults are the configuration's.
+    public init(records: Int = defaultRecords, interval: Duration = .seconds(defaultSeconds)) {
+        self.records = records
+        self.interval = interval
     }
 }
 

@@ -46,6 +46,8 @@ public struct Runtime: Sendable {
     public let policiesDir: String
     /// The confined workers.
     public let pool: WorkerPool
+    /// When the audit log's head is signed.
+    public let auditCheckpoints: AuditCheckpointPolicy
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -92,8 +94,12 @@ public struct Runtime: Sendable {
                 first: config.workerHostIDs?.first ?? TenantHostIDs.defaultFirst,
                 count: config.workerHostIDs?.count ?? TenantHostIDs.defaultCount, store: store) : nil
         let claimPolicy = config.claimPolicy
+        // The audit key sits in the state directory, which no worker ever has mounted (invariant 14).
+        let auditCheckpoints = try config.auditCheckpoints()
+        let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
         let audit = try AuditLog(
-            path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName)
+            path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
+            signer: auditKey, checkpointEvery: auditCheckpoints.records, logger: logger)
         let launch = try WorkerLaunch(
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
@@ -121,7 +127,8 @@ public struct Runtime: Sendable {
         }
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
-            keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, logger: logger)
+            keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
+            logger: logger)
     }
 
     /// The root rules of a runner: its workspace bases (created 0700 when `createBases`), and the
@@ -191,7 +198,11 @@ public struct Runtime: Sendable {
         // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
         // the default action of SIGXFSZ would instead kill the runner for every tenant.
         signal(SIGXFSZ, SIG_IGN)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // First in, last out: the final checkpoint on shutdown covers what every other service wrote.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(
+                service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger))
+        ]
         if let http {
             let router = HTTPServer.router(admin: admin, settings: http, logger: logger)
             let app = Application(
@@ -224,6 +235,8 @@ public struct Runtime: Sendable {
         try await group.run()
         await gateway.connections.removeAll()
         await pool.shutdown()
+        // Anything the two lines above recorded after the checkpointer stopped (normally nothing).
+        _ = try? await gateway.audit.checkpoint()
     }
 }
 
