@@ -520,7 +520,7 @@ public final class Gateway: Sendable {
             return Self.toolResult(result, isError: isError)
         case .limitExceeded(let limit, let message, let partial):
             var extra: [String: Value] = ["limit": .string(limit)]
-            if let partial, let value = try? JSONDecoder().decode(Value.self, from: Data(partial)) {
+            if let partial, let value = try? ExactJSON.value(from: partial) {
                 extra["partial_result"] = value
             }
             return Self.errorResult(Refusal(.limitExceeded, message), extra: extra)
@@ -547,7 +547,7 @@ public final class Gateway: Sendable {
     /// The `error.code` of a tool's error result, if it is a short identifier (the worker's codes
     /// are; anything else is not repeated into the audit trail).
     static func errorCode(in result: [UInt8]) -> String? {
-        guard case .object(let object)? = try? JSONDecoder().decode(Value.self, from: Data(result)),
+        guard case .object(let object)? = try? ExactJSON.value(from: result),
             case .object(let error)? = object["error"], case .string(let code)? = error["code"],
             code.utf8.count <= 64, code.utf8.allSatisfy({ $0 == UInt8(ascii: "_") || ($0 >= 0x61 && $0 <= 0x7A) })
         else { return nil }
@@ -556,9 +556,7 @@ public final class Gateway: Sendable {
 
     /// A tool's JSON result as MCP structured and text content.
     static func toolResult(_ result: [UInt8], isError: Bool) -> CallTool.Result {
-        let value =
-            (try? JSONDecoder().decode(Value.self, from: Data(result)))
-            ?? .string(String(decoding: result, as: UTF8.self))
+        let value = (try? ExactJSON.value(from: result)) ?? .string(String(decoding: result, as: UTF8.self))
         return CallTool.Result(
             content: [.text(text: String(decoding: result, as: UTF8.self), annotations: nil, _meta: nil)],
             structuredContent: value as Value?, isError: isError)

@@ -249,7 +249,7 @@ struct AuditPage: Encodable {
             try container.encode(record.hash, forKey: .hash)
             try container.encode(record.previousHash, forKey: .previousHash)
             try container.encode(
-                (try? JSONDecoder().decode(Value.self, from: Data(record.body.utf8))) ?? .string(record.body),
+                (try? ExactJSON.value(from: Array(record.body.utf8))) ?? .string(record.body),
                 forKey: .event)
         }
 

@@ -2,15 +2,22 @@ import Foundation
 import Logging
 import MCP
 
-/// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` reaches the
-/// handlers the same way an HTTP `Authorization` header does (through ``HTTPContextProviding``).
+/// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` and its raw
+/// bytes reach the handlers the same way an HTTP request's `Authorization` header and body do
+/// (through ``HTTPContextProviding``).
 ///
-/// The SDK's `ListTools.Parameters` does not decode `_meta`, so the claim is picked out of the raw
-/// message here, before decoding, and looked up by JSON-RPC id when the handler runs.
+/// The SDK's `ListTools.Parameters` does not decode `_meta`, and its decoding of `tools/call`
+/// arguments rewrites data-URL-like strings, so the claim and the raw message are kept here, before
+/// decoding, and looked up by JSON-RPC id when the handler runs.
 public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     public nonisolated let logger: Logger
     private let inner: any Transport
     private var claims: [String: String] = [:]
+    /// Raw request messages by id, until their response is sent.
+    private var bodies: [String: Data] = [:]
+
+    /// Exact `tools/call` results by request id (see ``ExactResults``).
+    let exactResults = ExactResults()
 
     /// Wraps `inner`.
     public init(wrapping inner: any Transport, logger: Logger) {
@@ -23,8 +30,16 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     public func disconnect() async { await inner.disconnect() }
 
     public func send(_ data: Data) async throws {
+        var data = data
         if let id = try? JSONDecoder().decode(ResponseEnvelope.self, from: data).id {
             claims.removeValue(forKey: id.description)
+            bodies.removeValue(forKey: id.description)
+            if let exact = exactResults.take(id.description),
+                let message = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let rawID = message["id"], message["result"] != nil
+            {
+                data = ToolCallEdge.envelope(id: rawID, key: "result", value: exact)
+            }
         }
         try await inner.send(data)
     }
@@ -42,6 +57,7 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
         guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data), let id = envelope.id else {
             return
         }
+        bodies[id.description] = data
         if let claim = envelope.params?.meta?.claim {
             claims[id.description] = claim
         } else {
@@ -50,8 +66,11 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     }
 
     public func httpRequestContext(for id: ID) -> HTTPRequest? {
-        guard let claim = claims[id.description] else { return nil }
-        return HTTPRequest(method: "POST", headers: ["Authorization": "Bearer \(claim)"])
+        let body = bodies[id.description]
+        guard let claim = claims[id.description] else {
+            return body.map { HTTPRequest(method: "POST", body: $0) }
+        }
+        return HTTPRequest(method: "POST", headers: ["Authorization": "Bearer \(claim)"], body: body)
     }
 
     private struct RequestEnvelope: Decodable {

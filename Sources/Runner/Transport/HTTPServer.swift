@@ -105,12 +105,16 @@ struct MCPEndpoint: Sendable {
             }
             connectionID = sessionHeader
             transport = existing
+            let context: CallContext
             do {
-                _ = try await gateway.authenticate(
+                context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
                     requestID: requestID)
             } catch {
                 return unauthorized(error)
+            }
+            if request.method == .post, let call = ToolCallEdge.parse(bodyData) {
+                return await answer(call, request: request, context: context, connectionID: connectionID)
             }
         } else {
             guard request.method == .post else {
@@ -164,6 +168,33 @@ struct MCPEndpoint: Sendable {
             await gateway.connections.remove(connectionID)
         }
         return convert(response, release: release)
+    }
+
+    /// `tools/call` on an established connection, answered by the lean edge with the context this
+    /// request was authenticated with (once): the same header checks as the SDK transport, the same
+    /// in-flight id guard, and a plain JSON response.
+    private func answer(_ call: ToolCallEdge.Call, request: Request, context: CallContext, connectionID: String) async
+        -> Response
+    {
+        if let refusal = checkPostHeaders(request) { return refusal }
+        if let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!], !Version.supported.contains(version) {
+            return jsonRPCError(
+                status: .badRequest, code: -32600,
+                message:
+                    "Bad Request: Unsupported protocol version: \(version). Supported: \(Version.supported.sorted().joined(separator: ", "))"
+            )
+        }
+        guard await gateway.connections.startRequests([call.idText], on: connectionID) else {
+            return jsonRPCError(
+                status: .conflict, code: -32600,
+                message: "invalid_request: a request with this id is already in flight on this MCP session")
+        }
+        let body = await ToolCallEdge.answer(call, gateway: gateway, context: context)
+        await gateway.connections.finishRequests([call.idText], on: connectionID)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[HTTPField.Name("Mcp-Session-Id")!] = connectionID
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.

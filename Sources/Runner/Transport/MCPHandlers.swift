@@ -8,7 +8,8 @@ enum MCPHandlers {
 
     /// A server for `connectionID`; `fallbackClaim` is the claim bound at process start (stdio).
     static func makeServer(
-        gateway: Gateway, connectionID: String, endpointServer: String?, fallbackClaim: String?
+        gateway: Gateway, connectionID: String, endpointServer: String?, fallbackClaim: String?,
+        exactResults: ExactResults? = nil
     ) async -> Server {
         let server = Server(
             name: "leasehold", version: LeaseholdVersion.current,
@@ -39,9 +40,21 @@ enum MCPHandlers {
         await server.withMethodHandler(CallTool.self) { params in
             let requestID = currentRequestID()
             let context = try await context(requestID: requestID)
+            // The arguments exactly as the client sent them: the SDK's decoding of `params`
+            // rewrites strings that look like data URLs (see ExactJSON).
+            guard let body = Server.currentHandlerContext?.httpContext?.body,
+                case .some(let arguments) = ExactJSON.callArguments(in: body, id: requestID)
+            else {
+                throw MCPError.invalidParams("invalid_arguments: the tools/call request could not be read")
+            }
             do {
-                return try await gateway.call(
-                    params.name, arguments: params.arguments, in: context, requestID: requestID)
+                let result = try await gateway.call(params.name, arguments: arguments, in: context, requestID: requestID)
+                // The SDK re-decodes results into `Value` (rewriting data-URL-like strings); the
+                // transport sends these exact bytes instead.
+                if let exactResults, let requestID, let encoded = try? JSONEncoder().encode(result) {
+                    exactResults.put(encoded, for: requestID)
+                }
+                return result
             } catch let refusal as Refusal {
                 throw MCPError.invalidParams(refusal.description)
             }

@@ -1,0 +1,87 @@
+import Foundation
+import MCP
+import Synchronization
+
+/// The lean edge for `tools/call`: the request is parsed exactly (``ExactJSON``), the call goes to
+/// the gateway with the context its transport authenticated once, and the JSON-RPC response is
+/// encoded here.
+///
+/// Why not the SDK's handler path: its type erasure decodes every result back into `Value`, whose
+/// decoder rewrites any string that looks like a data URL (a file holding `data: [1, 2]` came back
+/// as `data: [1;base64,IDJd`), and it decodes, re-encodes and re-authenticates every call.
+enum ToolCallEdge {
+    /// One `tools/call` request, parsed exactly.
+    struct Call: @unchecked Sendable {
+        /// The JSON-RPC id as parsed (a string or a number); only ever re-serialized.
+        /// `@unchecked Sendable`: JSONSerialization gives immutable NSString/NSNumber here.
+        let id: Any
+        /// The id as text (audit records, in-flight guard).
+        let idText: String
+        let name: String
+        let arguments: [String: Value]?
+    }
+
+    /// The single `tools/call` request in `body`; nil for anything else (batches, other methods,
+    /// notifications, a request without a string `name`), which the SDK handles as before.
+    static func parse(_ body: Data) -> Call? {
+        guard let message = try? JSONSerialization.jsonObject(with: body, options: []) as? [String: Any],
+            message["method"] as? String == "tools/call", let id = message["id"],
+            id is String || (id as? NSNumber).map({ String(cString: $0.objCType) != "c" }) == true
+        else { return nil }
+        let params = message["params"] as? [String: Any]
+        guard let name = params?["name"] as? String else { return nil }
+        var arguments: [String: Value]? = nil
+        if let raw = params?["arguments"] {
+            guard case .object(let object)? = ExactJSON.value(of: raw) else { return nil }
+            arguments = object
+        }
+        return Call(id: id, idText: String(describing: id).prefix(128).description, name: name, arguments: arguments)
+    }
+
+    /// Runs the call and returns the JSON-RPC response message.
+    static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
+        do {
+            let result = try await gateway.call(call.name, arguments: call.arguments, in: context, requestID: call.idText)
+            return response(id: call.id, result: result)
+        } catch {
+            // The same error the SDK handler path gives for a refusal.
+            return response(id: call.id, error: MCPError.invalidParams(error.description))
+        }
+    }
+
+    /// `{"jsonrpc":"2.0","id":…,"result":…}`.
+    static func response(id: Any, result: CallTool.Result) -> Data {
+        guard let encoded = try? JSONEncoder().encode(result) else {
+            return response(id: id, error: MCPError.internalError("the tool result could not be encoded"))
+        }
+        return envelope(id: id, key: "result", value: encoded)
+    }
+
+    /// `{"jsonrpc":"2.0","id":…,"error":…}`.
+    static func response(id: Any, error: MCPError) -> Data {
+        let encoded = (try? JSONEncoder().encode(error)) ?? Data(#"{"code":-32603,"message":"Internal error"}"#.utf8)
+        return envelope(id: id, key: "error", value: encoded)
+    }
+
+    /// Splices already-encoded JSON into the envelope: the result bytes are never parsed again.
+    static func envelope(id: Any, key: String, value: Data) -> Data {
+        let idJSON = (try? JSONSerialization.data(withJSONObject: id, options: [.fragmentsAllowed])) ?? Data("null".utf8)
+        var out = Data(#"{"jsonrpc":"2.0","id":"#.utf8)
+        out.append(idJSON)
+        out.append(contentsOf: Array(",\"\(key)\":".utf8))
+        out.append(value)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+/// Exact results of `tools/call` answered through the SDK's handler path (stdio), by request id,
+/// until the transport sends that request's response: the transport replaces the SDK's rewritten
+/// result with these bytes.
+final class ExactResults: Sendable {
+    private let results = Mutex<[String: Data]>([:])
+
+    func put(_ result: Data, for id: String) { results.withLock { $0[id] = result } }
+
+    func take(_ id: String) -> Data? { results.withLock { $0.removeValue(forKey: id) } }
+}
