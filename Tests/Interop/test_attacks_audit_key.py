@@ -82,8 +82,7 @@ def write_config(tmp_path: Path, **keys: int) -> Path:
 
 async def test_a_recomputed_chain_is_refused_live_and_by_verify(start_server, binary: Path, tmp_path: Path) -> None:
     server = start_server(config=write_config(tmp_path, audit_checkpoint_seconds=1))
-    globex_root = tmp_path / "globex"
-    globex_root.mkdir()
+    globex_root = server.workspace_dir("globex")
     server.register_workspace(globex_root, tenant="globex")
     _, acme_claim = server.create_session()
     _, globex_claim = server.create_session(tenant_id="globex", actor_id="gina")

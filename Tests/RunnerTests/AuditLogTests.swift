@@ -9,6 +9,15 @@ import Testing
 @testable import Runner
 
 @Suite struct AuditLogTests {
+    /// Found with strace: GRDB's WAL set-up lowered the writer to `synchronous = NORMAL` after our
+    /// `FULL`, so commits were not synced (4 fsyncs in 400 commits) although the docs promised it.
+    @Test func everyCommitIsSyncedByTheWriter() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        #expect(try await log.writerSynchronousSetting() == 2)
+        let store = try SQLiteStore(path: try temporaryPath())
+        #expect(try await store.writerSynchronousSetting() == 2)
+    }
+
     func temporaryPath() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
