@@ -35,8 +35,8 @@ public final class Gateway: Sendable {
     /// Verified tokens by token text, so a claim's signature is checked once, not per call.
     /// Time checks, session state and binding are still checked on every call.
     private let verifiedTokens = Mutex<[String: VerifiedClaim]>([:])
-    /// Bindings already confirmed in the store (jti -> connection); a binding never changes.
-    private let confirmedBindings = Mutex<[String: String]>([:])
+    /// Bindings already confirmed in the store (binding key -> connection); a binding never changes.
+    private let confirmedBindings = Mutex<[ClaimBindingKey: String]>([:])
     private static let tokenCacheLimit = 50_000
 
     /// Creates the gateway.
@@ -165,20 +165,21 @@ public final class Gateway: Sendable {
     }
 
     private func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
-        let jti = verified.claim.jti
+        // Keyed like the store: a jti only names a claim within its signer's and tenant's namespace.
+        let bindingKey = ClaimBindingKey(verified)
         // The connection check comes before the claim binding is stored: a claim presented on a
         // connection it may not use is refused without being burned, so whoever planted it on the
         // wrong connection cannot deny its owner the claim (the owner would get claim_replayed).
         guard await connections.mayServe(session.id, connectionID: connectionID) else {
             throw connectionOfAnotherSession(session)
         }
-        if let bound = confirmedBindings.withLock({ $0[jti] }) {
+        if let bound = confirmedBindings.withLock({ $0[bindingKey] }) {
             guard bound == connectionID + "|" + verified.fingerprint else { throw replayed(session) }
         } else {
             let result: BindingResult
             do {
                 result = try await store.bindClaim(
-                    jti: jti, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
+                    bindingKey, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
                     expiresAt: Date(timeIntervalSince1970: TimeInterval(verified.claim.exp + 3600)))
             } catch {
                 throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
@@ -187,7 +188,7 @@ public final class Gateway: Sendable {
             confirmedBindings.withLock { bindings in
                 // Bounded like the token cache: a forgotten binding is re-read from the store.
                 if bindings.count >= Self.tokenCacheLimit { bindings.removeAll(keepingCapacity: true) }
-                bindings[jti] = connectionID + "|" + verified.fingerprint
+                bindings[bindingKey] = connectionID + "|" + verified.fingerprint
             }
         }
         guard await connections.bindSession(session.id, to: connectionID) else {
