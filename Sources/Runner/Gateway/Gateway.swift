@@ -415,6 +415,17 @@ public final class Gateway: Sendable {
         let digest = Digest.sha256Hex(encoded)
         var approvalFingerprint: String?
         if settings.approval.required {
+            // An approval stores the arguments whole for the approver to read: bounded here, before
+            // anything is stored, rather than by the transport's body limit (4 MiB over HTTP).
+            guard encoded.count <= Approval.maximumArgumentsBytes else {
+                return await refused(
+                    Refusal(
+                        .approvalArgumentsTooLarge,
+                        "\(ToolName.display(tool)) needs a human's approval and its arguments are \(encoded.count) bytes "
+                            + "of canonical JSON; approvals carry at most \(Approval.maximumArgumentsBytes) bytes so an "
+                            + "approver can read all of them. Pass less inline (e.g. put the data in a workspace file)"),
+                    tool: tool, in: context, requestID: requestID, digest: digest)
+            }
             switch await checkApproval(
                 tool: tool, workspace: workspace.workspaceID, digest: digest, arguments: encoded, in: context,
                 requestID: requestID)
@@ -718,26 +729,17 @@ public final class Gateway: Sendable {
         tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
         requestID: String?
     ) async throws -> Approval {
-        // A short rendering for the human: canonical JSON cut at 160 bytes, backing up to a scalar
-        // boundary, with anything outside printable ASCII escaped (no combining-mark towers, no
-        // bidirectional overrides in an approver's console).
-        var rendering = ""
-        for scalar in String(decoding: arguments, as: UTF8.self).unicodeScalars {
-            let piece =
-                scalar.value >= 0x20 && scalar.value < 0x7F
-                ? String(scalar) : "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            if rendering.utf8.count + piece.utf8.count > 157 {
-                rendering += "..."
-                break
-            }
-            rendering += piece
-        }
+        // The approval carries the canonical arguments whole (the summary is only a preview that
+        // says when it is cut); an approver grants exactly the text whose SHA-256 is the digest.
         let approval = Approval(
             id: RandomID.make(prefix: "apr"), tenantID: context.session.tenantID, sessionID: context.session.id,
             leaseID: context.session.lease.id, actorID: context.session.actorID, workspaceID: workspace, tool: tool,
-            argumentsDigest: digest,
-            summary: "\(tool) in workspace \(workspace), arguments sha256:\(digest.prefix(12)): \(rendering)",
-            createdAt: now())
+            arguments: String(decoding: arguments, as: UTF8.self), createdAt: now())
+        // Canonical JSON is UTF-8, so the text hashes to the digest the call is checked against; if it
+        // ever did not, the approval could never match its call, so refuse rather than store it.
+        guard approval.argumentsDigest == digest else {
+            throw Refusal(.invalidArguments, "the call's arguments are not valid UTF-8 JSON")
+        }
         var event = auditEvent("approval.asked", tool: tool, in: context, requestID: requestID)
         event.argumentsDigest = digest
         event.approvalFingerprint = approval.fingerprint
