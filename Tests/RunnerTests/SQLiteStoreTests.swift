@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import Runner
@@ -75,5 +76,51 @@ import Testing
             try await store.bindClaim(
                 key("shared"), fingerprint: "x", connectionID: "c4", sessionID: "s2", expiresAt: expiry)
                 == .boundElsewhere)
+    }
+
+    @Test func bindingsMadeBeforeTheUpgradeStillRefuseReplaysForTheirTenant() async throws {
+        // A database in the v2 schema (claim_bindings keyed by jti alone) holding one live binding.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let expiry = Date() + 600
+        do {
+            let old = try DatabaseQueue(path: path)
+            try await old.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                        INSERT INTO grdb_migrations VALUES ('v1'), ('v2-approvals');
+                        CREATE TABLE workspaces (tenant_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+                            root TEXT NOT NULL UNIQUE, read_only BOOLEAN NOT NULL DEFAULT 0,
+                            created_at DATETIME NOT NULL, PRIMARY KEY (tenant_id, workspace_id));
+                        CREATE TABLE sessions (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body BLOB NOT NULL);
+                        CREATE TABLE claim_bindings (jti TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                            connection_id TEXT NOT NULL, session_id TEXT NOT NULL, expires_at DOUBLE NOT NULL);
+                        CREATE TABLE admin_keys (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,
+                            key_hash TEXT NOT NULL UNIQUE, created_at DATETIME NOT NULL);
+                        CREATE TABLE approvals (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,
+                            session_id TEXT NOT NULL, status TEXT NOT NULL, binding_key TEXT NOT NULL,
+                            fingerprint TEXT NOT NULL UNIQUE, created_at DOUBLE NOT NULL, body BLOB NOT NULL);
+                        INSERT INTO sessions VALUES ('s1', 'acme', x'7B7D');
+                        """)
+                try db.execute(
+                    sql: "INSERT INTO claim_bindings VALUES ('j', 'f', 'c1', 's1', ?)",
+                    arguments: [expiry.timeIntervalSince1970])
+            }
+        }
+        let store = try SQLiteStore(path: path)
+        // The verifying key was not recorded before: the carried-over binding counts for any key of acme.
+        #expect(
+            try await store.bindClaim(
+                key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s1", expiresAt: expiry) == .alreadyBoundHere)
+        #expect(
+            try await store.bindClaim(
+                key("j", keyID: "other"), fingerprint: "f", connectionID: "c2", sessionID: "s1", expiresAt: expiry)
+                == .boundElsewhere)
+        // Another tenant's jti namespace is its own.
+        #expect(
+            try await store.bindClaim(
+                key("j", keyID: "globex-orchestrator", tenant: "globex"), fingerprint: "g", connectionID: "c3",
+                sessionID: "s2", expiresAt: expiry) == .bound)
     }
 }
