@@ -112,7 +112,8 @@ import Testing
         // The verifying key was not recorded before: the carried-over binding counts for any key of acme.
         #expect(
             try await store.bindClaim(
-                key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s1", expiresAt: expiry) == .alreadyBoundHere)
+                key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s1", expiresAt: expiry)
+                == .alreadyBoundHere)
         #expect(
             try await store.bindClaim(
                 key("j", keyID: "other"), fingerprint: "f", connectionID: "c2", sessionID: "s1", expiresAt: expiry)

@@ -186,8 +186,7 @@ public final class SQLiteStore: LeaseholdStore {
 
     public func bindClaim(
         _ key: ClaimBindingKey, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date
-    ) async throws -> BindingResult
-    {
+    ) async throws -> BindingResult {
         try await pool.write { db in
             // key_id '' marks a binding carried over from before v3, when the verifying key was not
             // recorded: it still counts for its tenant and jti until it expires.
