@@ -99,6 +99,8 @@ let package = Package(
             name: "RunnerTests",
             dependencies: [
                 "Runner",
+                // Migration tests build a database in an earlier schema.
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),

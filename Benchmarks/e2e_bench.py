@@ -94,8 +94,10 @@ def proc_cpu(pid):
 
 
 class Leasehold:
-    def __init__(self, binary, state_dir, policies):
+    def __init__(self, binary, state_dir, policies, bases=()):
         self.binary, self.state_dir, self.policies = binary, state_dir, policies
+        # Roots live where the runner allows them: <base>/<tenant>/<workspace>.
+        self.bases = list(bases)
         self.port = None
         self.log = []
         self.process = None
@@ -103,8 +105,15 @@ class Leasehold:
     def start(self):
         env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
+        command = [self.binary, "serve", "--http", "127.0.0.1:0", "--state-dir", self.state_dir,
+                   "--policies", self.policies]
+        if self.bases:
+            config = self.state_dir + ".yaml"
+            with open(config, "w") as handle:
+                json.dump({"workspace_bases": self.bases}, handle)
+            command += ["--config", config]
         self.process = subprocess.Popen(
-            [self.binary, "serve", "--http", "127.0.0.1:0", "--state-dir", self.state_dir, "--policies", self.policies],
+            command,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         ready = threading.Event()
 
@@ -877,12 +886,17 @@ def measure(args):
     servers = []
     results = {"mode": args.mode, "figures": {}, "errors": {}}
     try:
-        root = os.path.join(work, "ws")
+        # Workspace roots must lie inside <base>/<tenant>/ of a base the runner is given.
+        base = os.path.join(work, "base")
+        root = os.path.join(base, TENANT, "ws")
         os.makedirs(root)
         with open(os.path.join(root, "file4k.txt"), "wb") as handle:
             line = b"".join(bytes([0x61 + (i % 26)]) for i in range(63)) + b"\n"
             handle.write((line * (FILE_BYTES // 64 + 1))[:FILE_BYTES])
         tree = args.tree
+        if os.path.basename(os.path.dirname(os.path.abspath(tree))) != TENANT:
+            raise BenchError("--tree must be <base>/%s/<name> (a workspace root inside a base)" % TENANT)
+        bases = [base, os.path.dirname(os.path.dirname(os.path.abspath(tree)))]
         note("source tree %s (%d MB target)" % (tree, args.tree_mb))
         build_tree(tree, args.tree_mb * 1_000_000)
         # The warm-worker path: the repo's policies with the result cache off, so every call
@@ -897,9 +911,9 @@ def measure(args):
             note("no cacheable tier in the policy; nothing to switch off")
         with open(tiers, "w") as handle:
             handle.write(text2)
-        server = Leasehold(args.leasehold, os.path.join(work, "state"), nocache).start()
+        server = Leasehold(args.leasehold, os.path.join(work, "state"), nocache, bases).start()
         servers.append(server)
-        cached = Leasehold(args.leasehold, os.path.join(work, "state-cached"), args.policies).start()
+        cached = Leasehold(args.leasehold, os.path.join(work, "state-cached"), args.policies, bases).start()
         servers.append(cached)
         for srv in (server, cached):
             srv.workspace("bench", root)
@@ -908,7 +922,7 @@ def measure(args):
 
         def fresh_server(state, policies, workspace_root):
             # Its own runner, so only this figure's warm workers are alive in it.
-            srv = Leasehold(args.leasehold, os.path.join(work, state), policies).start()
+            srv = Leasehold(args.leasehold, os.path.join(work, state), policies, bases).start()
             servers.append(srv)
             srv.workspace("bench", workspace_root)
             return srv

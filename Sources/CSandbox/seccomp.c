@@ -7,7 +7,8 @@
 // - BASE (default allow) is installed by csb_spawn right before execve. It must let the worker's
 //   own execve and startup through, so it is a deny list of what no tier may ever do: kernel attack
 //   surface (io_uring, bpf, userfaultfd, perf, keyrings), namespace and mount changes, privileged
-//   knobs, TIOCSTI/TIOCLINUX, and every socket family but AF_UNIX.
+//   knobs, file watches (inotify, fanotify: a side channel across tenants), TIOCSTI/TIOCLINUX,
+//   and every socket family but AF_UNIX.
 // - TIER (default ENOSYS) is installed by the worker itself before it reads a request: an allow
 //   list per profile. When several filters match, the kernel applies the most restrictive action,
 //   so nothing on the BASE list can be re-allowed by a TIER.
@@ -48,7 +49,15 @@
     X(ioperm, EPERM) X(quotactl, EPERM) X(syslog, EPERM) X(uselib, EPERM) X(vhangup, EPERM)        \
     X(lookup_dcookie, EPERM) X(pidfd_getfd, EPERM) X(fanotify_init, EPERM) X(kcmp, EPERM)          \
     X(move_pages, EPERM) X(mbind, EPERM) X(set_mempolicy, EPERM) X(migrate_pages, EPERM)           \
-    X(nfsservctl, EPERM) X(_sysctl, EPERM)
+    X(nfsservctl, EPERM) X(_sysctl, EPERM) CSB_BASE_DENY_WATCH(X)
+
+// File watching is a cross-tenant side channel: the system dirs and the worker binary are the
+// same inodes in every tenant's worker (read-only binds), so an inotify or fanotify watch on
+// /usr/bin would report which programs other tenants' workers open and run. No tier needs to
+// watch files within one call, so every profile refuses these with EPERM.
+#define CSB_BASE_DENY_WATCH(X)                                                                     \
+    X(inotify_init, EPERM) X(inotify_init1, EPERM) X(inotify_add_watch, EPERM)                     \
+    X(inotify_rm_watch, EPERM) X(fanotify_mark, EPERM)
 
 // TIER allow lists: X(name, kind). `kind` selects a conditional rule (and the suffix shown by
 // describe): ANY = unconditional, UNIX = only when arg0 (domain) is AF_UNIX, NONS = clone without
@@ -94,8 +103,7 @@
     X(fadvise64, ANY) X(readahead, ANY) X(getxattr, ANY) X(lgetxattr, ANY) X(fgetxattr, ANY)       \
     X(listxattr, ANY) X(llistxattr, ANY) X(flistxattr, ANY) X(setxattr, ANY) X(lsetxattr, ANY)     \
     X(fsetxattr, ANY) X(removexattr, ANY) X(lremovexattr, ANY) X(fremovexattr, ANY)                \
-    X(inotify_init, ANY) X(inotify_init1, ANY) X(inotify_add_watch, ANY)                           \
-    X(inotify_rm_watch, ANY) X(memfd_create, ANY) X(ioctl, ANY) X(msync, ANY) X(mincore, ANY)      \
+    X(memfd_create, ANY) X(ioctl, ANY) X(msync, ANY) X(mincore, ANY)                               \
     X(mlock, ANY) X(mlock2, ANY) X(munlock, ANY) X(execve, ANY) X(execveat, ANY) X(fork, ANY)      \
     X(vfork, ANY) X(clone, NONS) X(wait4, ANY) X(waitid, ANY) X(kill, ANY) X(tkill, ANY)           \
     X(rt_sigpending, ANY) X(rt_sigtimedwait, ANY) X(rt_sigqueueinfo, ANY)                          \

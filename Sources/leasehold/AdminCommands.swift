@@ -84,6 +84,43 @@ struct SessionCommand: AsyncParsableCommand {
     }
 }
 
+struct ApprovalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "approval", abstract: "Show approvals in a state directory, each with its arguments whole.",
+        subcommands: [List.self, Get.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List approvals, newest first.")
+        @OptionGroup var state: StateOptions
+        @Option var tenant: String?
+        @Option var session: String?
+        @Option(help: "pending, granted, denied or exhausted.") var status: String?
+        @Option var limit = 100
+
+        func run() async throws {
+            let approvals = try await asOperator(state) { admin throws(APIError) in
+                try await admin.approvals(
+                    sessionID: session, status: status, tenantID: tenant, limit: limit, by: .operator)
+            }
+            try printJSON(approvals)
+        }
+    }
+
+    struct Get: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print one approval with the exact arguments that would run (`arguments`).")
+        @OptionGroup var state: StateOptions
+        @Argument var id: String
+
+        func run() async throws {
+            let approval = try await asOperator(state) { admin throws(APIError) in
+                try await admin.approval(id: id, by: .operator)
+            }
+            try printJSON(approval)
+        }
+    }
+}
+
 struct WorkspaceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "workspace", abstract: "Manage workspaces in a state directory.",

@@ -12,7 +12,8 @@ struct Leasehold: AsyncParsableCommand {
         abstract: "Session-bound MCP tool runner for multi-tenant agent platforms.",
         version: LeaseholdVersion.current,
         subcommands: [
-            Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, WorkspaceCommand.self,
+            Serve.self, Doctor.self, Keys.self, Claim.self, SessionCommand.self, ApprovalCommand.self,
+            WorkspaceCommand.self,
             PolicyCommand.self,
             AuditCommand.self,
         ])

@@ -158,6 +158,29 @@ struct ClaimAttackTests {
         #expect((list.result["tools"] as? [Any])?.isEmpty == false)
     }
 
+    @Test func anotherTenantsKeyCannotBurnAClaimByReusingItsJti() async throws {
+        // globex holds a key bound to globex. Replay bindings once keyed by jti alone: globex could mint
+        // a claim for its own session carrying acme's jti, present it first, and acme's claim was then
+        // refused as replayed. A jti names a claim only within its verifying key and tenant.
+        let acmeClaim = try await server.freshClaim(acme.id)
+        let payload = try #require(Base64URL.decode(String(acmeClaim.split(separator: ".")[1])))
+        let acmeJti = try #require(
+            (try JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any])?["jti"] as? String)
+        let globex = try await server.createSession(["tenant_id": "globex", "actor_id": "gina", "workspace_id": "main"])
+        var squatter = claim(tenant: "globex", actor: "gina", session: globex.id, lease: globex.lease)
+        squatter.jti = acmeJti
+        let (globexResult, _) = try await server.initialize(claim: try await sign(squatter, keyFile: globexKeyFile))
+        #expect(globexResult.status == 200, "globex's own claim works: \(globexResult.body)")
+
+        let (acmeResult, acmeSession) = try await server.initialize(claim: acmeClaim)
+        #expect(acmeResult.status == 200, "acme's claim was burned: \(acmeResult.body)")
+        let list = try await server.call("tools/list", claim: acmeClaim, session: try #require(acmeSession))
+        #expect(list.status == 200)
+        #expect((list.result["tools"] as? [Any])?.isEmpty == false)
+        // Replay protection of acme's claim itself is intact: a second connection is still refused.
+        try await expectRefused(acmeClaim, "claim_replayed")
+    }
+
     @Test func revokedSessionAndReplacedLeaseAreRefused() async throws {
         let victim = try await server.createSession(["tenant_id": "acme", "actor_id": "bob", "workspace_id": "main"])
         let (renewStatus, renewed) = try await server.admin("POST", "/api/v1/sessions/\(victim.id)/lease")

@@ -4,6 +4,7 @@ approval, the admin API that grants and denies, and every way a grant must not b
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import signal
 import subprocess
@@ -249,3 +250,76 @@ async def test_every_approval_refusal_is_audited_and_summaries_stay_short(approv
     # The first ask is approval.asked; the two repeats and the denial are refusals with their codes.
     assert codes.count(("call.refused", "approval_required")) == 2, codes
     assert ("call.refused", "approval_denied") in codes and ("approval.replay", "approval_invalid") in codes, codes
+
+
+@pytest.fixture
+def shell_approval_server(tmp_path: Path, start_server):
+    """shell.run in the `external` tier, which requires a human's approval of each exact call."""
+    policies = copy_policies(tmp_path / "policies")
+    tools = policies / "tools.yaml"
+    text = tools.read_text()
+    assert '{pattern: "shell.run", tier: exec}' in text
+    tools.write_text(text.replace('{pattern: "shell.run", tier: exec}', '{pattern: "shell.run", tier: external}'))
+    return start_server(policies=policies)
+
+
+def canonical(arguments: dict) -> bytes:
+    """The canonical JSON the runner digests (sorted keys, no insignificant whitespace)."""
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":")).encode()
+
+
+async def test_an_approval_shows_the_whole_command_that_runs(shell_approval_server) -> None:
+    """A command padded with 200 spaces once pushed its tail out of the ~157-byte summary, and the
+    hidden tail ran after the grant. The approval must carry the arguments whole, with their SHA-256."""
+    server = shell_approval_server
+    session, claim = server.create_session()
+    caller = await Caller(server, claim).open()
+    command = "true" + " " * 200 + "; echo PWNED"
+    arguments = {"command": command}
+    expected = canonical(arguments)
+
+    asked = await caller.call("shell.run", arguments)
+    assert asked["code"] == "approval_required", asked
+    approval_id = asked["approval_id"]
+
+    listed = (await server.aadmin("GET", f"/approvals?session_id={session['id']}&status=pending", expect=200)).json()
+    one = (await server.aadmin("GET", f"/approvals/{approval_id}", expect=200)).json()["approval"]
+    for approval in [a for a in listed["approvals"] if a["id"] == approval_id] + [one]:
+        assert approval["arguments"] == expected.decode(), approval
+        assert "echo PWNED" in approval["arguments"]
+        assert json.loads(approval["arguments"]) == arguments
+        assert approval["arguments_sha256"] == hashlib.sha256(expected).hexdigest() == approval["arguments_digest"]
+        # The one-line summary is a preview that says it is cut, and by how much.
+        assert approval["summary_truncated"] is True
+        assert approval["summary"].endswith(" more bytes)") and "…" in approval["summary"]
+        assert "PWNED" not in approval["summary"]
+    assert len([a for a in listed["approvals"] if a["id"] == approval_id]) == 1
+
+    # Granted, the exact call runs: the output is what the approver read.
+    await server.aadmin("POST", f"/approvals/{approval_id}/grant", {}, expect=200)
+    body = {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "shell.run", "arguments": arguments}}
+    response = await raw_post(server.mcp_url, body, raw_headers(claim, caller.sid, VERSION))
+    result = jsonrpc_messages(response)[0]["result"]
+    assert result.get("isError") is not True, result
+    assert "PWNED" in json.dumps(result)
+
+    # Another tenant's key does not see it (404, not 403: ids cannot be probed).
+    globex_key = (await server.aadmin("POST", "/tenants/globex/admin-keys", expect=201)).json()["key"]
+    async with httpx.AsyncClient(timeout=20, headers={"Authorization": f"Bearer {globex_key}"}) as globex_admin:
+        assert (await globex_admin.get(server.api_url + f"/approvals/{approval_id}")).status_code == 404
+
+
+async def test_over_large_arguments_are_refused_not_stored_as_an_approval(shell_approval_server) -> None:
+    server = shell_approval_server
+    session, claim = server.create_session()
+    caller = await Caller(server, claim).open()
+    refused = await caller.call("shell.run", {"command": "true " + "x" * 70_000})
+    assert refused["code"] == "approval_arguments_too_large", refused
+    assert "approval_id" not in refused
+    listed = (await server.aadmin("GET", f"/approvals?session_id={session['id']}", expect=200)).json()
+    assert listed["approvals"] == []
+    # A call just under the bound still asks for approval, carrying its arguments whole.
+    asked = await caller.call("shell.run", {"command": "true " + "x" * 60_000})
+    assert asked["code"] == "approval_required", asked
+    one = (await server.aadmin("GET", f"/approvals/{asked['approval_id']}", expect=200)).json()["approval"]
+    assert len(one["arguments"]) == len(canonical({"command": "true " + "x" * 60_000}))

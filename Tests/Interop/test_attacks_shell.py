@@ -264,3 +264,30 @@ def test_shell_cannot_signal_another_tenants_worker(world: World, attacker: Agen
     thread.join(20)
     victim.close()
     assert out.get("stdout") == "victim-ok\n", out
+
+
+# inotify_init1 / inotify_add_watch / fanotify_init through libc, as inotifywait would call them.
+WATCH_PROBE = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def report(name, rc):
+    print("%s rc=%d errno=%s" % (name, rc, errno.errorcode.get(ctypes.get_errno(), ctypes.get_errno()) if rc < 0 else 0))
+fd = libc.inotify_init1(os.O_CLOEXEC)
+report("inotify_init1", fd)
+# On a watch fd that exists if the first call got through; -1 otherwise (EBADF when let through).
+report("inotify_add_watch", libc.inotify_add_watch(fd, b"/usr/bin", 0x20))  # IN_OPEN
+report("fanotify_init", libc.fanotify_init(0x1 | 0x200, os.O_RDONLY))  # FAN_CLOEXEC | FAN_REPORT_FID
+"""
+
+
+def test_shell_cannot_watch_the_shared_system_dirs(attacker: Agent) -> None:
+    """/usr/bin and the worker binary are read-only binds shared by every tenant's workers: an
+    inotify or fanotify watch there (inotifywait -m /usr/bin) would show one tenant which programs
+    another runs. The exec tier's seccomp filter refuses the watch calls with EPERM."""
+    result = attacker.shell("python3 -c '" + WATCH_PROBE.replace("'", "'\"'\"'") + "' 2>&1")
+    lines = dict(line.split(" ", 1) for line in result["stdout"].strip().splitlines())
+    assert set(lines) == {"inotify_init1", "inotify_add_watch", "fanotify_init"}, result
+    for name in ("inotify_init1", "fanotify_init"):
+        assert lines[name] in ("rc=-1 errno=EPERM", "rc=-1 errno=ENOSYS"), result
+    # No inotify instance, so no watch (the filter refuses the call before the kernel sees the fd).
+    assert lines["inotify_add_watch"] in ("rc=-1 errno=EPERM", "rc=-1 errno=ENOSYS"), result

@@ -1,9 +1,14 @@
 import Foundation
+import GRDB
 import Testing
 
 @testable import Runner
 
 @Suite struct SQLiteStoreTests {
+    func key(_ jti: String, keyID: String = "dev", tenant: String = "acme") -> ClaimBindingKey {
+        ClaimBindingKey(keyID: keyID, tenantID: tenant, jti: jti)
+    }
+
     @Test func bindsAClaimToItsFirstConnectionOnlyEvenAcrossReopen() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
             .path
@@ -12,24 +17,24 @@ import Testing
             let store = try SQLiteStore(path: path)
             #expect(
                 try await store.bindClaim(
-                    jti: "j", fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry) == .bound)
+                    key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry) == .bound)
             #expect(
                 try await store.bindClaim(
-                    jti: "j", fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
+                    key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
                     == .alreadyBoundHere)
         }
         let reopened = try SQLiteStore(path: path)
         #expect(
             try await reopened.bindClaim(
-                jti: "j", fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry) == .boundElsewhere)
+                key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry) == .boundElsewhere)
         #expect(
             try await reopened.bindClaim(
-                jti: "j", fingerprint: "other-token", connectionID: "c1", sessionID: "s", expiresAt: expiry)
+                key("j"), fingerprint: "other-token", connectionID: "c1", sessionID: "s", expiresAt: expiry)
                 == .boundElsewhere)
         try await reopened.pruneBindings(expiredBefore: expiry.addingTimeInterval(1))
         #expect(
             try await reopened.bindClaim(
-                jti: "j", fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry) == .bound)
+                key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry) == .bound)
     }
 
     @Test func concurrentBindingsOfOneClaimHaveExactlyOneWinner() async throws {
@@ -40,7 +45,7 @@ import Testing
             for index in 0..<16 {
                 group.addTask {
                     try? await store.bindClaim(
-                        jti: "race", fingerprint: "f", connectionID: "c\(index)", sessionID: "s",
+                        key("race"), fingerprint: "f", connectionID: "c\(index)", sessionID: "s",
                         expiresAt: Date() + 600)
                 }
             }
@@ -48,5 +53,75 @@ import Testing
         }
         #expect(results.filter { $0 == .bound }.count == 1)
         #expect(results.filter { $0 == .boundElsewhere }.count == 15)
+    }
+
+    @Test func aJtiIsBoundPerIssuingKeyAndTenant() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let store = try SQLiteStore(path: path)
+        let expiry = Date() + 600
+        #expect(
+            try await store.bindClaim(
+                key("shared", keyID: "globex-orchestrator", tenant: "globex"), fingerprint: "g", connectionID: "c1",
+                sessionID: "s1", expiresAt: expiry) == .bound)
+        // The same jti from another key or for another tenant is another claim.
+        #expect(
+            try await store.bindClaim(
+                key("shared"), fingerprint: "a", connectionID: "c2", sessionID: "s2", expiresAt: expiry) == .bound)
+        #expect(
+            try await store.bindClaim(
+                key("shared", keyID: "globex-orchestrator"), fingerprint: "b", connectionID: "c3", sessionID: "s3",
+                expiresAt: expiry) == .bound)
+        #expect(
+            try await store.bindClaim(
+                key("shared"), fingerprint: "x", connectionID: "c4", sessionID: "s2", expiresAt: expiry)
+                == .boundElsewhere)
+    }
+
+    @Test func bindingsMadeBeforeTheUpgradeStillRefuseReplaysForTheirTenant() async throws {
+        // A database in the v2 schema (claim_bindings keyed by jti alone) holding one live binding.
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let expiry = Date() + 600
+        do {
+            let old = try DatabaseQueue(path: path)
+            try await old.write { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE grdb_migrations (identifier TEXT NOT NULL PRIMARY KEY);
+                        INSERT INTO grdb_migrations VALUES ('v1'), ('v2-approvals');
+                        CREATE TABLE workspaces (tenant_id TEXT NOT NULL, workspace_id TEXT NOT NULL,
+                            root TEXT NOT NULL UNIQUE, read_only BOOLEAN NOT NULL DEFAULT 0,
+                            created_at DATETIME NOT NULL, PRIMARY KEY (tenant_id, workspace_id));
+                        CREATE TABLE sessions (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, body BLOB NOT NULL);
+                        CREATE TABLE claim_bindings (jti TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,
+                            connection_id TEXT NOT NULL, session_id TEXT NOT NULL, expires_at DOUBLE NOT NULL);
+                        CREATE TABLE admin_keys (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,
+                            key_hash TEXT NOT NULL UNIQUE, created_at DATETIME NOT NULL);
+                        CREATE TABLE approvals (id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL,
+                            session_id TEXT NOT NULL, status TEXT NOT NULL, binding_key TEXT NOT NULL,
+                            fingerprint TEXT NOT NULL UNIQUE, created_at DOUBLE NOT NULL, body BLOB NOT NULL);
+                        INSERT INTO sessions VALUES ('s1', 'acme', x'7B7D');
+                        """)
+                try db.execute(
+                    sql: "INSERT INTO claim_bindings VALUES ('j', 'f', 'c1', 's1', ?)",
+                    arguments: [expiry.timeIntervalSince1970])
+            }
+        }
+        let store = try SQLiteStore(path: path)
+        // The verifying key was not recorded before: the carried-over binding counts for any key of acme.
+        #expect(
+            try await store.bindClaim(
+                key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s1", expiresAt: expiry)
+                == .alreadyBoundHere)
+        #expect(
+            try await store.bindClaim(
+                key("j", keyID: "other"), fingerprint: "f", connectionID: "c2", sessionID: "s1", expiresAt: expiry)
+                == .boundElsewhere)
+        // Another tenant's jti namespace is its own.
+        #expect(
+            try await store.bindClaim(
+                key("j", keyID: "globex-orchestrator", tenant: "globex"), fingerprint: "g", connectionID: "c3",
+                sessionID: "s2", expiresAt: expiry) == .bound)
     }
 }

@@ -49,6 +49,19 @@ import Testing
         }
     }
 
+    /// File watches on the read-only binds shared by every tenant's workers (/usr/bin, the worker
+    /// binary) would show one tenant which programs another runs. Every tier refuses them with the
+    /// filter's EPERM (exec once allowed inotify; read and write answered ENOSYS by default).
+    static let fileWatches = ["inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_init", "fanotify_mark"]
+
+    @Test(arguments: SeccompProfileName.allCases)
+    func fileWatchesAreDeniedWithEPERMInEveryTier(_ profile: SeccompProfileName) async throws {
+        let results = try await Self.probe(profile, Self.fileWatches)
+        for name in Self.fileWatches {
+            #expect(results[name] == EPERM, "\(profile): \(name) answered \(results[name] ?? -1), not EPERM")
+        }
+    }
+
     @Test(arguments: [SeccompProfileName.read, .write])
     func readAndWriteTiersCannotStartProcesses(_ profile: SeccompProfileName) async throws {
         let results = try await Self.probe(profile, ["execve", "fork", "vfork", "clone", "kill"])

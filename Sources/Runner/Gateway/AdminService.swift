@@ -623,7 +623,8 @@ public struct AdminService: Sendable {
         }
     }
 
-    private func approval(id: String, by principal: Principal) async throws(APIError) -> Approval {
+    /// One approval the principal may see, with the exact call it covers (arguments whole).
+    public func approval(id: String, by principal: Principal) async throws(APIError) -> Approval {
         let found: Approval?
         do {
             found = try await gateway.store.approval(id: id)

@@ -38,8 +38,8 @@ public final class Gateway: Sendable {
     /// Verified tokens by token text, so a claim's signature is checked once, not per call.
     /// Time checks, session state and binding are still checked on every call.
     private let verifiedTokens = Mutex<[String: VerifiedClaim]>([:])
-    /// Bindings already confirmed in the store (jti -> connection); a binding never changes.
-    private let confirmedBindings = Mutex<[String: String]>([:])
+    /// Bindings already confirmed in the store (binding key -> connection); a binding never changes.
+    private let confirmedBindings = Mutex<[ClaimBindingKey: String]>([:])
     private static let tokenCacheLimit = 50_000
 
     /// Creates the gateway.
@@ -170,20 +170,21 @@ public final class Gateway: Sendable {
     }
 
     private func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
-        let jti = verified.claim.jti
+        // Keyed like the store: a jti only names a claim within its signer's and tenant's namespace.
+        let bindingKey = ClaimBindingKey(verified)
         // The connection check comes before the claim binding is stored: a claim presented on a
         // connection it may not use is refused without being burned, so whoever planted it on the
         // wrong connection cannot deny its owner the claim (the owner would get claim_replayed).
         guard await connections.mayServe(session.id, connectionID: connectionID) else {
             throw connectionOfAnotherSession(session)
         }
-        if let bound = confirmedBindings.withLock({ $0[jti] }) {
+        if let bound = confirmedBindings.withLock({ $0[bindingKey] }) {
             guard bound == connectionID + "|" + verified.fingerprint else { throw replayed(session) }
         } else {
             let result: BindingResult
             do {
                 result = try await store.bindClaim(
-                    jti: jti, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
+                    bindingKey, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
                     expiresAt: Date(timeIntervalSince1970: TimeInterval(verified.claim.exp + 3600)))
             } catch {
                 throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
@@ -192,7 +193,7 @@ public final class Gateway: Sendable {
             confirmedBindings.withLock { bindings in
                 // Bounded like the token cache: a forgotten binding is re-read from the store.
                 if bindings.count >= Self.tokenCacheLimit { bindings.removeAll(keepingCapacity: true) }
-                bindings[jti] = connectionID + "|" + verified.fingerprint
+                bindings[bindingKey] = connectionID + "|" + verified.fingerprint
             }
         }
         guard await connections.bindSession(session.id, to: connectionID) else {
@@ -419,6 +420,17 @@ public final class Gateway: Sendable {
         let digest = Digest.sha256Hex(encoded)
         var approvalFingerprint: String?
         if settings.approval.required {
+            // An approval stores the arguments whole for the approver to read: bounded here, before
+            // anything is stored, rather than by the transport's body limit (4 MiB over HTTP).
+            guard encoded.count <= Approval.maximumArgumentsBytes else {
+                return await refused(
+                    Refusal(
+                        .approvalArgumentsTooLarge,
+                        "\(ToolName.display(tool)) needs a human's approval and its arguments are \(encoded.count) bytes "
+                            + "of canonical JSON; approvals carry at most \(Approval.maximumArgumentsBytes) bytes so an "
+                            + "approver can read all of them. Pass less inline (e.g. put the data in a workspace file)"),
+                    tool: tool, in: context, requestID: requestID, digest: digest)
+            }
             switch await checkApproval(
                 tool: tool, workspace: workspace.workspaceID, digest: digest, arguments: encoded, in: context,
                 requestID: requestID)
@@ -730,26 +742,17 @@ public final class Gateway: Sendable {
         tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
         requestID: String?
     ) async throws -> Approval {
-        // A short rendering for the human: canonical JSON cut at 160 bytes, backing up to a scalar
-        // boundary, with anything outside printable ASCII escaped (no combining-mark towers, no
-        // bidirectional overrides in an approver's console).
-        var rendering = ""
-        for scalar in String(decoding: arguments, as: UTF8.self).unicodeScalars {
-            let piece =
-                scalar.value >= 0x20 && scalar.value < 0x7F
-                ? String(scalar) : "\\u{" + String(scalar.value, radix: 16, uppercase: true) + "}"
-            if rendering.utf8.count + piece.utf8.count > 157 {
-                rendering += "..."
-                break
-            }
-            rendering += piece
-        }
+        // The approval carries the canonical arguments whole (the summary is only a preview that
+        // says when it is cut); an approver grants exactly the text whose SHA-256 is the digest.
         let approval = Approval(
             id: RandomID.make(prefix: "apr"), tenantID: context.session.tenantID, sessionID: context.session.id,
             leaseID: context.session.lease.id, actorID: context.session.actorID, workspaceID: workspace, tool: tool,
-            argumentsDigest: digest,
-            summary: "\(tool) in workspace \(workspace), arguments sha256:\(digest.prefix(12)): \(rendering)",
-            createdAt: now())
+            arguments: String(decoding: arguments, as: UTF8.self), createdAt: now())
+        // Canonical JSON is UTF-8, so the text hashes to the digest the call is checked against; if it
+        // ever did not, the approval could never match its call, so refuse rather than store it.
+        guard approval.argumentsDigest == digest else {
+            throw Refusal(.invalidArguments, "the call's arguments are not valid UTF-8 JSON")
+        }
         var event = auditEvent("approval.asked", tool: tool, in: context, requestID: requestID)
         event.argumentsDigest = digest
         event.approvalFingerprint = approval.fingerprint

@@ -48,6 +48,9 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let approvalInvalid = Code("approval_invalid")
         /// A human denied this exact call.
         public static let approvalDenied = Code("approval_denied")
+        /// The call needs approval and its arguments are larger than an approval carries
+        /// (``Approval/maximumArgumentsBytes``); nothing was stored.
+        public static let approvalArgumentsTooLarge = Code("approval_arguments_too_large")
         /// The tool's tier cannot run here (not defined by the deciding policy, or a kernel feature it
         /// requires is missing).
         public static let tierUnavailable = Code("tier_unavailable")

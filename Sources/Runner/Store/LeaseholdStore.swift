@@ -11,6 +11,33 @@ public enum BindingResult: Sendable, Hashable {
     case boundElsewhere
 }
 
+/// What a replay binding is keyed by: the key that verified the claim, the claim's tenant and its jti.
+///
+/// A jti is only unique within one signer's namespace. Keyed by jti alone, a tenant-bound key could
+/// mint a claim reusing another tenant's jti, present it first and burn the other tenant's claim
+/// (it would then be refused as replayed). With the issuing key and the tenant in the key, a claim
+/// can only collide with claims its own signer issued for its own tenant.
+public struct ClaimBindingKey: Sendable, Hashable {
+    /// The `kid` of the key that verified the claim.
+    public var keyID: String
+    /// The claim's `tenant_id`.
+    public var tenantID: String
+    /// The claim's `jti`.
+    public var jti: String
+
+    /// Creates a binding key.
+    public init(keyID: String, tenantID: String, jti: String) {
+        self.keyID = keyID
+        self.tenantID = tenantID
+        self.jti = jti
+    }
+
+    /// The binding key of a verified claim.
+    public init(_ verified: VerifiedClaim) {
+        self.init(keyID: verified.keyID, tenantID: verified.claim.tenantID, jti: verified.claim.jti)
+    }
+}
+
 /// Persistence of sessions, replay bindings, admin keys and workspaces.
 ///
 /// A real seam: SQLite (GRDB) on one node, PostgreSQL for several runner nodes.
@@ -22,9 +49,10 @@ public protocol LeaseholdStore: WorkspaceBackend {
     /// Read-modify-write of one session under the store's write lock; returns the new record,
     /// or nil when no session has that id.
     func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session?
-    /// Binds a claim (by jti) to a connection on first use.
-    func bindClaim(jti: String, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date)
-        async throws -> BindingResult
+    /// Binds a claim (by issuing key, tenant and jti) to a connection on first use.
+    func bindClaim(
+        _ key: ClaimBindingKey, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date
+    ) async throws -> BindingResult
     /// Deletes bindings of claims that expired before `date`.
     func pruneBindings(expiredBefore date: Date) async throws
     /// Stores the hash of a tenant admin key.

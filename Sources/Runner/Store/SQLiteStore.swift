@@ -77,6 +77,34 @@ public final class SQLiteStore: LeaseholdStore {
                 table.column("slot", .integer).notNull().unique()
             }
         }
+        migrator.registerMigration("v3-claim-bindings-by-issuer") { db in
+            // v1 keyed bindings by jti alone, global across tenants: a tenant-bound key could burn
+            // another tenant's claim by presenting its jti first. SQLite cannot change a primary key
+            // in place, so the table is rebuilt keyed by (key_id, tenant_id, jti).
+            try db.create(table: "claim_bindings_v3") { table in
+                table.column("key_id", .text).notNull()
+                table.column("tenant_id", .text).notNull()
+                table.column("jti", .text).notNull()
+                table.column("fingerprint", .text).notNull()
+                table.column("connection_id", .text).notNull()
+                table.column("session_id", .text).notNull()
+                table.column("expires_at", .double).notNull().indexed()
+                table.primaryKey(["key_id", "tenant_id", "jti"])
+            }
+            // Bindings made before the upgrade keep refusing replays until they expire: their key is
+            // unknown, so they are carried over with key_id '' and matched for any key of their
+            // tenant (see bindClaim). The tenant comes from the bound session.
+            try db.execute(
+                sql: """
+                    INSERT INTO claim_bindings_v3
+                        (key_id, tenant_id, jti, fingerprint, connection_id, session_id, expires_at)
+                    SELECT '', COALESCE(sessions.tenant_id, ''), claim_bindings.jti, claim_bindings.fingerprint,
+                           claim_bindings.connection_id, claim_bindings.session_id, claim_bindings.expires_at
+                    FROM claim_bindings LEFT JOIN sessions ON sessions.id = claim_bindings.session_id
+                    """)
+            try db.drop(table: "claim_bindings")
+            try db.rename(table: "claim_bindings_v3", to: "claim_bindings")
+        }
         return migrator
     }
 
@@ -194,12 +222,20 @@ public final class SQLiteStore: LeaseholdStore {
 
     // MARK: Replay bindings
 
-    public func bindClaim(jti: String, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date)
-        async throws -> BindingResult
-    {
+    public func bindClaim(
+        _ key: ClaimBindingKey, fingerprint: String, connectionID: String, sessionID: String, expiresAt: Date
+    ) async throws -> BindingResult {
         try await pool.write { db in
+            // key_id '' marks a binding carried over from before v3, when the verifying key was not
+            // recorded: it still counts for its tenant and jti until it expires.
             if let row = try Row.fetchOne(
-                db, sql: "SELECT fingerprint, connection_id FROM claim_bindings WHERE jti = ?", arguments: [jti])
+                db,
+                sql: """
+                    SELECT fingerprint, connection_id FROM claim_bindings
+                    WHERE tenant_id = ? AND jti = ? AND key_id IN (?, '')
+                    ORDER BY key_id DESC LIMIT 1
+                    """,
+                arguments: [key.tenantID, key.jti, key.keyID])
             {
                 let boundFingerprint: String = row["fingerprint"]
                 let boundConnection: String = row["connection_id"]
@@ -207,9 +243,15 @@ public final class SQLiteStore: LeaseholdStore {
                     ? .alreadyBoundHere : .boundElsewhere
             }
             try db.execute(
-                sql:
-                    "INSERT INTO claim_bindings (jti, fingerprint, connection_id, session_id, expires_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [jti, fingerprint, connectionID, sessionID, expiresAt.timeIntervalSince1970])
+                sql: """
+                    INSERT INTO claim_bindings
+                        (key_id, tenant_id, jti, fingerprint, connection_id, session_id, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    key.keyID, key.tenantID, key.jti, fingerprint, connectionID, sessionID,
+                    expiresAt.timeIntervalSince1970,
+                ])
             return .bound
         }
     }

@@ -99,6 +99,12 @@ struct AdminRoutes: Sendable {
                 return HTTPJSON.response(.ok, ["approvals": approvals])
             }
         }
+        api.get("/approvals/:id") { request, context in
+            let id = context.parameters.get("id") ?? ""
+            return try await respond(request) { _, principal in
+                HTTPJSON.response(.ok, ["approval": try await admin.approval(id: id, by: principal)])
+            }
+        }
         api.post("/approvals/:id/grant") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { request, principal in

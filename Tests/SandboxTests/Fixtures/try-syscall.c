@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -154,6 +156,21 @@ static int try_one(const char *name) {
     } else if (!strcmp(name, "socketpair_inet")) {
         int sv[2];
         rc = syscall(SYS_socketpair, AF_INET, SOCK_STREAM, 0, sv);
+    } else if (!strcmp(name, "inotify_init")) {
+        rc = syscall(SYS_inotify_init);
+        close_if_fd(rc);
+    } else if (!strcmp(name, "inotify_init1")) {
+        rc = syscall(SYS_inotify_init1, IN_CLOEXEC); // succeeds (0) when let through
+        close_if_fd(rc);
+    } else if (!strcmp(name, "inotify_add_watch")) {
+        rc = syscall(SYS_inotify_add_watch, -1, "/", IN_OPEN); // EBADF when let through
+    } else if (!strcmp(name, "fanotify_init")) {
+        // Unprivileged fanotify needs FAN_REPORT_FID (kernel >= 5.13); with it the call succeeds
+        // unless a filter refuses it, so EPERM here is the filter's answer, not the kernel's.
+        rc = syscall(SYS_fanotify_init, FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_REPORT_FID, O_RDONLY);
+        close_if_fd(rc);
+    } else if (!strcmp(name, "fanotify_mark")) {
+        rc = syscall(SYS_fanotify_mark, -1, FAN_MARK_ADD, FAN_OPEN, AT_FDCWD, "/"); // EBADF when let through
     } else if (!strcmp(name, "execve")) {
         char *argv[] = {"/nonexistent-leasehold", NULL};
         rc = syscall(SYS_execve, argv[0], argv, probe_envp);
