@@ -169,6 +169,13 @@ import Testing
                             && (tool.hasPrefix("repo.") || tool.hasPrefix("kb") || Glob.matches("crm.*_get", tool))
                     }
                 #expect(listed == decided, "round \(round): list and decide disagree")
+                // The lean tools/list answer lists exactly the same tools, encoded the same way.
+                let (names, json) = resolver.listingJSON(in: scope)
+                #expect(names == listed)
+                let fromFragments = try JSONSerialization.jsonObject(with: json) as? NSDictionary
+                let fromSDK = try JSONSerialization.jsonObject(
+                    with: JSONEncoder().encode(ListTools.Result(tools: resolver.listing(in: scope)))) as? NSDictionary
+                #expect(fromFragments != nil && fromFragments == fromSDK, "round \(round): tools/list JSON differs")
                 #expect(listed == oracle, "round \(round): allow \(allow ?? []) deny \(deny) claim \(claim ?? [])")
             }
         }

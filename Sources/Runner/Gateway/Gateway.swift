@@ -262,6 +262,13 @@ public final class Gateway: Sendable {
         return tools
     }
 
+    /// The `tools/list` result of `context` as JSON (same tools and bookkeeping as ``listTools(in:)``).
+    public func listToolsJSON(in context: CallContext) async -> Data {
+        let (names, json) = resolver.listingJSON(in: context.scope)
+        await connections.recordListed(names, connectionID: context.connectionID, claim: context.claim)
+        return json
+    }
+
     // MARK: Calls
 
     /// Calls `tool` with `arguments` after authorizing it.

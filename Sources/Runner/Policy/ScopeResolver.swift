@@ -1,3 +1,4 @@
+import Foundation
 import MCP
 import Synchronization
 
@@ -120,6 +121,29 @@ public struct ScopeResolver: Sendable {
         return result
     }
 
+    /// The `tools/list` result as JSON (`{"tools":[...]}`), assembled from per-tool fragments
+    /// encoded once per catalog and policy, and the names it lists. Same tools, same order as
+    /// ``listing(in:)``; no generic JSON tree is built per request.
+    public func listingJSON(in scope: Scope) -> (names: [String], json: Data) {
+        let visible = visibleSet(in: scope)
+        var names = index.systemTools.map(\.name)
+        var json = Data(#"{"tools":["#.utf8)
+        for (offset, fragment) in index.systemToolsJSON.enumerated() {
+            if offset > 0 { json.append(UInt8(ascii: ",")) }
+            json.append(fragment)
+        }
+        var first = index.systemToolsJSON.isEmpty
+        names.reserveCapacity(names.count + visible.population)
+        visible.forEach { position in
+            if !first { json.append(UInt8(ascii: ",")) }
+            first = false
+            json.append(index.mcpToolJSON(position))
+            names.append(index.tools[position].name)
+        }
+        json.append(contentsOf: Array("]}".utf8))
+        return (names, json)
+    }
+
     /// Ranked search filtered by visibility after scoring.
     public func search(_ query: String, in scope: Scope, limit: Int) -> [ToolDescriptor] {
         let visible = visibleSet(in: scope)
@@ -210,6 +234,10 @@ final class CatalogIndex: Sendable {
     let tools: [ToolDescriptor]
     let mcpTools: [Tool]
     let systemTools: [Tool]
+    /// The built-ins' MCP JSON.
+    let systemToolsJSON: [Data]
+    /// Each tool's MCP JSON, encoded on first listing (10,000 tools would cost ~150 ms up front).
+    private let mcpJSON: Mutex<[Data?]>
     let position: [String: Int]
     /// Each tool's tier without tenant overrides; nil when unmapped or ambiguous.
     private let baseTiers: [String?]
@@ -227,6 +255,10 @@ final class CatalogIndex: Sendable {
         tools = catalog.tools
         mcpTools = tools.map(\.mcpTool)
         systemTools = BuiltinTools.system.map(\.mcpTool)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        systemToolsJSON = systemTools.map { (try? encoder.encode($0)) ?? Data("{}".utf8) }
+        mcpJSON = Mutex([Data?](repeating: nil, count: tools.count))
         var position: [String: Int] = [:]
         var tiers: [String?] = []
         var tiered = ToolBitSet(count: tools.count)
@@ -243,6 +275,16 @@ final class CatalogIndex: Sendable {
         self.policy = policy
         self.tiered = tiered
         self.serverMasks = servers
+    }
+
+    /// The MCP JSON of the tool at `position`.
+    func mcpToolJSON(_ position: Int) -> Data {
+        if let cached = mcpJSON.withLock({ $0[position] }) { return cached }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        let encoded = (try? encoder.encode(mcpTools[position])) ?? Data("{}".utf8)
+        mcpJSON.withLock { $0[position] = encoded }
+        return encoded
     }
 
     /// Each tool's tier for `tenant`, after its overrides (computed once per tenant and policy).

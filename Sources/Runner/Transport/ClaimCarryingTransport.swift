@@ -38,7 +38,7 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
                 let message = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
                 let rawID = message["id"], message["result"] != nil
             {
-                data = ToolCallEdge.envelope(id: rawID, key: "result", value: exact)
+                data = HotMethodEdge.envelope(id: rawID, key: "result", value: exact)
             }
         }
         try await inner.send(data)

@@ -113,7 +113,7 @@ struct MCPEndpoint: Sendable {
             } catch {
                 return unauthorized(error)
             }
-            if request.method == .post, let call = ToolCallEdge.parse(bodyData) {
+            if request.method == .post, let call = HotMethodEdge.parse(bodyData) {
                 return await answer(call, request: request, context: context, connectionID: connectionID)
             }
         } else {
@@ -173,7 +173,7 @@ struct MCPEndpoint: Sendable {
     /// `tools/call` on an established connection, answered by the lean edge with the context this
     /// request was authenticated with (once): the same header checks as the SDK transport, the same
     /// in-flight id guard, and a plain JSON response.
-    private func answer(_ call: ToolCallEdge.Call, request: Request, context: CallContext, connectionID: String) async
+    private func answer(_ call: HotMethodEdge.Call, request: Request, context: CallContext, connectionID: String) async
         -> Response
     {
         if let refusal = checkPostHeaders(request) { return refusal }
@@ -189,7 +189,7 @@ struct MCPEndpoint: Sendable {
                 status: .conflict, code: -32600,
                 message: "invalid_request: a request with this id is already in flight on this MCP session")
         }
-        let body = await ToolCallEdge.answer(call, gateway: gateway, context: context)
+        let body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
         await gateway.connections.finishRequests([call.idText], on: connectionID)
         var headers = HTTPFields()
         headers[.contentType] = "application/json"

@@ -2,32 +2,39 @@ import Foundation
 import MCP
 import Synchronization
 
-/// The lean edge for `tools/call`: the request is parsed exactly (``ExactJSON``), the call goes to
-/// the gateway with the context its transport authenticated once, and the JSON-RPC response is
-/// encoded here.
+/// The lean edge for the hot methods, `tools/call` and `tools/list`: the request is parsed exactly
+/// (``ExactJSON``), goes to the gateway with the context its transport authenticated once, and the
+/// JSON-RPC response is encoded here (`tools/list` from per-tool fragments encoded once per catalog
+/// and policy).
 ///
 /// Why not the SDK's handler path: its type erasure decodes every result back into `Value`, whose
 /// decoder rewrites any string that looks like a data URL (a file holding `data: [1, 2]` came back
 /// as `data: [1;base64,IDJd`), and it decodes, re-encodes and re-authenticates every call.
-enum ToolCallEdge {
-    /// One `tools/call` request, parsed exactly.
+enum HotMethodEdge {
+    /// One hot request, parsed exactly.
     struct Call: @unchecked Sendable {
+        enum Method {
+            case call(name: String, arguments: [String: Value]?)
+            case list
+        }
         /// The JSON-RPC id as parsed (a string or a number); only ever re-serialized.
         /// `@unchecked Sendable`: JSONSerialization gives immutable NSString/NSNumber here.
         let id: Any
         /// The id as text (audit records, in-flight guard).
         let idText: String
-        let name: String
-        let arguments: [String: Value]?
+        let method: Method
     }
 
-    /// The single `tools/call` request in `body`; nil for anything else (batches, other methods,
-    /// notifications, a request without a string `name`), which the SDK handles as before.
+    /// The single `tools/call` or `tools/list` request in `body`; nil for anything else (batches,
+    /// other methods, notifications, a call without a string `name`), which the SDK handles.
     static func parse(_ body: Data) -> Call? {
         guard let message = try? JSONSerialization.jsonObject(with: body, options: []) as? [String: Any],
-            message["method"] as? String == "tools/call", let id = message["id"],
+            let method = message["method"] as? String, method == "tools/call" || method == "tools/list",
+            let id = message["id"],
             id is String || (id as? NSNumber).map({ String(cString: $0.objCType) != "c" }) == true
         else { return nil }
+        let idText = String(describing: id).prefix(128).description
+        guard method == "tools/call" else { return Call(id: id, idText: idText, method: .list) }
         let params = message["params"] as? [String: Any]
         guard let name = params?["name"] as? String else { return nil }
         var arguments: [String: Value]? = nil
@@ -35,17 +42,22 @@ enum ToolCallEdge {
             guard case .object(let object)? = ExactJSON.value(of: raw) else { return nil }
             arguments = object
         }
-        return Call(id: id, idText: String(describing: id).prefix(128).description, name: name, arguments: arguments)
+        return Call(id: id, idText: idText, method: .call(name: name, arguments: arguments))
     }
 
-    /// Runs the call and returns the JSON-RPC response message.
+    /// Runs the request and returns the JSON-RPC response message.
     static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
-        do {
-            let result = try await gateway.call(call.name, arguments: call.arguments, in: context, requestID: call.idText)
-            return response(id: call.id, result: result)
-        } catch {
-            // The same error the SDK handler path gives for a refusal.
-            return response(id: call.id, error: MCPError.invalidParams(error.description))
+        switch call.method {
+        case .list:
+            return envelope(id: call.id, key: "result", value: await gateway.listToolsJSON(in: context))
+        case .call(let name, let arguments):
+            do {
+                let result = try await gateway.call(name, arguments: arguments, in: context, requestID: call.idText)
+                return response(id: call.id, result: result)
+            } catch {
+                // The same error the SDK handler path gives for a refusal.
+                return response(id: call.id, error: MCPError.invalidParams(error.description))
+            }
         }
     }
 
