@@ -9,6 +9,30 @@ import Testing
         ClaimBindingKey(keyID: keyID, tenantID: tenant, jti: jti)
     }
 
+    /// Sessions are served from memory between writes; a write by this store or by another process
+    /// on the same file (the CLI revoking a session of a live server) is seen by the next read.
+    @Test func cachedSessionsFollowEveryWriteWhoeverMadeIt() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let server = try SQLiteStore(path: path)
+        let cli = try SQLiteStore(path: path)
+        let now = Date()
+        let session = Session(
+            id: "s1", tenantID: "acme", actorID: "a", workspaceID: "w", serverID: nil, bundleID: nil,
+            allowedToolNames: nil, deniedToolNames: nil, lease: Lease(id: "l1", issuedAt: now, expiresAt: now + 600),
+            claimTTLSeconds: 60, leaseTTLSeconds: 600, createdAt: now, updatedAt: now, revokedAt: nil, version: 1)
+        try await server.insertSession(session)
+        #expect(try await server.session(id: "s1")?.revokedAt == nil)
+        #expect(try await server.session(id: "s1")?.revokedAt == nil)  // now from the cache
+        _ = try await server.updateSession(id: "s1") { $0.actorID = "b" }
+        #expect(try await server.session(id: "s1")?.actorID == "b")
+        _ = try await cli.updateSession(id: "s1") { $0.revokedAt = now }
+        #expect(try await server.session(id: "s1")?.revokedAt != nil)
+        _ = try await cli.updateSession(id: "s1") { $0.lease = Lease(id: "l2", issuedAt: now, expiresAt: now + 600) }
+        #expect(try await server.session(id: "s1")?.lease.id == "l2")
+        #expect(try await server.session(id: "missing") == nil)
+    }
+
     @Test func bindsAClaimToItsFirstConnectionOnlyEvenAcrossReopen() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
             .path

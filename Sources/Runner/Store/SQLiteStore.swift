@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import WorkspaceRegistry
 
 /// The embedded default store: one SQLite file (WAL) under the state directory.
@@ -7,6 +8,19 @@ public final class SQLiteStore: LeaseholdStore {
     private let pool: DatabasePool
     private let encoder: JSONEncoder
     private let decoder: JSONDecoder
+    /// Every call reads its session; while the database is unchanged it comes from memory.
+    /// SQLite's `PRAGMA data_version`, read on a connection of its own, changes whenever any other
+    /// connection commits (this store's writer, or another process such as the `leasehold` CLI),
+    /// and then the whole cache is dropped: a revocation, renewal, PATCH or hand-off is seen by the
+    /// next call wherever it was written.
+    private let versionProbe: DatabaseQueue
+    private let sessionCache = Mutex(SessionCache())
+    private struct SessionCache {
+        var version: Int64 = -1
+        var sessions: [String: Session] = [:]
+    }
+    /// Bounds the cache (a session body is ~1 KB); when full it starts over.
+    private static let sessionCacheLimit = 50_000
 
     /// Opens (and migrates) the database at `path`.
     public init(path: String) throws {
@@ -25,6 +39,15 @@ public final class SQLiteStore: LeaseholdStore {
         decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         try Self.migrator.migrate(pool)
+        var probe = Configuration()
+        probe.readonly = true
+        probe.busyMode = .timeout(5)
+        versionProbe = try DatabaseQueue(path: path, configuration: probe)
+    }
+
+    /// The database's change counter as this store's probe connection sees it.
+    private func dataVersion() throws -> Int64 {
+        try versionProbe.inDatabase { db in try Int64.fetchOne(db, sql: "PRAGMA data_version") ?? -1 }
     }
 
     private static var migrator: DatabaseMigrator {
@@ -198,10 +221,29 @@ public final class SQLiteStore: LeaseholdStore {
     }
 
     public func session(id: String) async throws -> Session? {
+        // The version is taken before the read: a commit after it makes the next call drop what
+        // this read caches.
+        let version = try dataVersion()
+        if let cached = sessionCache.withLock({ cache -> Session? in
+            if cache.version != version {
+                cache.version = version
+                cache.sessions.removeAll(keepingCapacity: true)
+                return nil
+            }
+            return cache.sessions[id]
+        }) {
+            return cached
+        }
         let body = try await pool.read { db in
             try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id])
         }
-        return try body.map { try decoder.decode(Session.self, from: $0) }
+        guard let session = try body.map({ try decoder.decode(Session.self, from: $0) }) else { return nil }
+        sessionCache.withLock { cache in
+            guard cache.version == version else { return }
+            if cache.sessions.count >= Self.sessionCacheLimit { cache.sessions.removeAll(keepingCapacity: true) }
+            cache.sessions[id] = session
+        }
+        return session
     }
 
     public func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session? {
