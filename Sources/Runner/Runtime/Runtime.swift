@@ -262,7 +262,7 @@ struct StdioService: Service {
         let transport = ClaimCarryingTransport(wrapping: StdioTransport(logger: logger), logger: logger)
         let server = await MCPHandlers.makeServer(
             gateway: gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim,
-            exactResults: transport.exactResults)
+            stdio: transport)
         await gateway.connections.register(connectionID, server: server, httpTransport: nil, endpointServer: nil)
         try await server.start(transport: transport)
         // Ends when stdin closes (the client went away) or the group shuts down, whichever is first.

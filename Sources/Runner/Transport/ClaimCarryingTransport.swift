@@ -2,8 +2,8 @@ import Foundation
 import Logging
 import MCP
 
-/// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` and its raw
-/// bytes reach the handlers the same way an HTTP request's `Authorization` header and body do
+/// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` reaches the
+/// handlers (``claim(for:)``), and its raw bytes too, the way an HTTP request's body does
 /// (through ``HTTPContextProviding``).
 ///
 /// The SDK's `ListTools.Parameters` does not decode `_meta`, and its decoding of `tools/call`
@@ -65,12 +65,14 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
         }
     }
 
+    /// The raw message of request `id` (the SDK's handler context carries it to the handlers).
     public func httpRequestContext(for id: ID) -> HTTPRequest? {
-        let body = bodies[id.description]
-        guard let claim = claims[id.description] else {
-            return body.map { HTTPRequest(method: "POST", body: $0) }
-        }
-        return HTTPRequest(method: "POST", headers: ["Authorization": "Bearer \(claim)"], body: body)
+        bodies[id.description].map { HTTPRequest(method: "POST", body: $0) }
+    }
+
+    /// The claim the request with this id carried in `params._meta`, if any.
+    public func claim(forRequest id: String) -> String? {
+        claims[id]
     }
 
     private struct RequestEnvelope: Decodable {

@@ -9,21 +9,25 @@ enum MCPHandlers {
     /// A server for `connectionID`; `fallbackClaim` is the claim bound at process start (stdio).
     static func makeServer(
         gateway: Gateway, connectionID: String, endpointServer: String?, fallbackClaim: String?,
-        exactResults: ExactResults? = nil
+        stdio: ClaimCarryingTransport? = nil
     ) async -> Server {
         let server = Server(
             name: "leasehold", version: LeaseholdVersion.current,
             instructions: "Tools are scoped to your session; call system.search_tools to find one.",
             capabilities: .init(tools: .init(listChanged: true)))
 
-        /// The request's id (HTTP only: stdio carries no HTTP context), read once per request.
+        /// The request's id, read once per request from its raw message (HTTP body, or the message the
+    /// stdio transport kept).
         @Sendable func currentRequestID() -> String? {
             Server.currentHandlerContext?.httpContext?.body.flatMap(requestID(in:))
         }
 
         @Sendable func context(requestID: String?) async throws -> CallContext {
-            let http = Server.currentHandlerContext?.httpContext
-            let token = bearer(http?.header("Authorization")) ?? fallbackClaim
+            // HTTP: the Authorization header. stdio: the request's own `_meta` claim, else the
+            // claim bound at process start.
+            var token = bearer(Server.currentHandlerContext?.httpContext?.header("Authorization"))
+            if token == nil, let stdio, let requestID { token = await stdio.claim(forRequest: requestID) }
+            token = token ?? fallbackClaim
             do {
                 return try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: requestID)
@@ -51,8 +55,8 @@ enum MCPHandlers {
                 let result = try await gateway.call(params.name, arguments: arguments, in: context, requestID: requestID)
                 // The SDK re-decodes results into `Value` (rewriting data-URL-like strings); the
                 // transport sends these exact bytes instead.
-                if let exactResults, let requestID, let encoded = try? JSONEncoder().encode(result) {
-                    exactResults.put(encoded, for: requestID)
+                if let stdio, let requestID, let encoded = try? JSONEncoder().encode(result) {
+                    stdio.exactResults.put(encoded, for: requestID)
                 }
                 return result
             } catch let refusal as Refusal {
