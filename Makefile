@@ -3,7 +3,7 @@ SWIFT ?= swift
 STATE_DIR ?= ./.leasehold
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: run test test-swift test-nonroot test-interop bench build clean
+.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot bench build clean
 
 build:
 	scripts/bootstrap.sh
@@ -17,7 +17,7 @@ run: build
 test:
 	scripts/bootstrap.sh --python
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-nonroot test-interop
+	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot
 	Benchmarks/run.sh --smoke
 
 test-swift:
@@ -29,6 +29,10 @@ test-nonroot:
 
 test-interop:
 	.venv/bin/pytest Tests/Interop -q
+
+## The black-box attack suites again with an unprivileged runner.
+test-interop-nonroot:
+	scripts/test-interop-nonroot.sh
 
 ## Full benchmarks with peers; writes BENCHMARKS.md.
 bench:

@@ -15,7 +15,8 @@ fi
 # wrk: the benchmark load generator. procps: pgrep, which attack tests use to find leftover processes.
 # python3, strace, curl: what the shell attack tests run inside workers (they see the host's /usr).
 packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail wrk procps python3 strace curl)
-python3 -m venv --help >/dev/null 2>&1 || packages+=(python3-venv)
+# python3-venv: the unprivileged attack run builds its venv from Debian's /usr/bin/python3.
+packages+=(python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
