@@ -156,7 +156,8 @@ import Testing
         ).map { "\(($0.file as NSString).lastPathComponent):\($0.line ?? 0) \($0.message)" }
         #expect(
             loosening.contains {
-                $0.hasPrefix("acme.yaml:2 override repo.stat -> quick would loosen") && $0.contains("audit_sync batched instead of full")
+                $0.hasPrefix("acme.yaml:2 override repo.stat -> quick would loosen")
+                    && $0.contains("audit_sync batched instead of full")
             }, "\(loosening)")
 
         let bad = diagnostics(

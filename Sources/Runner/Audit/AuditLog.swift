@@ -456,18 +456,21 @@ public actor AuditLog {
     /// handle of the file (`SQLITE_FCNTL_JOURNAL_POINTER`) on the writer connection, as a `FULL`
     /// commit would. A failure is remembered: see ``syncFailed``.
     private func syncWAL() {
-        guard unsyncedCommits > 0, syncFailed == nil else { return }
-        do {
-            try pool.writeWithoutTransaction { db in try Self.syncJournal(db) }
-            walSyncCount += 1
-        } catch {
-            let reason =
-                "the audit log could not be synced to disk (\(error)); records acknowledged in the last "
-                + "\(syncInterval) may be lost on a power failure and nothing more is appended"
-            syncFailed = reason
-            logger.error(
-                "audit WAL sync failed; refusing every audited action until an operator restarts",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+        guard unsyncedCommits > 0 else { return }
+        // After a failed sync nothing is retried (see ``syncFailed``), but the accounting is
+        // cleared so the writer loop ends and waiters learn of the failure.
+        if syncFailed == nil {
+            do {
+                try pool.writeWithoutTransaction { db in try Self.syncJournal(db) }
+                walSyncCount += 1
+            } catch {
+                syncFailed =
+                    "the audit log could not be synced to disk (\(error)); records acknowledged in the last "
+                    + "\(syncInterval) may be lost on a power failure and nothing more is appended"
+                logger.error(
+                    "audit WAL sync failed; refusing every audited action until an operator restarts",
+                    metadata: ["path": "\(path)", "error": "\(error)"])
+            }
         }
         markSynced()
     }
