@@ -22,6 +22,7 @@ from interop_support import (
     jsonrpc_messages,
     raw_headers,
     raw_post,
+    run_cli,
 )
 
 pytestmark = pytest.mark.anyio
@@ -73,6 +74,12 @@ def read_call(index: int) -> tuple[str, dict]:
 
 def write_call(index: int) -> tuple[str, dict]:
     return "repo.write_file", {"path": f"out{index}.txt", "content": f"written {index}\n"}
+
+
+def test_policy_explain_shows_each_tiers_audit_sync(binary: Path) -> None:
+    for tool, setting in [("repo.read_file", "batched"), ("repo.write_file", "full"), ("shell.run", "full")]:
+        out = run_cli(binary, "policy", "explain", tool, "--policies", str(POLICIES_DIR))
+        assert f"  audit sync: {setting} (" in out, out
 
 
 def audit_tail(binary: Path, state_dir: Path) -> list[dict]:

@@ -70,11 +70,16 @@ import Testing
         try await log.waitUntilSynced()
         try await log.sync()
         #expect(await log.walSyncs == 1, "nothing unsynced: no fsync")
+        // The checkpointer's call at shutdown leaves nothing unsynced, with or without a key.
+        try await log.append(AuditEvent("call.outcome"), sync: .batched)
+        #expect(try await log.checkpoint() == nil)
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(await log.walSyncs == 2)
         guard case .ok(let count, _) = try log.verify() else {
             Issue.record("chain broken")
             return
         }
-        #expect(count == 4)
+        #expect(count == 5)
     }
 
     /// Many callers with mixed settings share group commits and one chain; every record is there.
