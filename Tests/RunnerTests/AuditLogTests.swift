@@ -24,6 +24,108 @@ import Testing
         return dir + "/audit.sqlite"
     }
 
+    /// `batched` appends return once committed: readable and chained at once, with no fsync of
+    /// their own; the writer then syncs the WAL by itself within its interval (no one else calls
+    /// anything that syncs here, so the wait ends only through the writer's timer).
+    @Test(.timeLimit(.minutes(1))) func batchedAppendsAreCommittedChainedAndSyncedByTheWriter() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", syncInterval: .milliseconds(5))
+        for index in 1...20 {
+            var event = AuditEvent("call.intent")
+            event.requestID = String(index)
+            #expect(try await log.append(event, sync: .batched) == Int64(index))
+        }
+        // Committed: another connection reads them, and the chain holds.
+        let reader = try AuditLog(path: log.path, node: "reader")
+        #expect(try reader.records(limit: 100).compactMap(\.event?.requestID) == (1...20).map(String.init))
+        guard case .ok(let count, _) = try reader.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 20)
+        #expect(try await log.writerSynchronousSetting() == 1, "batched commits run with synchronous = NORMAL")
+        try await log.waitUntilSynced()
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(await log.walSyncs >= 1, "the writer synced the WAL on its own")
+        #expect(await log.walSyncs <= 20)
+    }
+
+    /// A synced commit makes earlier `batched` commits durable too (its fsync covers the whole WAL),
+    /// and an explicit sync does the same; neither leaves work for the writer's timer.
+    @Test func aFullCommitOrAnExplicitSyncCoversEarlierBatchedCommits() async throws {
+        // An interval far beyond the test: only the commits and calls below can sync.
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", syncInterval: .seconds(3600))
+        try await log.append(AuditEvent("call.intent"), sync: .batched)
+        try await log.append(AuditEvent("call.outcome"), sync: .batched)
+        #expect(await log.unsyncedCommitCount == 2)
+        #expect(try await log.writerSynchronousSetting() == 1)
+        try await log.append(AuditEvent("session.created"))
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(try await log.writerSynchronousSetting() == 2, "a full record is a FULL commit")
+        #expect(await log.walSyncs == 0)
+        try await log.append(AuditEvent("call.intent"), sync: .batched)
+        #expect(await log.unsyncedCommitCount == 1)
+        try await log.sync()
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(await log.walSyncs == 1)
+        try await log.waitUntilSynced()
+        try await log.sync()
+        #expect(await log.walSyncs == 1, "nothing unsynced: no fsync")
+        // The checkpointer's call at shutdown leaves nothing unsynced, with or without a key.
+        try await log.append(AuditEvent("call.outcome"), sync: .batched)
+        #expect(try await log.checkpoint() == nil)
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(await log.walSyncs == 2)
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 5)
+    }
+
+    /// Many callers with mixed settings share group commits and one chain; every record is there.
+    @Test(.timeLimit(.minutes(1))) func mixedSyncSettingsShareOneChain() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    var event = AuditEvent("call.intent")
+                    event.requestID = String(index)
+                    return try await log.append(event, sync: index % 5 == 0 ? .full : .batched)
+                }
+            }
+            return try await group.reduce(into: [Int64]()) { $0.append($1) }
+        }
+        #expect(Set(seqs) == Set(1...200))
+        try await log.waitUntilSynced()
+        #expect(await log.unsyncedCommitCount == 0)
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 200)
+    }
+
+    /// The gateway writes both records of a call with the tier's `audit_sync` (shipped: read is
+    /// batched, write is full) and refusals with full.
+    @Test func theGatewayAuditsEachCallWithItsTiersSetting() async throws {
+        let fixture = try await GatewayFixture(executor: InvocationRecorder())
+        let (_, claim) = try await fixture.session()
+        let context = try await fixture.gateway.authenticate(token: claim, connectionID: "c1")
+        let audit = fixture.gateway.audit
+        _ = try await fixture.gateway.call("repo.stat", arguments: ["path": "a"], in: context)
+        #expect(try await audit.writerSynchronousSetting() == 1, "read tier: batched (NORMAL) commits")
+        _ = try await fixture.gateway.call("repo.write_file", arguments: ["path": "a", "content": "x"], in: context)
+        #expect(try await audit.writerSynchronousSetting() == 2, "write tier: FULL commits")
+        _ = try await fixture.gateway.call("repo.stat", arguments: ["path": "a"], in: context)
+        #expect(try await audit.writerSynchronousSetting() == 1)
+        await #expect(throws: Refusal.self) {
+            _ = try await fixture.gateway.call("nope.tool", arguments: [:], in: context)
+        }
+        #expect(try await audit.writerSynchronousSetting() == 2, "a refusal is a FULL commit")
+        let kinds = try audit.records(limit: 100).compactMap(\.event).filter { $0.tool != nil }.map(\.event)
+        #expect(kinds.filter { $0 == "call.intent" }.count == 3 && kinds.filter { $0 == "call.outcome" }.count == 3)
+    }
+
     @Test func concurrentAppendsFormOneUnbrokenChain() async throws {
         let log = try AuditLog(path: try temporaryPath(), node: "n1")
         let seqs = try await withThrowingTaskGroup(of: Int64.self) { group in

@@ -113,6 +113,64 @@ import Testing
         #expect(found.contains { $0.hasPrefix("bad name.yaml:0 the file name must be <tenant_id>.yaml") })
     }
 
+    /// `audit_sync`: shipped read tier batched, every other full; absent means full; an unknown
+    /// value is refused at its line; a tenant may move a tool from batched to full, never back.
+    @Test func auditSyncIsReadValidatedAndOnlyTightenedByTenants() throws {
+        let shipped = try RiskPolicy.load(directory: Self.repositoryPolicies)
+        #expect(shipped.tiers["read"]?.auditSync == .batched)
+        for name in ["write", "exec", "external"] { #expect(shipped.tiers[name]?.auditSync == .full, "\(name)") }
+        let read = try #require(shipped.tiers["read"])
+        let write = try #require(shipped.tiers["write"])
+        #expect(read.loosenings(comparedTo: write).contains("audit_sync batched instead of full"))
+        #expect(!write.loosenings(comparedTo: read).contains { $0.hasPrefix("audit_sync") })
+        let explained = PolicyReport.explain(
+            tool: "repo.read_file", resolver: ScopeResolver(catalog: try Catalog(), policy: shipped), tenant: nil,
+            session: nil)
+        #expect(explained.contains { $0.hasPrefix("  audit sync: batched") }, "\(explained)")
+
+        // Two tiers alike in all but audit_sync, and one that does not say.
+        let body =
+            "    isolation: call\n    approval: {required: false}\n    seccomp_profile: read\n"
+            + "    limits: {wall_ms: 1000, cpu_seconds: 1, memory_mib: 64, file_size_mib: 0, processes: 1, output_bytes: 1024}\n"
+            + "    cacheable: false\n"
+        let tiers =
+            "tiers:\n  synced:\n" + body + "    audit_sync: full\n  quick:\n" + body + "    audit_sync: batched\n"
+            + "  unsaid:\n" + body
+        let tools =
+            "tools:\n  - {pattern: \"repo.stat\", tier: synced}\n  - {pattern: \"repo.read_file\", tier: quick}\n"
+            + "  - {pattern: \"repo.list_dir\", tier: unsaid}\n"
+        let good = try RiskPolicy.load(
+            directory: try policies([
+                "tiers.yaml": tiers, "tools.yaml": tools,
+                "tenants/globex.yaml": "tools:\n  - {pattern: \"repo.read_file\", tier: synced}\n",
+            ]))
+        #expect(good.tiers["quick"]?.auditSync == .batched)
+        #expect(good.tiers["unsaid"]?.auditSync == .full, "absent means full")
+        #expect(good.tier(for: "repo.read_file", tenant: "globex")?.name == "synced", "batched -> full tightens")
+
+        let loosening = diagnostics(
+            try policies([
+                "tiers.yaml": tiers, "tools.yaml": tools,
+                "tenants/acme.yaml": "tools:\n  - {pattern: \"repo.stat\", tier: quick}\n",
+            ])
+        ).map { "\(($0.file as NSString).lastPathComponent):\($0.line ?? 0) \($0.message)" }
+        #expect(
+            loosening.contains {
+                $0.hasPrefix("acme.yaml:2 override repo.stat -> quick would loosen")
+                    && $0.contains("audit_sync batched instead of full")
+            }, "\(loosening)")
+
+        let bad = diagnostics(
+            try policies([
+                "tiers.yaml": tiers.replacingOccurrences(of: "audit_sync: batched", with: "audit_sync: sometimes"),
+                "tools.yaml": tools,
+            ])
+        ).map { "\(($0.file as NSString).lastPathComponent):\($0.line ?? 0) \($0.message)" }
+        #expect(
+            bad.contains { $0 == "tiers.yaml:15 tier quick: audit_sync \"sometimes\" is not one of full, batched" },
+            "\(bad)")
+    }
+
     @Test func malformedYAMLAndWrongTypesAreDiagnosedNotCrashed() throws {
         for (tiers, expected) in [
             ("tiers: [", "YAML:"), ("tiers:\n  read: 3\n", "tier read must be a mapping"),

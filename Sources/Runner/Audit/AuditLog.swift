@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import GRDBSQLite
 import Logging
 import Sandbox
 
@@ -102,9 +103,13 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 
 /// The tamper-evident audit trail: an append-only, hash-chained SQLite log with group commit.
 ///
-/// `append` returns only once the record is durable (`synchronous = FULL`, so it survives the
-/// process being killed and, with WAL, a power loss after the commit). Appends that arrive while a
-/// commit is in flight are written together in the next transaction: one fsync for many records.
+/// `append` returns only once the record is committed to the WAL, which survives the process being
+/// killed. How much more it waits is the caller's ``AuditSync``, chosen per risk tier: `full`
+/// commits are fsynced before they return (they also survive a power loss); `batched` commits are
+/// not synced on their own, and the writer syncs the WAL within ``syncInterval`` while any are
+/// unsynced (a later `full` commit syncs them sooner). Appends that arrive while a commit is in
+/// flight are written together in the next transaction: one commit, and at most one fsync, for many
+/// records; a group holding any `full` record is a synced commit.
 ///
 /// Keyed (invariant 14): with a signing key, the log writes signed checkpoints of its head (every
 /// `checkpointEvery` records inside the commit, and on ``checkpoint()`` from a timer and at
@@ -142,10 +147,28 @@ public actor AuditLog {
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
     public nonisolated let node: String
-    /// Records waiting for the writer, with the caller waiting for durability (nil: nobody waits).
-    private var pending: [(Encoded, CheckedContinuation<Result<Int64, AuditUnavailable>, Never>?)] = []
-    private var committing = false
+    /// Records waiting for the writer.
+    private var pending: [Queued] = []
+    /// Whether the writer loop runs: committing, or parked until a WAL sync falls due.
+    private var writing = false
+    /// The parked writer; new records or the sync deadline resume it.
+    private var parked: CheckedContinuation<Void, Never>?
     private var committedBatches = 0
+    /// The writer connection's `PRAGMA synchronous` as last set (nil: unknown after a failed write,
+    /// so the next commit sets it again).
+    private var writerSync: AuditSync? = .full
+    /// Commits written with `synchronous = NORMAL` that no fsync covers yet, and when the first was.
+    private var unsyncedCommits = 0
+    private var unsyncedSince: ContinuousClock.Instant?
+    private var walSyncCount = 0
+    /// Callers of ``waitUntilSynced()``.
+    private var syncWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Set once a WAL sync failed; every later append fails with it. After a failed fsync the kernel
+    /// may have dropped the dirty pages and a retry can report success for data that is gone, so
+    /// the log can no longer promise what it acknowledged (fail closed until a restart).
+    private var syncFailed: String?
+    /// The longest a `batched` commit stays unsynced while the log runs.
+    public nonisolated let syncInterval: Duration
     /// The last record this log wrote or accepted as a continuation of its own (seq 0: empty).
     private var head: ChainHead
     /// The last record covered by a checkpoint this log wrote or found at open.
@@ -157,6 +180,14 @@ public actor AuditLog {
     /// Records between checkpoints written inside a commit.
     public nonisolated let checkpointEvery: Int64
     private let logger: Logger
+
+    /// A record waiting for the writer: its encoding, the durability its caller asked for, and the
+    /// caller waiting for the commit (nil: nobody waits).
+    private struct Queued {
+        let encoded: Encoded
+        let sync: AuditSync
+        let continuation: CheckedContinuation<Result<Int64, AuditUnavailable>, Never>?
+    }
 
     /// A position in the chain.
     struct ChainHead: Equatable {
@@ -170,9 +201,10 @@ public actor AuditLog {
     ///   - signer: signs checkpoints; nil for a reader (the CLI's `verify`, `tail`, `export`).
     ///   - checkpointEvery: with a signer, a checkpoint is written in the commit that leaves this
     ///     many records or more after the last one.
+    ///   - syncInterval: the longest a `batched` commit stays unsynced while the log runs.
     public init(
         path: String, node: String, signer: AuditSigningKey? = nil, checkpointEvery: Int = 256,
-        logger: Logger = Logger(label: "leasehold.audit")
+        syncInterval: Duration = .milliseconds(5), logger: Logger = Logger(label: "leasehold.audit")
     ) throws {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
@@ -181,9 +213,11 @@ public actor AuditLog {
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB's WAL set-up runs after prepareDatabase and lowers the writer to NORMAL (an fsync
-        // only at checkpoints; found with strace: 4 syncs in 400 commits). Every commit must sync.
+        // only at checkpoints; found with strace: 4 syncs in 400 commits). Commits sync unless a
+        // batch asks for less (``writerSync`` tracks the setting from here on).
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
         self.path = path
+        self.syncInterval = syncInterval
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.create(table: "audit") { table in
@@ -263,25 +297,30 @@ public actor AuditLog {
         let event: String
     }
 
-    /// Appends `event` and returns once it is durable.
+    /// Appends `event` and returns once it is committed, and with `sync: .full` also fsynced.
     ///
+    /// - Parameter sync: `full` (the default: admin events, refusals, write and exec tiers) waits
+    ///   for the fsync; `batched` returns after the commit and leaves the fsync to the writer's
+    ///   next WAL sync, at most ``syncInterval`` later.
     /// - Returns: the record's sequence number.
     /// - Throws: ``AuditUnavailable`` when it could not be written; callers must not proceed.
     @discardableResult
-    public nonisolated func append(_ event: AuditEvent) async throws(AuditUnavailable) -> Int64 {
+    public nonisolated func append(_ event: AuditEvent, sync: AuditSync = .full) async throws(AuditUnavailable)
+        -> Int64
+    {
         guard let encoded = encode(event) else {
             throw AuditUnavailable(description: "cannot encode an audit record for \(event.event)")
         }
-        return try await enqueue(encoded).get()
+        return try await enqueue(encoded, sync: sync).get()
     }
 
     /// Queues `event` into the chain (in order, in the next commit) without waiting for it to be
     /// durable. For records no decision waits on — worker spawns and destructions, whose call
     /// already has its durable intent record naming the worker — so a call does not pay an fsync
     /// for each. A record that cannot be written is logged by the writer's failure path only.
-    public nonisolated func appendWithoutWaiting(_ event: AuditEvent) async {
+    public nonisolated func appendWithoutWaiting(_ event: AuditEvent, sync: AuditSync = .full) async {
         guard let encoded = encode(event) else { return }
-        await enqueueWithoutWaiting(encoded)
+        await enqueueWithoutWaiting(encoded, sync: sync)
     }
 
     /// Stamps time and node and encodes, in the caller's task (see ``Encoded``).
@@ -296,29 +335,66 @@ public actor AuditLog {
             session: event.session, event: event.event)
     }
 
-    private func enqueue(_ encoded: Encoded) async -> Result<Int64, AuditUnavailable> {
+    private func enqueue(_ encoded: Encoded, sync: AuditSync) async -> Result<Int64, AuditUnavailable> {
         await withCheckedContinuation { continuation in
-            pending.append((encoded, continuation))
-            startCommitting()
+            pending.append(Queued(encoded: encoded, sync: sync, continuation: continuation))
+            wakeWriter()
         }
     }
 
-    private func enqueueWithoutWaiting(_ encoded: Encoded) {
-        pending.append((encoded, nil))
-        startCommitting()
+    private func enqueueWithoutWaiting(_ encoded: Encoded, sync: AuditSync) {
+        pending.append(Queued(encoded: encoded, sync: sync, continuation: nil))
+        wakeWriter()
     }
 
-    private func startCommitting() {
-        if !committing {
-            committing = true
-            Task { await self.commitPending() }
+    /// Resumes the parked writer, or starts it. Records queued before it runs join its next commit.
+    private func wakeWriter() {
+        if let parked {
+            self.parked = nil
+            parked.resume()
+        } else if !writing {
+            writing = true
+            Task { await self.runWriter() }
         }
     }
 
-    /// Writes everything pending, batch after batch, until nothing is left.
-    private func commitPending() async {
-        commitPendingNow()
-        committing = false
+    /// The writer loop: commits everything pending, batch after batch; while `batched` commits are
+    /// unsynced it stays, parked, until the WAL sync falls due or new records wake it. So the sync
+    /// timer has one owner, the writer, and ends with the last unsynced commit.
+    private func runWriter() async {
+        while true {
+            commitPendingNow()
+            guard let since = unsyncedSince else { break }
+            let due = since.advanced(by: syncInterval)
+            if ContinuousClock.now >= due {
+                syncWAL()
+            } else {
+                await park(until: due)
+            }
+        }
+        writing = false
+    }
+
+    /// Waits until `due` or until ``wakeWriter()``, whichever comes first. The sleeping child is
+    /// cancelled when records arrive first; the group waits for it, so it never wakes a later park.
+    private func park(until due: ContinuousClock.Instant) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(until: due, clock: .continuous)
+                await self.unpark()
+            }
+            await withCheckedContinuation { continuation in
+                if pending.isEmpty { parked = continuation } else { continuation.resume() }
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func unpark() {
+        if let parked {
+            self.parked = nil
+            parked.resume()
+        }
     }
 
     /// The body of the writer, also run by ``checkpoint()`` so a checkpoint covers every record
@@ -327,24 +403,110 @@ public actor AuditLog {
         while !pending.isEmpty {
             let batch = pending
             pending.removeAll(keepingCapacity: true)
+            // One record that must be synced makes the whole group commit a synced one.
+            let sync: AuditSync = batch.contains { $0.sync == .full } ? .full : .batched
             let failure: AuditUnavailable
-            if let tampered {
-                failure = AuditUnavailable(description: tampered)
+            if let refusal = tampered ?? syncFailed {
+                failure = AuditUnavailable(description: refusal)
             } else {
                 do {
-                    let written = try insert(batch.map(\.0), after: head, lastCheckpoint: lastCheckpointSeq)
+                    let written = try insert(
+                        batch.map(\.encoded), sync: sync, after: head, lastCheckpoint: lastCheckpointSeq)
                     head = written.head
                     lastCheckpointSeq = written.checkpoint ?? lastCheckpointSeq
-                    committedBatches += 1
-                    for (index, (_, continuation)) in batch.enumerated() {
-                        continuation?.resume(returning: .success(written.seqs[index]))
+                    committed(sync)
+                    for (index, queued) in batch.enumerated() {
+                        queued.continuation?.resume(returning: .success(written.seqs[index]))
                     }
                     continue
                 } catch {
+                    writerSync = nil
                     failure = refuse(after: error)
                 }
             }
-            for (_, continuation) in batch { continuation?.resume(returning: .failure(failure)) }
+            for queued in batch { queued.continuation?.resume(returning: .failure(failure)) }
+        }
+    }
+
+    /// Accounts for a commit just written with `sync`.
+    private func committed(_ sync: AuditSync) {
+        committedBatches += 1
+        writerSync = sync
+        switch sync {
+        case .full:
+            // The commit's fsync of the WAL covers every frame written before it, too.
+            markSynced()
+        case .batched:
+            unsyncedCommits += 1
+            if unsyncedSince == nil { unsyncedSince = .now }
+            // A commit made outside the writer loop (``checkpoint()``) still gets its sync timer.
+            if !writing { wakeWriter() }
+        }
+    }
+
+    private func markSynced() {
+        unsyncedCommits = 0
+        unsyncedSince = nil
+        let waiters = syncWaiters
+        syncWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Makes every commit so far durable with one fsync of the WAL, done through SQLite's own
+    /// handle of the file (`SQLITE_FCNTL_JOURNAL_POINTER`) on the writer connection, as a `FULL`
+    /// commit would. A failure is remembered: see ``syncFailed``.
+    private func syncWAL() {
+        guard unsyncedCommits > 0 else { return }
+        // After a failed sync nothing is retried (see ``syncFailed``), but the accounting is
+        // cleared so the writer loop ends and waiters learn of the failure.
+        if syncFailed == nil {
+            do {
+                try pool.writeWithoutTransaction { db in try Self.syncJournal(db) }
+                walSyncCount += 1
+            } catch {
+                syncFailed =
+                    "the audit log could not be synced to disk (\(error)); records acknowledged in the last "
+                    + "\(syncInterval) may be lost on a power failure and nothing more is appended"
+                logger.error(
+                    "audit WAL sync failed; refusing every audited action until an operator restarts",
+                    metadata: ["path": "\(path)", "error": "\(error)"])
+            }
+        }
+        markSynced()
+    }
+
+    /// fsyncs the writer connection's WAL file.
+    private static func syncJournal(_ db: Database) throws {
+        var file: UnsafeMutablePointer<sqlite3_file>?
+        let found = sqlite3_file_control(db.sqliteConnection, "main", SQLITE_FCNTL_JOURNAL_POINTER, &file)
+        guard found == SQLITE_OK, let file, let xSync = file.pointee.pMethods?.pointee.xSync else {
+            throw DatabaseError(
+                resultCode: ResultCode(rawValue: found == SQLITE_OK ? SQLITE_MISUSE : found),
+                message: "the writer has no open WAL file to sync")
+        }
+        let synced = xSync(file, SQLITE_SYNC_NORMAL)
+        guard synced == SQLITE_OK else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: synced), message: "fsync of the WAL failed")
+        }
+    }
+
+    /// Runs `body` in one write transaction on the writer's own thread, committed with `sync`'s
+    /// durability. `PRAGMA synchronous` cannot change inside a transaction, so it is set before,
+    /// and only when it differs from what the writer last had.
+    private nonisolated func transaction<T>(sync: AuditSync, writerSync: AuditSync?, _ body: (Database) throws -> T)
+        throws -> T
+    {
+        try pool.writeWithoutTransaction { db in
+            if sync != writerSync {
+                try db.execute(sql: sync == .full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+            }
+            var result: T?
+            try db.inTransaction {
+                result = try body(db)
+                return .commit
+            }
+            // inTransaction runs the body once and rethrows its error: on this line it has run.
+            return result!
         }
     }
 
@@ -365,10 +527,12 @@ public actor AuditLog {
     /// queue instead costs two thread hand-offs per commit, more than the commit on a small
     /// machine). Writes a checkpoint in the same transaction when `checkpointEvery` records or more
     /// follow the last one.
-    private nonisolated func insert(_ encoded: [Encoded], after expected: ChainHead, lastCheckpoint: Int64) throws
-        -> (seqs: [Int64], head: ChainHead, checkpoint: Int64?)
+    private func insert(_ encoded: [Encoded], sync: AuditSync, after expected: ChainHead, lastCheckpoint: Int64)
+        throws -> (seqs: [Int64], head: ChainHead, checkpoint: Int64?)
     {
-        try pool.write { db in
+        let checkpointEvery = checkpointEvery
+        let signer = signer
+        return try transaction(sync: sync, writerSync: writerSync) { db in
             var current = try Self.continuedHead(db, from: expected)
             var seqs: [Int64] = []
             seqs.reserveCapacity(encoded.count)
@@ -453,32 +617,70 @@ public actor AuditLog {
     }
 
     /// Signs the current head if records follow the last checkpoint (the timer's and shutdown's
-    /// call). Commits queued records first, and checks the stored chain like an append does.
+    /// call). Commits queued records first, and checks the stored chain like an append does. The
+    /// checkpoint is a synced commit; without one to write, unsynced commits are synced anyway, so
+    /// the final call at shutdown leaves nothing unsynced.
     ///
     /// - Returns: the covered record, or nil when there was nothing new to sign or no key.
     /// - Throws: ``AuditUnavailable`` when the log cannot be written or was changed behind its back.
     @discardableResult
     public func checkpoint() throws(AuditUnavailable) -> Int64? {
         commitPendingNow()
-        if let tampered { throw AuditUnavailable(description: tampered) }
-        guard let signer else { return nil }
+        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        guard let signer else {
+            try sync()
+            return nil
+        }
         let expected = head
         let lastCheckpoint = lastCheckpointSeq
+        let covered: ChainHead?
         do {
-            let covered: ChainHead? = try pool.write { db in
+            covered = try transaction(sync: .full, writerSync: writerSync) { db in
                 let current = try Self.continuedHead(db, from: expected)
                 guard current.seq > lastCheckpoint else { return nil }
                 try Self.writeCheckpoint(db, head: current, signer: signer)
                 return current
             }
-            guard let covered else { return nil }
-            head = covered
-            lastCheckpointSeq = covered.seq
-            return covered.seq
         } catch {
+            writerSync = nil
             throw refuse(after: error)
         }
+        writerSync = .full
+        guard let covered else {
+            try sync()
+            return nil
+        }
+        markSynced()
+        head = covered
+        lastCheckpointSeq = covered.seq
+        return covered.seq
     }
+
+    /// Commits queued records and fsyncs every commit not yet synced (no I/O when there is none).
+    ///
+    /// - Throws: ``AuditUnavailable`` when the log cannot be written or synced.
+    public func sync() throws(AuditUnavailable) {
+        commitPendingNow()
+        syncWAL()
+        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+    }
+
+    /// Returns once every commit made so far is synced: by a synced commit, the writer's timed WAL
+    /// sync or ``sync()``. Waits on the writer, not on a clock.
+    ///
+    /// - Throws: ``AuditUnavailable`` when the sync failed.
+    public func waitUntilSynced() async throws(AuditUnavailable) {
+        if unsyncedCommits > 0 {
+            await withCheckedContinuation { syncWaiters.append($0) }
+        }
+        if let syncFailed { throw AuditUnavailable(description: syncFailed) }
+    }
+
+    /// Commits written with `synchronous = NORMAL` that no fsync covers yet.
+    public var unsyncedCommitCount: Int { unsyncedCommits }
+
+    /// WAL syncs the log made on its own for `batched` commits (synced commits not counted).
+    public var walSyncs: Int { walSyncCount }
 
     /// Records written but not yet covered by a checkpoint, as far as this log knows.
     public var unsignedRecords: Int64 { head.seq - lastCheckpointSeq }

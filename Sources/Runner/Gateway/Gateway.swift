@@ -454,6 +454,9 @@ public final class Gateway: Sendable {
         event.policyVersion = policyVersion
         event.tier = tier
         event.isolation = settings.isolation.rawValue
+        // Both records of the call are as durable as the tier says: committed before the call goes
+        // on in any case (a runner crash loses neither), fsynced first only for `full`.
+        let auditSync = settings.auditSync
         let cacheTTL = settings.cacheable ? settings.cacheTTLSeconds : nil
         // A tier whose profile can write may change the workspace: retire what was cached there
         // before it runs (and again after), so no read cached before or during it is served later.
@@ -469,16 +472,16 @@ public final class Gateway: Sendable {
                 event.event = "call.cached"
                 event.outcome = "cached"
                 do {
-                    try await audit.append(event)
+                    try await audit.append(event, sync: auditSync)
                 } catch {
                     return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not answered"))
                 }
                 return Self.toolResult(cached, isError: false)
             }
         }
-        // Intent first, durably: a tool never runs without its record.
+        // Intent first, committed: a tool never runs without its record.
         do {
-            try await audit.append(event)
+            try await audit.append(event, sync: auditSync)
         } catch {
             return Self.errorResult(Refusal(.auditUnavailable, "\(error); the call was not run"))
         }
@@ -529,7 +532,7 @@ public final class Gateway: Sendable {
             event.detail = String(message.prefix(512))
         }
         do {
-            try await audit.append(event)
+            try await audit.append(event, sync: auditSync)
         } catch {
             return Self.errorResult(
                 Refusal(.auditUnavailable, "\(error); the call ran but its outcome could not be recorded"))

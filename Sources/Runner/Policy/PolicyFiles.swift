@@ -278,7 +278,7 @@ private struct Reader {
                 node, file: file, what: what,
                 known: [
                     "isolation", "approval", "seccomp_profile", "limits", "network", "cacheable", "cache_ttl_seconds",
-                    "requires",
+                    "requires", "audit_sync",
                 ],
                 required: ["isolation", "approval", "seccomp_profile", "limits", "cacheable"])
         else { return nil }
@@ -289,6 +289,13 @@ private struct Reader {
         let network =
             f["network"] == nil
             ? "none" : oneOf(f["network"], file: file, what: "\(what): network", choices: PolicyFiles.networkModes)
+        // Absent means full: a tier the security team did not decide on keeps every record synced.
+        let auditSync =
+            f["audit_sync"] == nil
+            ? AuditSync.full.rawValue
+            : oneOf(
+                f["audit_sync"], file: file, what: "\(what): audit_sync",
+                choices: AuditSync.allCases.map(\.rawValue))
         let cacheable = boolean(f["cacheable"], file: file, what: "\(what): cacheable")
         let cacheTTL = integer(f["cache_ttl_seconds"], file: file, what: "\(what): cache_ttl_seconds", minimum: 1)
         if cacheable == true && f["cache_ttl_seconds"] == nil {
@@ -308,11 +315,12 @@ private struct Reader {
         let approval = f["approval"].flatMap { approvalSettings($0, file: file, what: "\(what): approval") }
         let limits = f["limits"].flatMap { limitSettings($0, file: file, what: "\(what): limits") }
         guard diagnostics.count == before, let isolation, let profile, let network, let cacheable, let approval,
-            let limits, let isolationValue = RiskTier.Isolation(rawValue: isolation)
+            let limits, let isolationValue = RiskTier.Isolation(rawValue: isolation),
+            let auditSyncValue = auditSync.flatMap(AuditSync.init(rawValue:))
         else { return nil }
         return RiskTier(
             isolation: isolationValue, approval: approval, seccompProfile: profile, limits: limits, network: network,
-            cacheable: cacheable, cacheTTLSeconds: cacheTTL, requires: requires)
+            cacheable: cacheable, cacheTTLSeconds: cacheTTL, requires: requires, auditSync: auditSyncValue)
     }
 
     private mutating func approvalSettings(_ node: Node, file: String, what: String) -> RiskTier.Approval? {

@@ -134,6 +134,7 @@ public enum PolicyReport {
             "network: \(tier.network)",
             "cache: \(tier.cacheable ? "\(tier.cacheTTLSeconds ?? 0) s" : "no")",
             "requires: \(tier.requires.isEmpty ? "nothing" : tier.requires.joined(separator: ", "))",
+            "audit sync: \(tier.auditSync.rawValue) (\(tier.auditSync == .full ? "each record fsynced before the call goes on" : "records committed before the call goes on, fsynced within a few ms"))",
         ]
     }
 }

@@ -69,11 +69,15 @@ public struct RiskTier: Codable, Sendable, Hashable {
     public var cacheTTLSeconds: Int?
     /// Kernel features the tier cannot run without.
     public var requires: [String]
+    /// How durable the audit records of this tier's calls are before the call goes on (`full`
+    /// unless the security team chose `batched`).
+    public var auditSync: AuditSync = .full
 
     enum CodingKeys: String, CodingKey {
         case isolation, approval, limits, network, cacheable, requires
         case seccompProfile = "seccomp_profile"
         case cacheTTLSeconds = "cache_ttl_seconds"
+        case auditSync = "audit_sync"
     }
 }
 
@@ -82,7 +86,8 @@ extension RiskTier {
     ///
     /// Stricter means: per-call isolation over a warm worker, approval required (with no longer a
     /// grant and no more uses), a profile that allows no more, limits no higher, no network, no
-    /// caching (or a shorter one), and every kernel feature `base` requires.
+    /// caching (or a shorter one), every kernel feature `base` requires, and audit records synced
+    /// at least as often (`full` over `batched`).
     public func loosenings(comparedTo base: RiskTier) -> [String] {
         var looser: [String] = []
         if isolation == .session && base.isolation == .call { looser.append("isolation session instead of call") }
@@ -123,6 +128,9 @@ extension RiskTier {
             looser.append("cacheable where the base tier is not")
         } else if cacheable && base.cacheable && (cacheTTLSeconds ?? 0) > (base.cacheTTLSeconds ?? 0) {
             looser.append("cache_ttl_seconds \(cacheTTLSeconds ?? 0) > \(base.cacheTTLSeconds ?? 0)")
+        }
+        if auditSync > base.auditSync {
+            looser.append("audit_sync \(auditSync.rawValue) instead of \(base.auditSync.rawValue)")
         }
         let missing = Set(base.requires).subtracting(requires)
         if !missing.isEmpty { looser.append("does not require \(missing.sorted().joined(separator: ", "))") }
