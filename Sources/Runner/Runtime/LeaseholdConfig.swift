@@ -48,6 +48,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditCheckpointRecords: Int?
     /// A signed audit checkpoint this often while records are unsigned, seconds (default 5, 1-3600).
     public var auditCheckpointSeconds: Int?
+    /// The longest a `batched` audit commit stays unsynced, milliseconds (default 5, 1-1000).
+    public var auditBatchedSyncMs: Int?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -67,6 +69,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case workerHostIDs = "worker_host_ids"
         case auditCheckpointRecords = "audit_checkpoint_records"
         case auditCheckpointSeconds = "audit_checkpoint_seconds"
+        case auditBatchedSyncMs = "audit_batched_sync_ms"
     }
 
     /// `worker_host_ids: {first: N, count: M}`.
@@ -103,6 +106,15 @@ public struct LeaseholdConfig: Decodable, Sendable {
 
     /// How often the audit log's head is signed, validated: a zero or negative value would mean
     /// never, and a huge one leaves most of the trail unsigned, so both are refused at start.
+    /// How long a `batched` audit commit may stay unsynced.
+    public func auditBatchedSyncInterval() throws(ConfigError) -> Duration {
+        let milliseconds = auditBatchedSyncMs ?? 5
+        guard (1...1000).contains(milliseconds) else {
+            throw ConfigError("audit_batched_sync_ms must be between 1 and 1000, not \(milliseconds)")
+        }
+        return .milliseconds(milliseconds)
+    }
+
     public func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {
         let records = auditCheckpointRecords ?? AuditCheckpointPolicy.defaultRecords
         let seconds = auditCheckpointSeconds ?? AuditCheckpointPolicy.defaultSeconds

@@ -99,7 +99,8 @@ public struct Runtime: Sendable {
         let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
         let audit = try AuditLog(
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
-            signer: auditKey, checkpointEvery: auditCheckpoints.records, logger: logger)
+            signer: auditKey, checkpointEvery: auditCheckpoints.records,
+            syncInterval: try config.auditBatchedSyncInterval(), logger: logger)
         let launch = try WorkerLaunch(
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
