@@ -25,12 +25,13 @@ import Testing
     func connect(_ fixture: GatewayFixture, claim: String?) async throws -> (Client, String) {
         let (clientTransport, serverTransport) = await InMemoryTransport.createConnectedPair()
         let connectionID = RandomID.make(prefix: "test")
+        let transport = ClaimCarryingTransport(wrapping: serverTransport, logger: Logger(label: "test"))
         let server = await MCPHandlers.makeServer(
-            gateway: fixture.gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim)
+            gateway: fixture.gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim,
+            stdio: transport)
         await fixture.gateway.connections.register(
             connectionID, server: server, httpTransport: nil, endpointServer: nil)
-        try await server.start(
-            transport: ClaimCarryingTransport(wrapping: serverTransport, logger: Logger(label: "test")))
+        try await server.start(transport: transport)
         let client = Client(name: "test", version: "1")
         _ = try await client.connect(transport: clientTransport)
         return (client, connectionID)
