@@ -1005,8 +1005,11 @@ def measure(args):
         if os.path.basename(os.path.dirname(os.path.abspath(tree))) != TENANT:
             raise BenchError("--tree must be <base>/%s/<name> (a workspace root inside a base)" % TENANT)
         bases = [base, os.path.dirname(os.path.dirname(os.path.abspath(tree)))]
-        note("source tree %s (%d MB target)" % (tree, args.tree_mb))
-        build_tree(tree, args.tree_mb * 1_000_000)
+        only = set(args.only.split(",")) if args.only else None
+        searching = only is None or "search" in only
+        if searching:  # the tree is only the search figure's: --only read does not build 200 MB
+            note("source tree %s (%d MB target)" % (tree, args.tree_mb))
+            build_tree(tree, args.tree_mb * 1_000_000)
         # The warm-worker path: the repo's policies with the result cache off, so every call
         # reaches the session's worker. The shipped policy (cache on) is measured beside it.
         nocache = os.path.join(work, "policies-nocache")
@@ -1025,7 +1028,8 @@ def measure(args):
         servers.append(cached)
         for srv in (server, cached):
             srv.workspace("bench", root)
-        server.workspace("tree", tree)
+        if searching:
+            server.workspace("tree", tree)
         peer_cmd = [args.peer]
 
         def fresh_server(state, policies, workspace_root):
@@ -1042,7 +1046,6 @@ def measure(args):
             ("search", lambda: figure_search(server, tree, args)),
             ("memory", lambda: figure_memory(fresh_server("state-memory", nocache, root), args)),
         ]
-        only = set(args.only.split(",")) if args.only else None
         for name, run in figures:
             if only and name not in only:
                 continue
