@@ -15,5 +15,7 @@ if ! runuser -u "$user" -- test -r "$PWD/policies/tiers.yaml" -a -x "$bundle"; t
     exit 1
 fi
 echo "test-nonroot: running the Swift tests as $user (uid $(id -u "$user"))"
+# The suites run in parallel in one process and each holds databases, sockets and workers: raise
+# the soft open-files limit to the hard one, as a production unit does (LimitNOFILE).
 runuser -u "$user" -- env HOME=/tmp TMPDIR=/tmp LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
-    "$bundle" --testing-library swift-testing
+    bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$@"' _ "$bundle" --testing-library swift-testing
