@@ -6,10 +6,14 @@ import Runner
 ///
 /// - `scope_compile`: `Scope(session:claimAllowedTools:endpointServer:catalog:)` (done per request by
 ///   `Gateway.authenticate`).
-/// - `visible_tools`: `resolver.listing(in: scope)` (`Gateway.listTools`).
-/// - `name_set`: `tools.map(\.name)`, what `Gateway.listTools` hands to the connection registry.
-/// - `encode`: the JSON-RPC response as the MCP SDK's `Server.send` encodes it (`JSONEncoder`,
-///   `.sortedKeys` + `.withoutEscapingSlashes`, `Response<ListTools>`).
+/// - `visible_tools`: `resolver.listingJSON(in: scope)` (`Gateway.listToolsJSON`): the visible set,
+///   the names handed to the connection registry, and the result JSON assembled from per-tool
+///   fragments encoded once per catalog and policy (the first sample of each tool pays for its
+///   fragment; warm-up covers that, as a long-running runner does).
+/// - `name_set`: reading the names `listingJSON` returned.
+/// - `encode`: splicing the result into the JSON-RPC envelope, as `HotMethodEdge` answers
+///   `tools/list` over HTTP. `sdk_encode`: the same response as the MCP SDK's `Server.send` would
+///   encode it (`JSONEncoder` over `Response<ListTools>`), for comparison; stdio still answers so.
 /// - `resolution` = scope_compile + visible_tools + name_set; `response` = resolution + encode.
 struct ToolsListResult: Encodable {
     let catalogTools: Int
@@ -91,6 +95,7 @@ enum ToolsListBench {
         var visibleTimes: [Double] = []
         var nameSetTimes: [Double] = []
         var encodeTimes: [Double] = []
+        var sdkEncodeTimes: [Double] = []
         var resolutionTimes: [Double] = []
         var responseTimes: [Double] = []
         var responseBytes = 0
@@ -98,19 +103,28 @@ enum ToolsListBench {
             let t0 = clock.now
             let scope = try Scope(session: session, claimAllowedTools: nil, endpointServer: nil, catalog: catalog)
             let t1 = clock.now
-            let tools = resolver.listing(in: scope)
+            let (listedNames, json) = resolver.listingJSON(in: scope)
             let t2 = clock.now
-            let names = tools.map(\.name)
+            let names = listedNames
             let t3 = clock.now
             var bytes = 0
+            var t5 = t3
             if only != .resolve {
+                var data = Data(#"{"jsonrpc":"2.0","id":"#.utf8)
+                data.append(contentsOf: Array(String(iteration).utf8))
+                data.append(contentsOf: Array(#","result":"#.utf8))
+                data.append(json)
+                data.append(UInt8(ascii: "}"))
+                bytes = data.count
+                t5 = clock.now
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                let data = try encoder.encode(
-                    Response<ListTools>(id: .number(iteration), result: ListTools.Result(tools: tools)))
-                bytes = data.count
+                let sdk = try encoder.encode(
+                    Response<ListTools>(id: .number(iteration), result: ListTools.Result(tools: resolver.listing(in: scope))))
+                consume(sdk.count)
             }
-            let t4 = clock.now
+            let t6 = clock.now
+            let t4 = t5
             consume(names.count &+ bytes)
             responseBytes = bytes
             guard iteration >= warmup else { continue }
@@ -118,6 +132,7 @@ enum ToolsListBench {
             visibleTimes.append((t2 - t1).nanoseconds)
             nameSetTimes.append((t3 - t2).nanoseconds)
             encodeTimes.append((t4 - t3).nanoseconds)
+            sdkEncodeTimes.append((t6 - t5).nanoseconds)
             resolutionTimes.append((t3 - t0).nanoseconds)
             responseTimes.append((t4 - t0).nanoseconds)
         }
@@ -129,6 +144,7 @@ enum ToolsListBench {
         ]
         if only != .resolve {
             stages["encode"] = Summary(nanoseconds: encodeTimes)
+            stages["sdk_encode"] = Summary(nanoseconds: sdkEncodeTimes)
             stages["response"] = Summary(nanoseconds: responseTimes)
         }
         let resolution = stages["resolution"]!
