@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import Testing
+import WorkspaceRegistry
 
 @testable import Runner
 
@@ -31,6 +32,24 @@ import Testing
         _ = try await cli.updateSession(id: "s1") { $0.lease = Lease(id: "l2", issuedAt: now, expiresAt: now + 600) }
         #expect(try await server.session(id: "s1")?.lease.id == "l2")
         #expect(try await server.session(id: "missing") == nil)
+    }
+
+    /// Workspaces are cached the same way: a removal by another process is seen at once.
+    @Test func cachedWorkspacesFollowEveryWriteWhoeverMadeIt() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let server = try SQLiteStore(path: path)
+        let cli = try SQLiteStore(path: path)
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("wsbase-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: base + "/acme/w", withIntermediateDirectories: true)
+        let rules = WorkspaceRules(bases: [try PathChain.resolve(URL(fileURLWithPath: base).resolvingSymlinksInPath().path).get()])
+        let root = rules.bases[0].path + "/acme/w"
+        try await cli.insertWorkspace(Workspace(tenantID: "acme", workspaceID: "w", root: root), validatingWith: rules)
+        #expect(try await server.workspace(tenantID: "acme", workspaceID: "w")?.root == root)
+        #expect(try await server.workspace(tenantID: "acme", workspaceID: "w")?.root == root)  // cached
+        #expect(try await server.workspace(tenantID: "globex", workspaceID: "w") == nil)
+        #expect(try await cli.deleteWorkspace(tenantID: "acme", workspaceID: "w"))
+        #expect(try await server.workspace(tenantID: "acme", workspaceID: "w") == nil)
     }
 
     @Test func bindsAClaimToItsFirstConnectionOnlyEvenAcrossReopen() async throws {

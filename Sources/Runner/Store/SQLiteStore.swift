@@ -18,6 +18,12 @@ public final class SQLiteStore: LeaseholdStore {
     private struct SessionCache {
         var version: Int64 = -1
         var sessions: [String: Session] = [:]
+        /// Workspaces by tenant and id (every call resolves its session's workspace).
+        var workspaces: [WorkspaceKey: Workspace] = [:]
+    }
+    private struct WorkspaceKey: Hashable {
+        var tenantID: String
+        var workspaceID: String
     }
     /// Bounds the cache (a session body is ~1 KB); when full it starts over.
     private static let sessionCacheLimit = 50_000
@@ -171,7 +177,11 @@ public final class SQLiteStore: LeaseholdStore {
     }
 
     public func workspace(tenantID: String, workspaceID: String) async throws -> Workspace? {
-        try await pool.read { db in
+        // Served from memory between writes, like sessions (see `versionProbe`).
+        let key = WorkspaceKey(tenantID: tenantID, workspaceID: workspaceID)
+        let version = try dataVersion()
+        if let cached = cachedUnderVersion(version, { $0.workspaces[key] }) { return cached }
+        let found = try await pool.read { db in
             try Row.fetchOne(
                 db,
                 sql:
@@ -179,6 +189,8 @@ public final class SQLiteStore: LeaseholdStore {
                 arguments: [tenantID, workspaceID]
             ).map(Self.workspace)
         }
+        if let found { cache(version) { $0.workspaces[key] = found } }
+        return found
     }
 
     public func insertWorkspace(_ workspace: Workspace, validatingWith rules: WorkspaceRules) async throws {
@@ -224,26 +236,35 @@ public final class SQLiteStore: LeaseholdStore {
         // The version is taken before the read: a commit after it makes the next call drop what
         // this read caches.
         let version = try dataVersion()
-        if let cached = sessionCache.withLock({ cache -> Session? in
-            if cache.version != version {
-                cache.version = version
-                cache.sessions.removeAll(keepingCapacity: true)
-                return nil
-            }
-            return cache.sessions[id]
-        }) {
-            return cached
-        }
+        if let cached = cachedUnderVersion(version, { $0.sessions[id] }) { return cached }
         let body = try await pool.read { db in
             try Data.fetchOne(db, sql: "SELECT body FROM sessions WHERE id = ?", arguments: [id])
         }
         guard let session = try body.map({ try decoder.decode(Session.self, from: $0) }) else { return nil }
+        cache(version) { $0.sessions[id] = session }
+        return session
+    }
+
+    /// What the cache holds under `version`; a new version empties the cache first.
+    private func cachedUnderVersion<T>(_ version: Int64, _ read: (SessionCache) -> T?) -> T? {
+        sessionCache.withLock { cache in
+            if cache.version != version {
+                cache = SessionCache(version: version)
+                return nil
+            }
+            return read(cache)
+        }
+    }
+
+    /// Stores what was read under `version`, unless a newer version came in meanwhile.
+    private func cache(_ version: Int64, _ store: (inout SessionCache) -> Void) {
         sessionCache.withLock { cache in
             guard cache.version == version else { return }
-            if cache.sessions.count >= Self.sessionCacheLimit { cache.sessions.removeAll(keepingCapacity: true) }
-            cache.sessions[id] = session
+            if cache.sessions.count + cache.workspaces.count >= Self.sessionCacheLimit {
+                cache = SessionCache(version: version)
+            }
+            store(&cache)
         }
-        return session
     }
 
     public func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session? {
