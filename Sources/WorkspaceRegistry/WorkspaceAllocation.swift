@@ -79,7 +79,14 @@ public enum WorkspaceTree {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         guard fchown(fd, owner.uid, owner.gid) == 0 else { return false }
-        return walk(fd) { parent, name, _ in fchownat(parent, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) == 0 }
+        return walk(fd) { parent, name, _ in
+            // A file with a second name may share its inode with a file outside the tree (a hard
+            // link planted on the host): it keeps its owner, and the repo tools refuse it anyway.
+            var info = stat()
+            guard fstatat(parent, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { return false }
+            if info.st_mode & S_IFMT != S_IFDIR && info.st_nlink > 1 { return true }
+            return fchownat(parent, name, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) == 0
+        }
     }
 
     /// Removes `root` and everything beneath it.

@@ -118,6 +118,23 @@ import WorkspaceRegistry
         #expect(throws: WorkspaceError.self) { try rules.purge(tenantID: "acme", root: base + "/globex/g") }
     }
 
+    /// Giving a tree to a tenant never follows a symlink, and never changes a file that has another
+    /// name (a hard link may share the inode of a file outside the tree).
+    @Test(.enabled(if: geteuid() == 0, "chown to another uid needs root; unprivileged runners never chown"))
+    func givingATreeToATenantTouchesOnlyItsOwnFiles() throws {
+        let root = try rules.allocate(tenantID: "acme", workspaceID: "owned", owner: nil)
+        try "mine".write(toFile: root + "/mine.txt", atomically: true, encoding: .utf8)
+        try "outside".write(toFile: top + "/state/outside.txt", atomically: true, encoding: .utf8)
+        try FileManager.default.linkItem(atPath: top + "/state/outside.txt", toPath: root + "/linked.txt")
+        try FileManager.default.createSymbolicLink(atPath: root + "/escape", withDestinationPath: top + "/state")
+        #expect(WorkspaceTree.chown(root, to: WorkspaceOwner(uid: 1_999_990_002, gid: 1_999_990_002)))
+        var info = stat()
+        #expect(stat(root + "/mine.txt", &info) == 0 && info.st_uid == 1_999_990_002)
+        #expect(stat(top + "/state/outside.txt", &info) == 0 && info.st_uid == 0)
+        #expect(stat(top + "/state", &info) == 0 && info.st_uid == 0)
+        #expect(lstat(root + "/escape", &info) == 0 && info.st_uid == 1_999_990_002)
+    }
+
     @Test func allocationRefusesAPlantedSymlink() throws {
         try FileManager.default.createSymbolicLink(atPath: base + "/acme/planted", withDestinationPath: top + "/state")
         #expect(throws: WorkspaceError.self) { try rules.allocate(tenantID: "acme", workspaceID: "planted", owner: nil) }
