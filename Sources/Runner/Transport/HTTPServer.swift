@@ -88,11 +88,13 @@ struct MCPEndpoint: Sendable {
         }
         let token = MCPHandlers.bearer(request.headers[.authorization])
         let bodyData = Data(buffer: body)
-        // Parsed once: the ids guard against duplicates in flight, and a single request's id goes
-        // into the audit record of a refusal.
-        let ids = request.method == .post ? MCPHandlers.requestIDs(in: bodyData) : []
-        let requestID = ids.count == 1 ? ids[0] : nil
         let sessionHeader = request.headers[HTTPField.Name("Mcp-Session-Id")!]
+        // Parsed once: the ids guard against duplicates in flight, and a single request's id goes
+        // into the audit record of a refusal. A hot method on an established connection is parsed
+        // by the edge, which then answers it from that same parse.
+        let hot = request.method == .post && sessionHeader != nil ? HotMethodEdge.parse(bodyData) : nil
+        let ids = hot.map { [$0.idText] } ?? (request.method == .post ? MCPHandlers.requestIDs(in: bodyData) : [])
+        let requestID = ids.count == 1 ? ids[0] : nil
 
         let connectionID: String
         let transport: StatefulHTTPServerTransport
@@ -113,7 +115,7 @@ struct MCPEndpoint: Sendable {
             } catch {
                 return unauthorized(error)
             }
-            if request.method == .post, let call = HotMethodEdge.parse(bodyData) {
+            if let call = hot {
                 return await answer(call, request: request, context: context, connectionID: connectionID)
             }
         } else {
