@@ -5,8 +5,9 @@ import Sandbox
 import Synchronization
 import WorkspaceRegistry
 
-// Stage 1-2 of a call: the claim is verified (cached by token), checked against its session and
-// lease, and bound to the MCP connection that first presented it.
+// Stages 1-2 of a call, once per request: the claim is verified (``ClaimAuthenticator``), checked
+// against its session and lease and bound to the MCP connection that presented it
+// (``SessionBinder``), and the session's scope compiled. Refusals are audited here.
 extension Gateway {
     // MARK: Authentication
 
@@ -18,8 +19,15 @@ extension Gateway {
         token: String?, connectionID: String, endpointServer: String? = nil, requestID: String? = nil
     ) async throws(Refusal) -> CallContext {
         do {
-            return try await authenticateUnaudited(
-                token: token, connectionID: connectionID, endpointServer: endpointServer)
+            let verified = try authenticator.verify(token)
+            let bound = try await binder.bind(verified, connectionID: connectionID)
+            watchLease(of: bound.session)
+            let scope = try Scope(
+                session: bound.session, claimAllowedTools: verified.claim.allowedTools,
+                endpointServer: endpointServer, catalog: resolver.catalog)
+            return CallContext(
+                claim: verified, session: bound.session, scope: scope, connectionID: connectionID,
+                readAt: bound.readAt)
         } catch {
             // Every refusal is audited, with the claim's fingerprint (never the token) and whatever
             // the token claims about itself when its signature held.
@@ -31,7 +39,7 @@ extension Gateway {
             event.policyVersion = resolver.policy.version
             if let token, !token.isEmpty {
                 event.claimFingerprint = Digest.sha256Hex(token.utf8)
-                if let verified = verifiedTokens.withLock({ $0[token] }) {
+                if let verified = authenticator.alreadyVerified(token) {
                     event.tenant = verified.claim.tenantID
                     event.actor = verified.claim.actorID
                     event.session = verified.claim.sessionID
@@ -41,103 +49,6 @@ extension Gateway {
             _ = try? await audit.append(event)
             throw error
         }
-    }
-
-    func authenticateUnaudited(token: String?, connectionID: String, endpointServer: String?)
-        async throws(Refusal) -> CallContext
-    {
-        guard let token, !token.isEmpty else {
-            throw Refusal(.claimMissing, "no session claim was presented (HTTP: Authorization: Bearer <claim>)")
-        }
-        let verified = try verifyCached(token)
-        let claim = verified.claim
-        let readAt = ContinuousClock.now
-        let session: Session
-        do {
-            guard let found = try await store.session(id: claim.sessionID) else {
-                throw Refusal(.sessionNotFound, "claim names session \(claim.sessionID), which does not exist")
-            }
-            session = found
-        } catch let refusal as Refusal {
-            throw refusal
-        } catch {
-            throw Refusal(.sessionNotFound, "the session store is unavailable: \(error)")
-        }
-        if session.revokedAt != nil {
-            throw Refusal(.sessionRevoked, "session \(session.id) was revoked")
-        }
-        var mismatched: [String] = []
-        if claim.tenantID != session.tenantID { mismatched.append("tenant_id") }
-        if claim.actorID != session.actorID { mismatched.append("actor_id") }
-        if claim.workspaceID != session.workspaceID { mismatched.append("workspace_id") }
-        guard mismatched.isEmpty else {
-            throw Refusal(
-                .boundaryMismatch,
-                "claim's \(mismatched.joined(separator: ", ")) differ from session \(session.id)'s; mint a fresh claim")
-        }
-        guard claim.leaseID == session.lease.id else {
-            throw Refusal(
-                .leaseReplaced, "claim's lease \(claim.leaseID) was replaced; mint a claim for the current lease")
-        }
-        guard session.lease.isLive(at: now()) else {
-            throw Refusal(
-                .leaseExpired, "lease \(session.lease.id) of session \(session.id) has ended; renew the lease")
-        }
-        try await bind(verified, session: session, connectionID: connectionID)
-        let scope = try Scope(
-            session: session, claimAllowedTools: claim.allowedTools, endpointServer: endpointServer,
-            catalog: resolver.catalog)
-        return CallContext(claim: verified, session: session, scope: scope, connectionID: connectionID, readAt: readAt)
-    }
-
-    func verifyCached(_ token: String) throws(Refusal) -> VerifiedClaim {
-        if let cached = verifiedTokens.withLock({ $0[token] }) {
-            try verifier.checkTime(cached.claim)
-            return cached
-        }
-        let verified = try verifier.verify(token)
-        verifiedTokens.withLock { cache in
-            if cache.count >= Self.tokenCacheLimit {
-                let cutoff = Int64(now().timeIntervalSince1970)
-                cache = cache.filter { $0.value.claim.exp > cutoff }
-                if cache.count >= Self.tokenCacheLimit { cache.removeAll() }
-            }
-            cache[token] = verified
-        }
-        return verified
-    }
-
-    func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
-        // Keyed like the store: a jti only names a claim within its signer's and tenant's namespace.
-        let bindingKey = ClaimBindingKey(verified)
-        // The connection check comes before the claim binding is stored: a claim presented on a
-        // connection it may not use is refused without being burned, so whoever planted it on the
-        // wrong connection cannot deny its owner the claim (the owner would get claim_replayed).
-        guard await connections.mayServe(session.id, connectionID: connectionID) else {
-            throw connectionOfAnotherSession(session)
-        }
-        if let bound = confirmedBindings.withLock({ $0[bindingKey] }) {
-            guard bound == connectionID + "|" + verified.fingerprint else { throw replayed(session) }
-        } else {
-            let result: BindingResult
-            do {
-                result = try await store.bindClaim(
-                    bindingKey, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
-                    expiresAt: Date(timeIntervalSince1970: TimeInterval(verified.claim.exp + 3600)))
-            } catch {
-                throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
-            }
-            guard result != .boundElsewhere else { throw replayed(session) }
-            confirmedBindings.withLock { bindings in
-                // Bounded like the token cache: a forgotten binding is re-read from the store.
-                if bindings.count >= Self.tokenCacheLimit { bindings.removeAll(keepingCapacity: true) }
-                bindings[bindingKey] = connectionID + "|" + verified.fingerprint
-            }
-        }
-        guard await connections.bindSession(session.id, to: connectionID) else {
-            throw connectionOfAnotherSession(session)
-        }
-        watchLease(of: session)
     }
 
     /// Acts on a lease's end when it comes, not on the session's next request: at `expires_at` the
@@ -169,17 +80,5 @@ extension Gateway {
             _ = try? await self.audit.append(event)
             await self.closeConnections(ofSession: current.id, reason: "lease expired")
         }
-    }
-
-    func connectionOfAnotherSession(_ session: Session) -> Refusal {
-        Refusal(
-            .boundaryMismatch,
-            "this MCP connection belongs to another session; open a new connection for session \(session.id)")
-    }
-
-    func replayed(_ session: Session) -> Refusal {
-        Refusal(
-            .claimReplayed,
-            "claim was first used on another MCP connection; each claim serves one connection (session \(session.id))")
     }
 }

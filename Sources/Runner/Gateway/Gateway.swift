@@ -5,10 +5,21 @@ import Sandbox
 import Synchronization
 import WorkspaceRegistry
 
-/// The single enforcement path: authenticate a claim, authorize a tool, call it.
+/// The single enforcement path, a façade over the stages of a call:
 ///
-/// `tools/list`, `system.search_tools`, `system.execute_tool` and `tools/call` all decide through
-/// ``authorize(_:in:)``; there is no second implementation to drift.
+/// 1. authenticate — ``ClaimAuthenticator``: the claim's text becomes a verified claim (cached);
+/// 2. bind — ``SessionBinder``: session and lease checked, the claim bound to its connection;
+/// 3. scope — ``ScopeResolver``: the one visibility decision;
+/// 4. approve — ``ApprovalGate``;
+/// 5. audit intent — ``CallRecorder``;
+/// 6. execute — ``ToolDispatch``: workspace, result cache, confined worker;
+/// 7. audit outcome — ``CallRecorder``;
+/// 8. encode — ``ResultEncoder``.
+///
+/// Every transport authenticates a request once (stages 1-2, ``authenticate(token:connectionID:endpointServer:requestID:)``)
+/// and hands the ``CallContext`` to the handler. `tools/list`, `system.search_tools`,
+/// `system.execute_tool` and `tools/call` all decide through the same resolver; there is no second
+/// implementation to drift.
 public final class Gateway: Sendable {
     /// Persistence.
     public let store: any LeaseholdStore
@@ -35,12 +46,18 @@ public final class Gateway: Sendable {
     let now: @Sendable () -> Date
     let resolverState: Mutex<ScopeResolver>
     let policyState: Mutex<PolicyStatus>
-    /// Verified tokens by token text, so a claim's signature is checked once, not per call.
-    /// Time checks, session state and binding are still checked on every call.
-    let verifiedTokens = Mutex<[String: VerifiedClaim]>([:])
-    /// Bindings already confirmed in the store (binding key -> connection); a binding never changes.
-    let confirmedBindings = Mutex<[ClaimBindingKey: String]>([:])
-    static let tokenCacheLimit = 50_000
+    /// Stage 1.
+    let authenticator: ClaimAuthenticator
+    /// Stage 2.
+    let binder: SessionBinder
+    /// Stage 4.
+    let approvals: ApprovalGate
+    /// Stages 5 and 7.
+    let recorder: CallRecorder
+    /// Stage 6.
+    let dispatch: ToolDispatch
+    /// Contexts of HTTP requests in the SDK's hands, authenticated once by the endpoint.
+    let requestContexts = RequestContexts()
     /// Leases with a timer set, so each is watched once.
     let watchedLeases = Mutex<Set<String>>([])
 
@@ -54,7 +71,8 @@ public final class Gateway: Sendable {
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
-        self.registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
+        let registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
+        self.registry = registry
         self.hostIDs = hostIDs
         self.verifier = verifier
         self.minter = minter
@@ -62,9 +80,18 @@ public final class Gateway: Sendable {
         self.audit = audit
         self.cache = cache
         self.kernel = kernel
-        self.connections = ConnectionRegistry()
+        let connections = ConnectionRegistry()
+        self.connections = connections
         self.logger = logger
         self.now = now
+        let recorder = CallRecorder(audit: audit, logger: logger)
+        self.authenticator = ClaimAuthenticator(verifier: verifier, now: now)
+        self.binder = SessionBinder(store: store, connections: connections, now: now)
+        self.approvals = ApprovalGate(store: store, recorder: recorder, now: now)
+        self.recorder = recorder
+        self.dispatch = ToolDispatch(
+            registry: registry, executor: executor, cache: cache, kernel: kernel, hostIDs: hostIDs, logger: logger,
+            now: now)
         self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy))
         self.policyState = Mutex(PolicyStatus(version: policy.version, loadedAt: now(), lastRejection: nil))
     }

@@ -98,6 +98,7 @@ struct MCPEndpoint: Sendable {
 
         let connectionID: String
         let transport: StatefulHTTPServerTransport
+        let context: CallContext
         if let sessionHeader {
             guard let (existing, endpoint) = await gateway.connections.httpConnection(sessionHeader),
                 endpoint == endpointServer
@@ -107,7 +108,6 @@ struct MCPEndpoint: Sendable {
             }
             connectionID = sessionHeader
             transport = existing
-            let context: CallContext
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
@@ -126,7 +126,7 @@ struct MCPEndpoint: Sendable {
             if let refusal = checkPostHeaders(request) { return refusal }
             connectionID = RandomID.make(prefix: "mcp")
             do {
-                _ = try await gateway.authenticate(
+                context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
                     requestID: requestID)
             } catch {
@@ -150,8 +150,14 @@ struct MCPEndpoint: Sendable {
             }
         }
 
+        // The SDK's handlers take the context this request was authenticated with (see
+        // RequestContexts); a client's own value for that header never reaches them.
         var headers: [String: String] = [:]
-        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        for field in request.headers where field.name.canonicalName.lowercased() != RequestContexts.header.lowercased() {
+            headers[field.name.canonicalName] = field.value
+        }
+        let contextToken = gateway.requestContexts.hold(context)
+        headers[RequestContexts.header] = contextToken
         let sdkRequest = MCP.HTTPRequest(
             method: request.method.rawValue, headers: headers, body: bodyData, path: request.uri.path)
         // JSON-RPC ids must be unique among a connection's requests in flight. The SDK transport
@@ -159,12 +165,15 @@ struct MCPEndpoint: Sendable {
         // with it graceful shutdown); refuse it instead.
         if !ids.isEmpty {
             guard await gateway.connections.startRequests(ids, on: connectionID) else {
+                gateway.requestContexts.release(contextToken)
                 return jsonRPCError(
                     status: .conflict, code: -32600,
                     message: "invalid_request: a request with this id is already in flight on this MCP session")
             }
         }
-        let release = RequestRelease(registry: gateway.connections, connectionID: connectionID, ids: ids)
+        let release = RequestRelease(
+            registry: gateway.connections, connectionID: connectionID, ids: ids, contexts: gateway.requestContexts,
+            contextToken: contextToken)
         let response = await transport.handleRequest(sdkRequest)
         if request.method == .delete, response.statusCode == 200 {
             await gateway.connections.remove(connectionID)
@@ -317,14 +326,22 @@ final class RequestRelease: Sendable {
     let registry: ConnectionRegistry
     let connectionID: String
     let ids: [String]
+    let contexts: RequestContexts
+    let contextToken: String
 
-    init(registry: ConnectionRegistry, connectionID: String, ids: [String]) {
+    init(
+        registry: ConnectionRegistry, connectionID: String, ids: [String], contexts: RequestContexts,
+        contextToken: String
+    ) {
         self.registry = registry
         self.connectionID = connectionID
         self.ids = ids
+        self.contexts = contexts
+        self.contextToken = contextToken
     }
 
     deinit {
+        contexts.release(contextToken)
         guard !ids.isEmpty else { return }
         let registry = registry
         let connectionID = connectionID

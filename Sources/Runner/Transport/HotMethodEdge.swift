@@ -4,8 +4,8 @@ import Synchronization
 
 /// The lean edge for the hot methods, `tools/call` and `tools/list`: the request is parsed exactly
 /// (``ExactJSON``), goes to the gateway with the context its transport authenticated once, and the
-/// JSON-RPC response is encoded here (`tools/list` from per-tool fragments encoded once per catalog
-/// and policy).
+/// JSON-RPC response is encoded here: a tool's result spliced in by ``ResultEncoder``, `tools/list`
+/// from per-tool fragments encoded once per catalog and policy.
 ///
 /// Why not the SDK's handler path: its type erasure decodes every result back into `Value`, whose
 /// decoder rewrites any string that looks like a data URL (a file holding `data: [1, 2]` came back
@@ -52,21 +52,13 @@ enum HotMethodEdge {
             return envelope(id: call.id, key: "result", value: await gateway.listToolsJSON(in: context))
         case .call(let name, let arguments):
             do {
-                let result = try await gateway.call(name, arguments: arguments, in: context, requestID: call.idText)
-                return response(id: call.id, result: result)
+                let answer = try await gateway.answer(name, arguments: arguments, in: context, requestID: call.idText)
+                return envelope(id: call.id, key: "result", value: ResultEncoder.json(answer))
             } catch {
                 // The same error the SDK handler path gives for a refusal.
                 return response(id: call.id, error: MCPError.invalidParams(error.description))
             }
         }
-    }
-
-    /// `{"jsonrpc":"2.0","id":…,"result":…}`.
-    static func response(id: Any, result: CallTool.Result) -> Data {
-        guard let encoded = try? JSONEncoder().encode(result) else {
-            return response(id: id, error: MCPError.internalError("the tool result could not be encoded"))
-        }
-        return envelope(id: id, key: "result", value: encoded)
     }
 
     /// `{"jsonrpc":"2.0","id":…,"error":…}`.

@@ -23,8 +23,14 @@ enum MCPHandlers {
         }
 
         @Sendable func context(requestID: String?) async throws -> CallContext {
-            // HTTP: the Authorization header. stdio: the request's own `_meta` claim, else the
-            // claim bound at process start.
+            // HTTP: the context the endpoint authenticated this request with, once.
+            if let held = Server.currentHandlerContext?.httpContext?.header(RequestContexts.header) {
+                guard let context = gateway.requestContexts.context(held) else {
+                    throw MCPError.internalError("the request's authentication is no longer held")
+                }
+                return context
+            }
+            // stdio: the request's own `_meta` claim, else the claim bound at process start.
             var token = bearer(Server.currentHandlerContext?.httpContext?.header("Authorization"))
             if token == nil, let stdio, let requestID { token = await stdio.claim(forRequest: requestID) }
             token = token ?? fallbackClaim
@@ -52,13 +58,12 @@ enum MCPHandlers {
                 throw MCPError.invalidParams("invalid_arguments: the tools/call request could not be read")
             }
             do {
-                let result = try await gateway.call(params.name, arguments: arguments, in: context, requestID: requestID)
+                let answer = try await gateway.answer(
+                    params.name, arguments: arguments, in: context, requestID: requestID)
                 // The SDK re-decodes results into `Value` (rewriting data-URL-like strings); the
                 // transport sends these exact bytes instead.
-                if let stdio, let requestID, let encoded = try? JSONEncoder().encode(result) {
-                    stdio.exactResults.put(encoded, for: requestID)
-                }
-                return result
+                if let stdio, let requestID { stdio.exactResults.put(ResultEncoder.json(answer), for: requestID) }
+                return ResultEncoder.result(answer)
             } catch let refusal as Refusal {
                 throw MCPError.invalidParams(refusal.description)
             }

@@ -1,18 +1,18 @@
 import Foundation
-import Logging
 import MCP
-import Sandbox
-import Synchronization
-import WorkspaceRegistry
 
-// The approval gate: a tier that requires approval runs only with a matching, unexpired, unused
-// grant bound to the session, lease, actor, tool, workspace and arguments digest.
-extension Gateway {
-    // MARK: Approvals
+/// Stage 4 of a call: the approval gate. A tier that requires approval runs only with a matching,
+/// unexpired, unused grant bound to the session, lease, actor, tool, workspace and arguments
+/// digest; without one, a pending approval is asked for this exact call and the call is refused
+/// `approval_required`.
+struct ApprovalGate: Sendable {
+    let store: any LeaseholdStore
+    let recorder: CallRecorder
+    let now: @Sendable () -> Date
 
     enum ApprovalCheck {
         case proceed(fingerprint: String)
-        case refuse(CallTool.Result)
+        case refuse(CallAnswer)
     }
 
     /// Decides whether an approval lets this exact call run, consuming one use if so.
@@ -21,23 +21,36 @@ extension Gateway {
     /// for this exact call. Otherwise the session's grants for this exact call (same tool, workspace
     /// and arguments digest) are tried, oldest first. Anything that looks like reuse of a grant it
     /// cannot serve is refused `approval_invalid` and audited as a replay.
-    func checkApproval(
-        tool: String, workspace: String, digest: String, arguments: [UInt8], in context: CallContext,
-        requestID: String?
-    ) async -> ApprovalCheck {
+    func check(_ call: ToolDispatch.Prepared, in context: CallContext, requestID: String?) async -> ApprovalCheck {
+        let tool = call.tool
+        let workspace = call.workspace.workspaceID
+        let digest = call.digest
+        let arguments = call.arguments
+        // An approval stores the arguments whole for the approver to read: bounded here, before
+        // anything is stored, rather than by the transport's body limit (4 MiB over HTTP).
+        guard arguments.count <= Approval.maximumArgumentsBytes else {
+            return .refuse(
+                await recorder.refused(
+                    Refusal(
+                        .approvalArgumentsTooLarge,
+                        "\(ToolName.display(tool)) needs a human's approval and its arguments are \(arguments.count) bytes "
+                            + "of canonical JSON; approvals carry at most \(Approval.maximumArgumentsBytes) bytes so an "
+                            + "approver can read all of them. Pass less inline (e.g. put the data in a workspace file)"),
+                    tool: tool, in: context, requestID: requestID, digest: digest))
+        }
         let session = context.session
         let key = Approval.bindingKey(session: session.id, tool: tool, workspace: workspace, argumentsDigest: digest)
         let now = self.now()
         func replay(_ message: String, approval: Approval?, extra: [String: Value] = [:]) async -> ApprovalCheck {
             let refusal = Refusal(.approvalInvalid, message)
             guard
-                await auditRefusal(
+                await recorder.refusal(
                     refusal, kind: "approval.replay", tool: tool, in: context, requestID: requestID, digest: digest,
                     approval: approval)
             else {
-                return .refuse(Self.errorResult(Refusal(.auditUnavailable, "the call was not run")))
+                return .refuse(.refusal(Refusal(.auditUnavailable, "the call was not run")))
             }
-            return .refuse(Self.errorResult(refusal, extra: extra))
+            return .refuse(.refusal(refusal, extra: extra))
         }
         do {
             var candidates: [Approval]
@@ -63,26 +76,26 @@ extension Gateway {
                     id: candidate.id, sessionID: session.id, leaseID: session.lease.id, actorID: session.actorID,
                     at: now)
                 {
-                    var event = auditEvent("approval.used", tool: tool, in: context, requestID: requestID)
+                    var event = recorder.event("approval.used", tool: tool, in: context, requestID: requestID)
                     event.decision = "allowed"
                     event.argumentsDigest = digest
                     event.approvalFingerprint = consumed.fingerprint
                     event.detail = "approval \(consumed.id), \(consumed.usesLeft ?? 0) use(s) left"
-                    if (try? await audit.append(event)) == nil {
-                        return .refuse(Self.errorResult(Refusal(.auditUnavailable, "the call was not run")))
+                    if (try? await recorder.audit.append(event)) == nil {
+                        return .refuse(.refusal(Refusal(.auditUnavailable, "the call was not run")))
                     }
                     return .proceed(fingerprint: consumed.fingerprint)
                 }
             }
             if let pending = candidates.first(where: { $0.status == .pending && $0.leaseID == session.lease.id }) {
                 return .refuse(
-                    await refused(
+                    await recorder.refused(
                         requiredRefusal(pending), tool: tool, in: context, requestID: requestID, digest: digest,
                         approval: pending, extra: requiredExtra(pending)))
             }
             if let denied = candidates.last(where: { $0.status == .denied && $0.leaseID == session.lease.id }) {
                 return .refuse(
-                    await refused(
+                    await recorder.refused(
                         Refusal(
                             .approvalDenied,
                             "approval \(denied.id) for this exact call was denied by \(denied.decidedBy ?? "a human")"),
@@ -110,7 +123,7 @@ extension Gateway {
                         requestID: requestID)))
         } catch {
             return .refuse(
-                await refused(
+                await recorder.refused(
                     Refusal(.approvalRequired, "the approval store is unavailable: \(error)"), tool: tool, in: context,
                     requestID: requestID, digest: digest))
         }
@@ -127,8 +140,8 @@ extension Gateway {
         ["approval_id": .string(approval.id), "summary": .string(approval.summary)]
     }
 
-    func required(_ approval: Approval) -> CallTool.Result {
-        Self.errorResult(requiredRefusal(approval), extra: requiredExtra(approval))
+    func required(_ approval: Approval) -> CallAnswer {
+        .refusal(requiredRefusal(approval), extra: requiredExtra(approval))
     }
 
     /// Records a pending approval for this exact call and audits the request.
@@ -147,12 +160,13 @@ extension Gateway {
         guard approval.argumentsDigest == digest else {
             throw Refusal(.invalidArguments, "the call's arguments are not valid UTF-8 JSON")
         }
-        var event = auditEvent("approval.asked", tool: tool, in: context, requestID: requestID)
+        var event = recorder.event("approval.asked", tool: tool, in: context, requestID: requestID)
         event.argumentsDigest = digest
         event.approvalFingerprint = approval.fingerprint
         event.detail = "approval \(approval.id)"
-        try await audit.append(event)
+        try await recorder.audit.append(event)
         try await store.insertApproval(approval)
         return approval
     }
+
 }

@@ -1,0 +1,140 @@
+import Foundation
+import Logging
+import MCP
+import Sandbox
+import WorkspaceRegistry
+
+/// Stage 6 of a call: where and how a visible tool runs, and running it.
+///
+/// ``prepare(_:tier:settings:arguments:in:)`` settles everything that can refuse the call before
+/// anything is recorded as allowed: the tier's kernel features, the session's workspace, a
+/// read-only workspace, the arguments' canonical form and digest. ``run(_:in:)`` hands the call to
+/// a confined worker (``ToolExecutor``) with the tenant's host identity, and keeps the result
+/// cache in step: a tier that may write retires the workspace's cached reads before and after.
+struct ToolDispatch: Sendable {
+    /// A call ready to run.
+    struct Prepared: Sendable {
+        let tool: String
+        let tierName: String
+        let tier: RiskTier
+        let workspace: Workspace
+        /// The canonical JSON of the arguments, as the worker gets them.
+        let arguments: [UInt8]
+        /// SHA-256 of ``arguments``: approvals, cache keys and audit records name the call by it.
+        let digest: String
+        let policyVersion: String
+
+        /// Whether the tier's seccomp profile lets the tool change the workspace.
+        var mayWrite: Bool { tier.seccompProfile != SeccompProfileName.read.rawValue }
+        /// How long a result of this tier is cached (nil: not cached).
+        var cacheTTL: Int? { tier.cacheable ? tier.cacheTTLSeconds : nil }
+    }
+
+    let registry: WorkspaceRegistry
+    let executor: any ToolExecutor
+    let cache: ResultCache
+    let kernel: KernelFeatures
+    let hostIDs: TenantHostIDs?
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    /// The call, ready to run, or why it cannot run here.
+    func prepare(
+        _ tool: String, tier name: String, settings: RiskTier?, policyVersion: String, arguments: [String: Value]?,
+        in context: CallContext
+    ) async throws(Refusal) -> Prepared {
+        guard let settings else {
+            throw Refusal(.tierUnavailable, "tier \(name) is not defined by the policy that decided this call")
+        }
+        // Fail closed: a tier whose required kernel features are missing does not run at all.
+        let missing = settings.requires.filter { !kernel.isAvailable($0) }
+        guard missing.isEmpty else {
+            throw Refusal(
+                .tierUnavailable,
+                "tier \(name) requires \(missing.joined(separator: ", ")), which this kernel does not offer; \(ToolName.display(tool)) cannot run on this runner (see leasehold doctor)"
+            )
+        }
+        let workspace: Workspace
+        do {
+            workspace = try await registry.resolve(
+                tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
+        } catch {
+            throw Refusal(
+                .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered")
+        }
+        // A read-only workspace is mounted read-only for every tier; refusing here says so plainly
+        // instead of letting a write fail inside the worker.
+        if workspace.readOnly && settings.seccompProfile != SeccompProfileName.read.rawValue {
+            throw Refusal(
+                .workspaceReadOnly,
+                "workspace \(workspace.workspaceID) is registered read-only; \(ToolName.display(tool)) (tier \(name)) may change it"
+            )
+        }
+        let encoded: [UInt8]
+        do {
+            encoded = try CanonicalJSON.encode(.object(arguments ?? [:]))
+        } catch {
+            throw Refusal(.invalidArguments, "arguments cannot be encoded: \(error)")
+        }
+        return Prepared(
+            tool: tool, tierName: name, tier: settings, workspace: workspace, arguments: encoded,
+            digest: Digest.sha256Hex(encoded), policyVersion: policyVersion)
+    }
+
+    /// A cached result of this exact call, with the cache generation a fresh result is stored
+    /// under. A tier that may write retires the workspace's cached results first.
+    func cached(_ call: Prepared) -> (result: [UInt8]?, generation: UInt64) {
+        let workspace = call.workspace
+        if call.mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
+        guard call.cacheTTL != nil else { return (nil, 0) }
+        let generation = cache.generation(tenant: workspace.tenantID, workspace: workspace.workspaceID)
+        let result = cache.lookup(
+            tenant: workspace.tenantID, workspace: workspace.workspaceID, tool: call.tool,
+            argumentsDigest: call.digest, now: now())
+        return (result, generation)
+    }
+
+    /// Runs the call in a confined worker.
+    func run(_ call: Prepared, generation: UInt64, in context: CallContext) async -> ToolExecution {
+        let workspace = call.workspace
+        // A root runner's workers run as the tenant's own unprivileged ids. Should they be
+        // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
+        var hostIdentity: WorkerHostIdentity?
+        if let hostIDs {
+            do {
+                hostIdentity = try await hostIDs.identity(forTenant: workspace.tenantID)
+            } catch {
+                logger.error("no host ids for the tenant's workers", metadata: ["error": "\(error)"])
+            }
+        }
+        let invocation = ToolInvocation(
+            tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: call.arguments,
+            tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: workspace.root,
+            workspaceReadOnly: workspace.readOnly, sessionID: context.session.id, actorID: context.session.actorID,
+            leaseID: context.session.lease.id, leaseExpiresAt: context.session.lease.expiresAt,
+            policyVersion: call.policyVersion, authorizedAt: context.readAt, hostIdentity: hostIdentity)
+        let execution = await executor.execute(invocation)
+        if call.mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
+        if let ttl = call.cacheTTL, case .completed(let result, false) = execution.outcome {
+            cache.store(
+                result, tenant: workspace.tenantID, workspace: workspace.workspaceID, generation: generation,
+                tool: call.tool, argumentsDigest: call.digest, expires: now().addingTimeInterval(TimeInterval(ttl)))
+        }
+        return execution
+    }
+
+    /// What a tier implies for its workers. Limits the policy leaves open take the sandbox's
+    /// strict defaults (policy validation requires every tier to name its limits).
+    static func workerTier(_ name: String, _ settings: RiskTier) -> WorkerTier {
+        let defaults = WorkerLimits()
+        let limits = settings.limits
+        let profile = SeccompProfileName(rawValue: settings.seccompProfile) ?? .read
+        return WorkerTier(
+            name: name, isolation: settings.isolation == .call ? .call : .session, profile: profile,
+            limits: WorkerLimits(
+                wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
+                memoryMiB: limits.memoryMiB ?? defaults.memoryMiB, fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
+                processes: limits.processes ?? defaults.processes, outputBytes: limits.outputBytes ?? defaults.outputBytes,
+                openFiles: profile == .exec ? 1024 : 256))
+    }
+}
