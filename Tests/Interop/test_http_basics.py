@@ -104,3 +104,40 @@ async def test_every_request_needs_the_authorization_header(server) -> None:
     response = await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(None))
     assert_refused(response, "claim_missing")
     assert "mcp-session-id" not in {k.lower() for k in response.headers}
+
+
+
+async def test_requests_the_sdk_serves_keep_their_one_authentication(server) -> None:
+    """Requests the SDK serves (ping, a tools/call the edge cannot parse) go on with the context the
+    endpoint authenticated them with; a client's own value for the internal context header is
+    dropped, so it neither picks another request's context nor breaks its own."""
+    _, claim = server.create_session()
+    _, other_claim = server.create_session(tenant="globex")
+    async with http_mcp(server.mcp_url, claim) as conn, http_mcp(server.mcp_url, other_claim) as other:
+        sid = conn.mcp_session_id
+        version = str(conn.init.protocolVersion)
+        ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
+        odd_call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+                    "params": {"name": "repo.read_file", "arguments": ["README.md"]}}
+        read = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                "params": {"name": "repo.read_file", "arguments": {"path": "README.md"}}}
+        for forged in (None, "rq_guess", "x" * 5000):
+            headers = raw_headers(claim, sid, version)
+            if forged is not None:
+                headers["X-Leasehold-Request-Context"] = forged
+            response = await raw_post(server.mcp_url, ping, headers)
+            assert response.status_code == 200, response.text
+            [message] = [m for m in jsonrpc_messages(response) if m.get("id") == 7]
+            assert message.get("result") == {}, message
+            response = await raw_post(server.mcp_url, odd_call, headers)
+            [message] = [m for m in jsonrpc_messages(response) if m.get("id") == 8]
+            # The SDK answers a params it cannot decode with -32603 (it would be -32602 by the spec).
+            assert message["error"]["code"] in (-32602, -32603), message
+            response = await raw_post(server.mcp_url, read, headers)
+            [message] = [m for m in jsonrpc_messages(response) if m.get("id") == 9]
+            assert message["result"]["isError"] is False, message
+        # Without the claim, the header is no way in.
+        headers = {**raw_headers(None, sid, version), "X-Leasehold-Request-Context": "rq_guess"}
+        assert_refused(await raw_post(server.mcp_url, read, headers), "claim_missing")
+        # The other tenant's live connection stays its own.
+        assert "repo.read_file" in await other.tool_names()
