@@ -546,7 +546,7 @@ def figure_spawn(server, args):
             "firejail": fj, "firejail_error": fj_err, "bwrap_argv": BWRAP, "firejail_argv": FIREJAIL}
 
 
-def figure_read(server, cached_server, peer_cmd, root, args):
+def figure_read(server, cached_server, full_server, peer_cmd, root, args):
     s = server.session("bench")
     sid = session_id_of(s.claim)
     args_read = {"path": "file4k.txt"}
@@ -581,6 +581,12 @@ def figure_read(server, cached_server, peer_cmd, root, args):
         hx = time_calls(via_httpx, max(20, args.read_samples // 4), args.warmup)
     s.close()
 
+    # The same warm read with the read tier's audit records fsynced per call (`audit_sync: full`).
+    fs = full_server.session("bench")
+    expect_ok(fs.call("repo.read_file", args_read), "repo.read_file (audit_sync full)")
+    full = time_calls(lambda: fs.call("repo.read_file", args_read), args.read_samples, args.warmup)
+    fs.close()
+
     # The shipped policy: the read tier is cacheable, so a repeated read is a result-cache hit.
     c = cached_server.session("bench")
     expect_ok(c.call("repo.read_file", args_read), "repo.read_file (cached)")
@@ -594,10 +600,11 @@ def figure_read(server, cached_server, peer_cmd, root, args):
         raise BenchError("the Python server returned %r" % str(got)[:200])
     py = time_calls(lambda: peer.call("read_file", {"path": path}), args.read_samples, args.warmup)
     peer.close()
-    note("read_file median %.0f us (p99 %.0f), cache hit %.0f us, httpx %.0f us, Python server %.0f us" % (
-        lh["median_us"], lh["p99_us"], cached["median_us"], hx["median_us"], py["median_us"]))
+    note("read_file median %.0f us (p99 %.0f), audit_sync full %.0f us, cache hit %.0f us, httpx %.0f us, "
+         "Python server %.0f us" % (lh["median_us"], lh["p99_us"], full["median_us"], cached["median_us"],
+                                    hx["median_us"], py["median_us"]))
     return {"leasehold": lh, "executor": summarize([x * 1e6 for x in execs]) if execs else None, "profile": profile,
-            "leasehold_cached": cached, "leasehold_httpx": hx, "python": py}
+            "leasehold_full": full, "leasehold_cached": cached, "leasehold_httpx": hx, "python": py}
 
 
 WRK_LUA = r"""
@@ -615,7 +622,10 @@ function setup(thread)
   thread:set("sid", sessions[index][2])
   table.insert(threads, thread)
 end
-local body = '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"repo.read_file","arguments":{"path":"file4k.txt"}}}'
+-- The JSON-RPC id (default 7): a later round on the same sessions takes a new one, since a
+-- request cut off at the end of a round may still hold its id on the server.
+local body = '{"jsonrpc":"2.0","id":' .. (os.getenv("LEASEHOLD_REQUEST_ID") or "7")
+  .. ',"method":"tools/call","params":{"name":"repo.read_file","arguments":{"path":"file4k.txt"}}}'
 local req
 function init(args)
   errors = 0
@@ -831,6 +841,55 @@ def exe_name(pid):
             return ""
 
 
+def figure_load_memory(server, work, args):
+    """The runner's RSS after `--load-calls` warm reads and after ten times as many (closed loop, wrk, 8
+    sessions): memory must stay flat under sustained load."""
+    n = 8
+    sessions = [server.session("bench") for _ in range(n)]
+    for s in sessions:
+        expect_ok(s.call("repo.read_file", {"path": "file4k.txt"}), "repo.read_file")
+    listing = os.path.join(work, "load-sessions.txt")
+    with open(listing, "w") as handle:
+        for s in sessions:
+            handle.write("%s %s\n" % (s.claim, s.session_id))
+    for s in sessions:
+        s.close()
+    lua = os.path.join(work, "read_file_load.lua")
+    with open(lua, "w") as handle:
+        handle.write(WRK_LUA)
+    env = dict(os.environ, LEASEHOLD_SESSIONS=listing)
+
+    rounds = [0]
+
+    def drive(calls):
+        # wrk runs for a duration, not a count: rounds of a few seconds until `calls` are answered.
+        done = 0
+        while done < calls:
+            rounds[0] += 1
+            env["LEASEHOLD_REQUEST_ID"] = str(1000 + rounds[0])
+            proc = subprocess.run(["wrk", "-t%d" % n, "-c%d" % n, "-d%ds" % args.load_round_seconds, "--timeout",
+                                   "10s", "-s", lua, "http://127.0.0.1:%d" % server.port],
+                                  capture_output=True, text=True, env=env, timeout=args.load_round_seconds + 60)
+            m = re.search(r"LEASEHOLD_WRK (\d+) (\d+)", proc.stdout)
+            if proc.returncode != 0 or not m:
+                raise BenchError("wrk failed (%d): %s %s" % (proc.returncode, proc.stdout[-500:], proc.stderr[-500:]))
+            if int(m.group(2)):
+                raise BenchError("%s of %s load calls failed" % (m.group(2), m.group(1)))
+            done += int(m.group(1))
+        return done
+
+    first = drive(args.load_calls)
+    rss_first, _ = memory_of(server.pid)
+    started = time.monotonic()
+    done = first + drive(args.load_calls * 10 - first)
+    seconds = time.monotonic() - started
+    rss_last, _ = memory_of(server.pid)
+    ratio = rss_last / rss_first
+    note("runner RSS %d KiB after %d calls, %d KiB after %d (%.3f×)" % (rss_first, first, rss_last, done, ratio))
+    return {"calls_first": first, "calls_total": done, "rss_first_kib": rss_first, "rss_last_kib": rss_last,
+            "ratio": ratio, "sessions": n, "seconds_second_phase": seconds}
+
+
 def figure_memory(server, args):
     # Each session's connection is closed after its read (the warm worker belongs to the session and
     # lease, not the connection), so the runner holds the workers, not 200 idle client sockets.
@@ -1024,6 +1083,20 @@ def measure(args):
             handle.write(text2)
         server = Leasehold(args.leasehold, os.path.join(work, "state"), nocache, bases).start()
         servers.append(server)
+        # The same, with the read tier's records fsynced per call (the row beside the shipped `batched`).
+        nocache_full = os.path.join(work, "policies-nocache-full")
+        shutil.copytree(nocache, nocache_full)
+        full_tiers = os.path.join(nocache_full, "tiers.yaml")
+        with open(full_tiers) as handle:
+            text3 = handle.read()
+        text4 = text3.replace("audit_sync: batched", "audit_sync: full")
+        if text4 == text3:
+            raise BenchError("no `audit_sync: batched` tier in the policy to switch to full")
+        with open(full_tiers, "w") as handle:
+            handle.write(text4)
+        full_server = Leasehold(args.leasehold, os.path.join(work, "state-full"), nocache_full, bases).start()
+        servers.append(full_server)
+        full_server.workspace("bench", root)
         cached = Leasehold(args.leasehold, os.path.join(work, "state-cached"), args.policies, bases).start()
         servers.append(cached)
         for srv in (server, cached):
@@ -1041,10 +1114,11 @@ def measure(args):
 
         figures = [
             ("spawn", lambda: figure_spawn(server, args)),
-            ("read", lambda: figure_read(server, cached, peer_cmd, root, args)),
+            ("read", lambda: figure_read(server, cached, full_server, peer_cmd, root, args)),
             ("throughput", lambda: figure_throughput(server, peer_cmd, root, work, args)),
             ("search", lambda: figure_search(server, tree, args)),
             ("memory", lambda: figure_memory(fresh_server("state-memory", nocache, root), args)),
+            ("load_memory", lambda: figure_load_memory(fresh_server("state-load", nocache, root), work, args)),
         ]
         for name, run in figures:
             if only and name not in only:
@@ -1313,6 +1387,11 @@ def render(args):
             ex = rd["executor"]
             w("| … of which the executor (audit `duration_ms`: worker round trip) | %s | %s | | | |" % (
                 us(ex["median_us"]), us(ex["p99_us"])))
+        if rd.get("leasehold_full"):
+            fu = rd["leasehold_full"]
+            w("| Leasehold, warm worker, read tier with `audit_sync: full` (fsync per record) | %s | %s | %s | %s | %.2f× |" % (
+                us(fu["median_us"]), us(fu["p99_us"]), us(fu["client_cpu_us_per_call"]), rest(fu),
+                fu["median_us"] / py["median_us"]))
         w("| Leasehold, shipped policy (result-cache hit, one audit record) | %s | %s | %s | %s | %.2f× |" % (
             us(ca["median_us"]), us(ca["p99_us"]), us(ca["client_cpu_us_per_call"]), rest(ca),
             ca["median_us"] / py["median_us"]))
@@ -1448,6 +1527,34 @@ def render(args):
               " workers (the binary, libswiftCore, Foundation, glibc), which PSS divides among them.")
         w("")
 
+    # Figure: runner memory under sustained load ------------------------------------------------
+    lm = f.get("load_memory")
+    if lm:
+        w("### 4.4b Runner memory under sustained load")
+        w("")
+        w("A fresh runner, %d sessions with warm workers, driven closed-loop by `wrk` (rounds of a few seconds until the count is reached)"
+          " through %s warm `repo.read_file` calls, then %s more (%.0f s); the runner's RSS"
+          " (`/proc/<pid>/status` VmRSS) is read after each phase." % (
+              lm["sessions"], "{:,}".format(lm["calls_first"]), "{:,}".format(lm["calls_total"] - lm["calls_first"]),
+              lm["seconds_second_phase"]))
+        w("")
+        w("| after | runner RSS |")
+        w("|---|---|")
+        w("| {:,} calls | %s |".format(lm["calls_first"]) % mib(lm["rss_first_kib"]))
+        w("| {:,} calls | %s |".format(lm["calls_total"]) % mib(lm["rss_last_kib"]))
+        w("")
+        ok = lm["ratio"] <= 1.1
+        verdict = "met" if ok else "**missed** (%.3f×)" % lm["ratio"]
+        w("Goal: RSS after %s calls ≤ 1.1 × RSS after %s: %.3f×, %s." % (
+            "{:,}".format(lm["calls_total"]), "{:,}".format(lm["calls_first"]), lm["ratio"], verdict))
+        summary.append(("runner memory under load (4.4b)",
+                        "%s after {:,}, %s after {:,} calls".format(lm["calls_first"], lm["calls_total"]) % (
+                            mib(lm["rss_first_kib"]), mib(lm["rss_last_kib"])),
+                        "—", "%.3f×" % lm["ratio"], "—", "≤ 1.1 × after a tenth of the calls", verdict))
+        if not ok:
+            missed.append("runner memory")
+        w("")
+
     # Figure: search ----------------------------------------------------------------------------
     se = f.get("search")
     if se:
@@ -1514,6 +1621,9 @@ def main():
     m.add_argument("--sessions", type=int, default=64)
     m.add_argument("--duration", type=int, default=10)
     m.add_argument("--memory-sessions", type=int, default=200)
+    m.add_argument("--load-calls", type=int, default=10000,
+                   help="runner RSS is read after this many calls and after ten times as many")
+    m.add_argument("--load-round-seconds", type=int, default=5, help="length of each wrk round of the load figure")
     m.add_argument("--search-samples", type=int, default=10)
     m.add_argument("--only", help="comma-separated figures")
     m.add_argument("--profile", metavar="DIR", help="perf-record each figure's server side into DIR (full runs)")

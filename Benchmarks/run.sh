@@ -40,7 +40,7 @@ if [[ $mode == smoke ]]; then
     py_args=(--samples 50 --warmup 5)
     # End-to-end figures: seconds each, against the debug build CI has just built.
     e2e_args=(--warmup 3 --spawn-samples 10 --read-samples 100 --sessions 8 --duration 2
-        --memory-sessions 10 --search-samples 2 --tree-mb 16 --tree "${TMPDIR:-/tmp}/leasehold-bench-trees/acme/tree-16mb")
+        --memory-sessions 10 --load-calls 400 --load-round-seconds 1 --search-samples 2 --tree-mb 16 --tree "${TMPDIR:-/tmp}/leasehold-bench-trees/acme/tree-16mb")
     step "building leasehold and leasehold-worker (debug)"
     # One --product per invocation: SwiftPM builds only the last one named.
     swift build --product leasehold >&2
@@ -58,7 +58,7 @@ else
     if command -v perf >/dev/null; then e2e_profile=(--profile "$work"); else
         echo "run.sh: perf is not installed: missed end-to-end goals get phase timings but no profile" >&2; fi
     e2e_args=(--warmup 100 --spawn-samples 200 --read-samples 3000 --sessions 64 --duration 15
-        --memory-sessions 200 --search-samples 10 --tree-mb 200 --tree "${TMPDIR:-/tmp}/leasehold-bench-trees/acme/tree-200mb")
+        --memory-sessions 200 --load-calls 10000 --search-samples 10 --tree-mb 200 --tree "${TMPDIR:-/tmp}/leasehold-bench-trees/acme/tree-200mb")
     step "building leasehold and leasehold-worker (release)"
     swift build -c release --product leasehold >&2
     swift build -c release --product leasehold-worker >&2
