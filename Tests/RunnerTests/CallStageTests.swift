@@ -191,3 +191,17 @@ import WorkspaceRegistry
                 ]))
     }
 }
+
+@Suite struct BearerHeaderTests {
+    @Test func theBearerTokenIsReadAsBefore() {
+        let cases: [(String?, String?)] = [
+            (nil, nil), ("", nil), ("Bearer", nil), ("Bearer ", nil), ("Bearer    ", nil), ("Bearer abc", "abc"),
+            ("bearer abc", "abc"), ("BEARER abc", "abc"), ("  Bearer   abc  ", "abc"), ("Bearer a b", "a b"),
+            ("Bearer\tabc", nil), ("Basic abc", nil), ("Bearerabc", nil), ("Bearer abc\t", "abc"),
+            ("Bearær abc", nil), ("Bearer é", "é"),
+        ]
+        for (header, token) in cases {
+            #expect(MCPHandlers.bearer(header) == token, "\(String(describing: header))")
+        }
+    }
+}

@@ -204,8 +204,8 @@ private enum Glob {
     }
 }
 
-/// A small deterministic generator, so a failing round can be replayed.
-private struct SplitMix64 {
+/// A small deterministic generator, so a failing round can be replayed (also JSONValidatorTests).
+struct SplitMix64 {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

@@ -63,10 +63,9 @@ enum ResultEncoder {
     }
 
     /// Whether `bytes` are one JSON object (and so valid UTF-8): only then may they be spliced into
-    /// a response. Checked by Foundation's parser; the tree it builds is dropped.
+    /// a response.
     static func isJSONObject(_ bytes: [UInt8]) -> Bool {
-        guard bytes.first == UInt8(ascii: "{") else { return false }
-        return (try? JSONSerialization.jsonObject(with: Data(bytes), options: [])) is NSDictionary
+        JSONValidator.isObject(bytes)
     }
 
     /// Appends `bytes` (valid UTF-8) as a JSON string.

@@ -117,13 +117,26 @@ enum MCPHandlers {
         return messages.compactMap { message in message.method == nil ? nil : message.id?.text }
     }
 
-    /// The token of an `Authorization: Bearer` value.
+    /// The token of an `Authorization: Bearer` value: the scheme matched without regard to case,
+    /// spaces and tabs around the token dropped. On UTF-8 bytes: Foundation's `trimmingCharacters`
+    /// bridges through NSString and was 3.5% of a warm read's CPU.
     static func bearer(_ header: String?) -> String? {
-        guard let header else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        guard var header else { return nil }
+        return header.withUTF8 { bytes -> String? in
+            func isBlank(_ byte: UInt8) -> Bool { byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+            var start = 0
+            while start < bytes.count, isBlank(bytes[start]) { start += 1 }
+            let scheme = Array("bearer".utf8)
+            guard bytes.count - start > scheme.count else { return nil }
+            for (offset, letter) in scheme.enumerated() where bytes[start + offset] | 0x20 != letter { return nil }
+            var tokenStart = start + scheme.count
+            guard bytes[tokenStart] == UInt8(ascii: " ") else { return nil }
+            while tokenStart < bytes.count, isBlank(bytes[tokenStart]) { tokenStart += 1 }
+            var end = bytes.count
+            while end > tokenStart, isBlank(bytes[end - 1]) { end -= 1 }
+            guard end > tokenStart else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: bytes[tokenStart..<end]), as: UTF8.self)
+        }
     }
 }
 
