@@ -3,7 +3,7 @@ SWIFT ?= swift
 STATE_DIR ?= ./.leasehold
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot bench build clean
+.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 bench build clean
 
 build:
 	scripts/bootstrap.sh
@@ -13,11 +13,11 @@ build:
 run: build
 	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies
 
-## Every test: Swift unit and black-box attack tests, Python MCP interop, and a benchmark smoke run.
+## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), and a benchmark smoke run.
 test:
 	scripts/bootstrap.sh --python
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot
+	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2
 	Benchmarks/run.sh --smoke
 
 test-swift:
@@ -28,11 +28,15 @@ test-nonroot:
 	scripts/test-nonroot.sh
 
 test-interop:
-	.venv/bin/pytest Tests/Interop -q
+	.venv/bin/pytest Tests/Interop -q -rsx
 
 ## The black-box attack suites again with an unprivileged runner.
 test-interop-nonroot:
 	scripts/test-interop-nonroot.sh
+
+## The interop tests that use the Python MCP client again, with its 2.x line (.venv-mcp2).
+test-interop-mcp2:
+	scripts/test-interop-mcp2.sh
 
 ## Full benchmarks with peers; writes BENCHMARKS.md.
 bench:

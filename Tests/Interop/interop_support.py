@@ -24,16 +24,19 @@ from typing import Any
 import anyio
 import httpx
 import yaml
-from mcp import ClientSession
-from mcp.shared.exceptions import McpError
-from mcp.shared.session import RequestResponder
-import mcp.types as types
-
-try:  # mcp >= 1.24 has the non-deprecated factory; older 1.x only the `headers=` form.
-    from mcp.client.streamable_http import streamable_http_client as _streamable_http_client
-except ImportError:  # pragma: no cover - depends on the installed mcp release
-    _streamable_http_client = None
-from mcp.client.streamable_http import streamablehttp_client  # noqa: E402  (kept for test_http_basics)
+from mcp_compat import (
+    HANDSHAKE_PROTOCOL_VERSION,
+    ClientSession,
+    HttpRefusal,
+    HttpTransport,
+    MCPError,
+    find_http_refusal,
+    is_tool_list_changed,
+    open_streamable_http,
+    paginated_params,
+    types,
+    wire,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICIES_DIR = REPO_ROOT / "policies"
@@ -342,7 +345,7 @@ class LeaseholdServer:
 @dataclass
 class Connection:
     session: ClientSession
-    get_session_id: Any
+    transport: HttpTransport
     init: types.InitializeResult
     get_stream_open: anyio.Event
 
@@ -352,8 +355,13 @@ class Connection:
             await self.get_stream_open.wait()
 
     @property
+    def protocol_version(self) -> str:
+        """The version `initialize` negotiated (what `MCP-Protocol-Version` must carry)."""
+        return str(wire(self.init, "protocolVersion"))
+
+    @property
     def mcp_session_id(self) -> str:
-        sid = self.get_session_id()
+        sid = self.transport.get_session_id()
         assert sid, "the server did not assign an Mcp-Session-Id"
         return sid
 
@@ -368,10 +376,10 @@ async def list_all_tools(session: ClientSession, meta: dict[str, Any] | None = N
     for _ in range(1000):
         params = None
         if meta is not None or cursor is not None:
-            params = types.PaginatedRequestParams(cursor=cursor, _meta=types.RequestParams.Meta(**meta) if meta else None)
+            params = paginated_params(cursor, meta)
         result = await session.list_tools(params=params)
         tools.extend(result.tools)
-        cursor = result.nextCursor
+        cursor = wire(result, "nextCursor")
         if not cursor:
             return tools
     raise AssertionError("tools/list pagination did not terminate")
@@ -387,42 +395,18 @@ async def http_mcp(url: str, claim: str | None, message_handler: Any = None) -> 
     headers = {"Authorization": f"Bearer {claim}"} if claim is not None else {}
     get_stream_open = anyio.Event()
 
-    async def on_response(response: httpx.Response) -> None:
+    async def on_response(response: Any) -> None:  # an httpx (mcp 1.x) or httpx2 (mcp 2.x) Response
         if response.request.method == "GET" and response.status_code == 200:
             get_stream_open.set()
 
-    if _streamable_http_client is not None:
-        async with httpx.AsyncClient(
-            headers=headers, timeout=httpx.Timeout(30, read=300), follow_redirects=True,
-            event_hooks={"response": [on_response]},
-        ) as http:
-            async with _streamable_http_client(url, http_client=http) as (read, write, get_sid):
-                async with ClientSession(read, write, message_handler=message_handler) as session:
-                    init = await session.initialize()
-                    yield Connection(session, get_sid, init, get_stream_open)
-    else:  # pragma: no cover
-        async with streamablehttp_client(url, headers=headers) as (read, write, get_sid):
-            async with ClientSession(read, write, message_handler=message_handler) as session:
-                init = await session.initialize()
-                get_stream_open.set()
-                yield Connection(session, get_sid, init, get_stream_open)
+    async with open_streamable_http(url, headers, on_response) as transport:
+        async with ClientSession(transport.read, transport.write, message_handler=message_handler) as session:
+            init = await session.initialize()
+            yield Connection(session, transport, init, get_stream_open)
 
 
-def find_http_status_error(exc: BaseException) -> httpx.HTTPStatusError | None:
-    """The HTTPStatusError inside a (possibly nested) exception group raised by the client transport."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := find_http_status_error(inner)) is not None:
-                return found
-    if exc.__cause__ is not None:
-        return find_http_status_error(exc.__cause__)
-    return None
-
-
-async def expect_client_http_refusal(url: str, claim: str | None, status: int = 401) -> httpx.HTTPStatusError:
-    """Opens a Python MCP client with `claim` and asserts the transport fails with HTTP `status`."""
+async def expect_client_http_refusal(url: str, claim: str | None, status: int = 401) -> HttpRefusal:
+    """Opens a Python MCP client with `claim` and asserts the client fails on an HTTP `status` answer."""
     try:
         with anyio.fail_after(20):
             async with http_mcp(url, claim) as conn:
@@ -430,9 +414,9 @@ async def expect_client_http_refusal(url: str, claim: str | None, status: int = 
     except BaseException as exc:  # noqa: BLE001 - exception groups from the client's task group
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        found = find_http_status_error(exc)
+        found = find_http_refusal(exc)
         assert found is not None, f"expected an HTTP {status} from the server, got {exc!r}"
-        assert found.response.status_code == status, f"expected HTTP {status}, got {found.response.status_code}"
+        assert found.status_code == status, f"expected HTTP {status}, got {found.status_code}: {found.error!r}"
         return found
     raise AssertionError(f"the client connected and listed tools although HTTP {status} was expected")
 
@@ -445,8 +429,8 @@ class ListChangedWatcher:
         self.other: list[Any] = []
         self._changed = anyio.Event()
 
-    async def __call__(self, message: RequestResponder[Any, Any] | types.ServerNotification | Exception) -> None:
-        if isinstance(message, types.ServerNotification) and isinstance(message.root, types.ToolListChangedNotification):
+    async def __call__(self, message: Any) -> None:
+        if is_tool_list_changed(message):
             self.count += 1
             self._changed.set()
             self._changed = anyio.Event()
@@ -484,7 +468,7 @@ INITIALIZE_BODY = {
     "id": 1,
     "method": "initialize",
     "params": {
-        "protocolVersion": types.LATEST_PROTOCOL_VERSION,
+        "protocolVersion": HANDSHAKE_PROTOCOL_VERSION,
         "capabilities": {},
         "clientInfo": {"name": "leasehold-interop-raw", "version": "0"},
     },
@@ -535,10 +519,11 @@ GATEWAY_REFUSAL_CODES = frozenset({
 
 def tool_error(result: types.CallToolResult) -> dict[str, Any] | None:
     """The `{"code", "message", ...}` of an isError result, None for a successful one."""
-    if result.isError is not True:
+    if wire(result, "isError") is not True:
         return None
-    assert isinstance(result.structuredContent, dict), f"isError result without structuredContent: {result}"
-    error = result.structuredContent.get("error")
+    structured = wire(result, "structuredContent")
+    assert isinstance(structured, dict), f"isError result without structuredContent: {result}"
+    error = structured.get("error")
     assert isinstance(error, dict) and isinstance(error.get("code"), str), f"malformed error result: {result}"
     return error
 
@@ -550,9 +535,10 @@ def tool_error_code(result: types.CallToolResult) -> str | None:
 
 def assert_ok(result: types.CallToolResult, tool: str) -> dict[str, Any]:
     """A successful tool result; its structured content."""
-    assert result.isError is not True, f"{tool}: expected a result, got {result}"
-    assert isinstance(result.structuredContent, dict), f"{tool}: no structuredContent: {result}"
-    return result.structuredContent
+    assert wire(result, "isError") is not True, f"{tool}: expected a result, got {result}"
+    structured = wire(result, "structuredContent")
+    assert isinstance(structured, dict), f"{tool}: no structuredContent: {result}"
+    return structured
 
 
 def assert_tool_error(result: types.CallToolResult, code: str, tool: str = "") -> dict[str, Any]:
@@ -584,10 +570,10 @@ def assert_ran(result: types.CallToolResult, tool: str, label: str = "") -> None
         assert code == "unknown_tool", f"{where}: expected the worker's unknown_tool answer, got {result}"
 
 
-async def assert_not_in_scope(session: ClientSession, tool: str, arguments: dict[str, Any] | None = None, **kw: Any) -> McpError:
+async def assert_not_in_scope(session: ClientSession, tool: str, arguments: dict[str, Any] | None = None, **kw: Any) -> MCPError:
     try:
         result = await session.call_tool(tool, arguments or {}, **kw)
-    except McpError as error:
+    except MCPError as error:
         assert error.error.code == INVALID_PARAMS, f"{tool}: code {error.error.code}: {error.error.message}"
         assert "tool_not_in_scope" in error.error.message, f"{tool}: {error.error.message}"
         return error
@@ -595,10 +581,11 @@ async def assert_not_in_scope(session: ClientSession, tool: str, arguments: dict
 
 
 def search_names(result: types.CallToolResult) -> list[str]:
-    assert result.isError is not True, f"system.search_tools failed: {result}"
-    assert result.structuredContent is not None and isinstance(result.structuredContent.get("tools"), list), result
+    assert wire(result, "isError") is not True, f"system.search_tools failed: {result}"
+    structured = wire(result, "structuredContent")
+    assert structured is not None and isinstance(structured.get("tools"), list), result
     names = []
-    for item in result.structuredContent["tools"]:
+    for item in structured["tools"]:
         assert set(item) >= {"name", "description"}, item
         names.append(item["name"])
     return names

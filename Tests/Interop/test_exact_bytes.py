@@ -17,10 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from interop_support import OPERATOR_KEY, POLICIES_DIR, TENANT, WORKSPACE, assert_ok, http_mcp, run_cli
+from mcp_compat import ClientSession, StdioServerParameters, stdio_client
 
 pytestmark = pytest.mark.anyio
 

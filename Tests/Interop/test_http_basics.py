@@ -6,7 +6,6 @@ import warnings
 
 import httpx
 import pytest
-from mcp import ClientSession
 
 from interop_support import (
     BUILTIN_SYSTEM_TOOLS,
@@ -20,23 +19,24 @@ from interop_support import (
     jsonrpc_messages,
     raw_headers,
     raw_post,
-    streamablehttp_client,
 )
+from mcp_compat import ClientSession, streamablehttp_client, wire
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_python_client_initializes_lists_and_calls(server) -> None:
     session_record, claim = server.create_session(denied_tool_names=["shell.*", "repo.write_file"])
-    # The (deprecated but widely used) `streamablehttp_client(url, headers=...)` entry point.
+    # The (deprecated but widely used) `streamablehttp_client(url, headers=...)` entry point; mcp 2.x
+    # removed it, and there mcp_compat gives its replacement (the headers on the HTTP client).
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         client = streamablehttp_client(server.mcp_url, headers={"Authorization": f"Bearer {claim}"})
     async with client as (read, write, get_session_id):
         async with ClientSession(read, write) as session:
             init = await session.initialize()
-            assert init.serverInfo.name == "leasehold"
-            assert init.capabilities.tools is not None and init.capabilities.tools.listChanged is True
+            assert wire(init, "serverInfo").name == "leasehold"
+            assert init.capabilities.tools is not None and wire(init.capabilities.tools, "listChanged") is True
             assert get_session_id(), "no Mcp-Session-Id assigned"
 
             names = [t.name for t in (await session.list_tools()).tools]
@@ -63,7 +63,7 @@ async def test_every_request_needs_the_authorization_header(server) -> None:
     _, claim = server.create_session()
     async with http_mcp(server.mcp_url, claim) as conn:
         sid = conn.mcp_session_id
-        version = str(conn.init.protocolVersion)
+        version = conn.protocol_version
         list_body = {"jsonrpc": "2.0", "id": 99, "method": "tools/list", "params": {}}
         call_body = {
             "jsonrpc": "2.0", "id": 100, "method": "tools/call",

@@ -10,9 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.shared.exceptions import McpError
 
 from interop_support import (
     ACTOR,
@@ -29,6 +26,7 @@ from interop_support import (
     run_cli,
     search_names,
 )
+from mcp_compat import ClientSession, MCPError, StdioServerParameters, paginated_params, stdio_client, wire
 
 pytestmark = pytest.mark.anyio
 
@@ -68,7 +66,7 @@ async def stdio_mcp(state: dict[str, Any], tmp_path: Path, claim: str | None) ->
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write) as session:
                 init = await session.initialize()
-                assert init.serverInfo.name == "leasehold"
+                assert wire(init, "serverInfo").name == "leasehold"
                 yield session
 
 
@@ -79,7 +77,7 @@ def meta(claim: str) -> dict[str, Any]:
 async def expect_unauthenticated(awaitable: Any, code: str) -> None:
     try:
         result = await awaitable
-    except McpError as error:
+    except MCPError as error:
         assert error.error.code == UNAUTHENTICATED, f"{error.error.code}: {error.error.message}"
         # Over stdio the refusal is raised inside the MCP handler, and swift-sdk's
         # MCPError.serverError prefixes "Server error: " (over HTTP the code leads the message).
@@ -124,9 +122,7 @@ async def test_stdio_claim_bound_at_start(stdio_state, tmp_path: Path) -> None:
 
 
 def _meta_params(claim: str):
-    import mcp.types as types
-
-    return types.PaginatedRequestParams(_meta=types.RequestParams.Meta(**meta(claim)))
+    return paginated_params(meta=meta(claim))
 
 
 async def test_stdio_claim_per_request_in_meta(stdio_state, tmp_path: Path) -> None:

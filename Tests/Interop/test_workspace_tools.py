@@ -13,11 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
-from mcp import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from attack_support import Agent, Tree, World
 from interop_support import POLICIES_DIR, assert_ok, assert_tool_error, http_mcp, run_cli
+from mcp_compat import ClientSession, StdioServerParameters, stdio_client
 
 pytestmark = pytest.mark.anyio
 
