@@ -3,9 +3,9 @@ at protocol 2026-07-28 and falls back to `initialize` on any JSON-RPC error, ove
 transport and with the same credentials.
 
 Leasehold speaks the handshake era (up to 2025-11-25), so the probe is refused and the fallback
-must then work with the same claim. Over stdio it does. Over Streamable HTTP it does not yet: the
-refused probe, which never opened a connection, uses up the claim (pinned below by a strict xfail,
-raw and through the client; remove the markers when the server is fixed).
+must then work with the same claim, over stdio and over Streamable HTTP: a first request the
+server refuses opens no connection and binds no claim (it used to bind it, so the fallback's
+`initialize` got `claim_replayed`).
 """
 
 from __future__ import annotations
@@ -32,12 +32,6 @@ from mcp_compat import MCP_MAJOR, StdioServerParameters
 
 pytestmark = pytest.mark.anyio
 
-REFUSED_FIRST_REQUEST_BURNS_THE_CLAIM = (
-    "server bug: a POST without Mcp-Session-Id that is not `initialize` (e.g. 2.x's server/discover "
-    "probe) is refused 400 with no connection opened, yet binds the claim, so the follow-up "
-    "initialize gets 401 claim_replayed (HTTPServer.swift authenticates, which binds, before the SDK "
-    "transport refuses the request)"
-)
 
 DISCOVER = {
     "jsonrpc": "2.0", "id": 1, "method": "server/discover",
@@ -50,7 +44,6 @@ def needs_mcp2() -> None:
         pytest.skip("mcp.Client (connect-time era negotiation) is 2.x only: make test-interop-mcp2 runs this")
 
 
-@pytest.mark.xfail(strict=True, reason=REFUSED_FIRST_REQUEST_BURNS_THE_CLAIM)
 async def test_a_refused_first_request_does_not_use_up_the_claim(server) -> None:
     _, claim = server.create_session()
     for first, version in ((DISCOVER, "2026-07-28"), (DISCOVER, None), ({"jsonrpc": "2.0", "id": 1, "method": "ping"}, None)):
@@ -85,7 +78,6 @@ async def test_client_legacy_mode_over_http(server) -> None:
     await http_client_run(server, "legacy")
 
 
-@pytest.mark.xfail(strict=True, reason=REFUSED_FIRST_REQUEST_BURNS_THE_CLAIM)
 async def test_client_auto_mode_over_http(server) -> None:
     needs_mcp2()
     await http_client_run(server, "auto")

@@ -38,6 +38,16 @@ final class SessionBinder: Sendable {
     ///
     /// - Throws: ``Refusal`` with the session, lease or binding code.
     func bind(_ verified: VerifiedClaim, connectionID: String) async throws(Refusal) -> Bound {
+        let bound = try await check(verified)
+        try await bind(verified, session: bound.session, connectionID: connectionID)
+        return bound
+    }
+
+    /// The session `verified` names, once its claim matches it; nothing is bound (a connection not
+    /// yet opened binds with ``bind(_:session:connectionID:)`` once it is).
+    ///
+    /// - Throws: ``Refusal`` with the session or lease code.
+    func check(_ verified: VerifiedClaim) async throws(Refusal) -> Bound {
         let claim = verified.claim
         let readAt = ContinuousClock.now
         let session = try await currentSession(claim.sessionID)
@@ -61,7 +71,6 @@ final class SessionBinder: Sendable {
             throw Refusal(
                 .leaseExpired, "lease \(session.lease.id) of session \(session.id) has ended; renew the lease")
         }
-        try await bindClaim(verified, session: session, connectionID: connectionID)
         return Bound(session: session, readAt: readAt)
     }
 
@@ -78,7 +87,10 @@ final class SessionBinder: Sendable {
         return found
     }
 
-    private func bindClaim(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
+    /// Binds the claim to `connectionID` (for good, on first use) and the connection to `session`.
+    ///
+    /// - Throws: ``Refusal`` `claim_replayed` or `boundary_mismatch`.
+    func bind(_ verified: VerifiedClaim, session: Session, connectionID: String) async throws(Refusal) {
         // Keyed like the store: a jti only names a claim within its signer's and tenant's namespace.
         let key = ClaimBindingKey(verified)
         // The connection check comes before the claim binding is stored: a claim presented on a

@@ -15,13 +15,22 @@ extension Gateway {
     ///
     /// - Parameter endpointServer: the server a server-scoped endpoint narrows to.
     /// - Throws: ``Refusal`` with the claim/session/lease/binding code.
+    /// - Parameter binding: false for the request that would open a connection: it is checked but
+    ///   not bound, so a request refused before the connection opens does not use up the claim;
+    ///   ``bindOpened(_:)`` binds it once the connection is open.
     public func authenticate(
-        token: String?, connectionID: String, endpointServer: String? = nil, requestID: String? = nil
+        token: String?, connectionID: String, endpointServer: String? = nil, requestID: String? = nil,
+        binding: Bool = true
     ) async throws(Refusal) -> CallContext {
         do {
             let verified = try authenticator.verify(token)
-            let bound = try await binder.bind(verified, connectionID: connectionID)
-            watchLease(of: bound.session)
+            let bound: SessionBinder.Bound
+            if binding {
+                bound = try await binder.bind(verified, connectionID: connectionID)
+                watchLease(of: bound.session)
+            } else {
+                bound = try await binder.check(verified)
+            }
             let scope = try Scope(
                 session: bound.session, claimAllowedTools: verified.claim.allowedTools,
                 endpointServer: endpointServer, catalog: resolver.catalog)
@@ -46,6 +55,24 @@ extension Gateway {
                     event.lease = verified.claim.leaseID
                 }
             }
+            _ = try? await audit.append(event)
+            throw error
+        }
+    }
+
+    /// Binds the claim of a context authenticated with `binding: false` to its connection, now
+    /// that the connection is open (audited like any refusal when the claim was meanwhile bound
+    /// elsewhere).
+    func bindOpened(_ context: CallContext, requestID: String?) async throws(Refusal) {
+        do {
+            try await binder.bind(context.claim, session: context.session, connectionID: context.connectionID)
+            watchLease(of: context.session)
+        } catch {
+            var event = recorder.event("request.refused", tool: "", in: context, requestID: requestID)
+            event.tool = nil
+            event.decision = "refused"
+            event.code = error.code.rawValue
+            event.detail = String(error.message.prefix(512))
             _ = try? await audit.append(event)
             throw error
         }

@@ -125,10 +125,13 @@ struct MCPEndpoint: Sendable {
             }
             if let refusal = checkPostHeaders(request) { return refusal }
             connectionID = RandomID.make(prefix: "mcp")
+            // Checked but not bound yet: the claim is bound once the SDK has opened the connection
+            // (below), so a first request it refuses (not `initialize`, an unsupported version, a
+            // newer client's probe) does not use up the claim.
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: requestID)
+                    requestID: requestID, binding: false)
             } catch {
                 return unauthorized(error)
             }
@@ -175,6 +178,23 @@ struct MCPEndpoint: Sendable {
             registry: gateway.connections, connectionID: connectionID, ids: ids, contexts: gateway.requestContexts,
             contextToken: contextToken)
         let response = await transport.handleRequest(sdkRequest)
+        if sessionHeader == nil {
+            // The connection opened only if the SDK accepted the request and named it; otherwise
+            // nothing of it stays, and the claim was never bound.
+            let opened = response.statusCode == 200 && response.headers.contains { key, value in
+                key.lowercased() == "mcp-session-id" && value == connectionID
+            }
+            guard opened else {
+                await gateway.connections.remove(connectionID)
+                return convert(response, release: release)
+            }
+            do {
+                try await gateway.bindOpened(context, requestID: requestID)
+            } catch {
+                await gateway.connections.remove(connectionID)
+                return unauthorized(error)
+            }
+        }
         if request.method == .delete, response.statusCode == 200 {
             await gateway.connections.remove(connectionID)
         }
