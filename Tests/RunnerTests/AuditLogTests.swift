@@ -207,6 +207,7 @@ import Testing
         #expect(await recorder.invocations.count == 1)
 
         // Another process holds the audit database's write lock past the busy timeout: "store down".
+        // Nothing is written, so the log refuses this call but does not latch (SQLITE_BUSY).
         var unsafe = Configuration()
         unsafe.allowsUnsafeTransactions = true
         let blocker = try DatabaseQueue(path: fixture.directory + "/audit.sqlite", configuration: unsafe)
@@ -228,6 +229,50 @@ import Testing
             Issue.record("chain broken")
             return
         }
+    }
+}
+
+/// Issue 13: a log that refuses every append after any failed write.
+@Suite struct AuditLatchTests {
+    func temporaryPath() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/audit.sqlite"
+    }
+
+    /// Makes every INSERT into the log fail, as a full disk or an I/O error would.
+    static let refusingTrigger =
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END"
+
+    /// Any failed write — here a trigger another connection installs makes one INSERT fail — refuses
+    /// that append and every later one, even after the cause is gone, until the log is reopened
+    /// (the runner restarted).
+    @Test func anyFailedWriteRefusesEveryLaterAppend() async throws {
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1")
+        try await log.append(AuditEvent("call.intent"))
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in try db.execute(sql: Self.refusingTrigger) }
+        await #expect(throws: AuditUnavailable.self) { try await log.append(AuditEvent("session.created")) }
+        try await other.write { db in try db.execute(sql: "DROP TRIGGER refuse") }
+        do {
+            try await log.append(AuditEvent("session.created"), sync: .batched)
+            Issue.record("appended after a failed write")
+        } catch {
+            #expect(error.description.contains("could not be written"))
+        }
+        #expect(await log.unavailableReason != nil)
+        await #expect(throws: AuditUnavailable.self) { try await log.checkpoint() }
+        #expect(try log.tail(1).first?.seq == 1, "nothing was written after the failure")
+
+        // Restarted, the log appends again and the chain is whole.
+        let restarted = try AuditLog(path: path, node: "n1")
+        #expect(try await restarted.append(AuditEvent("session.created")) == 2)
+        guard case .ok(let count, _) = try restarted.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 2)
     }
 }
 

@@ -115,6 +115,20 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// `checkpointEvery` records inside the commit, and on ``checkpoint()`` from a timer and at
 /// shutdown). It also remembers the head it last wrote and never chains onto a stored head that
 /// does not continue from it: a rewrite behind its back makes every later append fail.
+///
+/// Fail closed: after any failed write (a moved chain, an I/O error, a full disk, a constraint, a
+/// failed fsync) every later append fails with ``AuditUnavailable`` until the runner restarts, so
+/// no call runs after one whose record may be missing. The one exception is a write that waited
+/// past the busy timeout for another process's lock (`SQLITE_BUSY`, e.g. a `leasehold` CLI command
+/// or an operator's `sqlite3` holding the file): nothing was written, so only the records of that
+/// commit are refused and the next append tries again.
+///
+/// One writer: every write — records, checkpoints, the `PRAGMA synchronous` switch, the WAL fsync —
+/// runs on the pool's single writer connection, only from this actor (reads use the pool's reader
+/// connections). The statements a commit runs are prepared once per connection and reused
+/// (`db.cachedStatement`): the head query, the record INSERT and the checkpoint INSERT. Another
+/// process (the `leasehold` CLI) may append to the same file through its own writer; SQLite's write
+/// lock serialises the two and ``continuedHead(_:from:)`` checks that the chain continues.
 public actor AuditLog {
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
@@ -173,9 +187,10 @@ public actor AuditLog {
     private var head: ChainHead
     /// The last record covered by a checkpoint this log wrote or found at open.
     private var lastCheckpointSeq: Int64
-    /// Set once the stored chain was found changed behind this log's back; every later append fails
-    /// with it (fail closed until an operator has looked and restarted the runner).
-    private var tampered: String?
+    /// Set once a write failed (other than on another process's lock, see ``refuse(after:)``) or
+    /// the stored chain was found changed behind this log's back; every later append fails with it
+    /// (fail closed until an operator has looked and restarted the runner). Logged once, when set.
+    private var latched: String?
     private let signer: AuditSigningKey?
     /// Records between checkpoints written inside a commit.
     public nonisolated let checkpointEvery: Int64
@@ -259,7 +274,7 @@ public actor AuditLog {
                 try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [checkpoint.seq])
             }
             if stored != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
-                tampered =
+                latched =
                     "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
                     + "run `leasehold audit verify`"
                 logger.error(
@@ -270,7 +285,7 @@ public actor AuditLog {
     }
 
     private static func storedHead(_ db: Database) throws -> ChainHead {
-        let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
         return ChainHead(seq: row?["seq"] ?? 0, hash: row?["hash"] ?? genesis)
     }
 
@@ -406,7 +421,7 @@ public actor AuditLog {
             // One record that must be synced makes the whole group commit a synced one.
             let sync: AuditSync = batch.contains { $0.sync == .full } ? .full : .batched
             let failure: AuditUnavailable
-            if let refusal = tampered ?? syncFailed {
+            if let refusal = latched ?? syncFailed {
                 failure = AuditUnavailable(description: refusal)
             } else {
                 do {
@@ -510,18 +525,45 @@ public actor AuditLog {
         }
     }
 
-    /// Turns a failed write into the callers' error; a moved chain is remembered for good.
+    /// Turns a failed write into the callers' error and latches the log (see ``latched``).
+    ///
+    /// Not latched: `SQLITE_BUSY` / `SQLITE_LOCKED`, the write lock held by another process past the
+    /// busy timeout. The transaction never wrote (or was rolled back whole), nothing acknowledged is
+    /// in doubt, and latching would let any process that can open the file for reading and hold
+    /// a lock — an operator's `sqlite3`, a slow CLI command — stop every tenant's calls until a
+    /// restart. Every other failure may have left the file or the page cache in a state the log
+    /// cannot vouch for (I/O error, full disk, corruption, a constraint or trigger, a moved chain).
     private func refuse(after error: any Error) -> AuditUnavailable {
-        guard let moved = error as? AuditChainMoved else {
-            return AuditUnavailable(description: "the audit log cannot be written: \(error)")
+        if let database = error as? DatabaseError,
+            database.resultCode == .SQLITE_BUSY || database.resultCode == .SQLITE_LOCKED
+        {
+            logger.warning(
+                "audit write refused: another process held the audit database's lock past the busy timeout",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+            return AuditUnavailable(
+                description: "the audit log is locked by another process (\(error)); nothing was written")
         }
-        let reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
-        tampered = reason
-        logger.error(
-            "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
-            metadata: ["path": "\(path)", "detail": "\(moved)"])
+        if let latched { return AuditUnavailable(description: latched) }
+        let reason: String
+        if let moved = error as? AuditChainMoved {
+            reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
+            logger.error(
+                "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
+                metadata: ["path": "\(path)", "detail": "\(moved)"])
+        } else {
+            reason =
+                "the audit log could not be written (\(error)); nothing more is appended to it until the runner "
+                + "is restarted"
+            logger.error(
+                "audit write failed; refusing every audited action until an operator restarts",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+        latched = reason
         return AuditUnavailable(description: reason)
     }
+
+    /// Why appends are refused, or nil while the log takes them.
+    public var unavailableReason: String? { latched ?? syncFailed }
 
     /// Chains and inserts a batch in one transaction, on the writer's own thread (awaiting GRDB's
     /// queue instead costs two thread hand-offs per commit, more than the commit on a small
@@ -605,11 +647,12 @@ public actor AuditLog {
     private static func writeCheckpoint(_ db: Database, head: ChainHead, signer: AuditSigningKey) throws {
         let checkpoint = try AuditCheckpoint.sign(
             seq: head.seq, headHash: head.hash, time: Date().formatted(timeFormat), with: signer)
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO checkpoints (seq, head_hash, record_count, time, key_id, signature)
                 VALUES (?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 checkpoint.seq, checkpoint.headHash, checkpoint.seq, checkpoint.time, checkpoint.keyID,
                 checkpoint.signature,
@@ -626,7 +669,7 @@ public actor AuditLog {
     @discardableResult
     public func checkpoint() throws(AuditUnavailable) -> Int64? {
         commitPendingNow()
-        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
         guard let signer else {
             try sync()
             return nil
@@ -662,7 +705,7 @@ public actor AuditLog {
     public func sync() throws(AuditUnavailable) {
         commitPendingNow()
         syncWAL()
-        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
     }
 
     /// Returns once every commit made so far is synced: by a synced commit, the writer's timed WAL
