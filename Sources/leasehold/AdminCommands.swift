@@ -269,6 +269,15 @@ struct AuditCommand: AsyncParsableCommand {
                 is not the public key's or when the record it covers no longer has the signed hash, which \
                 catches records deleted or edited even if the chain was recomputed. Records after the last \
                 checkpoint are reported, not failed: the runner signs them within seconds.
+
+                Every call.intent is paired with its call.outcome. An intent with none is listed as \
+                "outcome unknown" when no running runner can still write it: the runner stopped (crash, \
+                kill -9, power loss) while the call ran, or the outcome could not be written, so what the \
+                call did is unknown. While a runner serves the state directory, intents it may still be \
+                running are listed as "in flight" instead and do not count.
+
+                Exit status: 0 intact; 1 a bad record, checkpoint or outcome link (the log was changed); \
+                2 intact, but some calls' outcomes are unknown (0 with --allow-unknown-outcomes).
                 """)
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
         @Option(help: "The audit public key (default <state dir>/audit-signing.pub).") var publicKey: String?
@@ -276,6 +285,8 @@ struct AuditCommand: AsyncParsableCommand {
         var checkpointRecords = AuditCheckpointPolicy.defaultRecords
         @Flag(help: "Accept a log with no signed checkpoint (written before checkpoints existed).")
         var allowUnsigned = false
+        @Flag(help: "Exit 0 even when some calls' outcomes are unknown (they are still listed).")
+        var allowUnknownOutcomes = false
 
         func run() async throws {
             let log = try AuditCommand.open(stateDir)
@@ -306,12 +317,38 @@ struct AuditCommand: AsyncParsableCommand {
                         + "but could have been recomputed); pass --allow-unsigned for a log written before checkpoints")
                 throw ExitCode(1)
             }
+            let outcomes = try log.callOutcomes()
+            if !outcomes.badLinks.isEmpty {
+                for link in outcomes.badLinks { print("bad outcome link: \(link)") }
+                throw ExitCode(1)
+            }
             print("ok: \(records) records (head \(head))")
             if report.lastCoveredSeq > 0 {
                 print("signed: \(report.checkpoints) checkpoints, the last covers records 1-\(report.lastCoveredSeq)")
             }
             if report.unsignedRecords > 0 {
                 print("\(report.unsignedRecords) records after the last checkpoint are not yet signed")
+            }
+            if outcomes.intents > 0 {
+                print(
+                    "calls: \(outcomes.intents) intents, \(outcomes.unknown.count) with outcome unknown, "
+                        + "\(outcomes.inFlight.count) in flight")
+            }
+            for record in outcomes.inFlight {
+                print("in flight: \(AuditCommand.describeIntent(record))")
+            }
+            if let from = outcomes.liveRunnerFrom, !outcomes.inFlight.isEmpty {
+                print("(a runner serving this state directory since record \(from) may still be running these)")
+            }
+            for record in outcomes.unknown {
+                print("outcome unknown: \(AuditCommand.describeIntent(record)); no call.outcome record")
+            }
+            if !outcomes.unknown.isEmpty {
+                print(
+                    "\(outcomes.unknown.count) calls have no outcome record and no running runner can write one: "
+                        + "the runner stopped (crash, kill -9, power loss) while they ran, or their outcome could not "
+                        + "be written. What they did is unknown; check their workspaces.")
+                if !allowUnknownOutcomes { throw ExitCode(2) }
             }
         }
     }
@@ -345,6 +382,19 @@ struct AuditCommand: AsyncParsableCommand {
                 after = last.seq
             }
         }
+    }
+
+    /// `record 12: shell.run, tenant acme, session s_…, request 7, at 2026-…Z (tier exec)`.
+    static func describeIntent(_ record: AuditRecord) -> String {
+        guard let event = record.event else { return "record \(record.seq)" }
+        var parts = ["record \(record.seq): \(event.tool ?? "?")"]
+        if let tenant = event.tenant { parts.append("tenant \(tenant)") }
+        if let session = event.session { parts.append("session \(session)") }
+        if let request = event.requestID { parts.append("request \(request)") }
+        if let time = event.time {
+            parts.append("at \(time.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))")
+        }
+        return parts.joined(separator: ", ") + (event.tier.map { " (tier \($0))" } ?? "")
     }
 
     /// `{"seq":..,"prev_hash":..,"hash":..,"event":{...}}`, built around the stored canonical body

@@ -207,6 +207,7 @@ import Testing
         #expect(await recorder.invocations.count == 1)
 
         // Another process holds the audit database's write lock past the busy timeout: "store down".
+        // Nothing is written, so the log refuses this call but does not latch (SQLITE_BUSY).
         var unsafe = Configuration()
         unsafe.allowsUnsafeTransactions = true
         let blocker = try DatabaseQueue(path: fixture.directory + "/audit.sqlite", configuration: unsafe)
@@ -228,6 +229,256 @@ import Testing
             Issue.record("chain broken")
             return
         }
+    }
+}
+
+/// Issue 13: a log that refuses every append after any failed write.
+@Suite struct AuditLatchTests {
+    func temporaryPath() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/audit.sqlite"
+    }
+
+    /// Makes every INSERT into the log fail, as a full disk or an I/O error would.
+    static let refusingTrigger =
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END"
+
+    /// Any failed write — here a trigger another connection installs makes one INSERT fail — refuses
+    /// that append and every later one, even after the cause is gone, until the log is reopened
+    /// (the runner restarted).
+    @Test func anyFailedWriteRefusesEveryLaterAppend() async throws {
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1")
+        try await log.append(AuditEvent("call.intent"))
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in try db.execute(sql: Self.refusingTrigger) }
+        await #expect(throws: AuditUnavailable.self) { try await log.append(AuditEvent("session.created")) }
+        try await other.write { db in try db.execute(sql: "DROP TRIGGER refuse") }
+        do {
+            try await log.append(AuditEvent("session.created"), sync: .batched)
+            Issue.record("appended after a failed write")
+        } catch {
+            #expect(error.description.contains("could not be written"))
+        }
+        #expect(await log.unavailableReason != nil)
+        await #expect(throws: AuditUnavailable.self) { try await log.checkpoint() }
+        #expect(try log.tail(1).first?.seq == 1, "nothing was written after the failure")
+
+        // Restarted, the log appends again and the chain is whole.
+        let restarted = try AuditLog(path: path, node: "n1")
+        #expect(try await restarted.append(AuditEvent("session.created")) == 2)
+        guard case .ok(let count, _) = try restarted.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 2)
+    }
+}
+
+/// Issue 13: outcome records that do not hold the response, and "outcome unknown" for intents left
+/// without one.
+@Suite struct AuditOutcomeTests {
+    func temporaryPath() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lh-audit-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir + "/audit.sqlite"
+    }
+
+    static func intent(session: String = "s1", claim: String = "c1", request: String, tool: String = "shell.run")
+        -> AuditEvent
+    {
+        var event = AuditEvent("call.intent")
+        event.tenant = "acme"
+        event.session = session
+        event.claimFingerprint = claim
+        event.requestID = request
+        event.tool = tool
+        return event
+    }
+
+    static func outcome(of intent: AuditEvent) -> AuditEvent {
+        var event = intent
+        event.event = "call.outcome"
+        event.time = nil
+        event.outcome = "completed"
+        return event
+    }
+
+    /// A `batched` outcome returns before its commit, and the writer commits it at once — not at
+    /// its sync timer, an hour away here — in its place in the chain; the record carries its
+    /// intent's seq. The shutdown path (`checkpoint()`) commits and syncs one still queued.
+    @Test(.timeLimit(.minutes(1))) func batchedOutcomesRideOnTheNextCommitInChainOrder() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", syncInterval: .seconds(3600))
+        let first = Self.intent(request: "1")
+        let firstSeq = try await log.append(first, sync: .batched)
+        try await log.appendOutcome(Self.outcome(of: first), intent: firstSeq, sync: .batched)
+        await log.waitUntilCommitted()
+        var records = try log.records(limit: 10)
+        #expect(records.map(\.seq) == [1, 2])
+        #expect(records.last?.event?.event == "call.outcome" && records.last?.event?.intentSeq == firstSeq)
+        #expect(await log.unsyncedCommitCount >= 1, "committed by the writer's next commit, not by a sync")
+
+        // Queued outcomes keep their order against records appended after them.
+        let second = Self.intent(request: "2")
+        let third = Self.intent(request: "3")
+        let secondSeq = try await log.append(second, sync: .batched)
+        let thirdSeq = try await log.append(third, sync: .batched)
+        try await log.appendOutcome(Self.outcome(of: third), intent: thirdSeq, sync: .batched)
+        try await log.appendOutcome(Self.outcome(of: second), intent: secondSeq, sync: .batched)
+        let after = try await log.append(AuditEvent("session.created"), sync: .batched)
+        #expect(after == 7)
+        records = try log.records(afterSeq: 4, limit: 10)
+        #expect(records.map { $0.event?.intentSeq } == [thirdSeq, secondSeq, nil])
+
+        // At shutdown the final checkpoint commits a queued outcome and leaves nothing unsynced.
+        let fourth = Self.intent(request: "4")
+        let fourthSeq = try await log.append(fourth, sync: .batched)
+        try await log.appendOutcome(Self.outcome(of: fourth), intent: fourthSeq, sync: .batched)
+        _ = try await log.checkpoint()
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(try log.tail(1).first?.event?.intentSeq == fourthSeq)
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 9)
+        let report = try AuditLog(path: log.path, node: "cli").callOutcomes()
+        #expect(report.intents == 4 && report.unknown.isEmpty && report.inFlight.isEmpty && report.badLinks.isEmpty)
+    }
+
+    /// A `full` outcome holds its caller until it is committed and fsynced, like `append`.
+    @Test func aFullOutcomeIsSyncedBeforeItReturns() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1", syncInterval: .seconds(3600))
+        let intent = Self.intent(request: "1", tool: "repo.write_file")
+        let seq = try await log.append(intent, sync: .full)
+        try await log.appendOutcome(Self.outcome(of: intent), intent: seq, sync: .full)
+        #expect(try log.tail(1).first?.event?.intentSeq == seq)
+        #expect(await log.unsyncedCommitCount == 0)
+        #expect(try await log.writerSynchronousSetting() == 2)
+    }
+
+    /// What `audit verify` reports on a log at rest: each intent without an outcome, however the
+    /// outcomes are paired — by link, or (records written before the link) by session, claim,
+    /// request id and tool, so two connections' calls with one request id are told apart.
+    @Test func verifyReportsEveryIntentWithoutAnOutcome() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        // Linked: two calls with the same request id on one key; the outcome names the first.
+        let linked = Self.intent(request: "5")
+        let linkedSeq = try await log.append(linked)
+        let twin = Self.intent(request: "5")
+        let twinSeq = try await log.append(twin)
+        try await log.appendOutcome(Self.outcome(of: linked), intent: linkedSeq, sync: .full)
+        // Unlinked (written the old way): request 7 on two connections (two claims); only the second
+        // connection's call has an outcome.
+        let first = Self.intent(claim: "c1", request: "7")
+        let firstSeq = try await log.append(first)
+        let second = Self.intent(claim: "c2", request: "7")
+        let secondSeq = try await log.append(second)
+        try await log.append(Self.outcome(of: second))
+        // A finished call of another session, and a record of another kind in between.
+        try await log.append(AuditEvent("session.created"))
+        let other = Self.intent(session: "s2", request: "1", tool: "repo.read_file")
+        let otherSeq = try await log.append(other, sync: .batched)
+        try await log.appendOutcome(Self.outcome(of: other), intent: otherSeq, sync: .batched)
+        await log.waitUntilCommitted()
+
+        let reader = try AuditLog(path: log.path, node: "cli")
+        let report = try reader.callOutcomes()
+        #expect(report.intents == 5)
+        #expect(report.unknown.map(\.seq) == [twinSeq, firstSeq])
+        #expect(report.inFlight.isEmpty && report.badLinks.isEmpty && report.liveRunnerFrom == nil)
+        let statuses = try reader.outcomeStatuses(of: try reader.records(limit: 100))
+        #expect(statuses[linkedSeq] == .recorded(outcomeSeq: 3))
+        #expect(statuses[twinSeq] == .unknown && statuses[firstSeq] == .unknown)
+        #expect(statuses[secondSeq] == .recorded(outcomeSeq: 6))
+        #expect(statuses[otherSeq] == .recorded(outcomeSeq: 9))
+        #expect(statuses.count == 5, "only intents get a status")
+
+        // The process that wrote them is still running them as far as it knows: in flight.
+        let live = try log.callOutcomes()
+        #expect(live.inFlight.map(\.seq) == [twinSeq, firstSeq] && live.unknown.isEmpty)
+        #expect(try log.outcomeStatuses(of: try log.records(limit: 100))[twinSeq] == .inFlight)
+    }
+
+    /// A record deleted and the chain recomputed (no key at hand) shifts every later seq, so links
+    /// point at the wrong records: verify names them even without checkpoints.
+    @Test func aRecomputedChainBreaksTheOutcomeLinks() async throws {
+        let log = try AuditLog(path: try temporaryPath(), node: "n1")
+        for index in 0..<3 {
+            let intent = Self.intent(request: String(index))
+            let seq = try await log.append(intent)
+            try await log.appendOutcome(Self.outcome(of: intent), intent: seq, sync: .full)
+        }
+        try AuditCheckpointTests.forgeDeletion(of: 2, in: log.path)
+        guard case .ok = try log.verify() else {
+            Issue.record("the forger recomputed the chain; it should verify on its own")
+            return
+        }
+        let report = try AuditLog(path: log.path, node: "cli").callOutcomes()
+        #expect(!report.badLinks.isEmpty)
+        #expect(
+            report.badLinks.first?.hasPrefix("outcome record 3 names intent record 3") == true, "\(report.badLinks)")
+    }
+
+    /// An outcome given to a log that already refuses appends is refused at once, and its call is
+    /// reported outcome unknown by this very process (not in flight).
+    @Test func anOutcomeOnARefusingLogIsUnknownAtOnce() async throws {
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1")
+        let intent = Self.intent(request: "1")
+        let intentSeq = try await log.append(intent)
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in try db.execute(sql: AuditLatchTests.refusingTrigger) }
+        await #expect(throws: AuditUnavailable.self) { try await log.append(AuditEvent("session.created")) }
+        try await other.write { db in try db.execute(sql: "DROP TRIGGER refuse") }
+        await #expect(throws: AuditUnavailable.self) {
+            try await log.appendOutcome(Self.outcome(of: intent), intent: intentSeq, sync: .batched)
+        }
+        #expect(try log.outcomeStatuses(of: try log.records(limit: 10))[intentSeq] == .unknown)
+        #expect(try log.callOutcomes().unknown.map(\.seq) == [intentSeq])
+    }
+
+    /// An outcome whose own commit fails is recorded as lost: the call is unknown at once.
+    @Test func anOutcomeWhoseCommitFailsIsUnknownAtOnce() async throws {
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1")
+        let intent = Self.intent(request: "1")
+        let intentSeq = try await log.append(intent)
+        let other = try DatabaseQueue(path: path)
+        try await other.write { db in
+            try db.execute(sql: AuditLatchTests.refusingTrigger)
+        }
+        try await log.appendOutcome(Self.outcome(of: intent), intent: intentSeq, sync: .batched)
+        await log.waitUntilCommitted()
+        #expect(await log.unavailableReason != nil)
+        #expect(try log.outcomeStatuses(of: try log.records(limit: 10))[intentSeq] == .unknown)
+    }
+
+    /// A serving runner's lock marks its calls in flight to any other reader of the log, from the
+    /// head it opened at; the lock dies with the process (here: with its descriptor), after which
+    /// the same intents are outcome unknown; the next runner removes the stale lock file.
+    @Test func aLiveRunnerMarksItsCallsInFlightForOtherReaders() async throws {
+        let path = try temporaryPath()
+        let earlier = try AuditLog(path: path, node: "n1")
+        let crashed = try await earlier.append(Self.intent(request: "1"))
+        let runner = try AuditLog(path: path, node: "n1")
+        #expect(runner.openedAtSeq == 1)
+        let fd = try AuditRunnerPresence.announce(logPath: path, from: runner.openedAtSeq)
+        let running = try await runner.append(Self.intent(request: "2"))
+        let verifier = try AuditLog(path: path, node: "cli")
+        var report = try verifier.callOutcomes()
+        #expect(report.liveRunnerFrom == 1)
+        #expect(report.unknown.map(\.seq) == [crashed] && report.inFlight.map(\.seq) == [running])
+        close(fd)
+        report = try verifier.callOutcomes()
+        #expect(report.liveRunnerFrom == nil && report.unknown.map(\.seq) == [crashed, running])
+        let directory = AuditRunnerPresence.directory(forLog: path)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "the stale lock file")
+        let next = try AuditRunnerPresence.announce(logPath: path, from: 2)
+        defer { close(next) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("1-") }.isEmpty)
+        #expect(AuditRunnerPresence.liveFrom(logPath: path) == 2)
     }
 }
 

@@ -3,6 +3,7 @@ import GRDB
 import GRDBSQLite
 import Logging
 import Sandbox
+import Synchronization
 
 /// One audit record: what happened, to whom, decided how. Optional fields are absent when they do
 /// not apply (a refused claim has no session). Never holds a token, only its SHA-256.
@@ -51,6 +52,10 @@ public struct AuditEvent: Codable, Sendable, Hashable {
     public var tier: String?
     /// A short operator-facing detail (a refusal sentence, the fields a PATCH changed).
     public var detail: String?
+    /// On a `call.outcome`: the sequence number of the call's `call.intent` record. Set by
+    /// ``AuditLog/appendOutcome(_:intent:sync:)``; it is how `audit verify` and the audit API pair
+    /// an outcome with its intent, whatever else runs concurrently with the same request id.
+    public var intentSeq: Int64?
 
     /// Creates an event of kind `event`.
     public init(_ event: String) { self.event = event }
@@ -66,6 +71,7 @@ public struct AuditEvent: Codable, Sendable, Hashable {
         case workerID = "worker_id"
         case requestID = "request_id"
         case policyVersion = "policy_version"
+        case intentSeq = "intent_seq"
     }
 }
 
@@ -111,10 +117,32 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// flight are written together in the next transaction: one commit, and at most one fsync, for many
 /// records; a group holding any `full` record is a synced commit.
 ///
+/// A call leaves two records. Its `call.intent` is always awaited before the tool runs. Its
+/// `call.outcome` either holds the response (``append(_:sync:)`` / ``appendOutcome(_:intent:sync:)``
+/// with `full`) or, with `batched`, rides on the writer's next group commit while the response goes
+/// out (``appendOutcome(_:intent:sync:)``). A call whose intent has no outcome record — the runner
+/// died first, or the outcome could not be written — is reported as *outcome unknown* by
+/// ``callOutcomes()`` (`leasehold audit verify`) and ``outcomeStatuses(of:)`` (the audit API),
+/// never passed over.
+///
 /// Keyed (invariant 14): with a signing key, the log writes signed checkpoints of its head (every
 /// `checkpointEvery` records inside the commit, and on ``checkpoint()`` from a timer and at
 /// shutdown). It also remembers the head it last wrote and never chains onto a stored head that
 /// does not continue from it: a rewrite behind its back makes every later append fail.
+///
+/// Fail closed: after any failed write (a moved chain, an I/O error, a full disk, a constraint, a
+/// failed fsync) every later append fails with ``AuditUnavailable`` until the runner restarts, so
+/// no call runs after one whose record may be missing. The one exception is a write that waited
+/// past the busy timeout for another process's lock (`SQLITE_BUSY`, e.g. a `leasehold` CLI command
+/// or an operator's `sqlite3` holding the file): nothing was written, so only the records of that
+/// commit are refused and the next append tries again.
+///
+/// One writer: every write — records, checkpoints, the `PRAGMA synchronous` switch, the WAL fsync —
+/// runs on the pool's single writer connection, only from this actor (reads use the pool's reader
+/// connections). The statements a commit runs are prepared once per connection and reused
+/// (`db.cachedStatement`): the head query, the record INSERT and the checkpoint INSERT. Another
+/// process (the `leasehold` CLI) may append to the same file through its own writer; SQLite's write
+/// lock serialises the two and ``continuedHead(_:from:)`` checks that the chain continues.
 public actor AuditLog {
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
@@ -142,7 +170,7 @@ public actor AuditLog {
         return decoder
     }()
 
-    private let pool: DatabasePool
+    let pool: DatabasePool
     /// The database file.
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
@@ -163,6 +191,8 @@ public actor AuditLog {
     private var walSyncCount = 0
     /// Callers of ``waitUntilSynced()``.
     private var syncWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Callers of ``waitUntilCommitted()``.
+    private var commitWaiters: [CheckedContinuation<Void, Never>] = []
     /// Set once a WAL sync failed; every later append fails with it. After a failed fsync the kernel
     /// may have dropped the dirty pages and a retry can report success for data that is gone, so
     /// the log can no longer promise what it acknowledged (fail closed until a restart).
@@ -173,9 +203,20 @@ public actor AuditLog {
     private var head: ChainHead
     /// The last record covered by a checkpoint this log wrote or found at open.
     private var lastCheckpointSeq: Int64
-    /// Set once the stored chain was found changed behind this log's back; every later append fails
-    /// with it (fail closed until an operator has looked and restarted the runner).
-    private var tampered: String?
+    /// Set once a write failed (other than on another process's lock, see ``refuse(after:)``) or
+    /// the stored chain was found changed behind this log's back; every later append fails with it
+    /// (fail closed until an operator has looked and restarted the runner). Logged once, when set.
+    private var latched: String?
+    /// The head when this log was opened: intents at or before it were written by an earlier
+    /// process (or one that shares the file), so this log is not the one running them.
+    public nonisolated let openedAtSeq: Int64
+    /// Intents whose outcome record this log was given but could not write: their outcome is
+    /// unknown at once, not only after a restart. (A `Mutex` so that the nonisolated readers of
+    /// the audit API see it without waiting behind the writer.)
+    let lostOutcomes = Mutex<Set<Int64>>([])
+    /// The presence lock held while this process serves the log (see ``AuditRunnerPresence``); -1
+    /// when not announced.
+    let presence = Mutex<Int32>(-1)
     private let signer: AuditSigningKey?
     /// Records between checkpoints written inside a commit.
     public nonisolated let checkpointEvery: Int64
@@ -241,6 +282,12 @@ public actor AuditLog {
                 table.column("signature", .text).notNull()
             }
         }
+        migrator.registerMigration("v3-intent-link") { db in
+            // The outcome's link to its intent, copied out of the body (which the hash covers and
+            // `verify` reads) so the audit API finds a page's outcomes by index.
+            try db.alter(table: "audit") { table in table.add(column: "intent_seq", .integer) }
+            try db.execute(sql: "CREATE INDEX audit_intent_seq ON audit(intent_seq) WHERE intent_seq IS NOT NULL")
+        }
         try migrator.migrate(pool)
         self.node = node
         self.signer = signer
@@ -253,13 +300,14 @@ public actor AuditLog {
             (try Self.storedHead(db), try Self.lastCheckpoint(db))
         }
         head = found
+        openedAtSeq = found.seq
         lastCheckpointSeq = checkpoint?.seq ?? 0
         if let checkpoint, let signer {
             let stored = try pool.read { db in
                 try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [checkpoint.seq])
             }
             if stored != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
-                tampered =
+                latched =
                     "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
                     + "run `leasehold audit verify`"
                 logger.error(
@@ -269,8 +317,14 @@ public actor AuditLog {
         }
     }
 
+    deinit {
+        presence.withLock { fd in
+            if fd >= 0 { close(fd) }
+        }
+    }
+
     private static func storedHead(_ db: Database) throws -> ChainHead {
-        let row = try Row.fetchOne(db, sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"))
         return ChainHead(seq: row?["seq"] ?? 0, hash: row?["hash"] ?? genesis)
     }
 
@@ -295,6 +349,7 @@ public actor AuditLog {
         let tenant: String?
         let session: String?
         let event: String
+        let intentSeq: Int64?
     }
 
     /// Appends `event` and returns once it is committed, and with `sync: .full` also fsynced.
@@ -318,9 +373,43 @@ public actor AuditLog {
     /// durable. For records no decision waits on — worker spawns and destructions, whose call
     /// already has its durable intent record naming the worker — so a call does not pay an fsync
     /// for each. A record that cannot be written is logged by the writer's failure path only.
+    /// A call's outcome goes through ``appendOutcome(_:intent:sync:)`` instead, which links it to
+    /// its intent and remembers it when it cannot be written.
     public nonisolated func appendWithoutWaiting(_ event: AuditEvent, sync: AuditSync = .full) async {
         guard let encoded = encode(event) else { return }
         await enqueueWithoutWaiting(encoded, sync: sync)
+    }
+
+    /// Appends a call's `call.outcome` record, linked to its `call.intent` record `intent` (the
+    /// sequence number ``append(_:sync:)`` returned for the intent; stored as ``AuditEvent/intentSeq``,
+    /// which this sets).
+    ///
+    /// - `full` returns once the record is committed and fsynced, like ``append(_:sync:)``: the
+    ///   response waits for it.
+    /// - `batched` returns once the record is queued: the response does not wait. The writer is
+    ///   woken at once, so the record is in its next group commit (no timer wait) and takes its
+    ///   place in the chain before any record appended after this returns; ``checkpoint()`` and
+    ///   ``sync()`` at shutdown commit it too. Until it is committed a crash loses it, and the call
+    ///   is then reported *outcome unknown*; if its commit fails, the log refuses every later
+    ///   append and reports the call *outcome unknown* at once.
+    ///
+    /// - Throws: ``AuditUnavailable`` when the record cannot be written (`full`) or the log already
+    ///   refuses appends (`batched`); the call ran, so the caller says its outcome was not recorded.
+    public nonisolated func appendOutcome(_ outcome: AuditEvent, intent: Int64, sync: AuditSync)
+        async throws(AuditUnavailable)
+    {
+        var outcome = outcome
+        outcome.intentSeq = intent
+        guard let encoded = encode(outcome) else {
+            lostOutcomes.withLock { _ = $0.insert(intent) }
+            throw AuditUnavailable(description: "cannot encode an audit record for \(outcome.event)")
+        }
+        switch sync {
+        case .full:
+            _ = try await enqueue(encoded, sync: .full).get()
+        case .batched:
+            try await enqueueOutcome(encoded)
+        }
     }
 
     /// Stamps time and node and encodes, in the caller's task (see ``Encoded``).
@@ -332,7 +421,7 @@ public actor AuditLog {
         guard let data = try? Self.encoder.encode(event) else { return nil }
         return Encoded(
             body: String(decoding: data, as: UTF8.self), time: time.formatted(Self.timeFormat), tenant: event.tenant,
-            session: event.session, event: event.event)
+            session: event.session, event: event.event, intentSeq: event.intentSeq)
     }
 
     private func enqueue(_ encoded: Encoded, sync: AuditSync) async -> Result<Int64, AuditUnavailable> {
@@ -344,6 +433,16 @@ public actor AuditLog {
 
     private func enqueueWithoutWaiting(_ encoded: Encoded, sync: AuditSync) {
         pending.append(Queued(encoded: encoded, sync: sync, continuation: nil))
+        wakeWriter()
+    }
+
+    /// Queues a `batched` outcome; refused at once when the log already refuses appends.
+    private func enqueueOutcome(_ encoded: Encoded) throws(AuditUnavailable) {
+        if let refusal = latched ?? syncFailed {
+            if let intent = encoded.intentSeq { lostOutcomes.withLock { _ = $0.insert(intent) } }
+            throw AuditUnavailable(description: refusal)
+        }
+        pending.append(Queued(encoded: encoded, sync: .batched, continuation: nil))
         wakeWriter()
     }
 
@@ -406,7 +505,7 @@ public actor AuditLog {
             // One record that must be synced makes the whole group commit a synced one.
             let sync: AuditSync = batch.contains { $0.sync == .full } ? .full : .batched
             let failure: AuditUnavailable
-            if let refusal = tampered ?? syncFailed {
+            if let refusal = latched ?? syncFailed {
                 failure = AuditUnavailable(description: refusal)
             } else {
                 do {
@@ -424,7 +523,21 @@ public actor AuditLog {
                     failure = refuse(after: error)
                 }
             }
+            let lost = batch.compactMap(\.encoded.intentSeq)
+            if !lost.isEmpty { lostOutcomes.withLock { $0.formUnion(lost) } }
             for queued in batch { queued.continuation?.resume(returning: .failure(failure)) }
+        }
+        let waiters = commitWaiters
+        commitWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Returns once every record queued so far (``appendWithoutWaiting(_:sync:)``, `batched`
+    /// outcomes) has been through a commit, written or refused. Waits on the writer, which was
+    /// woken when they were queued; it syncs nothing.
+    func waitUntilCommitted() async {
+        if !pending.isEmpty {
+            await withCheckedContinuation { commitWaiters.append($0) }
         }
     }
 
@@ -510,18 +623,45 @@ public actor AuditLog {
         }
     }
 
-    /// Turns a failed write into the callers' error; a moved chain is remembered for good.
+    /// Turns a failed write into the callers' error and latches the log (see ``latched``).
+    ///
+    /// Not latched: `SQLITE_BUSY` / `SQLITE_LOCKED`, the write lock held by another process past the
+    /// busy timeout. The transaction never wrote (or was rolled back whole), nothing acknowledged is
+    /// in doubt, and latching would let any process that can open the file for reading and hold
+    /// a lock — an operator's `sqlite3`, a slow CLI command — stop every tenant's calls until a
+    /// restart. Every other failure may have left the file or the page cache in a state the log
+    /// cannot vouch for (I/O error, full disk, corruption, a constraint or trigger, a moved chain).
     private func refuse(after error: any Error) -> AuditUnavailable {
-        guard let moved = error as? AuditChainMoved else {
-            return AuditUnavailable(description: "the audit log cannot be written: \(error)")
+        if let database = error as? DatabaseError,
+            database.resultCode == .SQLITE_BUSY || database.resultCode == .SQLITE_LOCKED
+        {
+            logger.warning(
+                "audit write refused: another process held the audit database's lock past the busy timeout",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+            return AuditUnavailable(
+                description: "the audit log is locked by another process (\(error)); nothing was written")
         }
-        let reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
-        tampered = reason
-        logger.error(
-            "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
-            metadata: ["path": "\(path)", "detail": "\(moved)"])
+        if let latched { return AuditUnavailable(description: latched) }
+        let reason: String
+        if let moved = error as? AuditChainMoved {
+            reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
+            logger.error(
+                "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
+                metadata: ["path": "\(path)", "detail": "\(moved)"])
+        } else {
+            reason =
+                "the audit log could not be written (\(error)); nothing more is appended to it until the runner "
+                + "is restarted"
+            logger.error(
+                "audit write failed; refusing every audited action until an operator restarts",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+        }
+        latched = reason
         return AuditUnavailable(description: reason)
     }
+
+    /// Why appends are refused, or nil while the log takes them.
+    public var unavailableReason: String? { latched ?? syncFailed }
 
     /// Chains and inserts a batch in one transaction, on the writer's own thread (awaiting GRDB's
     /// queue instead costs two thread hand-offs per commit, more than the commit on a small
@@ -538,14 +678,15 @@ public actor AuditLog {
             seqs.reserveCapacity(encoded.count)
             let insert = try db.cachedStatement(
                 sql: """
-                    INSERT INTO audit (seq, time, tenant, session, event, body, prev_hash, hash)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO audit (seq, time, tenant, session, event, body, prev_hash, hash, intent_seq)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
             for record in encoded {
                 let seq = current.seq + 1
                 let hash = AuditRecord.chainHash(previous: current.hash, seq: seq, body: record.body)
                 try insert.execute(arguments: [
                     seq, record.time, record.tenant, record.session, record.event, record.body, current.hash, hash,
+                    record.intentSeq,
                 ])
                 current = ChainHead(seq: seq, hash: hash)
                 seqs.append(seq)
@@ -605,11 +746,12 @@ public actor AuditLog {
     private static func writeCheckpoint(_ db: Database, head: ChainHead, signer: AuditSigningKey) throws {
         let checkpoint = try AuditCheckpoint.sign(
             seq: head.seq, headHash: head.hash, time: Date().formatted(timeFormat), with: signer)
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO checkpoints (seq, head_hash, record_count, time, key_id, signature)
                 VALUES (?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 checkpoint.seq, checkpoint.headHash, checkpoint.seq, checkpoint.time, checkpoint.keyID,
                 checkpoint.signature,
@@ -626,7 +768,7 @@ public actor AuditLog {
     @discardableResult
     public func checkpoint() throws(AuditUnavailable) -> Int64? {
         commitPendingNow()
-        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
         guard let signer else {
             try sync()
             return nil
@@ -662,7 +804,7 @@ public actor AuditLog {
     public func sync() throws(AuditUnavailable) {
         commitPendingNow()
         syncWAL()
-        if let refusal = tampered ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
     }
 
     /// Returns once every commit made so far is synced: by a synced commit, the writer's timed WAL
@@ -725,7 +867,7 @@ public actor AuditLog {
         }
     }
 
-    private static func record(_ row: Row) -> AuditRecord {
+    static func record(_ row: Row) -> AuditRecord {
         AuditRecord(seq: row["seq"], body: row["body"], previousHash: row["prev_hash"], hash: row["hash"])
     }
 

@@ -199,6 +199,16 @@ public struct Runtime: Sendable {
         // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
         // the default action of SIGXFSZ would instead kill the runner for every tenant.
         signal(SIGXFSZ, SIG_IGN)
+        // While this process serves, its calls without an outcome record are in flight, not
+        // unknown, to `leasehold audit verify` and the audit API. Without the announcement they
+        // would read as a crash: worth a warning, not worth refusing to serve.
+        do {
+            try gateway.audit.announceRunner()
+        } catch {
+            logger.warning(
+                "cannot announce this runner to audit verify; its calls in flight will read as outcome unknown",
+                metadata: ["error": "\(error)"])
+        }
         // First in, last out: the final checkpoint on shutdown covers what every other service wrote.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(

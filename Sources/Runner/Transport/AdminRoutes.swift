@@ -141,13 +141,15 @@ struct AdminRoutes: Sendable {
                 let limit = min(max(Int(query.get("limit") ?? "") ?? 1000, 1), 10_000)
                 let after = Int64(query.get("after_seq") ?? "") ?? 0
                 let records: [AuditRecord]
+                let outcomes: [Int64: CallOutcomeStatus]
                 do {
                     records = try admin.gateway.audit.records(
                         tenant: tenant, session: query.get("session_id"), since: since, afterSeq: after, limit: limit)
+                    outcomes = try admin.gateway.audit.outcomeStatuses(of: records)
                 } catch {
                     throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
                 }
-                return HTTPJSON.response(.ok, AuditPage(records: records))
+                return HTTPJSON.response(.ok, AuditPage(records: records, outcomes: outcomes))
             }
         }
         api.get("/cache") { request, _ in
@@ -231,15 +233,19 @@ struct ClaimRequest: Decodable {
     init() {}
 }
 
-/// A page of audit records: each record's event fields plus its place in the chain.
+/// A page of audit records: each record's event fields plus its place in the chain. A `call.intent`
+/// entry also says what became of the call: `outcome_status` `recorded` (with `outcome_seq`, its
+/// `call.outcome` record), `in_flight` (a live runner may still be running it) or `unknown` (the
+/// runner stopped before the outcome was committed, or it could not be written).
 struct AuditPage: Encodable {
     let records: [AuditRecord]
+    let outcomes: [Int64: CallOutcomeStatus]
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         var list = container.nestedUnkeyedContainer(forKey: .records)
         for record in records {
-            try list.encode(Entry(record: record))
+            try list.encode(Entry(record: record, outcome: outcomes[record.seq]))
         }
     }
 
@@ -247,6 +253,7 @@ struct AuditPage: Encodable {
 
     struct Entry: Encodable {
         let record: AuditRecord
+        let outcome: CallOutcomeStatus?
 
         func encode(to encoder: any Encoder) throws {
             // The stored body is the record; it is re-emitted as parsed JSON, with seq and hashes.
@@ -257,11 +264,17 @@ struct AuditPage: Encodable {
             try container.encode(
                 (try? ExactJSON.value(from: Array(record.body.utf8))) ?? .string(record.body),
                 forKey: .event)
+            if let outcome {
+                try container.encode(outcome.name, forKey: .outcomeStatus)
+                if case .recorded(let seq) = outcome { try container.encode(seq, forKey: .outcomeSeq) }
+            }
         }
 
         enum Keys: String, CodingKey {
             case seq, hash, event
             case previousHash = "prev_hash"
+            case outcomeStatus = "outcome_status"
+            case outcomeSeq = "outcome_seq"
         }
     }
 }
