@@ -21,6 +21,7 @@ declare -A skipped=(
     [test_attacks_shell.py]="attack suite: raw JSON-RPC over httpx (attack_support.Agent), no mcp client; same bytes as the 1.x run, ~55 s"
     [test_attacks_warm_state.py]="attack suite: raw JSON-RPC over httpx (attack_support.Agent), no mcp client; same bytes as the 1.x run, ~35 s"
     [test_audit_sync.py]="raw JSON-RPC, kill -9 and strace on the runner, no mcp client; same bytes as the 1.x run"
+    [test_audit_outcome.py]="raw JSON-RPC over httpx and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
     [test_fuzz.py]="mcp-fuzzer drives the server with its own client, not the mcp package"
     [test_worker_ops.py]="drives leasehold-worker's fd-3 frame channel directly, no MCP at all"
 )

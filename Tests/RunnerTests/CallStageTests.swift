@@ -111,11 +111,13 @@ import WorkspaceRegistry
         let recorder = fixture.gateway.recorder
         var intent = recorder.event("call.intent", tool: "repo.read_file", in: context, requestID: "7")
         intent.argumentsDigest = "d1"
-        try await recorder.commit(intent)
+        let intentSeq = try await recorder.commit(intent)
         let failed = ToolExecution(
             outcome: .completed(result: Array(#"{"error":{"code":"not_found","message":"no"}}"#.utf8), isError: true),
             workerID: "wrk_1", isolation: .session)
-        try await recorder.outcome(of: intent, execution: failed, elapsed: .milliseconds(3), sync: .batched)
+        try await recorder.outcome(
+            of: intent, intentSeq: intentSeq, execution: failed, elapsed: .milliseconds(3), sync: .batched)
+        await fixture.gateway.audit.waitUntilCommitted()
         let records = try fixture.gateway.audit.tail(2).map {
             try #require(try JSONSerialization.jsonObject(with: Data($0.body.utf8)) as? [String: Any])
         }
@@ -125,6 +127,8 @@ import WorkspaceRegistry
         #expect(outcome["arguments_digest"] as? String == "d1" && outcome["outcome"] as? String == "error")
         #expect(outcome["code"] as? String == "not_found" && outcome["worker_id"] as? String == "wrk_1")
         #expect(outcome["duration_ms"] as? Double == 3)
+        // The outcome names its intent, so a reader pairs them without guessing.
+        #expect((outcome["intent_seq"] as? NSNumber)?.int64Value == intentSeq)
         // A code that is not a short identifier is not repeated into the trail.
         #expect(ResultEncoder.errorCode(in: Array(#"{"error":{"code":"Not Found!"}}"#.utf8)) == nil)
     }

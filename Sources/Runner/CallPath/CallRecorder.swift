@@ -6,7 +6,8 @@ import Sandbox
 /// Stages 5 and 7 of a call: its records in the audit trail.
 ///
 /// The intent record is committed before the tool runs (a tool never runs without it); the
-/// outcome record follows the execution. Both are as durable as the tier's `audit_sync` says.
+/// outcome record follows the execution and names its intent. Both are as durable as the tier's
+/// `audit_sync` says.
 /// Every refusal is recorded with its code (invariant 9). A record that cannot be written stops
 /// the call: the caller gets `audit_unavailable`.
 struct CallRecorder: Sendable {
@@ -32,22 +33,27 @@ struct CallRecorder: Sendable {
     /// Commits the record a call is allowed on (`call.intent`, `call.cached`, `call.builtin`).
     ///
     /// - Throws: ``Refusal`` `audit_unavailable`; the call must not go on.
+    @discardableResult
     func commit(_ event: AuditEvent, sync: AuditSync = .full, otherwise: String = "the call was not run")
-        async throws(Refusal)
+        async throws(Refusal) -> Int64
     {
         do {
-            try await audit.append(event, sync: sync)
+            return try await audit.append(event, sync: sync)
         } catch {
             throw Refusal(.auditUnavailable, "\(error); \(otherwise)")
         }
     }
 
-    /// Records how a call that ran ended; `intent` is its intent record.
+    /// Records how a call that ran ended; `intent` is its intent record, committed as `intentSeq`,
+    /// which the outcome names. A `full` outcome is committed and fsynced before this returns; a
+    /// `batched` one is queued for the writer's next commit and does not hold the response (a crash
+    /// before that commit leaves the call reported as "outcome unknown", never silently missing).
     ///
-    /// - Throws: ``Refusal`` `audit_unavailable` when the record cannot be written: the call ran,
-    ///   but its result is withheld rather than given without its record.
+    /// - Throws: ``Refusal`` `audit_unavailable` when the record cannot be written (for `batched`:
+    ///   when the log already refuses writes): the call ran, but its result is withheld rather
+    ///   than given without its record.
     func outcome(
-        of intent: AuditEvent, execution: ToolExecution, elapsed: Duration, sync: AuditSync
+        of intent: AuditEvent, intentSeq: Int64, execution: ToolExecution, elapsed: Duration, sync: AuditSync
     ) async throws(Refusal) {
         var event = intent
         event.event = "call.outcome"
@@ -72,7 +78,7 @@ struct CallRecorder: Sendable {
             event.detail = String(message.prefix(512))
         }
         do {
-            try await audit.append(event, sync: sync)
+            try await audit.appendOutcome(event, intent: intentSeq, sync: sync)
         } catch {
             throw Refusal(.auditUnavailable, "\(error); the call ran but its outcome could not be recorded")
         }

@@ -152,8 +152,9 @@ extension Gateway {
             return .tool(result: cached, isError: false)
         }
         // Intent first, committed: a tool never runs without its record.
+        let intentSeq: Int64
         do {
-            try await recorder.commit(intent, sync: sync)
+            intentSeq = try await recorder.commit(intent, sync: sync)
         } catch {
             return .refusal(error)
         }
@@ -161,7 +162,8 @@ extension Gateway {
         let execution = await dispatch.run(call, generation: generation, in: context)
         do {
             try await recorder.outcome(
-                of: intent, execution: execution, elapsed: ContinuousClock.now - started, sync: sync)
+                of: intent, intentSeq: intentSeq, execution: execution, elapsed: ContinuousClock.now - started,
+                sync: sync)
         } catch {
             return .refusal(error)
         }
