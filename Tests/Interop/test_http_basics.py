@@ -115,7 +115,7 @@ async def test_requests_the_sdk_serves_keep_their_one_authentication(server) -> 
     _, other_claim = server.create_session(tenant="globex")
     async with http_mcp(server.mcp_url, claim) as conn, http_mcp(server.mcp_url, other_claim) as other:
         sid = conn.mcp_session_id
-        version = str(conn.init.protocolVersion)
+        version = conn.protocol_version
         ping = {"jsonrpc": "2.0", "id": 7, "method": "ping"}
         odd_call = {"jsonrpc": "2.0", "id": 8, "method": "tools/call",
                     "params": {"name": "repo.read_file", "arguments": ["README.md"]}}
