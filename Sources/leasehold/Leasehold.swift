@@ -69,9 +69,7 @@ struct Serve: AsyncParsableCommand {
         var settings: HTTPSettings?
         if http != nil || !stdio {
             let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")
-            settings = HTTPSettings(
-                host: host, port: port, allowedOrigins: runtime.config.allowedOrigins ?? [],
-                allowedHosts: runtime.config.allowedHosts ?? [])
+            settings = try runtime.config.httpSettings(host: host, port: port)
         }
         var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
         if let claimFile {

@@ -106,7 +106,7 @@ public struct Runtime: Sendable {
         let pool = WorkerPool(
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
-            maximumWorkers: max(1, config.workerMaxLive ?? 512), logger: logger,
+            maximumWorkers: config.maximumLiveWorkers, logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
@@ -204,11 +204,21 @@ public struct Runtime: Sendable {
             .init(
                 service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger))
         ]
+        // Connections and workers draw on the same descriptors: take all the kernel allows, and
+        // leave workers theirs whatever the connection cap says (DescriptorBudget).
+        let descriptors = DescriptorBudget.raisingSoftLimit(workers: config.maximumLiveWorkers)
         if let http {
-            let router = HTTPServer.router(admin: admin, settings: http, logger: logger)
-            let app = Application(
-                router: router,
-                configuration: .init(address: .hostname(http.host, port: http.port), serverName: "leasehold"),
+            let connections = descriptors.connections(configured: http.maximumConnections)
+            if connections < http.maximumConnections {
+                logger.warning(
+                    "the open-file limit lowers the HTTP connection cap; raise LimitNOFILE (ulimit -n) to serve more",
+                    metadata: [
+                        "RLIMIT_NOFILE": "\(descriptors.softLimit)", "reserved": "\(descriptors.reserve)",
+                        "max_connections": "\(http.maximumConnections)", "in_force": "\(connections)",
+                    ])
+            }
+            let app = HTTPServer.application(
+                admin: admin, settings: http, maximumConnections: connections,
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
                 logger: logger)
             services.append(.init(service: app))
@@ -236,7 +246,7 @@ public struct Runtime: Sendable {
         try await group.run()
         await gateway.connections.removeAll()
         await pool.shutdown()
-        // Anything the two lines above recorded after the checkpointer stopped (normally nothing).
+        // Anything the lines above recorded after the checkpointer stopped (normally nothing).
         _ = try? await gateway.audit.checkpoint()
     }
 }
