@@ -92,6 +92,8 @@ import Testing
               max_header_fields: 20
               max_body_bytes: 65536
               max_sse_streams_per_session: 2
+            audit_unauthenticated_interval_seconds: 3
+            audit_unauthenticated_sources: 5
             """)
         let settings = try configured.httpSettings(host: "127.0.0.1", port: 0)
         #expect(settings.headerTimeout == .milliseconds(500))
@@ -99,6 +101,7 @@ import Testing
         #expect(settings.maximumConnections == 100 && settings.maximumConnectionsPerAddress == 0)
         #expect(settings.maximumHeaderBytes == 4096 && settings.maximumHeaderFields == 20)
         #expect(settings.maximumBodyBytes == 65536 && settings.maximumSSEStreamsPerSession == 2)
+        #expect(try configured.refusalSampling() == RefusalSampling(interval: .seconds(3), maximumSources: 5))
 
         let defaults = try LeaseholdConfig().httpSettings(host: "127.0.0.1", port: 0)
         #expect(defaults == HTTPSettings(host: "127.0.0.1", port: 0))
@@ -110,6 +113,8 @@ import Testing
         #expect(misspelt?.description.contains("unknown key \"header_timout_seconds\"") == true)
         let outOfRange = try config("http:\n  max_connections: 0\n")
         #expect(throws: ConfigError.self) { try outOfRange.httpSettings(host: "127.0.0.1", port: 0) }
+        let badInterval = try config("audit_unauthenticated_interval_seconds: 0\n")
+        #expect(throws: ConfigError.self) { try badInterval.refusalSampling() }
     }
 
     @Test func connectionsLeaveDescriptorsForWorkers() {

@@ -50,6 +50,11 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditCheckpointSeconds: Int?
     /// The longest a `batched` audit commit stays unsynced, milliseconds (default 5, 1-1000).
     public var auditBatchedSyncMs: Int?
+    /// Unauthenticated refusals from one source are aggregated over this many seconds
+    /// (default 10, 1-3600); see ``RefusalSampler``.
+    public var auditUnauthenticatedIntervalSeconds: Int?
+    /// Distinct sources aggregated per interval before the rest share one record (default 256).
+    public var auditUnauthenticatedSources: Int?
     /// HTTP bounds (`http:`): timeouts, connection caps, size limits, SSE streams per session.
     public var http: HTTPLimits?
 
@@ -72,6 +77,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditCheckpointRecords = "audit_checkpoint_records"
         case auditCheckpointSeconds = "audit_checkpoint_seconds"
         case auditBatchedSyncMs = "audit_batched_sync_ms"
+        case auditUnauthenticatedIntervalSeconds = "audit_unauthenticated_interval_seconds"
+        case auditUnauthenticatedSources = "audit_unauthenticated_sources"
         case http
     }
 
@@ -128,6 +135,19 @@ public struct LeaseholdConfig: Decodable, Sendable {
             throw ConfigError("audit_checkpoint_seconds must be between 1 and 3600, not \(seconds)")
         }
         return AuditCheckpointPolicy(records: records, interval: .seconds(seconds))
+    }
+
+    /// How unauthenticated refusals are aggregated into the audit trail, validated.
+    public func refusalSampling() throws(ConfigError) -> RefusalSampling {
+        let seconds = auditUnauthenticatedIntervalSeconds ?? Int(RefusalSampling.defaultInterval.components.seconds)
+        let sources = auditUnauthenticatedSources ?? RefusalSampling.defaultMaximumSources
+        guard (1...3600).contains(seconds) else {
+            throw ConfigError("audit_unauthenticated_interval_seconds must be between 1 and 3600, not \(seconds)")
+        }
+        guard (1...1_000_000).contains(sources) else {
+            throw ConfigError("audit_unauthenticated_sources must be between 1 and 1000000, not \(sources)")
+        }
+        return RefusalSampling(interval: .seconds(seconds), maximumSources: sources)
     }
 
     /// The HTTP settings for a listener on `host:port`: origins and hosts from the top level, the

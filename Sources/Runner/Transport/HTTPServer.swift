@@ -72,6 +72,7 @@ struct MCPEndpoint: Sendable {
     }
 
     func handle(_ request: Request, endpointServer: String?, context http: LeaseholdRequestContext) async -> Response {
+        let source = http.clientAddress
         if let refusal = checkOriginAndHost(request) { return refusal }
         if let endpointServer, !gateway.resolver.catalog.servers.contains(endpointServer) || endpointServer == "system"
         {
@@ -112,7 +113,7 @@ struct MCPEndpoint: Sendable {
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: requestID)
+                    requestID: requestID, source: source)
             } catch {
                 return unauthorized(error)
             }
@@ -129,7 +130,7 @@ struct MCPEndpoint: Sendable {
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: requestID)
+                    requestID: requestID, source: source)
             } catch {
                 return unauthorized(error)
             }
