@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import selectors
 import socket
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,7 +26,7 @@ import httpx
 import pytest
 
 from attack_support import VERSION, Agent, World
-from interop_support import INITIALIZE_BODY, raw_headers
+from interop_support import INITIALIZE_BODY, POLICIES_DIR, leasehold_binary, raw_headers
 
 # A request head cut short: no blank line ends it, so the server waits for the rest.
 HALF_SENT = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: "
@@ -390,3 +392,24 @@ def test_sse_streams_per_session_are_bounded(tmp_path: Path) -> None:
     finally:
         world.stop()
 
+
+def test_doctor_reports_the_http_bounds_in_force(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path / "leasehold.yaml",
+        {"header_timeout_seconds": 2.5, "max_connections_per_address": 32, "max_sse_streams_per_session": 3},
+        worker_max_live=8, audit_unauthenticated_interval_seconds=5,
+    )
+    result = subprocess.run(
+        [str(leasehold_binary()), "doctor", "--config", str(config), "--policies", str(POLICIES_DIR),
+         "--state-dir", str(tmp_path / "no-state")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"^open files: +RLIMIT_NOFILE hard \d+ \(serve raises the soft limit to it\); "
+                     r"288 reserved for the runner and 8 workers", out, re.M), out
+    assert "http:            header timeout 2.5 s, body timeout 30 s, keep-alive 75 s" in out, out
+    assert re.search(r"^http: +connections: \d+ in total.*, 32 per client address$", out, re.M), out
+    assert "http:            request head 32768 bytes / 100 fields, body 4194304 bytes" in out, out
+    assert "http:            SSE (GET) streams: 3 per session" in out, out
+    assert "the first per source every 5 s" in out, out
