@@ -48,6 +48,12 @@ def from_source(records: list[dict], source: str) -> tuple[list[dict], list[dict
     return single, sampled
 
 
+def unauthenticated_rows(records: list[dict]) -> list[dict]:
+    """Every record of an unauthenticated refusal, whatever its source."""
+    return [r for r in records if r["event"] == "request.refused.sampled"
+            or (r["event"] == "request.refused" and r.get("code") in UNAUTHENTICATED)]
+
+
 def flood(world: World, source: str, count: int) -> None:
     """`count` unauthenticated MCP requests from `source`: half without a claim, half with garbage."""
     transport = httpx.HTTPTransport(local_address=source)
@@ -81,6 +87,9 @@ def test_a_flood_of_unauthenticated_requests_is_counted_not_written_row_by_row(t
             time.sleep(0.2)
         elapsed = time.monotonic() - started
         intervals = int(elapsed / 2) + 2
+        # O(1) rows per interval, not one per request.
+        rows = unauthenticated_rows(records[before:])
+        assert len(rows) <= 2 * intervals, f"{len(rows)} audit rows for 1000 unauthenticated requests in {elapsed:.1f} s"
         assert total == 1000, f"{total} of 1000 refusals accounted for: {len(single)} single, {len(sampled)} sampled"
         # O(1) rows per interval: at most one single and one sampled record per interval.
         assert len(single) <= intervals and len(sampled) <= intervals, (len(single), len(sampled), elapsed)
@@ -94,10 +103,9 @@ def test_a_flood_of_unauthenticated_requests_is_counted_not_written_row_by_row(t
         for record in single:
             codes[record["code"]] = codes.get(record["code"], 0) + 1
         assert codes == {"claim_missing": 500, "claim_invalid": 500}, codes
-        unauthenticated_rows = [r for r in records[before:] if r["event"].startswith("request.refused")]
-        print(f"\n1000 unauthenticated requests: {len(unauthenticated_rows)} audit rows "
+        print(f"\n1000 unauthenticated requests: {len(rows)} audit rows "
               f"({len(single)} request.refused, {len(sampled)} request.refused.sampled) in {elapsed:.1f} s")
-        assert len(unauthenticated_rows) == len(single) + len(sampled)
+        assert len(rows) == len(single) + len(sampled)
 
         # Refusals of a claim that verified stay one record each: a revoked session, five times.
         revoked = Agent(world, "globex", "g1", actor="mallory")
@@ -127,9 +135,12 @@ def test_counted_refusals_are_written_at_shutdown_and_sources_are_kept_apart(tmp
     sources are two tallies, each with its own first record."""
     world = start_world(tmp_path, audit_unauthenticated_interval_seconds=3600)
     try:
+        before = len(exported(world))
         flood(world, "127.0.0.3", 50)
         flood(world, "127.0.0.4", 20)
-        single, sampled = from_source(exported(world), "127.0.0.3")
+        records = exported(world)
+        assert len(unauthenticated_rows(records[before:])) == 2, "70 refusals from two sources, before the interval ends"
+        single, sampled = from_source(records, "127.0.0.3")
         assert (len(single), len(sampled)) == (1, 0), (single, sampled)
     finally:
         world.stop()
