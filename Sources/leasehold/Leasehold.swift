@@ -69,9 +69,7 @@ struct Serve: AsyncParsableCommand {
         var settings: HTTPSettings?
         if http != nil || !stdio {
             let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")
-            settings = HTTPSettings(
-                host: host, port: port, allowedOrigins: runtime.config.allowedOrigins ?? [],
-                allowedHosts: runtime.config.allowedHosts ?? [])
+            settings = try runtime.config.httpSettings(host: host, port: port)
         }
         var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
         if let claimFile {
@@ -137,8 +135,40 @@ struct Doctor: AsyncParsableCommand {
             let allowed = SeccompPrograms.describe(profile).split(separator: ",")
             print("seccomp \(profile):".padding(toLength: 17, withPad: " ", startingAt: 0) + "\(allowed.count) syscalls allowed")
         }
+        reportBounds()
         await checkRegistrations(worker: worker)
         await selfTest(worker: worker)
+    }
+
+    /// The HTTP and audit bounds `serve` would hold with this configuration on this host.
+    private func reportBounds() {
+        let configuration: LeaseholdConfig
+        let settings: HTTPSettings
+        let sampling: RefusalSampling
+        do {
+            configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+            settings = try configuration.httpSettings(host: "127.0.0.1", port: 8080)
+            sampling = try configuration.refusalSampling()
+        } catch {
+            print("http bounds:     cannot read the configuration: \(error)")
+            return
+        }
+        // What serve will have: the soft limit raised to the hard one.
+        var budget = DescriptorBudget.current(workers: configuration.maximumLiveWorkers)
+        budget.softLimit = budget.hardLimit
+        let connections = budget.connections(configured: settings.maximumConnections)
+        print(
+            "open files:      RLIMIT_NOFILE hard \(budget.hardLimit) (serve raises the soft limit to it); "
+                + "\(budget.reserve) reserved for the runner and \(budget.workers) workers"
+                + (connections < settings.maximumConnections
+                    ? "; only \(connections) left for connections: raise LimitNOFILE" : ""))
+        for line in settings.describeBounds(effectiveConnections: connections) {
+            print("http:            " + line)
+        }
+        print(
+            "audit:           unauthenticated refusals sampled: the first per source every "
+                + "\(sampling.interval.components.seconds) s, then one aggregate record "
+                + "(\(sampling.maximumSources) sources per interval, the rest as one)")
     }
 
     /// Lists registered workspaces whose roots the root rules refuse (registered before the rules

@@ -216,7 +216,7 @@ class Agent:
 
 
 class World:
-    def __init__(self, base: Path, policies: Path = POLICIES_DIR, config: Path | None = None):
+    def __init__(self, base: Path, policies: Path = POLICIES_DIR, config: Path | None = None, preexec: Any = None):
         self.base = base
         self.state_dir = base / "state"
         # Roots live where the runner allows them: <workspace base>/<tenant>/<workspace>.
@@ -231,7 +231,8 @@ class World:
         self.state_canary = canary("State")
         self.audit_canary = canary("Audit")
         self.server = LeaseholdServer(
-            leasehold_binary(), self.state_dir, policies, config, extra_env={ENV_SECRET_NAME: self.env_canary}
+            leasehold_binary(), self.state_dir, policies, config, preexec=preexec,
+            extra_env={ENV_SECRET_NAME: self.env_canary},
         ).start()
         (self.state_dir / f"acme_{self.state_canary}.txt").write_text(self.state_canary)
         for tree in (self.acme, self.acme2, self.globex):

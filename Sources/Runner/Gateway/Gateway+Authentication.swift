@@ -7,23 +7,32 @@ import WorkspaceRegistry
 
 // Stages 1-2 of a call, once per request: the claim is verified (``ClaimAuthenticator``), checked
 // against its session and lease and bound to the MCP connection that presented it
-// (``SessionBinder``), and the session's scope compiled. Refusals are audited here.
+// (``SessionBinder``), and the session's scope compiled. Refusals are audited here: one record
+// each once the claim verified, sampled per source and interval before (``RefusalSampler``).
 extension Gateway {
     // MARK: Authentication
 
     /// Verifies `token`, checks it against its session and binds it to `connectionID`.
     ///
     /// - Parameter endpointServer: the server a server-scoped endpoint narrows to.
+    /// - Parameter source: where the request came from (the client address, IPv6 as its /64, or
+    ///   `stdio`): refusals of requests without a verified claim are aggregated per source.
     /// - Throws: ``Refusal`` with the claim/session/lease/binding code.
     /// - Parameter binding: false for the request that would open a connection: it is checked but
     ///   not bound, so a request refused before the connection opens does not use up the claim;
     ///   ``bindOpened(_:)`` binds it once the connection is open.
     public func authenticate(
         token: String?, connectionID: String, endpointServer: String? = nil, requestID: String? = nil,
-        binding: Bool = true
+        source: String? = nil, binding: Bool = true
     ) async throws(Refusal) -> CallContext {
+        let verified: VerifiedClaim
         do {
-            let verified = try authenticator.verify(token)
+            verified = try authenticator.verify(token)
+        } catch {
+            await refusedUnauthenticated(error, token: token, requestID: requestID, source: source ?? "unknown")
+            throw error
+        }
+        do {
             let bound: SessionBinder.Bound
             if binding {
                 bound = try await binder.bind(verified, connectionID: connectionID)
@@ -38,23 +47,12 @@ extension Gateway {
                 claim: verified, session: bound.session, scope: scope, connectionID: connectionID,
                 readAt: bound.readAt)
         } catch {
-            // Every refusal is audited, with the claim's fingerprint (never the token) and whatever
-            // the token claims about itself when its signature held.
-            var event = AuditEvent("request.refused")
-            event.decision = "refused"
-            event.code = error.code.rawValue
-            event.detail = String(error.message.prefix(512))
-            event.requestID = requestID
-            event.policyVersion = resolver.policy.version
-            if let token, !token.isEmpty {
-                event.claimFingerprint = Digest.sha256Hex(token.utf8)
-                if let verified = authenticator.alreadyVerified(token) {
-                    event.tenant = verified.claim.tenantID
-                    event.actor = verified.claim.actorID
-                    event.session = verified.claim.sessionID
-                    event.lease = verified.claim.leaseID
-                }
-            }
+            // The claim verified: whoever holds it is known, so each refusal is its own record.
+            var event = refusalEvent(error, token: token, requestID: requestID)
+            event.tenant = verified.claim.tenantID
+            event.actor = verified.claim.actorID
+            event.session = verified.claim.sessionID
+            event.lease = verified.claim.leaseID
             _ = try? await audit.append(event)
             throw error
         }
@@ -75,6 +73,56 @@ extension Gateway {
             event.detail = String(error.message.prefix(512))
             _ = try? await audit.append(event)
             throw error
+        }
+    }
+
+    /// A request whose claim did not verify (missing, malformed, wrongly signed, expired...): the
+    /// first from its source in an interval is written at once, the rest are counted into one
+    /// `request.refused.sampled` record at the interval's end (``RefusalSampler``). One record
+    /// per such request let one client grow the audit log by megabytes a second.
+    private func refusedUnauthenticated(_ error: Refusal, token: String?, requestID: String?, source: String) async {
+        guard unauthenticatedRefusals.refused(source: source, code: error.code.rawValue, at: now()) == .record else {
+            return
+        }
+        var event = refusalEvent(error, token: token, requestID: requestID)
+        event.detail = String("from \(source): \(error.message)".prefix(512))
+        // An expired claim whose signature held once still says whose it is.
+        if let token, !token.isEmpty, let verified = authenticator.alreadyVerified(token) {
+            event.tenant = verified.claim.tenantID
+            event.actor = verified.claim.actorID
+            event.session = verified.claim.sessionID
+            event.lease = verified.claim.leaseID
+        }
+        _ = try? await audit.append(event)
+    }
+
+    /// The `request.refused` record of `error`, with the claim's fingerprint (never the token).
+    private func refusalEvent(_ error: Refusal, token: String?, requestID: String?) -> AuditEvent {
+        var event = AuditEvent("request.refused")
+        event.decision = "refused"
+        event.code = error.code.rawValue
+        event.detail = String(error.message.prefix(512))
+        event.requestID = requestID
+        event.policyVersion = resolver.policy.version
+        if let token, !token.isEmpty { event.claimFingerprint = Digest.sha256Hex(token.utf8) }
+        return event
+    }
+
+    /// Writes one `request.refused.sampled` record per source whose unauthenticated refusals were
+    /// counted since the last flush (the end of an interval, and shutdown).
+    public func flushRefusalSamples() async {
+        for aggregate in unauthenticatedRefusals.drain() {
+            var event = unauthenticatedRefusals.event(for: aggregate)
+            event.policyVersion = resolver.policy.version
+            do {
+                try await audit.append(event)
+            } catch {
+                logger.warning(
+                    "could not write the aggregated record of unauthenticated refusals",
+                    metadata: [
+                        "source": "\(aggregate.source)", "count": "\(aggregate.tally.count)", "error": "\(error)",
+                    ])
+            }
         }
     }
 

@@ -60,17 +60,21 @@ public final class Gateway: Sendable {
     let requestContexts = RequestContexts()
     /// Leases with a timer set, so each is watched once.
     let watchedLeases = Mutex<Set<String>>([])
+    /// Refusals of requests without a verified claim, counted per source and interval rather than
+    /// written one record each.
+    public let unauthenticatedRefusals: UnauthenticatedRefusals
 
     /// Creates the gateway.
     public init(
         store: any LeaseholdStore, verifier: ClaimVerifier, minter: ClaimMinter, catalog: Catalog, policy: RiskPolicy,
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
         workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
-        executor: any ToolExecutor,
+        executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
+        self.unauthenticatedRefusals = UnauthenticatedRefusals(refusalSampling)
         let registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
         self.registry = registry
         self.hostIDs = hostIDs

@@ -2,7 +2,7 @@ import Foundation
 import WorkspaceRegistry
 import Yams
 
-/// `leasehold.yaml`: listen address, claims, keys, HTTP hygiene, catalog and seeded workspaces.
+/// `leasehold.yaml`: listen address, claims, keys, HTTP bounds, catalog and seeded workspaces.
 public struct LeaseholdConfig: Decodable, Sendable {
     /// `HOST:PORT` for Streamable HTTP and the admin API.
     public var listen: String?
@@ -50,6 +50,13 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditCheckpointSeconds: Int?
     /// The longest a `batched` audit commit stays unsynced, milliseconds (default 5, 1-1000).
     public var auditBatchedSyncMs: Int?
+    /// Unauthenticated refusals from one source are aggregated over this many seconds
+    /// (default 10, 1-3600); see ``RefusalSampler``.
+    public var auditUnauthenticatedIntervalSeconds: Int?
+    /// Distinct sources aggregated per interval before the rest share one record (default 256).
+    public var auditUnauthenticatedSources: Int?
+    /// HTTP bounds (`http:`): timeouts, connection caps, size limits, SSE streams per session.
+    public var http: HTTPLimits?
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -70,6 +77,9 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditCheckpointRecords = "audit_checkpoint_records"
         case auditCheckpointSeconds = "audit_checkpoint_seconds"
         case auditBatchedSyncMs = "audit_batched_sync_ms"
+        case auditUnauthenticatedIntervalSeconds = "audit_unauthenticated_interval_seconds"
+        case auditUnauthenticatedSources = "audit_unauthenticated_sources"
+        case http
     }
 
     /// `worker_host_ids: {first: N, count: M}`.
@@ -127,11 +137,155 @@ public struct LeaseholdConfig: Decodable, Sendable {
         return AuditCheckpointPolicy(records: records, interval: .seconds(seconds))
     }
 
+    /// How unauthenticated refusals are aggregated into the audit trail, validated.
+    public func refusalSampling() throws(ConfigError) -> RefusalSampling {
+        let seconds = auditUnauthenticatedIntervalSeconds ?? Int(RefusalSampling.defaultInterval.components.seconds)
+        let sources = auditUnauthenticatedSources ?? RefusalSampling.defaultMaximumSources
+        guard (1...3600).contains(seconds) else {
+            throw ConfigError("audit_unauthenticated_interval_seconds must be between 1 and 3600, not \(seconds)")
+        }
+        guard (1...1_000_000).contains(sources) else {
+            throw ConfigError("audit_unauthenticated_sources must be between 1 and 1000000, not \(sources)")
+        }
+        return RefusalSampling(interval: .seconds(seconds), maximumSources: sources)
+    }
+
+    /// The HTTP settings for a listener on `host:port`: origins and hosts from the top level, the
+    /// bounds from `http:` (each validated; an absent key keeps its default).
+    public func httpSettings(host: String, port: Int) throws(ConfigError) -> HTTPSettings {
+        var settings = HTTPSettings(
+            host: host, port: port, allowedOrigins: allowedOrigins ?? [], allowedHosts: allowedHosts ?? [])
+        try http?.apply(to: &settings)
+        return settings
+    }
+
+    /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).
+    public var maximumLiveWorkers: Int { max(1, workerMaxLive ?? 512) }
+
     /// The claim rules this configuration implies.
     public var claimPolicy: ClaimPolicy {
         ClaimPolicy(
             issuer: issuer ?? "leasehold", audience: audience ?? "leasehold",
             maximumLifetime: .seconds(claimMaxLifetimeSeconds ?? 900), clockSkew: .seconds(clockSkewSeconds ?? 30))
+    }
+}
+
+/// `http:` in leasehold.yaml. Unknown keys are refused: a misspelt bound must not silently leave
+/// its default in force.
+public struct HTTPLimits: Decodable, Sendable {
+    /// Seconds a request head may take (default 10).
+    public var headerTimeoutSeconds: Double?
+    /// Seconds a request body may take after its head (default 30).
+    public var bodyTimeoutSeconds: Double?
+    /// Seconds an idle keep-alive connection stays open (default 75).
+    public var keepAliveTimeoutSeconds: Double?
+    /// Seconds an MCP connection (`Mcp-Session-Id`) may go without a request (default 3600).
+    public var mcpIdleTimeoutSeconds: Double?
+    /// Open connections in total (default 4096).
+    public var maxConnections: Int?
+    /// Open connections per client address (default 256; 0 = no cap).
+    public var maxConnectionsPerAddress: Int?
+    /// Bytes of request head (default 32768).
+    public var maxHeaderBytes: Int?
+    /// Header fields per request (default 100).
+    public var maxHeaderFields: Int?
+    /// Bytes of MCP request body (default 4194304).
+    public var maxBodyBytes: Int?
+    /// Open GET (SSE) streams per session (default 4).
+    public var maxSSEStreamsPerSession: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case headerTimeoutSeconds = "header_timeout_seconds"
+        case bodyTimeoutSeconds = "body_timeout_seconds"
+        case keepAliveTimeoutSeconds = "keep_alive_timeout_seconds"
+        case mcpIdleTimeoutSeconds = "mcp_idle_timeout_seconds"
+        case maxConnections = "max_connections"
+        case maxConnectionsPerAddress = "max_connections_per_address"
+        case maxHeaderBytes = "max_header_bytes"
+        case maxHeaderFields = "max_header_fields"
+        case maxBodyBytes = "max_body_bytes"
+        case maxSSEStreamsPerSession = "max_sse_streams_per_session"
+    }
+
+    private struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// Creates limits with every key absent (every default).
+    public init() {}
+
+    /// Decodes `http:`, refusing keys it does not know.
+    public init(from decoder: any Decoder) throws {
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter {
+            !known.contains($0)
+        }
+        if let first = unknown.sorted().first {
+            throw ConfigError(
+                "http: unknown key \"\(first)\" (known: \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
+        }
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        headerTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .headerTimeoutSeconds)
+        bodyTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds)
+        keepAliveTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .keepAliveTimeoutSeconds)
+        mcpIdleTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .mcpIdleTimeoutSeconds)
+        maxConnections = try container.decodeIfPresent(Int.self, forKey: .maxConnections)
+        maxConnectionsPerAddress = try container.decodeIfPresent(Int.self, forKey: .maxConnectionsPerAddress)
+        maxHeaderBytes = try container.decodeIfPresent(Int.self, forKey: .maxHeaderBytes)
+        maxHeaderFields = try container.decodeIfPresent(Int.self, forKey: .maxHeaderFields)
+        maxBodyBytes = try container.decodeIfPresent(Int.self, forKey: .maxBodyBytes)
+        maxSSEStreamsPerSession = try container.decodeIfPresent(Int.self, forKey: .maxSSEStreamsPerSession)
+    }
+
+    /// Writes the configured bounds into `settings`, refusing values outside their ranges.
+    func apply(to settings: inout HTTPSettings) throws(ConfigError) {
+        func duration(_ value: Double?, _ key: CodingKeys, _ range: ClosedRange<Double>) throws(ConfigError)
+            -> Duration?
+        {
+            guard let value else { return nil }
+            guard range.contains(value) else {
+                throw ConfigError(
+                    "http.\(key.rawValue) must be between \(range.lowerBound) and \(range.upperBound) seconds, not \(value)"
+                )
+            }
+            return .milliseconds(Int64((value * 1000).rounded()))
+        }
+        func count(_ value: Int?, _ key: CodingKeys, _ range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+            guard let value else { return nil }
+            guard range.contains(value) else {
+                throw ConfigError(
+                    "http.\(key.rawValue) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+            }
+            return value
+        }
+        if let value = try duration(headerTimeoutSeconds, .headerTimeoutSeconds, 0.1...3600) {
+            settings.headerTimeout = value
+        }
+        if let value = try duration(bodyTimeoutSeconds, .bodyTimeoutSeconds, 0.1...3600) {
+            settings.bodyTimeout = value
+        }
+        if let value = try duration(keepAliveTimeoutSeconds, .keepAliveTimeoutSeconds, 0.1...3600) {
+            settings.keepAliveTimeout = value
+        }
+        if let value = try duration(mcpIdleTimeoutSeconds, .mcpIdleTimeoutSeconds, 1...86400) {
+            settings.idleTimeout = value
+        }
+        if let value = try count(maxConnections, .maxConnections, 1...1_000_000) { settings.maximumConnections = value }
+        if let value = try count(maxConnectionsPerAddress, .maxConnectionsPerAddress, 0...1_000_000) {
+            settings.maximumConnectionsPerAddress = value
+        }
+        if let value = try count(maxHeaderBytes, .maxHeaderBytes, 1024...(1 << 20)) {
+            settings.maximumHeaderBytes = value
+        }
+        if let value = try count(maxHeaderFields, .maxHeaderFields, 8...10_000) { settings.maximumHeaderFields = value }
+        if let value = try count(maxBodyBytes, .maxBodyBytes, 1024...(1 << 30)) { settings.maximumBodyBytes = value }
+        if let value = try count(maxSSEStreamsPerSession, .maxSSEStreamsPerSession, 1...1000) {
+            settings.maximumSSEStreamsPerSession = value
+        }
     }
 }
 

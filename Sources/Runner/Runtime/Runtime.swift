@@ -106,12 +106,13 @@ public struct Runtime: Sendable {
         let pool = WorkerPool(
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
-            maximumWorkers: max(1, config.workerMaxLive ?? 512), logger: logger,
+            maximumWorkers: config.maximumLiveWorkers, logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
-            audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool, logger: logger)
+            audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
+            refusalSampling: try config.refusalSampling(), logger: logger)
         let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
@@ -214,11 +215,24 @@ public struct Runtime: Sendable {
             .init(
                 service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger))
         ]
+        // Unauthenticated refusals are counted per source and written once per interval; the last
+        // interval's counts are written at shutdown, after the HTTP server has drained.
+        services.append(.init(service: RefusalSampleFlusher(gateway: gateway)))
+        // Connections and workers draw on the same descriptors: take all the kernel allows, and
+        // leave workers theirs whatever the connection cap says (DescriptorBudget).
+        let descriptors = DescriptorBudget.raisingSoftLimit(workers: config.maximumLiveWorkers)
         if let http {
-            let router = HTTPServer.router(admin: admin, settings: http, logger: logger)
-            let app = Application(
-                router: router,
-                configuration: .init(address: .hostname(http.host, port: http.port), serverName: "leasehold"),
+            let connections = descriptors.connections(configured: http.maximumConnections)
+            if connections < http.maximumConnections {
+                logger.warning(
+                    "the open-file limit lowers the HTTP connection cap; raise LimitNOFILE (ulimit -n) to serve more",
+                    metadata: [
+                        "RLIMIT_NOFILE": "\(descriptors.softLimit)", "reserved": "\(descriptors.reserve)",
+                        "max_connections": "\(http.maximumConnections)", "in_force": "\(connections)",
+                    ])
+            }
+            let app = HTTPServer.application(
+                admin: admin, settings: http, maximumConnections: connections,
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
                 logger: logger)
             services.append(.init(service: app))
@@ -246,8 +260,29 @@ public struct Runtime: Sendable {
         try await group.run()
         await gateway.connections.removeAll()
         await pool.shutdown()
-        // Anything the two lines above recorded after the checkpointer stopped (normally nothing).
+        await gateway.flushRefusalSamples()
+        // Anything the lines above recorded after the checkpointer stopped (normally nothing).
         _ = try? await gateway.audit.checkpoint()
+    }
+}
+
+/// Ends each interval of the unauthenticated-refusal sampler: writes one
+/// `request.refused.sampled` record per source counted in it (``RefusalSampler``), and the last
+/// interval's at graceful shutdown.
+struct RefusalSampleFlusher: Service {
+    let gateway: Gateway
+
+    func run() async throws {
+        let interval = gateway.unauthenticatedRefusals.sampling.interval
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                break
+            }
+            await gateway.flushRefusalSamples()
+        }
+        await gateway.flushRefusalSamples()
     }
 }
 

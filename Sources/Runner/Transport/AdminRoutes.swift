@@ -7,7 +7,7 @@ import WorkspaceRegistry
 struct AdminRoutes: Sendable {
     let admin: AdminService
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<LeaseholdRequestContext>) {
         let api = router.group("/api/v1")
 
         api.post("/workspaces") { request, _ in

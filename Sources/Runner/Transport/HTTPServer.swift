@@ -1,49 +1,41 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import MCP
 import NIOCore
+import ServiceLifecycle
 import WorkspaceRegistry
-
-/// Settings of the HTTP surface.
-public struct HTTPSettings: Sendable {
-    /// Bind host.
-    public var host: String
-    /// Bind port (0 = any free port).
-    public var port: Int
-    /// Origins allowed to call `/mcp` from a browser; any other `Origin` gets 403.
-    public var allowedOrigins: [String]
-    /// Host header values allowed; empty = derive from the bind address when it is loopback.
-    public var allowedHosts: [String]
-    /// Largest MCP request body.
-    public var maximumBodyBytes: Int
-    /// MCP connections idle longer than this are closed.
-    public var idleTimeout: Duration
-
-    /// Creates settings.
-    public init(
-        host: String = "127.0.0.1", port: Int = 8080, allowedOrigins: [String] = [], allowedHosts: [String] = [],
-        maximumBodyBytes: Int = 4 << 20, idleTimeout: Duration = .seconds(3600)
-    ) {
-        self.host = host
-        self.port = port
-        self.allowedOrigins = allowedOrigins
-        self.allowedHosts = allowedHosts
-        self.maximumBodyBytes = maximumBodyBytes
-        self.idleTimeout = idleTimeout
-    }
-
-    var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
-}
 
 /// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`.
 public enum HTTPServer {
+    /// The application serving `admin` and its gateway on `settings.host:port`, with every HTTP
+    /// bound of `settings` in force; at most `maximumConnections` open connections (the
+    /// configured cap, lowered to what the open-file limit allows: ``DescriptorBudget``).
+    public static func application(
+        admin: AdminService, settings: HTTPSettings, maximumConnections: Int,
+        onServerRunning: @escaping @Sendable (any Channel) async -> Void, logger: Logger
+    ) -> some Service {
+        let perAddress = ConnectionsPerAddress(limit: settings.maximumConnectionsPerAddress)
+        return Application(
+            router: router(admin: admin, settings: settings, logger: logger),
+            server: HTTPServerBuilder { responder in
+                BoundedHTTP1Channel(responder: responder, settings: settings, perAddress: perAddress, logger: logger)
+            },
+            // Over the total cap the server stops accepting: new connections wait in the listen
+            // backlog (then the kernel's SYN queue) until one closes, and use no descriptor here.
+            configuration: .init(
+                address: .hostname(settings.host, port: settings.port), serverName: "leasehold",
+                availableConnectionsDelegate: MaximumAvailableConnections(max(1, maximumConnections), logger: logger)),
+            onServerRunning: onServerRunning, logger: logger)
+    }
+
     /// The router for `admin` and its gateway.
-    public static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<
-        BasicRequestContext
+    static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<
+        LeaseholdRequestContext
     > {
-        let router = Router()
+        let router = Router(context: LeaseholdRequestContext.self)
         let gateway = admin.gateway
         let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
 
@@ -51,11 +43,11 @@ public enum HTTPServer {
             HTTPJSON.response(.ok, ["status": "ok", "version": LeaseholdVersion.current])
         }
         for method in [HTTPRequest.Method.post, .get, .delete] {
-            router.on("/mcp", method: method) { request, _ in
-                await mcp.handle(request, endpointServer: nil)
+            router.on("/mcp", method: method) { request, context in
+                await mcp.handle(request, endpointServer: nil, context: context)
             }
             router.on("/mcp/servers/:server_id", method: method) { request, context in
-                await mcp.handle(request, endpointServer: context.parameters.get("server_id"))
+                await mcp.handle(request, endpointServer: context.parameters.get("server_id"), context: context)
             }
         }
         AdminRoutes(admin: admin).register(on: router)
@@ -69,8 +61,18 @@ struct MCPEndpoint: Sendable {
     let gateway: Gateway
     let settings: HTTPSettings
     let logger: Logger
+    /// Open GET (SSE) streams per session.
+    let streams: SessionStreams
 
-    func handle(_ request: Request, endpointServer: String?) async -> Response {
+    init(gateway: Gateway, settings: HTTPSettings, logger: Logger) {
+        self.gateway = gateway
+        self.settings = settings
+        self.logger = logger
+        self.streams = SessionStreams(limit: settings.maximumSSEStreamsPerSession)
+    }
+
+    func handle(_ request: Request, endpointServer: String?, context http: LeaseholdRequestContext) async -> Response {
+        let source = http.clientAddress
         if let refusal = checkOriginAndHost(request) { return refusal }
         if let endpointServer, !gateway.resolver.catalog.servers.contains(endpointServer) || endpointServer == "system"
         {
@@ -111,7 +113,7 @@ struct MCPEndpoint: Sendable {
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: requestID)
+                    requestID: requestID, source: source)
             } catch {
                 return unauthorized(error)
             }
@@ -131,7 +133,7 @@ struct MCPEndpoint: Sendable {
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
-                    requestID: requestID, binding: false)
+                    requestID: requestID, source: source, binding: false)
             } catch {
                 return unauthorized(error)
             }
@@ -159,6 +161,22 @@ struct MCPEndpoint: Sendable {
         for field in request.headers where field.name.canonicalName.lowercased() != RequestContexts.header.lowercased() {
             headers[field.name.canonicalName] = field.value
         }
+        // A GET opens a stream that lasts as long as the client keeps it: bounded per session.
+        var stream: SessionStreams.Slot?
+        if request.method == .get {
+            guard let slot = streams.open(session: context.session.id) else {
+                return jsonRPCError(
+                    status: .tooManyRequests, code: -32600,
+                    message:
+                        "too_many_streams: session \(context.session.id) already holds \(streams.limit) open SSE (GET) "
+                        + "streams (http.max_sse_streams_per_session); close one before opening another")
+            }
+            // A client gone mid-stream is noticed by the response task only at the next event it
+            // cannot write; the connection's closing gives the slot back at once.
+            // (Weakly: a stream that ends first gives its slot back with its last reference.)
+            http.channel.closeFuture.whenComplete { [weak slot] _ in slot?.release() }
+            stream = slot
+        }
         let contextToken = gateway.requestContexts.hold(context)
         headers[RequestContexts.header] = contextToken
         let sdkRequest = MCP.HTTPRequest(
@@ -169,6 +187,7 @@ struct MCPEndpoint: Sendable {
         if !ids.isEmpty {
             guard await gateway.connections.startRequests(ids, on: connectionID) else {
                 gateway.requestContexts.release(contextToken)
+                stream?.release()
                 return jsonRPCError(
                     status: .conflict, code: -32600,
                     message: "invalid_request: a request with this id is already in flight on this MCP session")
@@ -186,11 +205,12 @@ struct MCPEndpoint: Sendable {
             }
             guard opened else {
                 await gateway.connections.remove(connectionID)
-                return convert(response, release: release)
+                return convert(response, release: release, stream: stream)
             }
             do {
                 try await gateway.bindOpened(context, requestID: requestID)
             } catch {
+                stream?.release()
                 await gateway.connections.remove(connectionID)
                 return unauthorized(error)
             }
@@ -198,7 +218,7 @@ struct MCPEndpoint: Sendable {
         if request.method == .delete, response.statusCode == 200 {
             await gateway.connections.remove(connectionID)
         }
-        return convert(response, release: release)
+        return convert(response, release: release, stream: stream)
     }
 
     /// `tools/call` on an established connection, answered by the lean edge with the context this
@@ -312,21 +332,26 @@ struct MCPEndpoint: Sendable {
         return HTTPJSON.response(status, Body(error: .init(code: code, message: message)), headers: headers)
     }
 
-    /// `release` lives as long as the response body: until a stream ends or is dropped (client
-    /// gone), or until a plain body is written.
-    private func convert(_ response: MCP.HTTPResponse, release: RequestRelease) -> Response {
+    /// `release` (and a GET's `stream` slot) lives as long as the response body: until a stream
+    /// ends or is dropped (client gone), or until a plain body is written; a GET answered without
+    /// a stream (an error) gives its slot back at once.
+    private func convert(_ response: MCP.HTTPResponse, release: RequestRelease, stream: SessionStreams.Slot?)
+        -> Response
+    {
         var headers = HTTPFields()
         for (name, value) in response.headers {
             if let field = HTTPField.Name(name) { headers[field] = value }
         }
         let status = HTTPResponse.Status(code: response.statusCode)
+        let slot = stream
         switch response {
         case .stream(let stream, _):
             let buffers = stream.map { bytes in
-                withExtendedLifetime(release) { ByteBuffer(bytes: bytes) }
+                withExtendedLifetime((release, slot)) { ByteBuffer(bytes: bytes) }
             }
             return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: buffers))
         default:
+            slot?.release()
             let data = response.bodyData ?? Data()
             return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
         }

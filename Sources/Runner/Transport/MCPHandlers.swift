@@ -36,7 +36,8 @@ enum MCPHandlers {
             token = token ?? fallbackClaim
             do {
                 return try await gateway.authenticate(
-                    token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: requestID)
+                    token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: requestID,
+                    source: stdio != nil ? "stdio" : nil)
             } catch {
                 gateway.logger.info("refused", metadata: ["code": "\(error.code)", "connection": "\(connectionID)"])
                 throw MCPError.serverError(code: -32001, message: error.description)
