@@ -137,6 +137,7 @@ public actor WorkerPool: ToolExecutor {
     /// The most live workers (warm, spares and in-flight per-call workers) on this runner.
     private let maximumWorkers: Int
     private var lanes: [WarmKey: Lane] = [:]
+    private var hellos: [HelloKey: [UInt8]] = [:]
     private var shuttingDown = false
 
     /// Creates the pool.
@@ -319,6 +320,10 @@ public actor WorkerPool: ToolExecutor {
     /// (`file_size_mib`), or stopped at the tier's wall clock rather than at a shorter
     /// `timeout_ms` the caller chose (`wall_ms`). A caller's own timeout is an ordinary result.
     static func commandLimit(result: [UInt8], arguments: [UInt8], limits: WorkerLimits) -> (limit: String, message: String)? {
+        // The common case without a parse: the worker writes compact JSON, and an unescaped
+        // `"key":value` can only be a key of the result object itself (inside a string every
+        // quote is escaped), so these two say no signal and no timeout.
+        if result.contains(Self.noSignal), result.contains(Self.notTimedOut) { return nil }
         guard let object = try? JSONSerialization.jsonObject(with: Data(result)) as? [String: Any] else { return nil }
         switch object["signal"] as? String {
         case "SIGXCPU":
@@ -332,6 +337,9 @@ public actor WorkerPool: ToolExecutor {
         guard requested.map({ $0 >= limits.wallMs }) ?? true else { return nil }
         return ("wall_ms", "the command ran past the tier's wall-clock limit of \(limits.wallMs) ms and was killed")
     }
+
+    private static let noSignal = Array(#""signal":null"#.utf8)
+    private static let notTimedOut = Array(#""timed_out":false"#.utf8)
 
     private func failure(_ error: ExchangeError, worker: WorkerProcess, limits: WorkerLimits) async -> ToolOutcome {
         switch error {
@@ -410,7 +418,8 @@ public actor WorkerPool: ToolExecutor {
         let tier = binding.tier
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
-            workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity)
+            workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity,
+            cgroup: pidsCgroup.map { CgroupPlacement(group: $0, id: id, limit: tier.limits.processes) })
         guard case .success(let process) = started else {
             if case .failure(let error) = started { return .failure(error) }
             preconditionFailure("a Result is a success or a failure")
@@ -427,22 +436,14 @@ public actor WorkerPool: ToolExecutor {
             _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
             close(process.pidfd)
             close(process.channel)
+            if let cgroup = process.cgroup { PidsCgroup.remove(cgroup) }
             return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
         }
-        // Before the worker has read anything (so before it can start a process): its own cgroup.
-        if let pidsCgroup {
-            guard let directory = pidsCgroup.place(process.pid, id: id, limit: tier.limits.processes) else {
-                worker.destroy(.crashed)
-                return .failure(
-                    SandboxError(.spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno))
-            }
-            worker.adopt(cgroup: directory)
-        }
+        if let cgroup = process.cgroup { worker.adopt(cgroup: cgroup) }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
         let hello: [UInt8]
         do {
-            hello = [Frame.protocolVersion] + Array(try JSONEncoder().encode(
-                launch.hello(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)))
+            hello = try helloPayload(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)
         } catch {
             worker.destroy(.crashed)
             return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)"))
@@ -463,11 +464,37 @@ public actor WorkerPool: ToolExecutor {
         return .success(worker)
     }
 
-    /// A confined process that has exec'ed: its pid, pidfd and the runner's end of its channel.
+    /// The `hello` payload for a tier, encoded once per tier value (it holds nothing of a tenant
+    /// or session; a policy change makes a new tier value and so a new entry).
+    private func helloPayload(tier: WorkerTier, workspaceReadOnly: Bool) throws -> [UInt8] {
+        let key = HelloKey(tier: tier, workspaceReadOnly: workspaceReadOnly)
+        if let cached = hellos[key] { return cached }
+        let payload = [Frame.protocolVersion] + Array(try JSONEncoder().encode(
+            launch.hello(tier: tier, workspaceReadOnly: workspaceReadOnly)))
+        if hellos.count >= 64 { hellos.removeAll() }
+        hellos[key] = payload
+        return payload
+    }
+
+    private struct HelloKey: Hashable {
+        var tier: WorkerTier
+        var workspaceReadOnly: Bool
+    }
+
+    /// A confined process that has exec'ed: its pid, pidfd, the runner's end of its channel, and
+    /// its pids cgroup when it was given one.
     struct StartedProcess: Sendable {
         var pid: pid_t
         var pidfd: Int32
         var channel: Int32
+        var cgroup: String? = nil
+    }
+
+    /// The pids cgroup a new worker goes into, and its limit.
+    struct CgroupPlacement: Sendable {
+        var group: PidsCgroup
+        var id: String
+        var limit: Int
     }
 
     /// Confines and starts `launch.executable` (with `arguments`) for `tier` over `root`: the
@@ -475,8 +502,8 @@ public actor WorkerPool: ToolExecutor {
     /// tests that run the syscall probe in exactly a worker's confinement.
     static func startProcess(
         launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
-        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, arguments: [String] = [],
-        stdoutToChannel: Bool = false
+        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, cgroup: CgroupPlacement? = nil,
+        arguments: [String] = [], stdoutToChannel: Bool = false
     ) async -> Result<StartedProcess, SandboxError> {
         let base: [UInt8]
         let tierProgram: [UInt8]
@@ -503,9 +530,30 @@ public actor WorkerPool: ToolExecutor {
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
         let finalPlan = plan
-        let spawned: Result<(pid: pid_t, pidfd: Int32), SandboxError>
+        let spawned: Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError>
         do {
-            spawned = try await spawnThread.runIfActive { finalPlan.spawnBlocking() }
+            spawned = try await spawnThread.runIfActive {
+                () -> Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError> in
+                let result = finalPlan.spawnBlocking()
+                guard case .success(let process) = result, let cgroup else {
+                    return result.map { ($0.pid, $0.pidfd, nil) }
+                }
+                // Its own cgroup before it has read anything, so before it can start a process.
+                // Here on the spawner thread, not on the pool's actor: moving a process between
+                // cgroup v1 groups waits for an RCU grace period (~10 ms on a busy host), which
+                // held every other call of the runner while the actor waited on it.
+                guard let directory = cgroup.group.place(process.pid, id: cgroup.id, limit: cgroup.limit) else {
+                    let error = SandboxError(
+                        .spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno)
+                    _ = csb_pidfd_kill(process.pidfd)
+                    var exited: Int32 = 0
+                    var code: Int32 = 0
+                    _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
+                    close(process.pidfd)
+                    return .failure(error)
+                }
+                return .success((process.pid, process.pidfd, directory))
+            }
         } catch {
             spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))
         }
@@ -514,7 +562,8 @@ public actor WorkerPool: ToolExecutor {
         close(filterFD)
         switch spawned {
         case .success(let process):
-            return .success(StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0]))
+            return .success(
+                StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0], cgroup: process.cgroup))
         case .failure(let error):
             close(pair[0])
             return .failure(error)
