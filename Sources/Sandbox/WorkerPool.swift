@@ -491,8 +491,8 @@ public actor WorkerPool: ToolExecutor {
     private func helloPayload(tier: WorkerTier, workspaceReadOnly: Bool) throws -> [UInt8] {
         let key = HelloKey(tier: tier, workspaceReadOnly: workspaceReadOnly)
         if let cached = hellos[key] { return cached }
-        let payload = [Frame.protocolVersion] + Array(try JSONEncoder().encode(
-            launch.hello(tier: tier, workspaceReadOnly: workspaceReadOnly)))
+        let hello = launch.hello(tier: tier, workspaceReadOnly: workspaceReadOnly)
+        let payload = [Frame.protocolVersion] + Array(try JSONEncoder().encode(hello))
         if hellos.count >= 64 { hellos.removeAll() }
         hellos[key] = payload
         return payload

@@ -29,20 +29,25 @@ import Testing
         let service = Task { await pool.run() }
         defer { service.cancel() }
         let first = await pool.execute(
-            invocation("shell.run", #"{"command":"echo left > /tmp/left; echo $$ > /tmp/pid; true"}"#, tier: Self.exec, root: root))
+            invocation(
+                "shell.run", #"{"command":"echo left > /tmp/left; echo $$ > /tmp/pid; true"}"#, tier: Self.exec,
+                root: root))
         #expect(resultObject(first)["exit_code"] as? Int == 0)
         var used: Set<String?> = [first.workerID]
         for _ in 0..<4 {
             let spare = await nextSpare(log, session: "s1", besides: used)
             let call = await pool.execute(
-                invocation("shell.run", #"{"command":"ls -A /tmp; cat /tmp/left 2>/dev/null; true"}"#, tier: Self.exec, root: root))
+                invocation(
+                    "shell.run", #"{"command":"ls -A /tmp; cat /tmp/left 2>/dev/null; true"}"#, tier: Self.exec,
+                    root: root))
             #expect(call.workerID == spare.workerID, "the call took the spare confined ahead of it")
             #expect(!used.contains(call.workerID), "a worker never serves a second call")
             #expect(resultObject(call)["stdout"] as? String == "", "nothing of an earlier call is in /tmp")
             used.insert(call.workerID)
         }
         let finished = await log.events.filter { $0.kind == .destroyed && $0.reason == .callFinished }.map(\.workerID)
-        #expect(Set(finished) == used && finished.count == used.count, "each served one call and was destroyed after it")
+        #expect(
+            Set(finished) == used && finished.count == used.count, "each served one call and was destroyed after it")
         await pool.shutdown()
         #expect(await pool.liveWorkerCount == 0)
     }
@@ -60,10 +65,13 @@ import Testing
         var others: [(ToolExecution, tenant: String, session: String)] = []
         for _ in 0..<3 {
             let call = await pool.execute(
-                invocation("shell.run", Self.trueArguments, tier: Self.exec, root: globexRoot, tenant: "globex", session: "g1"))
+                invocation(
+                    "shell.run", Self.trueArguments, tier: Self.exec, root: globexRoot, tenant: "globex", session: "g1")
+            )
             others.append((call, "globex", "g1"))
         }
-        let sameTenant = await pool.execute(invocation("shell.run", Self.trueArguments, tier: Self.exec, root: acmeRoot, session: "s2"))
+        let sameTenant = await pool.execute(
+            invocation("shell.run", Self.trueArguments, tier: Self.exec, root: acmeRoot, session: "s2"))
         others.append((sameTenant, "acme", "s2"))
         let events = await log.events
         for (call, tenant, session) in others {
@@ -88,7 +96,8 @@ import Testing
         let spare = await nextSpare(log, session: "s1", besides: [first.workerID])
         #expect(await pool.spareCount == 1, "one spare on a runner whose limit is one, though a session may have two")
         // A second session's call: the first session's ready spare makes room for its spare.
-        let other = await pool.execute(invocation("shell.run", Self.trueArguments, tier: Self.exec, root: root, session: "s2"))
+        let other = await pool.execute(
+            invocation("shell.run", Self.trueArguments, tier: Self.exec, root: root, session: "s2"))
         let evicted = await log.first { $0.kind == .destroyed && $0.workerID == spare.workerID }
         #expect(evicted.reason == .idle && evicted.detail?.contains("spare limit") == true)
         _ = await nextSpare(log, session: "s2", besides: [other.workerID])
@@ -119,7 +128,9 @@ import Testing
 
         func spareAfterACall(session: String, leaseEnds: Date = Date().addingTimeInterval(600)) async -> WorkerEvent {
             let call = await pool.execute(
-                invocation("shell.run", Self.trueArguments, tier: Self.exec, root: root, session: session, leaseEnds: leaseEnds))
+                invocation(
+                    "shell.run", Self.trueArguments, tier: Self.exec, root: root, session: session, leaseEnds: leaseEnds
+                ))
             return await nextSpare(log, session: session, besides: [call.workerID])
         }
         func destruction(of spare: WorkerEvent) async -> WorkerRetirement? {
