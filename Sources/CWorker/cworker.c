@@ -104,3 +104,10 @@ const void *csbw_memrchr(const void *s, int c, size_t n) {
 int csbw_spawn_addfchdir(posix_spawn_file_actions_t *actions, int fd) {
     return posix_spawn_file_actions_addfchdir_np(actions, fd);
 }
+
+// C because pidfd_open(2) has no wrapper in Swift's Glibc module (glibc declares it in
+// <sys/pidfd.h>, which the module does not include).
+int csbw_pidfd_open(int pid) {
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd < 0 ? -errno : (int)fd;
+}

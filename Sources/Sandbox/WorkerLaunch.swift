@@ -12,6 +12,9 @@ public struct WorkerLaunch: Sendable {
     public var kernel: KernelFeatures
     /// Size of each worker's private /tmp, bytes.
     public var tmpSize: Int64
+    /// How this host lays out `/bin`, `/sbin` and `/lib*` (a symlink into `/usr`, a directory, or
+    /// absent), looked up once: every exec worker's plan repeated the same six lookups.
+    let systemTops: [(path: String, symlinkTarget: String?)]
 
     /// Creates the launch description, writing the generated files.
     public init(
@@ -21,6 +24,10 @@ public struct WorkerLaunch: Sendable {
         self.supportDirectory = supportDirectory
         self.kernel = kernel
         self.tmpSize = tmpSize
+        systemTops = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"].compactMap { top in
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: top) { return (top, target) }
+            return FileManager.default.fileExists(atPath: top) ? (top, nil) : nil
+        }
         try FileManager.default.createDirectory(atPath: supportDirectory, withIntermediateDirectories: true)
         // The worker's own user database: tools like `id`, git and ssh look the uid up, and the
         // host's /etc/passwd (every local account) is not theirs to read.
@@ -66,10 +73,10 @@ public struct WorkerLaunch: Sendable {
         if exec {
             // Read-only system directories for commands; nothing else of the host.
             binds.append(.init(source: "/usr", target: "/usr", readOnly: true, executable: true))
-            for top in ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"] {
-                if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: top) {
+            for (top, target) in systemTops {
+                if let target {
                     symlinks.append((target, top))
-                } else if FileManager.default.fileExists(atPath: top) {
+                } else {
                     binds.append(.init(source: top, target: top, readOnly: true, executable: true))
                 }
             }

@@ -101,8 +101,10 @@ public actor WorkerPool: ToolExecutor {
 
     let launch: WorkerLaunch
     let programs = SeccompPrograms()
-    /// The one long-lived thread that calls clone: PR_SET_PDEATHSIG fires when the thread that
-    /// spawned a worker exits, so that thread must live as long as the runner.
+    /// The long-lived threads that call clone: PR_SET_PDEATHSIG fires when the thread that
+    /// spawned a worker exits, so these threads live as long as the runner. Two, so a call's own
+    /// spawn or a second spare is not queued behind a spawn that waits on the kernel (building and
+    /// dropping mount namespaces and moving a worker into its cgroup wait for RCU grace periods).
     let spawnThread: NIOThreadPool
     /// Blocking waitid calls for workers that are exiting.
     private let reapThread: NIOThreadPool
@@ -115,11 +117,12 @@ public actor WorkerPool: ToolExecutor {
 
     private var live: [String: Live] = [:]
     private var warm: [WarmKey: String] = [:]
-    /// Per-call workers confined ahead of their call, one per (session, lease, tier) at most.
-    private var spares: [WarmKey: String] = [:]
-    /// Spares being confined right now, with the calls waiting for them (a call that arrives
-    /// meanwhile takes the spare rather than queueing a second spawn behind it).
-    private var preparing: [WarmKey: [CheckedContinuation<Void, Never>]] = [:]
+    /// Per-call workers confined ahead of their call, per (session, lease, tier), bounded per key
+    /// and on the whole runner.
+    private var spares: SpareShelf<WarmKey>
+    /// Calls waiting for a spare of their key that is being confined (a call that arrives
+    /// meanwhile takes it rather than queueing a spawn of its own behind it).
+    private var spareWaiters: [WarmKey: [CheckedContinuation<Void, Never>]] = [:]
     /// When each session and workspace was last retired, and each session's lease in force after
     /// its latest renewal: a call (or spare) authorized before such a moment never starts or keeps
     /// a worker after it, however long it waited on a lane or a spawn. Entries older than an hour
@@ -137,16 +140,25 @@ public actor WorkerPool: ToolExecutor {
     /// The most live workers (warm, spares and in-flight per-call workers) on this runner.
     private let maximumWorkers: Int
     private var lanes: [WarmKey: Lane] = [:]
+    private var hellos: [HelloKey: [UInt8]] = [:]
     private var shuttingDown = false
 
     /// Creates the pool.
     ///
     /// - Parameters:
     ///   - idleTimeout: a warm worker without a call for this long is destroyed.
+    ///   - spareIdleTimeout: a spare not taken for this long is destroyed.
+    ///   - sparesPerSession: spares (ready or being confined) one session keeps per lease and
+    ///     per-call tier; two let a session calling back to back find one ready while the next is
+    ///     confined.
+    ///   - maximumSpares: the most spares on this runner at once (0: none); past it, the spare of
+    ///     the session that called least recently makes room. They count against
+    ///     `maximumWorkers` too.
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
         launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
-        maximumCallsPerSession: Int = 8, maximumWorkers: Int = 512,
+        sparesPerSession: Int = 2, maximumSpares: Int = 16, maximumCallsPerSession: Int = 8,
+        maximumWorkers: Int = 512,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
@@ -156,11 +168,12 @@ public actor WorkerPool: ToolExecutor {
         self.group = group
         self.logger = logger
         self.onEvent = onEvent
-        self.spawnThread = NIOThreadPool(numberOfThreads: 1)
+        self.spawnThread = NIOThreadPool(numberOfThreads: 2)
         self.spawnThread.start()
         self.reapThread = NIOThreadPool(numberOfThreads: 1)
         self.reapThread.start()
         self.spareIdleTimeout = spareIdleTimeout
+        self.spares = SpareShelf(perKey: sparesPerSession, maximum: maximumSpares)
         self.maximumCallsPerSession = maximumCallsPerSession
         self.maximumWorkers = maximumWorkers
         (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
@@ -171,6 +184,9 @@ public actor WorkerPool: ToolExecutor {
 
     /// Live workers (for `/metrics`, doctor and tests).
     public var liveWorkerCount: Int { live.count }
+
+    /// Spares ready or being confined (tests check the bounds).
+    var spareCount: Int { spares.count }
 
     /// Process ids of live workers, by worker id (tests check their process trees die).
     public var livePIDs: [String: Int32] { live.mapValues { $0.worker.pid } }
@@ -203,15 +219,19 @@ public actor WorkerPool: ToolExecutor {
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
             let binding = Binding(invocation)
             var worker: WorkerProcess?
-            if preparing[key] != nil {
-                await withCheckedContinuation { preparing[key, default: []].append($0) }
+            while spares.ready[key] == nil, spares.isPreparing(key) {
+                await withCheckedContinuation { spareWaiters[key, default: []].append($0) }
                 guard !voided(invocation) else { return voidedResult(invocation) }
             }
-            if let id = spares.removeValue(forKey: key), let entry = live[id] {
+            // Taken off the shelf before anything else: no other call can be handed it.
+            while worker == nil, let id = spares.take(key) {
+                guard let entry = live[id] else { continue }
+                live[id]?.spareKey = nil
                 if entry.binding == binding {
                     worker = entry.worker
-                    live[id]?.spareKey = nil
                 } else {
+                    // Same session, lease and tier name, but the tier's settings, the actor or the
+                    // workspace moved: the spare belongs to what was.
                     await destroy(id, reason: entry.binding.tier != binding.tier ? .tierChanged : .handOff)
                 }
             }
@@ -225,11 +245,12 @@ public actor WorkerPool: ToolExecutor {
                 }
             }
             guard let worker else { preconditionFailure("a worker was taken or spawned above") }
+            // The session's next call of this tier gets a fresh worker, confined while this one
+            // runs (not after it: an agent's next call can follow the answer within a millisecond).
+            spareContinuation.yield(invocation)
             let outcome = await run(invocation, on: worker)
             // A per-call worker never serves a second call, whatever happened in this one.
             await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
-            // The session's next call of this tier gets a fresh worker confined meanwhile.
-            spareContinuation.yield(invocation)
             return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
         case .session:
             let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
@@ -319,6 +340,10 @@ public actor WorkerPool: ToolExecutor {
     /// (`file_size_mib`), or stopped at the tier's wall clock rather than at a shorter
     /// `timeout_ms` the caller chose (`wall_ms`). A caller's own timeout is an ordinary result.
     static func commandLimit(result: [UInt8], arguments: [UInt8], limits: WorkerLimits) -> (limit: String, message: String)? {
+        // The common case without a parse: the worker writes compact JSON, and an unescaped
+        // `"key":value` can only be a key of the result object itself (inside a string every
+        // quote is escaped), so these two say no signal and no timeout.
+        if result.contains(Self.noSignal), result.contains(Self.notTimedOut) { return nil }
         guard let object = try? JSONSerialization.jsonObject(with: Data(result)) as? [String: Any] else { return nil }
         switch object["signal"] as? String {
         case "SIGXCPU":
@@ -332,6 +357,9 @@ public actor WorkerPool: ToolExecutor {
         guard requested.map({ $0 >= limits.wallMs }) ?? true else { return nil }
         return ("wall_ms", "the command ran past the tier's wall-clock limit of \(limits.wallMs) ms and was killed")
     }
+
+    private static let noSignal = Array(#""signal":null"#.utf8)
+    private static let notTimedOut = Array(#""timed_out":false"#.utf8)
 
     private func failure(_ error: ExchangeError, worker: WorkerProcess, limits: WorkerLimits) async -> ToolOutcome {
         switch error {
@@ -374,7 +402,9 @@ public actor WorkerPool: ToolExecutor {
 
     // MARK: Spawning
 
-    private func spawn(for invocation: ToolInvocation, warmKey: WarmKey?) async -> Result<WorkerProcess, SandboxError> {
+    private func spawn(
+        for invocation: ToolInvocation, warmKey: WarmKey?, spareKey: WarmKey? = nil
+    ) async -> Result<WorkerProcess, SandboxError> {
         let binding = Binding(invocation)
         if live.count >= maximumWorkers {
             // Spares go first: they are only a head start.
@@ -391,7 +421,7 @@ public actor WorkerPool: ToolExecutor {
         case .success(let worker):
             live[id] = Live(
                 worker: worker, binding: binding, leaseExpiresAt: invocation.leaseExpiresAt, warmKey: warmKey,
-                spareKey: nil, lastUsed: .now)
+                spareKey: spareKey, lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
             await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
             // A retirement that ran while this worker was being confined could not see it.
@@ -410,7 +440,8 @@ public actor WorkerPool: ToolExecutor {
         let tier = binding.tier
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
-            workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity)
+            workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity,
+            cgroup: pidsCgroup.map { CgroupPlacement(group: $0, id: id, limit: tier.limits.processes) })
         guard case .success(let process) = started else {
             if case .failure(let error) = started { return .failure(error) }
             preconditionFailure("a Result is a success or a failure")
@@ -427,22 +458,14 @@ public actor WorkerPool: ToolExecutor {
             _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
             close(process.pidfd)
             close(process.channel)
+            if let cgroup = process.cgroup { PidsCgroup.remove(cgroup) }
             return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
         }
-        // Before the worker has read anything (so before it can start a process): its own cgroup.
-        if let pidsCgroup {
-            guard let directory = pidsCgroup.place(process.pid, id: id, limit: tier.limits.processes) else {
-                worker.destroy(.crashed)
-                return .failure(
-                    SandboxError(.spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno))
-            }
-            worker.adopt(cgroup: directory)
-        }
+        if let cgroup = process.cgroup { worker.adopt(cgroup: cgroup) }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
         let hello: [UInt8]
         do {
-            hello = [Frame.protocolVersion] + Array(try JSONEncoder().encode(
-                launch.hello(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)))
+            hello = try helloPayload(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)
         } catch {
             worker.destroy(.crashed)
             return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)"))
@@ -463,11 +486,37 @@ public actor WorkerPool: ToolExecutor {
         return .success(worker)
     }
 
-    /// A confined process that has exec'ed: its pid, pidfd and the runner's end of its channel.
+    /// The `hello` payload for a tier, encoded once per tier value (it holds nothing of a tenant
+    /// or session; a policy change makes a new tier value and so a new entry).
+    private func helloPayload(tier: WorkerTier, workspaceReadOnly: Bool) throws -> [UInt8] {
+        let key = HelloKey(tier: tier, workspaceReadOnly: workspaceReadOnly)
+        if let cached = hellos[key] { return cached }
+        let hello = launch.hello(tier: tier, workspaceReadOnly: workspaceReadOnly)
+        let payload = [Frame.protocolVersion] + Array(try JSONEncoder().encode(hello))
+        if hellos.count >= 64 { hellos.removeAll() }
+        hellos[key] = payload
+        return payload
+    }
+
+    private struct HelloKey: Hashable {
+        var tier: WorkerTier
+        var workspaceReadOnly: Bool
+    }
+
+    /// A confined process that has exec'ed: its pid, pidfd, the runner's end of its channel, and
+    /// its pids cgroup when it was given one.
     struct StartedProcess: Sendable {
         var pid: pid_t
         var pidfd: Int32
         var channel: Int32
+        var cgroup: String? = nil
+    }
+
+    /// The pids cgroup a new worker goes into, and its limit.
+    struct CgroupPlacement: Sendable {
+        var group: PidsCgroup
+        var id: String
+        var limit: Int
     }
 
     /// Confines and starts `launch.executable` (with `arguments`) for `tier` over `root`: the
@@ -475,8 +524,8 @@ public actor WorkerPool: ToolExecutor {
     /// tests that run the syscall probe in exactly a worker's confinement.
     static func startProcess(
         launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
-        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, arguments: [String] = [],
-        stdoutToChannel: Bool = false
+        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, cgroup: CgroupPlacement? = nil,
+        arguments: [String] = [], stdoutToChannel: Bool = false
     ) async -> Result<StartedProcess, SandboxError> {
         let base: [UInt8]
         let tierProgram: [UInt8]
@@ -503,9 +552,30 @@ public actor WorkerPool: ToolExecutor {
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
         let finalPlan = plan
-        let spawned: Result<(pid: pid_t, pidfd: Int32), SandboxError>
+        let spawned: Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError>
         do {
-            spawned = try await spawnThread.runIfActive { finalPlan.spawnBlocking() }
+            spawned = try await spawnThread.runIfActive {
+                () -> Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError> in
+                let result = finalPlan.spawnBlocking()
+                guard case .success(let process) = result, let cgroup else {
+                    return result.map { ($0.pid, $0.pidfd, nil) }
+                }
+                // Its own cgroup before it has read anything, so before it can start a process.
+                // Here on the spawner thread, not on the pool's actor: moving a process between
+                // cgroup v1 groups waits for an RCU grace period (~10 ms on a busy host), which
+                // held every other call of the runner while the actor waited on it.
+                guard let directory = cgroup.group.place(process.pid, id: cgroup.id, limit: cgroup.limit) else {
+                    let error = SandboxError(
+                        .spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno)
+                    _ = csb_pidfd_kill(process.pidfd)
+                    var exited: Int32 = 0
+                    var code: Int32 = 0
+                    _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
+                    close(process.pidfd)
+                    return .failure(error)
+                }
+                return .success((process.pid, process.pidfd, directory))
+            }
         } catch {
             spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))
         }
@@ -514,7 +584,8 @@ public actor WorkerPool: ToolExecutor {
         close(filterFD)
         switch spawned {
         case .success(let process):
-            return .success(StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0]))
+            return .success(
+                StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0], cgroup: process.cgroup))
         case .failure(let error):
             close(pair[0])
             return .failure(error)
@@ -526,7 +597,7 @@ public actor WorkerPool: ToolExecutor {
     private func destroy(_ id: String, reason: WorkerRetirement, detail: String? = nil) async {
         guard let entry = live.removeValue(forKey: id) else { return }
         if let key = entry.warmKey, warm[key] == id { warm[key] = nil }
-        if let key = entry.spareKey, spares[key] == id { spares[key] = nil }
+        if let key = entry.spareKey { spares.discard(id, of: key) }
         entry.worker.destroy(reason)
         await onEvent(event(.destroyed, id, entry.binding, reason: reason, detail: detail))
     }
@@ -610,36 +681,61 @@ public actor WorkerPool: ToolExecutor {
 
     // MARK: Spares
 
-    /// Prepares spares as calls ask for them (one at a time, on the spawner thread like every
+    /// Prepares spares as calls ask for them (several at once, on the spawner threads like every
     /// spawn) and runs the lease and idle timers. Returns on shutdown or cancellation.
     public func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.runTimers() }
             group.addTask {
-                for await invocation in self.spareRequests {
-                    await self.prepareSpare(for: invocation)
+                await withDiscardingTaskGroup { preparations in
+                    for await invocation in self.spareRequests {
+                        for _ in 0..<(await self.reserveSpares(for: invocation)) {
+                            preparations.addTask { await self.prepareSpare(for: invocation) }
+                        }
+                    }
                 }
             }
         }
     }
 
+    /// Reserves the spares the invocation's key lacks (making room under the runner's spare limit
+    /// if need be) and returns how many to confine.
+    private func reserveSpares(for invocation: ToolInvocation) async -> Int {
+        let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+        var reserved = 0
+        // A spare is only a head start: it never takes a slot a call could use.
+        while !shuttingDown, !voided(invocation), invocation.leaseExpiresAt.timeIntervalSinceNow > 1,
+            live.count + spares.preparing.values.reduce(0, +) < maximumWorkers
+        {
+            guard case .prepare(let evicting) = spares.want(key, at: .now) else { break }
+            reserved += 1
+            if let evicting {
+                await destroy(evicting, reason: .idle, detail: "made room under the runner's spare limit")
+            }
+        }
+        return reserved
+    }
+
+    /// Confines one spare reserved by ``reserveSpares(for:)`` and puts it on the shelf, unless its
+    /// session, lease or workspace was retired (or the runner began shutting down) meanwhile.
     private func prepareSpare(for invocation: ToolInvocation) async {
         let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
-        let binding = Binding(invocation)
-        guard !shuttingDown, spares[key] == nil, !voided(invocation), invocation.leaseExpiresAt.timeIntervalSinceNow > 1
-        else { return }
-        preparing[key] = []
+        var readied: String?
         defer {
-            for waiter in preparing.removeValue(forKey: key) ?? [] { waiter.resume() }
+            spares.prepared(key, id: readied)
+            for waiter in spareWaiters.removeValue(forKey: key) ?? [] { waiter.resume() }
         }
-        guard case .success(let worker) = await spawn(for: invocation, warmKey: nil) else { return }
-        // The spawn took time: a retirement, another spare or shutdown may have come meanwhile.
-        if shuttingDown || spares[key] != nil || voided(invocation) {
+        // Marked as a spare from its first moment in `live`, so a policy change, a retirement or the
+        // runner's worker limit that comes while it is confined sees it as one.
+        guard case .success(let worker) = await spawn(for: invocation, warmKey: nil, spareKey: key),
+            live[worker.id] != nil
+        else { return }
+        // The spawn took time: a retirement or shutdown may have come meanwhile.
+        if shuttingDown || voided(invocation) {
             await destroy(worker.id, reason: shuttingDown ? .shutdown : .sessionRevoked)
             return
         }
-        spares[key] = worker.id
-        live[worker.id]?.spareKey = key
+        readied = worker.id
     }
 
     // MARK: Timers

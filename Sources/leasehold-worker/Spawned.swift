@@ -81,6 +81,20 @@ struct Spawned {
         var result: Int32 = ENOENT
         var sawAccess = false
         for candidate in candidates {
+            // A PATH entry that holds no such file is skipped after one access(2), not a whole
+            // posix_spawn (a vfork and a failed execve): `true`, `sh` and most commands live in
+            // the second entry of the default PATH, so a per-call `shell.run` paid for two
+            // spawns. Existence only (F_OK): whether it may be executed is still execve's answer.
+            // Absolute entries only: a relative one names a directory under the command's cwd,
+            // which only the child enters.
+            if searchPath != nil, candidate.hasPrefix("/"), access(candidate, F_OK) != 0 {
+                let missing = errno
+                if missing == ENOENT || missing == ENOTDIR || missing == EACCES {
+                    result = missing
+                    if missing == EACCES { sawAccess = true }
+                    continue
+                }
+            }
             result = posix_spawn(&pid, candidate, &actions, &attributes, cArgv, cEnv)
             if result == 0 { break }
             if result == EACCES { sawAccess = true }
@@ -126,6 +140,12 @@ struct Spawned {
         }
         var reaped = false
         var chunk = [UInt8](repeating: 0, count: 65536)
+        // Readable once the command has exited. Without it the loop learnt of the exit only from
+        // its pipes' EOF, which comes before the exit is reapable: a worker that lost that race
+        // (on a busy machine, often) slept out a 10 ms tick before answering. Kernels before 5.3
+        // have none; the ticks below still notice the exit there.
+        var exitFD = csbw_pidfd_open(pid)
+        defer { if exitFD >= 0 { close(exitFD) } }
 
         func drain(_ fd: inout Int32, into buffer: inout [UInt8], truncated: inout Bool) {
             while fd >= 0 {
@@ -152,6 +172,10 @@ struct Spawned {
                 }
             }
             if reaped {
+                if exitFD >= 0 {
+                    close(exitFD)
+                    exitFD = -1
+                }
                 // The command is gone: take what its pipes hold and stop, even if a background
                 // process still holds them open (it is killed with the group next).
                 drain(&outFD, into: &outcome.stdout, truncated: &outcome.stdoutTruncated)
@@ -175,9 +199,12 @@ struct Spawned {
             if inFD >= 0 { fds.append(pollfd(fd: inFD, events: Int16(POLLOUT), revents: 0)) }
             if outFD >= 0 { fds.append(pollfd(fd: outFD, events: Int16(POLLIN), revents: 0)) }
             if errFD >= 0 { fds.append(pollfd(fd: errFD, events: Int16(POLLIN), revents: 0)) }
-            // With open pipes poll wakes on output or EOF; the 50 ms tick notices an exit whose
-            // pipes a background process keeps open, and the deadline.
-            let wait = Int32(min(remaining, fds.isEmpty || outFD < 0 && errFD < 0 ? 10 : 50))
+            if exitFD >= 0 { fds.append(pollfd(fd: exitFD, events: Int16(POLLIN), revents: 0)) }
+            // poll wakes on output, EOF and (through exitFD) the command's exit, so it waits up
+            // to the deadline. Without exitFD, the 50 ms tick notices an exit whose pipes a
+            // background process keeps open, and a 10 ms one an exit after both pipes closed.
+            let wait = Int32(
+                exitFD >= 0 ? min(remaining, Int(Int32.max)) : min(remaining, outFD < 0 && errFD < 0 ? 10 : 50))
             _ = fds.withUnsafeMutableBufferPointer { poll($0.baseAddress, nfds_t($0.count), wait) }
             for entry in fds where entry.revents != 0 {
                 if entry.fd == inFD {

@@ -2,9 +2,9 @@
 #define CWORKER_H
 
 // The worker's C shim: only calls Swift cannot make itself. Each is either a syscall without a
-// glibc wrapper (openat2, seccomp), a variadic call Swift cannot import (prctl), or a GNU
-// extension that glibc declares only under _GNU_SOURCE, which Swift's Glibc module does not define
-// (renameat2, memmem, posix_spawn_file_actions_addfchdir_np). Every function returns -errno on
+// glibc wrapper Swift can import (openat2, seccomp, pidfd_open), a variadic call Swift cannot
+// import (prctl), or a GNU extension that glibc declares only under _GNU_SOURCE, which Swift's
+// Glibc module does not define (renameat2, memmem, posix_spawn_file_actions_addfchdir_np). Every function returns -errno on
 // failure instead of touching errno so Swift never reads a stale errno.
 
 #include <stddef.h>
@@ -31,6 +31,11 @@ const void *csbw_memrchr(const void *s, int c, size_t n);
 /// posix_spawn_file_actions_addfchdir_np: the child of shell.run changes into the cwd descriptor
 /// that openat2 resolved, so no path is ever resolved twice. Returns 0 or an error number.
 int csbw_spawn_addfchdir(posix_spawn_file_actions_t *actions, int fd);
+
+/// pidfd_open(2): a descriptor that polls readable once `pid` has exited, so shell.run wakes at
+/// the command's exit instead of on a timer. Returns the descriptor or -errno (-ENOSYS on kernels
+/// before 5.3).
+int csbw_pidfd_open(int pid);
 
 /// The kernel's flag values the Swift side needs but cannot see (GNU-only macros).
 enum {

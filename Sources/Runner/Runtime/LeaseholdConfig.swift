@@ -44,6 +44,14 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var workerMaxCallsPerSession: Int?
     /// Live workers this runner may hold (default 512).
     public var workerMaxLive: Int?
+    /// Spares (per-call workers confined ahead of their session's next call) this runner may hold
+    /// at once, ready or being confined (default 16; 0 turns them off). They count against
+    /// `worker_max_live` too.
+    public var workerMaxSpares: Int?
+    /// Spares one session keeps per lease and per-call tier, ready or being confined (default 2).
+    public var workerSparesPerSession: Int?
+    /// A spare not taken by a call for this long is destroyed, seconds (default 60).
+    public var workerSpareIdleTimeoutSeconds: Int?
     /// A signed audit checkpoint at least every this many records (default 256, 1-1000000).
     public var auditCheckpointRecords: Int?
     /// A signed audit checkpoint this often while records are unsigned, seconds (default 5, 1-3600).
@@ -72,6 +80,9 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case workerIdleTimeoutSeconds = "worker_idle_timeout_seconds"
         case workerMaxCallsPerSession = "worker_max_calls_per_session"
         case workerMaxLive = "worker_max_live"
+        case workerMaxSpares = "worker_max_spares"
+        case workerSparesPerSession = "worker_spares_per_session"
+        case workerSpareIdleTimeoutSeconds = "worker_spare_idle_timeout_seconds"
         case workspaceBases = "workspace_bases"
         case workerHostIDs = "worker_host_ids"
         case auditCheckpointRecords = "audit_checkpoint_records"
@@ -123,6 +134,24 @@ public struct LeaseholdConfig: Decodable, Sendable {
             throw ConfigError("audit_batched_sync_ms must be between 1 and 1000, not \(milliseconds)")
         }
         return .milliseconds(milliseconds)
+    }
+
+    /// How many spares the runner keeps and how long an untaken one lives, validated: a negative
+    /// count or a zero or day-long idle time is refused at start rather than silently clamped.
+    public func workerSpares() throws(ConfigError) -> (perSession: Int, maximum: Int, idleTimeout: Duration) {
+        let maximum = workerMaxSpares ?? 16
+        let perSession = workerSparesPerSession ?? 2
+        let seconds = workerSpareIdleTimeoutSeconds ?? 60
+        guard (0...4096).contains(maximum) else {
+            throw ConfigError("worker_max_spares must be between 0 and 4096, not \(maximum)")
+        }
+        guard (0...8).contains(perSession) else {
+            throw ConfigError("worker_spares_per_session must be between 0 and 8, not \(perSession)")
+        }
+        guard (1...3600).contains(seconds) else {
+            throw ConfigError("worker_spare_idle_timeout_seconds must be between 1 and 3600, not \(seconds)")
+        }
+        return (perSession, maximum, .seconds(seconds))
     }
 
     public func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {

@@ -96,6 +96,7 @@ public struct Runtime: Sendable {
         let claimPolicy = config.claimPolicy
         // The audit key sits in the state directory, which no worker ever has mounted (invariant 14).
         let auditCheckpoints = try config.auditCheckpoints()
+        let spares = try config.workerSpares()
         let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
         let audit = try AuditLog(
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
@@ -105,6 +106,7 @@ public struct Runtime: Sendable {
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
+            spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
             maximumWorkers: config.maximumLiveWorkers, logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
