@@ -307,6 +307,9 @@ static void csb_setup_proc(const struct csb_ctx *c) {
     }
 }
 
+// Serializes the spawns of a root runner's workers (see csb_spawn).
+static pthread_mutex_t csb_identity_change = PTHREAD_MUTEX_INITIALIZER;
+
 // A root runner's worker must never be host root. The child built its mounts as root in
 // namespaces the initial user namespace owns; now it drops every supplementary group, becomes
 // the tenant's unprivileged host ids, and only then enters a user namespace of its own, mapping
@@ -753,10 +756,17 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
                 CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD;
     if (!spec->host_ids_set) flags |= CLONE_NEWUSER; // a root runner's child enters one later
 
+    // A root runner's children change ids (csb_become_host_user), and whether /proc/self is the
+    // process's own or root's depends on the dumpable flag of the memory, which every CLONE_VM
+    // child shares with the runner: one child's setresuid clears it between a sibling's
+    // PR_SET_DUMPABLE and its uid_map write (EACCES at stage userns_map). Such spawns take turns;
+    // CLONE_VFORK holds this thread until the child has exec'ed, so the lock covers all of it.
+    if (spec->host_ids_set) pthread_mutex_lock(&csb_identity_change);
     errno = 0;
     long pid = clone(csb_child_entry, (char *)stack + stack_size, flags, &c, &pidfd);
     // errno is read before anything else: the child shared this thread's memory, errno included.
     int clone_err = pid < 0 ? errno : 0;
+    if (spec->host_ids_set) pthread_mutex_unlock(&csb_identity_change);
     // The child has exec'ed (it has its own memory now) or exited: its stack is free.
     munmap(stack, stack_size);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
