@@ -13,6 +13,9 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
 
         /// A confinement stage failed; no worker exists.
         public static let spawnFailed = Code("worker_unavailable")
+        /// The tenant holds its share of the runner (workers or calls in flight); other tenants'
+        /// calls are unaffected.
+        public static let tenantAtLimit = Code("tenant_at_limit")
         /// The worker refused the handshake or broke the protocol.
         public static let protocolViolation = Code("worker_protocol")
         /// The worker went away (killed, crashed) before answering.

@@ -104,7 +104,8 @@ public actor WorkerPool: ToolExecutor {
     /// The long-lived threads that call clone: PR_SET_PDEATHSIG fires when the thread that
     /// spawned a worker exits, so these threads live as long as the runner. Two, so a call's own
     /// spawn or a second spare is not queued behind a spawn that waits on the kernel (building and
-    /// dropping mount namespaces and moving a worker into its cgroup wait for RCU grace periods).
+    /// dropping mount namespaces waits for RCU grace periods). A root runner's spawns take turns
+    /// in `csb_spawn` (they change ids in memory they share), whatever the threads.
     let spawnThread: NIOThreadPool
     /// Blocking waitid calls for workers that are exiting.
     private let reapThread: NIOThreadPool
@@ -139,6 +140,10 @@ public actor WorkerPool: ToolExecutor {
     private let maximumCallsPerSession: Int
     /// The most live workers (warm, spares and in-flight per-call workers) on this runner.
     private let maximumWorkers: Int
+    /// What each tenant may hold: live workers and calls in flight.
+    private let shares: TenantShares
+    /// Calls in flight per tenant.
+    private var tenantInFlight: [String: Int] = [:]
     private var lanes: [WarmKey: Lane] = [:]
     private var hellos: [HelloKey: [UInt8]] = [:]
     private var shuttingDown = false
@@ -154,11 +159,13 @@ public actor WorkerPool: ToolExecutor {
     ///   - maximumSpares: the most spares on this runner at once (0: none); past it, the spare of
     ///     the session that called least recently makes room. They count against
     ///     `maximumWorkers` too.
+    ///   - shares: each tenant's caps on live workers and calls in flight (default: a quarter of
+    ///     `maximumWorkers` and 64 calls).
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
         launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
         sparesPerSession: Int = 2, maximumSpares: Int = 16, maximumCallsPerSession: Int = 8,
-        maximumWorkers: Int = 512,
+        maximumWorkers: Int = 512, shares: TenantShares? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
@@ -176,6 +183,7 @@ public actor WorkerPool: ToolExecutor {
         self.spares = SpareShelf(perKey: sparesPerSession, maximum: maximumSpares)
         self.maximumCallsPerSession = maximumCallsPerSession
         self.maximumWorkers = maximumWorkers
+        self.shares = shares ?? TenantShares(maximumWorkers: maximumWorkers)
         (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
 
@@ -209,10 +217,21 @@ public actor WorkerPool: ToolExecutor {
                     message: "session \(invocation.sessionID) already has \(maximumCallsPerSession) calls in flight; wait for one to finish"),
                 workerID: nil, isolation: isolation)
         }
+        let tenantCalls = shares.caps(invocation.tenantID).callsInFlight
+        guard tenantInFlight[invocation.tenantID, default: 0] < tenantCalls else {
+            return ToolExecution(
+                outcome: .failed(
+                    code: SandboxError.Code.tenantAtLimit.rawValue,
+                    message: "tenant \(invocation.tenantID) already has \(tenantCalls) calls in flight; wait for one to finish"),
+                workerID: nil, isolation: isolation)
+        }
         inFlight[invocation.sessionID, default: 0] += 1
+        tenantInFlight[invocation.tenantID, default: 0] += 1
         defer {
             inFlight[invocation.sessionID, default: 1] -= 1
             if inFlight[invocation.sessionID] == 0 { inFlight[invocation.sessionID] = nil }
+            tenantInFlight[invocation.tenantID, default: 1] -= 1
+            if tenantInFlight[invocation.tenantID] == 0 { tenantInFlight[invocation.tenantID] = nil }
         }
         switch isolation {
         case .call:
@@ -406,14 +425,32 @@ public actor WorkerPool: ToolExecutor {
         for invocation: ToolInvocation, warmKey: WarmKey?, spareKey: WarmKey? = nil
     ) async -> Result<WorkerProcess, SandboxError> {
         let binding = Binding(invocation)
-        if live.count >= maximumWorkers {
-            // Spares go first: they are only a head start.
-            if let (id, _) = live.first(where: { $0.value.spareKey != nil }) {
-                await destroy(id, reason: .idle, detail: "made room under the runner's worker limit")
-            } else {
+        let tenant = invocation.tenantID
+        let tenantCap = shares.caps(tenant).workers
+        // A spare is only a head start: it never takes a slot by destroying a worker.
+        if spareKey != nil,
+            live.count >= maximumWorkers || live.values.count(where: { $0.binding.tenantID == tenant }) >= tenantCap
+        {
+            return .failure(SandboxError(.tenantAtLimit, "no room for a spare of tenant \(tenant)"))
+        }
+        // Loops, not ifs: destroying awaits, and other calls may spawn meanwhile.
+        while live.values.count(where: { $0.binding.tenantID == tenant }) >= tenantCap {
+            // At its own cap a tenant makes room among its own idle workers, never others'.
+            guard let id = evictable(from: tenant) else {
                 return .failure(
-                    SandboxError(.spawnFailed, "the runner is at its limit of \(maximumWorkers) live workers; retry shortly"))
+                    SandboxError(
+                        .tenantAtLimit,
+                        "tenant \(tenant) holds its limit of \(tenantCap) live workers, all in calls; retry shortly"))
             }
+            await destroy(id, reason: .idle, detail: "made room under the tenant's worker limit")
+        }
+        while live.count >= maximumWorkers {
+            guard let id = evictable(from: nil) else {
+                return .failure(
+                    SandboxError(
+                        .spawnFailed, "the runner is at its limit of \(maximumWorkers) live workers, all in calls; retry shortly"))
+            }
+            await destroy(id, reason: .idle, detail: "made room under the runner's worker limit")
         }
         let id = "wkr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let result = await spawnConfined(id: id, binding: binding)
@@ -434,6 +471,28 @@ public actor WorkerPool: ToolExecutor {
             await onEvent(event(.spawnFailed, nil, binding, reason: nil, detail: error.description))
         }
         return result
+    }
+
+    /// The worker to destroy to make room: a spare first (only a head start), then the warm worker
+    /// idle longest (none in a call or with calls queued for it) — of `tenant` when given, else
+    /// of the tenants holding more than an equal share of the runner's workers, else of anyone.
+    private func evictable(from tenant: String?) -> String? {
+        let candidates = live.filter { _, entry in
+            guard tenant == nil || entry.binding.tenantID == tenant else { return false }
+            if entry.spareKey != nil { return true }
+            guard let key = entry.warmKey, warm[key] != nil else { return false }
+            guard let lane = lanes[key] else { return true }
+            return !lane.busy && lane.waiters.isEmpty
+        }
+        if let spare = candidates.first(where: { $0.value.spareKey != nil }) { return spare.key }
+        var held: [String: Int] = [:]
+        for entry in live.values { held[entry.binding.tenantID, default: 0] += 1 }
+        let share = maximumWorkers / max(1, held.count)
+        let oldest = { (pool: [String: Live]) in pool.min { $0.value.lastUsed < $1.value.lastUsed }?.key }
+        if tenant == nil, let above = oldest(candidates.filter { held[$0.value.binding.tenantID, default: 0] > share }) {
+            return above
+        }
+        return oldest(candidates)
     }
 
     private func spawnConfined(id: String, binding: Binding) async -> Result<WorkerProcess, SandboxError> {

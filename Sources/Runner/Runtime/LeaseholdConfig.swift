@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 import WorkspaceRegistry
 import Yams
 
@@ -65,6 +66,33 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditUnauthenticatedSources: Int?
     /// HTTP bounds (`http:`): timeouts, connection caps, size limits, SSE streams per session.
     public var http: HTTPLimits?
+    /// What each tenant may hold of the runner (`tenant_limits:`): live workers and calls in flight,
+    /// with per-tenant overrides.
+    public var tenantLimits: TenantLimitsConfig?
+
+    /// `tenant_limits: {worker_max_live: N, calls_in_flight: N, tenants: {ID: {worker_max_live: N,
+    /// calls_in_flight: N}}}`; an absent value keeps its default.
+    public struct TenantLimitsConfig: Decodable, Sendable {
+        public var workerMaxLive: Int?
+        public var callsInFlight: Int?
+        public var tenants: [String: TenantCaps]?
+
+        public struct TenantCaps: Decodable, Sendable {
+            public var workerMaxLive: Int?
+            public var callsInFlight: Int?
+
+            enum CodingKeys: String, CodingKey {
+                case workerMaxLive = "worker_max_live"
+                case callsInFlight = "calls_in_flight"
+            }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case workerMaxLive = "worker_max_live"
+            case callsInFlight = "calls_in_flight"
+            case tenants
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case listen, issuer, audience, catalog, workspaces
@@ -91,6 +119,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditUnauthenticatedIntervalSeconds = "audit_unauthenticated_interval_seconds"
         case auditUnauthenticatedSources = "audit_unauthenticated_sources"
         case http
+        case tenantLimits = "tenant_limits"
     }
 
     /// `worker_host_ids: {first: N, count: M}`.
@@ -186,6 +215,36 @@ public struct LeaseholdConfig: Decodable, Sendable {
             host: host, port: port, allowedOrigins: allowedOrigins ?? [], allowedHosts: allowedHosts ?? [])
         try http?.apply(to: &settings)
         return settings
+    }
+
+    /// Each tenant's share of the runner, validated: a cap must be at least 1 and a tenant's worker
+    /// cap at most the runner's (`worker_max_live`); an override names a tenant id.
+    public func tenantShares() throws(ConfigError) -> TenantShares {
+        let runner = maximumLiveWorkers
+        var shares = TenantShares(maximumWorkers: runner)
+        func caps(_ workers: Int?, _ calls: Int?, base: TenantShares.Caps, for name: String) throws(ConfigError)
+            -> TenantShares.Caps
+        {
+            let result = TenantShares.Caps(workers: workers ?? base.workers, callsInFlight: calls ?? base.callsInFlight)
+            guard (1...runner).contains(result.workers) else {
+                throw ConfigError("\(name) worker_max_live must be between 1 and worker_max_live (\(runner)), not \(result.workers)")
+            }
+            guard (1...100_000).contains(result.callsInFlight) else {
+                throw ConfigError("\(name) calls_in_flight must be between 1 and 100000, not \(result.callsInFlight)")
+            }
+            return result
+        }
+        guard let tenantLimits else { return shares }
+        shares.standard = try caps(
+            tenantLimits.workerMaxLive, tenantLimits.callsInFlight, base: shares.standard, for: "tenant_limits")
+        for (tenant, override) in tenantLimits.tenants ?? [:] {
+            guard Identifier.isValid(tenant) else {
+                throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
+            }
+            shares.overrides[tenant] = try caps(
+                override.workerMaxLive, override.callsInFlight, base: shares.standard, for: "tenant_limits.tenants.\(tenant)")
+        }
+        return shares
     }
 
     /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).

@@ -108,7 +108,7 @@ public struct Runtime: Sendable {
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
-            maximumWorkers: config.maximumLiveWorkers, logger: logger,
+            maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(), logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
