@@ -649,21 +649,28 @@ end
 """
 
 
-def figure_throughput(server, peer_cmd, root, work, args):
-    n = args.sessions
+def wrk_sessions(server, n, work, name):
+    """`n` sessions, each warmed by one read (one worker per session), written out for WRK_LUA
+    with the script itself; their connections are closed (wrk opens its own). Returns the script
+    and the environment wrk needs."""
     sessions = [server.session("bench") for _ in range(n)]
-    for s in sessions:  # warm: one worker per session
+    for s in sessions:
         expect_ok(s.call("repo.read_file", {"path": "file4k.txt"}), "repo.read_file")
-    listing = os.path.join(work, "sessions.txt")
+    listing = os.path.join(work, "%s-sessions.txt" % name)
     with open(listing, "w") as handle:
         for s in sessions:
             handle.write("%s %s\n" % (s.claim, s.session_id))
     for s in sessions:
         s.close()
-    lua = os.path.join(work, "read_file.lua")
+    lua = os.path.join(work, "%s.lua" % name)
     with open(lua, "w") as handle:
         handle.write(WRK_LUA)
-    env = dict(os.environ, LEASEHOLD_SESSIONS=listing)
+    return lua, dict(os.environ, LEASEHOLD_SESSIONS=listing)
+
+
+def figure_throughput(server, peer_cmd, root, work, args):
+    n = args.sessions
+    lua, env = wrk_sessions(server, n, work, "throughput")
 
     def run_wrk(seconds):
         return subprocess.run(["wrk", "-t%d" % n, "-c%d" % n, "-d%ds" % seconds, "--timeout", "10s",
@@ -845,19 +852,7 @@ def figure_load_memory(server, work, args):
     """The runner's RSS after `--load-calls` warm reads and after ten times as many (closed loop, wrk, 8
     sessions): memory must stay flat under sustained load."""
     n = 8
-    sessions = [server.session("bench") for _ in range(n)]
-    for s in sessions:
-        expect_ok(s.call("repo.read_file", {"path": "file4k.txt"}), "repo.read_file")
-    listing = os.path.join(work, "load-sessions.txt")
-    with open(listing, "w") as handle:
-        for s in sessions:
-            handle.write("%s %s\n" % (s.claim, s.session_id))
-    for s in sessions:
-        s.close()
-    lua = os.path.join(work, "read_file_load.lua")
-    with open(lua, "w") as handle:
-        handle.write(WRK_LUA)
-    env = dict(os.environ, LEASEHOLD_SESSIONS=listing)
+    lua, env = wrk_sessions(server, n, work, "load")
 
     rounds = [0]
 
