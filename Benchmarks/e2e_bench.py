@@ -113,11 +113,16 @@ class Leasehold:
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
         command = [self.binary, "serve", "--http", "127.0.0.1:0", "--state-dir", self.state_dir,
                    "--policies", self.policies]
-        if self.bases:
-            config = self.state_dir + ".yaml"
-            with open(config, "w") as handle:
-                json.dump({"workspace_bases": self.bases}, handle)
-            command += ["--config", config]
+        config = self.state_dir + ".yaml"
+        with open(config, "w") as handle:
+            # Every session here is one tenant's: its caps (default a quarter of the runner's 512
+            # workers, 64 calls in flight) are raised to the runner's, so 200 warm sessions are 200
+            # workers. Roots live where the runner allows them (`workspace_bases`).
+            settings = {"tenant_limits": {"worker_max_live": 512, "calls_in_flight": 1024}}
+            if self.bases:
+                settings["workspace_bases"] = self.bases
+            json.dump(settings, handle)
+        command += ["--config", config]
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
@@ -1276,7 +1281,8 @@ def render(args):
       " scope, the durable audit trail (intent and outcome records) and the confined worker. Unless a row"
       " says otherwise the server runs the repo's `policies/` with the read tier's result cache switched off"
       " (`cacheable: false` in a copy), so every `repo.*` call reaches the session's warm worker; the shipped"
-      " policy (cache on) is measured beside it. Peers and tools: %s; %s; %s; filesystem-mcp %s (mcp %s) on"
+      " policy (cache on) is measured beside it. All sessions are one tenant's, whose `tenant_limits` are raised"
+      " to the runner's (512 workers). Peers and tools: %s; %s; %s; filesystem-mcp %s (mcp %s) on"
       " CPython %s." % ("debug" if data.get("mode") == "smoke" else "release", tools.get("bwrap"), tools.get("firejail"),
                         tools.get("wrk"), peer.get("version"), peer.get("mcp"), peer.get("python")))
     w("")
