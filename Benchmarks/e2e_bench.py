@@ -1423,7 +1423,7 @@ def render(args):
             ex = rd["executor"]["median_us"]
             w(" Phases (medians): the executor (worker round trip) is %s of %s; the remaining %s is the"
               " runner's own path — HTTP parsing, claim check, scope, canonical JSON and digest of the arguments,"
-              " two durable audit appends (intent before, outcome after: each waits for an fsync), the MCP SDK's"
+              " the audit records (the intent committed before the call; with the read tier's `audit_sync: batched` neither waits for an fsync and the outcome rides on the next commit), the MCP SDK's"
               " response encoding and SSE framing; the client's own CPU is %s of it." % (
                   us(ex), us(lh["median_us"]), us(lh["median_us"] - ex), us(lh["client_cpu_us_per_call"])))
         if not all(ok for _, ok, _ in checks):
