@@ -183,6 +183,8 @@ async def test_calls_are_refused_when_the_audit_log_cannot_be_written(tmp_path: 
     server = LeaseholdServer(binary, tmp_path / "state", POLICIES_DIR, preexec=limit_file_size).start()
     try:
         server.register_workspace(workspace_root)
+        ready = httpx.get(server.base_url + "/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json() == {"status": "ready"}, ready.text
         _, claim = server.create_session()
         sid = await open_connection(server, claim)
         refused = None
@@ -199,6 +201,9 @@ async def test_calls_are_refused_when_the_audit_log_cannot_be_written(tmp_path: 
         assert "the call was not run" in again["result"]["structuredContent"]["error"]["message"]
         health = httpx.get(server.base_url + "/healthz", timeout=10)
         assert health.status_code == 200, "the runner must survive a full audit disk"
+        # But it is not ready: a load balancer must send tenants elsewhere until it is restarted.
+        ready = httpx.get(server.base_url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json() == {"status": "audit_unavailable"}, ready.text
     finally:
         server.stop()
     # Whatever was acknowledged is intact. A call that ran and whose outcome could not be written

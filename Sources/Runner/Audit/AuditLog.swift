@@ -207,6 +207,10 @@ public actor AuditLog {
     /// the stored chain was found changed behind this log's back; every later append fails with it
     /// (fail closed until an operator has looked and restarted the runner). Logged once, when set.
     private var latched: String?
+    /// Whether the log refuses every append (a failed write or sync, or a chain changed behind its
+    /// back) until a restart; `/readyz` reports it.
+    public var refusesAppends: Bool { latched != nil || syncFailed != nil }
+
     /// The head when this log was opened: intents at or before it were written by an earlier
     /// process (or one that shares the file), so this log is not the one running them.
     public nonisolated let openedAtSeq: Int64

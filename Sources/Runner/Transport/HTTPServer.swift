@@ -8,7 +8,7 @@ import NIOCore
 import ServiceLifecycle
 import WorkspaceRegistry
 
-/// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`.
+/// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`, `/readyz`.
 public enum HTTPServer {
     /// The application serving `admin` and its gateway on `settings.host:port`, with every HTTP
     /// bound of `settings` in force; at most `maximumConnections` open connections (the
@@ -39,8 +39,16 @@ public enum HTTPServer {
         let gateway = admin.gateway
         let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
 
+        // Liveness: the process answers. Readiness: it can run calls, which it cannot while the
+        // audit log refuses appends (every audited call is refused until an operator restarts it);
+        // a load balancer then sends tenants elsewhere. The reason is in the runner's log only.
         router.get("/healthz") { _, _ in
             HTTPJSON.response(.ok, ["status": "ok", "version": LeaseholdVersion.current])
+        }
+        router.get("/readyz") { _, _ in
+            await gateway.audit.refusesAppends
+                ? HTTPJSON.response(.serviceUnavailable, ["status": "audit_unavailable"])
+                : HTTPJSON.response(.ok, ["status": "ready"])
         }
         for method in [HTTPRequest.Method.post, .get, .delete] {
             router.on("/mcp", method: method) { request, context in
