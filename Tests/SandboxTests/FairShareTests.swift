@@ -67,17 +67,23 @@ import Testing
         await pool.shutdown()
     }
 
+    /// Starts a call of acme's session s1 that stays in flight for two seconds (a `sleep` in a
+    /// per-call worker, the workload itself) and returns once it is in flight: its worker exists.
+    func holdACall(_ pool: WorkerPool, _ log: EventLog, root: String) async -> Task<ToolExecution, Never> {
+        let long = Task {
+            await pool.execute(
+                invocation(
+                    "shell.run", #"{"argv":["sleep","2"]}"#, tier: SandboxFixture.tier(.exec), root: root, session: "s1"))
+        }
+        _ = await log.first { $0.kind == .spawned && $0.sessionID == "s1" }
+        return long
+    }
+
     @Test func aTenantsCallsInFlightAreCappedAndOthersAreNot() async throws {
         let (pool, log) = try pool(workers: 8, tenantWorkers: 8, tenantCalls: 1)
         let acme = try SandboxFixture.temporaryDirectory("fair-acme")
         let globex = try SandboxFixture.temporaryDirectory("fair-globex")
-        let exec = SandboxFixture.tier(.exec)
-        let long = Task {
-            await pool.execute(
-                invocation("shell.run", #"{"argv":["sleep","2"]}"#, tier: exec, root: acme, session: "s1"))
-        }
-        // In flight once its worker exists.
-        _ = await log.first { $0.kind == .spawned && $0.sessionID == "s1" }
+        let long = await holdACall(pool, log, root: acme)
         let refused = await pool.execute(
             invocation("repo.stat", Self.stat, tier: Self.read, root: acme, session: "s2"))
         guard case .failed(let code, let message) = refused.outcome else {
@@ -97,12 +103,7 @@ import Testing
         let (pool, log) = try pool(workers: 8, tenantWorkers: 1)
         let acme = try SandboxFixture.temporaryDirectory("fair-acme")
         let globex = try SandboxFixture.temporaryDirectory("fair-globex")
-        let exec = SandboxFixture.tier(.exec)
-        let long = Task {
-            await pool.execute(
-                invocation("shell.run", #"{"argv":["sleep","2"]}"#, tier: exec, root: acme, session: "s1"))
-        }
-        _ = await log.first { $0.kind == .spawned && $0.sessionID == "s1" }
+        let long = await holdACall(pool, log, root: acme)
         let refused = await pool.execute(invocation("repo.stat", Self.stat, tier: Self.read, root: acme, session: "s2"))
         guard case .failed(let code, _) = refused.outcome else {
             Issue.record("acme got a second worker: \(refused.outcome)")

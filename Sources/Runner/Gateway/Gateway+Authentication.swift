@@ -48,12 +48,7 @@ extension Gateway {
                 readAt: bound.readAt)
         } catch {
             // The claim verified: whoever holds it is known, so each refusal is its own record.
-            var event = refusalEvent(error, token: token, requestID: requestID)
-            event.tenant = verified.claim.tenantID
-            event.actor = verified.claim.actorID
-            event.session = verified.claim.sessionID
-            event.lease = verified.claim.leaseID
-            _ = try? await audit.append(event)
+            _ = try? await audit.append(refusalEvent(error, token: token, requestID: requestID, of: verified))
             throw error
         }
     }
@@ -66,12 +61,7 @@ extension Gateway {
             try await binder.bind(context.claim, session: context.session, connectionID: context.connectionID)
             watchLease(of: context.session)
         } catch {
-            var event = recorder.event("request.refused", tool: "", in: context, requestID: requestID)
-            event.tool = nil
-            event.decision = "refused"
-            event.code = error.code.rawValue
-            event.detail = String(error.message.prefix(512))
-            _ = try? await audit.append(event)
+            _ = try? await audit.append(refusalEvent(error, token: nil, requestID: requestID, of: context.claim))
             throw error
         }
     }
@@ -84,20 +74,18 @@ extension Gateway {
         guard unauthenticatedRefusals.refused(source: source, code: error.code.rawValue, at: now()) == .record else {
             return
         }
-        var event = refusalEvent(error, token: token, requestID: requestID)
-        event.detail = String("from \(source): \(error.message)".prefix(512))
         // An expired claim whose signature held once still says whose it is.
-        if let token, !token.isEmpty, let verified = authenticator.alreadyVerified(token) {
-            event.tenant = verified.claim.tenantID
-            event.actor = verified.claim.actorID
-            event.session = verified.claim.sessionID
-            event.lease = verified.claim.leaseID
-        }
+        let known = token.flatMap { $0.isEmpty ? nil : authenticator.alreadyVerified($0) }
+        var event = refusalEvent(error, token: token, requestID: requestID, of: known)
+        event.detail = String("from \(source): \(error.message)".prefix(512))
         _ = try? await audit.append(event)
     }
 
-    /// The `request.refused` record of `error`, with the claim's fingerprint (never the token).
-    private func refusalEvent(_ error: Refusal, token: String?, requestID: String?) -> AuditEvent {
+    /// The `request.refused` record of `error`, with the claim's fingerprint (never the token) and,
+    /// when its signature held (`verified`), whose claim it is.
+    private func refusalEvent(_ error: Refusal, token: String?, requestID: String?, of verified: VerifiedClaim?)
+        -> AuditEvent
+    {
         var event = AuditEvent("request.refused")
         event.decision = "refused"
         event.code = error.code.rawValue
@@ -105,6 +93,13 @@ extension Gateway {
         event.requestID = requestID
         event.policyVersion = resolver.policy.version
         if let token, !token.isEmpty { event.claimFingerprint = Digest.sha256Hex(token.utf8) }
+        if let verified {
+            event.claimFingerprint = verified.fingerprint
+            event.tenant = verified.claim.tenantID
+            event.actor = verified.claim.actorID
+            event.session = verified.claim.sessionID
+            event.lease = verified.claim.leaseID
+        }
         return event
     }
 
