@@ -19,5 +19,6 @@ if ! runuser -u "$user" -- test -r "$PWD/Tests/Interop/conftest.py" -a -x "$PWD/
     exit 1
 fi
 echo "test-interop-nonroot: running the attack suites as $user (uid $(id -u "$user"))"
-runuser -u "$user" -- env HOME=/tmp TMPDIR=/tmp .venv-nonroot/bin/pytest Tests/Interop/test_attacks_*.py \
+# In cgroups delegated to that user, as production runs under systemd with Delegate=yes.
+scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR=/tmp .venv-nonroot/bin/pytest Tests/Interop/test_attacks_*.py \
     -q -p no:cacheprovider -rs

@@ -15,7 +15,10 @@ if ! runuser -u "$user" -- test -r "$PWD/policies/tiers.yaml" -a -x "$bundle"; t
     exit 1
 fi
 echo "test-nonroot: running the Swift tests as $user (uid $(id -u "$user"))"
+# In cgroups delegated to that user, as production runs under systemd with Delegate=yes: workers
+# then get memory, pids and cpu limits of their own (tests of a host without them use
+# worker_cgroups: off).
 # The suites run in parallel in one process and each holds databases, sockets and workers: raise
 # the soft open-files limit to the hard one, as a production unit does (LimitNOFILE).
-runuser -u "$user" -- env HOME=/tmp TMPDIR=/tmp LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
+scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR=/tmp LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
     bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$@"' _ "$bundle" --testing-library swift-testing

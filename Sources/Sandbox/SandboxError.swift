@@ -16,6 +16,9 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The tenant holds its share of the runner (workers or calls in flight); other tenants'
         /// calls are unaffected.
         public static let tenantAtLimit = Code("tenant_at_limit")
+        /// A limit of the tier cannot be held on a whole worker on this host, and the tier does
+        /// not accept it as best-effort (the gateway refuses such calls as `tier_unavailable` first).
+        public static let limitsUnenforceable = Code("tier_unavailable")
         /// The worker refused the handshake or broke the protocol.
         public static let protocolViolation = Code("worker_protocol")
         /// The worker went away (killed, crashed) before answering.

@@ -154,4 +154,12 @@ public protocol ToolExecutor: Sendable {
 
     /// Destroys every worker (runner shutdown).
     func shutdown() async
+
+    /// Which tier limits hold on a whole worker here (a tier that needs one that does not is refused).
+    var limitEnforcement: LimitEnforcement { get }
+}
+
+extension ToolExecutor {
+    /// An executor that starts no processes has no worker limits at stake.
+    public var limitEnforcement: LimitEnforcement { .inProcess }
 }

@@ -110,8 +110,10 @@ public actor WorkerPool: ToolExecutor {
     /// Blocking waitid calls for workers that are exiting.
     private let reapThread: NIOThreadPool
     private let group: any EventLoopGroup
-    /// Per-worker `pids` cgroups, where the host allows (needed when the runner is root).
-    private let pidsCgroup = PidsCgroup.detect()
+    /// Per-worker cgroups (memory, pids, CPU weight of the whole tree), where the host allows.
+    private let cgroups: WorkerCgroups?
+    /// Which tier limits hold on a whole worker on this runner.
+    public nonisolated let limitEnforcement: LimitEnforcement
     private let onEvent: @Sendable (WorkerEvent) async -> Void
     private let idleTimeout: Duration
     private let logger: Logger
@@ -161,16 +163,20 @@ public actor WorkerPool: ToolExecutor {
     ///     `maximumWorkers` too.
     ///   - shares: each tenant's caps on live workers and calls in flight (default: a quarter of
     ///     `maximumWorkers` and 64 calls).
+    ///   - cgroups: where workers get their own cgroups (``WorkerCgroups/detect()`` by default;
+    ///     nil: none, and tiers that need them are refused unless they accept best-effort limits).
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
         launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
         sparesPerSession: Int = 2, maximumSpares: Int = 16, maximumCallsPerSession: Int = 8,
-        maximumWorkers: Int = 512, shares: TenantShares? = nil,
+        maximumWorkers: Int = 512, shares: TenantShares? = nil, cgroups: WorkerCgroups? = WorkerCgroups.detect(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
     ) {
         self.launch = launch
+        self.cgroups = cgroups
+        self.limitEnforcement = LimitEnforcement(cgroups: cgroups)
         self.idleTimeout = idleTimeout
         self.group = group
         self.logger = logger
@@ -186,9 +192,6 @@ public actor WorkerPool: ToolExecutor {
         self.shares = shares ?? TenantShares(maximumWorkers: maximumWorkers)
         (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
-
-    /// Where per-worker pids cgroups are made on this host, if anywhere (for doctor).
-    public static var pidsCgroupParent: String? { PidsCgroup.detect()?.parent }
 
     /// Live workers (for `/metrics`, doctor and tests).
     public var liveWorkerCount: Int { live.count }
@@ -347,6 +350,15 @@ public actor WorkerPool: ToolExecutor {
                 message: "the response of \(response.result.count) bytes exceeds the tier's output limit of \(limits.outputBytes) bytes")
         }
         let result = Array(response.result)
+        // The kernel killed a process of the worker at the memory limit of its cgroup: the tree
+        // together outgrew the tier, whatever each process's own limit. (A worker of one process
+        // dies of it, and that is found when its channel closes.)
+        if limits.processes > 1, worker.newOOMKills() {
+            return .limitExceeded(
+                limit: "memory_mib",
+                message: "the call's processes together used more than the tier's \(limits.memoryMiB) MiB and the kernel killed one",
+                partial: response.isError ? nil : result)
+        }
         if invocation.tool == "shell.run", !response.isError,
             let exceeded = Self.commandLimit(result: result, arguments: invocation.arguments, limits: limits)
         {
@@ -395,6 +407,11 @@ public actor WorkerPool: ToolExecutor {
                     code: "worker_destroyed",
                     message: "the worker was destroyed during the call (\(retirement.rawValue))")
             }
+            if worker.newOOMKills() {
+                return .limitExceeded(
+                    limit: "memory_mib",
+                    message: "the worker's processes together used more than the tier's \(limits.memoryMiB) MiB and the kernel killed it")
+            }
             switch termination {
             case .signaled(SIGXCPU):
                 return .limitExceeded(
@@ -425,6 +442,13 @@ public actor WorkerPool: ToolExecutor {
         for invocation: ToolInvocation, warmKey: WarmKey?, spareKey: WarmKey? = nil
     ) async -> Result<WorkerProcess, SandboxError> {
         let binding = Binding(invocation)
+        let unenforceable = limitEnforcement.unenforceable(binding.tier)
+        guard unenforceable.isEmpty else {
+            return .failure(
+                SandboxError(
+                    .limitsUnenforceable,
+                    "tier \(binding.tier.name)'s \(unenforceable.joined(separator: ", ")) cannot be enforced on a whole worker on this host"))
+        }
         let tenant = invocation.tenantID
         let tenantCap = shares.caps(tenant).workers
         // A spare is only a head start: it never takes a slot by destroying a worker.
@@ -460,7 +484,13 @@ public actor WorkerPool: ToolExecutor {
                 worker: worker, binding: binding, leaseExpiresAt: invocation.leaseExpiresAt, warmKey: warmKey,
                 spareKey: spareKey, lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
-            await onEvent(event(.spawned, id, binding, reason: nil, detail: "pid \(worker.pid)"))
+            // A best-effort limit in effect is recorded with every worker that runs without it.
+            let unenforced = limitEnforcement.bestEffortInEffect(binding.tier)
+            let detail =
+                unenforced.isEmpty
+                ? "pid \(worker.pid)"
+                : "pid \(worker.pid); best-effort, not enforced on this host: \(unenforced.joined(separator: ", "))"
+            await onEvent(event(.spawned, id, binding, reason: nil, detail: detail))
             // A retirement that ran while this worker was being confined could not see it.
             if voided(invocation) {
                 await destroy(id, reason: .sessionRevoked, detail: "retired while it was being confined")
@@ -500,7 +530,13 @@ public actor WorkerPool: ToolExecutor {
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
             workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity,
-            cgroup: pidsCgroup.map { CgroupPlacement(group: $0, id: id, limit: tier.limits.processes) })
+            cgroup: cgroups.map { group in
+                CgroupPlacement(
+                    group: group, id: id, tenant: binding.tenantID,
+                    limits: WorkerCgroups.Limits(
+                        memoryMiB: tier.limits.memoryMiB, processes: tier.limits.processes,
+                        cpuWeight: tier.limits.cpuWeight ?? 100))
+            })
         guard case .success(let process) = started else {
             if case .failure(let error) = started { return .failure(error) }
             preconditionFailure("a Result is a success or a failure")
@@ -517,7 +553,7 @@ public actor WorkerPool: ToolExecutor {
             _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
             close(process.pidfd)
             close(process.channel)
-            if let cgroup = process.cgroup { PidsCgroup.remove(cgroup) }
+            process.cgroup?.remove()
             return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
         }
         if let cgroup = process.cgroup { worker.adopt(cgroup: cgroup) }
@@ -563,19 +599,20 @@ public actor WorkerPool: ToolExecutor {
     }
 
     /// A confined process that has exec'ed: its pid, pidfd, the runner's end of its channel, and
-    /// its pids cgroup when it was given one.
+    /// its cgroups when it was given them.
     struct StartedProcess: Sendable {
         var pid: pid_t
         var pidfd: Int32
         var channel: Int32
-        var cgroup: String? = nil
+        var cgroup: WorkerCgroups.Placement? = nil
     }
 
-    /// The pids cgroup a new worker goes into, and its limit.
+    /// The cgroups a new worker goes into: its tenant's, and its limits.
     struct CgroupPlacement: Sendable {
-        var group: PidsCgroup
+        var group: WorkerCgroups
         var id: String
-        var limit: Int
+        var tenant: String
+        var limits: WorkerCgroups.Limits
     }
 
     /// Confines and starts `launch.executable` (with `arguments`) for `tier` over `root`: the
@@ -611,10 +648,10 @@ public actor WorkerPool: ToolExecutor {
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
         let finalPlan = plan
-        let spawned: Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError>
+        let spawned: Result<(pid: pid_t, pidfd: Int32, cgroup: WorkerCgroups.Placement?), SandboxError>
         do {
             spawned = try await spawnThread.runIfActive {
-                () -> Result<(pid: pid_t, pidfd: Int32, cgroup: String?), SandboxError> in
+                () -> Result<(pid: pid_t, pidfd: Int32, cgroup: WorkerCgroups.Placement?), SandboxError> in
                 let result = finalPlan.spawnBlocking()
                 guard case .success(let process) = result, let cgroup else {
                     return result.map { ($0.pid, $0.pidfd, nil) }
@@ -623,9 +660,12 @@ public actor WorkerPool: ToolExecutor {
                 // Here on the spawner thread, not on the pool's actor: moving a process between
                 // cgroup v1 groups waits for an RCU grace period (~10 ms on a busy host), which
                 // held every other call of the runner while the actor waited on it.
-                guard let directory = cgroup.group.place(process.pid, id: cgroup.id, limit: cgroup.limit) else {
+                guard
+                    let placement = cgroup.group.place(
+                        process.pid, worker: cgroup.id, tenant: cgroup.tenant, limits: cgroup.limits)
+                else {
                     let error = SandboxError(
-                        .spawnFailed, "the worker's pids cgroup could not be set up", stage: "cgroup", errno: errno)
+                        .spawnFailed, "the worker's cgroups could not be set up", stage: "cgroup", errno: errno)
                     _ = csb_pidfd_kill(process.pidfd)
                     var exited: Int32 = 0
                     var code: Int32 = 0
@@ -633,7 +673,7 @@ public actor WorkerPool: ToolExecutor {
                     close(process.pidfd)
                     return .failure(error)
                 }
-                return .success((process.pid, process.pidfd, directory))
+                return .success((process.pid, process.pidfd, placement))
             }
         } catch {
             spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))

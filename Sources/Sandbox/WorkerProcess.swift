@@ -30,7 +30,11 @@ final class WorkerProcess: Sendable {
     private struct State {
         var pidfd: Int32
         var retirement: WorkerRetirement?
-        var cgroup: String?
+        var cgroup: WorkerCgroups.Placement?
+        /// OOM kills of its memory cgroup already reported.
+        var oomKillsSeen = 0
+        /// OOM kills counted when its cgroup was removed (after it was reaped).
+        var oomKillsAtEnd = 0
     }
 
     private init(
@@ -102,9 +106,19 @@ final class WorkerProcess: Sendable {
         }
     }
 
-    /// The worker's own pids cgroup, removed once it has been reaped.
-    func adopt(cgroup: String) {
+    /// The worker's own cgroups, removed once it has been reaped.
+    func adopt(cgroup: WorkerCgroups.Placement) {
         state.withLock { $0.cgroup = cgroup }
+    }
+
+    /// Whether the kernel killed a process of the worker for its memory limit since the last
+    /// time this was asked (its cgroup counts OOM kills; false without a memory cgroup).
+    func newOOMKills() -> Bool {
+        state.withLock { state in
+            let count = state.cgroup?.oomKills() ?? state.oomKillsAtEnd
+            defer { state.oomKillsSeen = max(state.oomKillsSeen, count) }
+            return count > state.oomKillsSeen
+        }
     }
 
     /// Why the runner destroyed it, if it did.
@@ -143,7 +157,11 @@ final class WorkerProcess: Sendable {
                 let reaped = csb_pidfd_reap(state.pidfd, 0, &exited, &code)
                 close(state.pidfd)
                 state.pidfd = -1
-                if let cgroup = state.cgroup { PidsCgroup.remove(cgroup) }
+                if let cgroup = state.cgroup {
+                    state.oomKillsAtEnd = cgroup.oomKills()
+                    cgroup.remove()
+                    state.cgroup = nil
+                }
                 guard reaped == 1 else { return .exited(-1) }
                 return exited == 1 ? .exited(code) : .signaled(code)
             }

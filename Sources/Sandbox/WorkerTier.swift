@@ -18,24 +18,33 @@ public struct WorkerTier: Sendable, Hashable {
     public var profile: SeccompProfileName
     /// Resource limits.
     public var limits: WorkerLimits
+    /// Limits (by their policy names: `memory_mib`, `processes`, `cpu_weight`) the tier lets run
+    /// unenforced on a host that cannot enforce them on the whole worker; any other limit that
+    /// cannot be enforced keeps the tier from running (``LimitEnforcement``).
+    public var bestEffort: Set<String>
 
     /// Creates a tier description.
-    public init(name: String, isolation: Isolation, profile: SeccompProfileName, limits: WorkerLimits) {
+    public init(
+        name: String, isolation: Isolation, profile: SeccompProfileName, limits: WorkerLimits, bestEffort: Set<String> = []
+    ) {
         self.name = name
         self.isolation = isolation
         self.profile = profile
         self.limits = limits
+        self.bestEffort = bestEffort
     }
 }
 
-/// Resource limits of one worker; every value is enforced from outside the worker (rlimits, the
-/// runner's wall-clock timer, the runner's cap on response bytes) and told to it in `hello`.
+/// Resource limits of one worker; every value is enforced from outside the worker (its cgroup,
+/// rlimits, the runner's wall-clock timer, the runner's cap on response bytes) and told to it in
+/// `hello`. Memory, processes and CPU weight hold for the worker's whole process tree where the
+/// host gives the runner cgroups (``WorkerCgroups``, ``LimitEnforcement``).
 public struct WorkerLimits: Sendable, Hashable {
     /// Wall clock per call, milliseconds.
     public var wallMs: Int
     /// CPU seconds per call.
     public var cpuSeconds: Int
-    /// Address space, MiB.
+    /// Memory of the whole worker, MiB (its cgroup); also each process's address space (rlimit).
     public var memoryMiB: Int
     /// Largest file the worker may write, MiB (0: none).
     public var fileSizeMiB: Int
@@ -45,12 +54,16 @@ public struct WorkerLimits: Sendable, Hashable {
     public var outputBytes: Int
     /// Open descriptors.
     public var openFiles: Int
+    /// CPU weight of the worker among its tenant's workers (1-10000, 100 the default), when the
+    /// tier sets one.
+    public var cpuWeight: Int?
 
     /// Creates limits; defaults are the strict end of the shipped policy.
     public init(
         wallMs: Int = 10_000, cpuSeconds: Int = 10, memoryMiB: Int = 256, fileSizeMiB: Int = 0, processes: Int = 1,
-        outputBytes: Int = 1 << 20, openFiles: Int = 256
+        outputBytes: Int = 1 << 20, openFiles: Int = 256, cpuWeight: Int? = nil
     ) {
+        self.cpuWeight = cpuWeight
         self.wallMs = wallMs
         self.cpuSeconds = cpuSeconds
         self.memoryMiB = memoryMiB

@@ -108,25 +108,47 @@ struct Doctor: AsyncParsableCommand {
         print("seccomp:         \(features.seccomp)")
         print("openat2:         \(features.openat2)")
         print("landlock:        \(features.landlockABI.map { "ABI \($0)" } ?? "unavailable")")
-        print("cgroup v2 delegation: \(features.cgroupDelegation)")
-        let rootRunner = geteuid() == 0
-        if let pids = WorkerPool.pidsCgroupParent {
-            print("pids cgroup:     \(pids) (one per worker, pids.max = the tier's processes)")
+        let config = try self.config.map { try LeaseholdConfig.load(file: $0) }
+        let cgroups = try (config?.usesWorkerCgroups() ?? true) ? WorkerCgroups.probe() : nil
+        let enforcement = LimitEnforcement(cgroups: cgroups)
+        if let cgroups {
+            let controllers = cgroups.controllers.sorted().map(\.rawValue).joined(separator: ", ")
+            print("worker cgroups:  \(cgroups.version) (\(controllers)) under \(Set(cgroups.parents.values).sorted().joined(separator: ", "))")
         } else {
             print(
-                "pids cgroup:     none writable; processes are bounded by RLIMIT_NPROC"
-                    + (rootRunner ? ", which does NOT hold for a runner running as root" : ""))
+                "worker cgroups:  none"
+                    + (config?.workerCgroups == "off"
+                        ? " (worker_cgroups: off)"
+                        : " (no writable cgroup: run as root, or under systemd with Delegate=yes; see deploy/leasehold.service)"))
+        }
+        let example = WorkerLimits(processes: 64, cpuWeight: 100)
+        for limit in LimitEnforcement.hostDependentLimits {
+            let how = enforcement.mechanism(limit, for: example)
+            let single = limit == "memory_mib" ? enforcement.mechanism(limit, for: WorkerLimits(processes: 1)) : nil
+            print(
+                "limit \(limit):".padding(toLength: 18, withPad: " ", startingAt: 0)
+                    + (how ?? "NOT enforced on a whole worker" + (single.map { "; a tier of one process: \($0)" } ?? "")))
         }
         let worker = WorkerLaunch.defaultExecutable()
         print("worker:          \(FileManager.default.isExecutableFile(atPath: worker) ? worker : "missing at \(worker) (set LEASEHOLD_WORKER or worker_executable)")")
         if let policy = try? RiskPolicy.load(directory: policies) {
             for (name, tier) in policy.tiers.sorted(by: { $0.key < $1.key }) {
                 let missing = tier.requires.filter { !features.isAvailable($0) }
-                print(
-                    "tier \(name):".padding(toLength: 17, withPad: " ", startingAt: 0)
-                        + (missing.isEmpty
-                            ? "available"
-                            : "unavailable: needs \(missing.joined(separator: ", ")) (calls refused tier_unavailable)"))
+                let workerTier = tier.workerTier(named: name)
+                let unenforceable = enforcement.unenforceable(workerTier)
+                let bestEffort = enforcement.bestEffortInEffect(workerTier)
+                let status: String
+                if !missing.isEmpty {
+                    status = "unavailable: needs \(missing.joined(separator: ", ")) (calls refused tier_unavailable)"
+                } else if !unenforceable.isEmpty {
+                    status =
+                        "unavailable: \(unenforceable.joined(separator: ", ")) cannot be enforced here and is not best_effort (calls refused tier_unavailable)"
+                } else if !bestEffort.isEmpty {
+                    status = "available; best-effort, NOT enforced here: \(bestEffort.joined(separator: ", "))"
+                } else {
+                    status = "available"
+                }
+                print("tier \(name):".padding(toLength: 17, withPad: " ", startingAt: 0) + status)
             }
         } else {
             print("tiers:           cannot read \(policies) (leasehold policy check --policies \(policies) says why)")

@@ -115,6 +115,39 @@ import Testing
 
     /// `audit_sync`: shipped read tier batched, every other full; absent means full; an unknown
     /// value is refused at its line; a tenant may move a tool from batched to full, never back.
+    /// `best_effort` names the host-dependent limits a tier may run without; `cpu_weight` is
+    /// optional and bounded; accepting more best-effort limits is a loosening a tenant cannot make.
+    @Test func bestEffortAndCPUWeightAreReadValidatedAndOnlyTightened() throws {
+        let shipped = try RiskPolicy.load(directory: Self.repositoryPolicies)
+        #expect(shipped.tiers["exec"]?.limits.cpuWeight == 100)
+        #expect(shipped.tiers["read"]?.limits.cpuWeight == nil)
+        for (name, tier) in shipped.tiers { #expect(tier.bestEffort.isEmpty, "shipped tier \(name) accepts no unenforced limit") }
+        let body =
+            "    isolation: call\n    approval: {required: false}\n    seccomp_profile: exec\n"
+            + "    limits: {wall_ms: 1000, cpu_seconds: 1, memory_mib: 64, file_size_mib: 0, processes: 8, output_bytes: 1024, cpu_weight: 50}\n"
+            + "    cacheable: false\n"
+        let tiers = "tiers:\n  strict:\n" + body + "  lenient:\n" + body + "    best_effort: [memory_mib, cpu_weight]\n"
+        let tools = "tools:\n  - {pattern: \"shell.run\", tier: strict}\n  - {pattern: \"repo.*\", tier: lenient}\n"
+        let good = try RiskPolicy.load(directory: try policies(["tiers.yaml": tiers, "tools.yaml": tools]))
+        #expect(good.tiers["lenient"]?.bestEffort == ["memory_mib", "cpu_weight"])
+        #expect(good.tiers["strict"]?.limits.cpuWeight == 50)
+        let lenient = try #require(good.tiers["lenient"])
+        let strict = try #require(good.tiers["strict"])
+        #expect(lenient.loosenings(comparedTo: strict).contains("best_effort also accepts cpu_weight, memory_mib"))
+        #expect(strict.loosenings(comparedTo: lenient).isEmpty)
+        #expect(lenient.workerTier(named: "lenient").bestEffort == ["memory_mib", "cpu_weight"])
+        #expect(lenient.workerTier(named: "lenient").limits.cpuWeight == 50)
+
+        let bad = diagnostics(
+            try policies([
+                "tiers.yaml": tiers.replacingOccurrences(of: "best_effort: [memory_mib, cpu_weight]", with: "best_effort: [wall_ms]")
+                    .replacingOccurrences(of: "cpu_weight: 50}", with: "cpu_weight: 0}"),
+                "tools.yaml": tools,
+            ]))
+        #expect(bad.contains { $0.message.contains("best_effort") && $0.message.contains("wall_ms") }, "\(bad)")
+        #expect(bad.contains { $0.message.contains("cpu_weight") }, "\(bad)")
+    }
+
     @Test func auditSyncIsReadValidatedAndOnlyTightenedByTenants() throws {
         let shipped = try RiskPolicy.load(directory: Self.repositoryPolicies)
         #expect(shipped.tiers["read"]?.auditSync == .batched)

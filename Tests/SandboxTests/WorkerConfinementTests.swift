@@ -447,6 +447,34 @@ import Testing
         await pool.shutdown()
     }
 
+    /// Found in review: memory was bounded per process, so a call's processes together could take
+    /// their limit many times over. Four processes of 60 MiB each, every one under the tier's
+    /// 128 MiB, outgrow the worker's memory cgroup together: the call ends `memory_mib`.
+    @Test(.enabled(if: WorkerCgroups.detect()?.controllers.contains(.memory) == true, "needs a writable memory cgroup (root, or a delegated one: scripts/test-nonroot.sh delegates one)"))
+    func aCallsProcessesShareOneMemoryLimit() async throws {
+        let (pool, _) = try makePool()
+        let root = try SandboxFixture.temporaryDirectory("memory")
+        var exec = SandboxFixture.tier(.exec)
+        exec.limits.processes = 16
+        exec.limits.memoryMiB = 128
+        let command = #"for i in 1 2 3 4; do python3 -c 'import time; a = b"x" * (60 << 20); time.sleep(3)' & done; wait; echo all held"#
+        let held = await pool.execute(
+            invocation("shell.run", try jsonString(["command": command]), tier: exec, root: root))
+        guard case .limitExceeded("memory_mib", let message, _) = held.outcome else {
+            Issue.record("expected limit_exceeded memory_mib, got \(held.outcome)")
+            return
+        }
+        #expect(message.contains("128 MiB"), "\(message)")
+        // One process alone fits, and the next call starts in a fresh group.
+        let alone = resultObject(
+            await pool.execute(
+                invocation(
+                    "shell.run", try jsonString(["command": #"python3 -c 'a = b"x" * (60 << 20); print(len(a))'"#]),
+                    tier: exec, root: root)))
+        #expect(alone["stdout"] as? String == "62914560\n", "\(alone)")
+        await pool.shutdown()
+    }
+
     @Test func cpuMemoryProcessesAndOutputAreCapped() async throws {
         let (pool, _) = try makePool()
         let root = try SandboxFixture.temporaryDirectory("limits")
@@ -507,18 +535,24 @@ func jsonString(_ object: [String: Any]) throws -> String {
         await pool.shutdown()
     }
 
-    /// A runner killed outright leaves its workers' (empty) pids cgroups; the next runner on the
-    /// host removes those of runners that are gone, and never a live runner's.
-    @Test(.enabled(if: PidsCgroup.detect() != nil, "needs a writable pids cgroup (root, or a delegated v2 subtree)"))
+    /// A runner killed outright leaves its workers' (empty) cgroups; the next runner on the host
+    /// removes those of runners that are gone, and never a live runner's.
+    @Test(.enabled(if: WorkerCgroups.detect() != nil, "needs a writable cgroup (root, or a delegated one: scripts/test-nonroot.sh delegates one)"))
     func cgroupsOfRunnersThatAreGoneAreSwept() throws {
-        let mine = try #require(PidsCgroup.detect()).parent
-        let shared = URL(fileURLWithPath: mine).deletingLastPathComponent().path
-        // A pid that cannot be running: above the kernel's pid_max.
-        let gone = shared + "/runner-2147483646"
-        #expect(mkdir(gone, 0o755) == 0 || errno == EEXIST)
-        #expect(mkdir(gone + "/wkr_leftover", 0o755) == 0 || errno == EEXIST)
-        _ = PidsCgroup.detect()
-        #expect(!FileManager.default.fileExists(atPath: gone))
-        #expect(FileManager.default.fileExists(atPath: mine), "a live runner's subtree stays")
+        let cgroups = try #require(WorkerCgroups.detect())
+        for mine in Set(cgroups.parents.values) {
+            let shared = URL(fileURLWithPath: mine).deletingLastPathComponent().path
+            // A pid that cannot be running: above the kernel's pid_max.
+            let gone = shared + "/runner-2147483646"
+            #expect(mkdir(gone, 0o755) == 0 || errno == EEXIST)
+            #expect(mkdir(gone + "/tenant-acme", 0o755) == 0 || errno == EEXIST)
+            #expect(mkdir(gone + "/tenant-acme/wkr_leftover", 0o755) == 0 || errno == EEXIST)
+        }
+        _ = WorkerCgroups.detect()
+        for mine in Set(cgroups.parents.values) {
+            let shared = URL(fileURLWithPath: mine).deletingLastPathComponent().path
+            #expect(!FileManager.default.fileExists(atPath: shared + "/runner-2147483646"))
+            #expect(FileManager.default.fileExists(atPath: mine), "a live runner's subtree stays")
+        }
     }
 }

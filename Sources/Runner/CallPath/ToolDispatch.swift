@@ -54,6 +54,15 @@ struct ToolDispatch: Sendable {
                 "tier \(name) requires \(missing.joined(separator: ", ")), which this kernel does not offer; \(ToolName.display(tool)) cannot run on this runner (see leasehold doctor)"
             )
         }
+        // Fail closed too when a limit of the tier cannot be held on a whole worker here (memory of
+        // a tree of processes needs a cgroup), unless the tier accepts it as best-effort.
+        let unenforceable = executor.limitEnforcement.unenforceable(Self.workerTier(name, settings))
+        guard unenforceable.isEmpty else {
+            throw Refusal(
+                .tierUnavailable,
+                "tier \(name)'s \(unenforceable.joined(separator: ", ")) cannot be enforced on a whole worker on this host (no delegated cgroup for it) and the tier does not accept it as best_effort; \(ToolName.display(tool)) cannot run on this runner (see leasehold doctor)"
+            )
+        }
         let workspace: Workspace
         do {
             workspace = try await registry.resolve(
@@ -135,6 +144,7 @@ struct ToolDispatch: Sendable {
                 wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
                 memoryMiB: limits.memoryMiB ?? defaults.memoryMiB, fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
                 processes: limits.processes ?? defaults.processes, outputBytes: limits.outputBytes ?? defaults.outputBytes,
-                openFiles: profile == .exec ? 1024 : 256))
+                openFiles: profile == .exec ? 1024 : 256, cpuWeight: limits.cpuWeight),
+            bestEffort: Set(settings.bestEffort))
     }
 }

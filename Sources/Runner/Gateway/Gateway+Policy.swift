@@ -41,7 +41,7 @@ extension Gateway {
             rejectPolicy(error)
             return .failure(error)
         }
-        let report = PolicyReport.check(loaded, catalog: resolver.catalog)
+        let report = PolicyReport.check(loaded, catalog: resolver.catalog, enforcement: executor.limitEnforcement)
         guard report.errors.isEmpty else {
             let error = PolicyValidationError(
                 diagnostics: report.errors.map {
@@ -60,6 +60,9 @@ extension Gateway {
         }
         policyState.withLock {
             $0.version = loaded.version; $0.loadedAt = now()
+        }
+        for warning in report.warnings where warning.contains("cannot be enforced") {
+            logger.warning("\(warning)", metadata: ["version": "\(loaded.version)"])
         }
         logger.notice(
             "policy loaded",

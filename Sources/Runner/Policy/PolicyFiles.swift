@@ -278,7 +278,7 @@ private struct Reader {
                 node, file: file, what: what,
                 known: [
                     "isolation", "approval", "seccomp_profile", "limits", "network", "cacheable", "cache_ttl_seconds",
-                    "requires", "audit_sync",
+                    "requires", "audit_sync", "best_effort",
                 ],
                 required: ["isolation", "approval", "seccomp_profile", "limits", "cacheable"])
         else { return nil }
@@ -312,6 +312,14 @@ private struct Reader {
                 requires.append(feature)
             }
         }
+        var bestEffort: [String] = []
+        for item in list(f["best_effort"], file: file, what: "\(what): best_effort") ?? [] {
+            if let limit = oneOf(
+                item, file: file, what: "\(what): best_effort", choices: LimitEnforcement.hostDependentLimits)
+            {
+                bestEffort.append(limit)
+            }
+        }
         let approval = f["approval"].flatMap { approvalSettings($0, file: file, what: "\(what): approval") }
         let limits = f["limits"].flatMap { limitSettings($0, file: file, what: "\(what): limits") }
         guard diagnostics.count == before, let isolation, let profile, let network, let cacheable, let approval,
@@ -320,7 +328,8 @@ private struct Reader {
         else { return nil }
         return RiskTier(
             isolation: isolationValue, approval: approval, seccompProfile: profile, limits: limits, network: network,
-            cacheable: cacheable, cacheTTLSeconds: cacheTTL, requires: requires, auditSync: auditSyncValue)
+            cacheable: cacheable, cacheTTLSeconds: cacheTTL, requires: requires, auditSync: auditSyncValue,
+            bestEffort: bestEffort)
     }
 
     private mutating func approvalSettings(_ node: Node, file: String, what: String) -> RiskTier.Approval? {
@@ -345,15 +354,20 @@ private struct Reader {
     private mutating func limitSettings(_ node: Node, file: String, what: String) -> RiskTier.Limits? {
         // Every limit is required: a tier that forgets one would run without it.
         let keys = ["wall_ms", "cpu_seconds", "memory_mib", "file_size_mib", "processes", "output_bytes"]
-        guard let f = fields(node, file: file, what: what, known: keys, required: keys) else { return nil }
+        guard let f = fields(node, file: file, what: what, known: keys + ["cpu_weight"], required: keys) else {
+            return nil
+        }
         var values: [String: Int] = [:]
         for key in keys {
             values[key] = integer(f[key], file: file, what: "\(what).\(key)", minimum: key == "file_size_mib" ? 0 : 1)
         }
-        guard values.count == keys.count else { return nil }
+        // Optional: the cgroup v2 scale, 100 being every group's default.
+        let cpuWeight = integer(f["cpu_weight"], file: file, what: "\(what).cpu_weight", minimum: 1, maximum: 10_000)
+        guard values.count == keys.count, f["cpu_weight"] == nil || cpuWeight != nil else { return nil }
         return RiskTier.Limits(
             wallMs: values["wall_ms"], cpuSeconds: values["cpu_seconds"], memoryMiB: values["memory_mib"],
-            fileSizeMiB: values["file_size_mib"], processes: values["processes"], outputBytes: values["output_bytes"])
+            fileSizeMiB: values["file_size_mib"], processes: values["processes"], outputBytes: values["output_bytes"],
+            cpuWeight: cpuWeight)
     }
 
     // MARK: tools.yaml and tenant tools

@@ -12,7 +12,11 @@ public enum PolicyReport {
     }
 
     /// Checks a loaded policy against the catalog it will decide for and the kernel it runs on.
-    public static func check(_ policy: RiskPolicy, catalog: Catalog, kernel: KernelFeatures = .current) -> Check {
+    /// With `enforcement`, also which tiers this runner refuses because a limit cannot be held on
+    /// a whole worker here.
+    public static func check(
+        _ policy: RiskPolicy, catalog: Catalog, kernel: KernelFeatures = .current, enforcement: LimitEnforcement? = nil
+    ) -> Check {
         var report = Check()
         for tool in catalog.tools {
             if let (a, b) = policy.ambiguity(for: tool.name) {
@@ -27,6 +31,14 @@ public enum PolicyReport {
                 report.warnings.append(
                     "tier \(name) requires \(missing.joined(separator: ", ")), missing on this kernel: its tools cannot run here"
                 )
+            }
+            if let enforcement {
+                let unenforceable = enforcement.unenforceable(ToolDispatch.workerTier(name, tier))
+                if !unenforceable.isEmpty {
+                    report.warnings.append(
+                        "tier \(name)'s \(unenforceable.joined(separator: ", ")) cannot be enforced on a whole worker on this host and is not best_effort: its tools are refused"
+                    )
+                }
             }
         }
         return report

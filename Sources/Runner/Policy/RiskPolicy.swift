@@ -42,6 +42,8 @@ public struct RiskTier: Codable, Sendable, Hashable {
         public var processes: Int?
         /// Output bytes returned per call.
         public var outputBytes: Int?
+        /// CPU weight of a worker among its tenant's workers (1-10000; absent: none asked for).
+        public var cpuWeight: Int?
 
         enum CodingKeys: String, CodingKey {
             case wallMs = "wall_ms"
@@ -50,6 +52,7 @@ public struct RiskTier: Codable, Sendable, Hashable {
             case fileSizeMiB = "file_size_mib"
             case processes
             case outputBytes = "output_bytes"
+            case cpuWeight = "cpu_weight"
         }
     }
 
@@ -72,12 +75,16 @@ public struct RiskTier: Codable, Sendable, Hashable {
     /// How durable the audit records of this tier's calls are before the call goes on (`full`
     /// unless the security team chose `batched`).
     public var auditSync: AuditSync = .full
+    /// Limits (`memory_mib`, `processes`, `cpu_weight`) this tier may run without where the host
+    /// cannot hold them on a whole worker; any other such limit keeps the tier from running there.
+    public var bestEffort: [String] = []
 
     enum CodingKeys: String, CodingKey {
         case isolation, approval, limits, network, cacheable, requires
         case seccompProfile = "seccomp_profile"
         case cacheTTLSeconds = "cache_ttl_seconds"
         case auditSync = "audit_sync"
+        case bestEffort = "best_effort"
     }
 }
 
@@ -118,6 +125,7 @@ extension RiskTier {
             ("file_size_mib", limits.fileSizeMiB, base.limits.fileSizeMiB),
             ("processes", limits.processes, base.limits.processes),
             ("output_bytes", limits.outputBytes, base.limits.outputBytes),
+            ("cpu_weight", limits.cpuWeight, base.limits.cpuWeight),
         ]
         for (name, mine, theirs) in limitPairs where (mine ?? .max) > (theirs ?? .max) {
             looser.append(
@@ -132,6 +140,8 @@ extension RiskTier {
         if auditSync > base.auditSync {
             looser.append("audit_sync \(auditSync.rawValue) instead of \(base.auditSync.rawValue)")
         }
+        let unenforced = Set(bestEffort).subtracting(base.bestEffort)
+        if !unenforced.isEmpty { looser.append("best_effort also accepts \(unenforced.sorted().joined(separator: ", "))") }
         let missing = Set(base.requires).subtracting(requires)
         if !missing.isEmpty { looser.append("does not require \(missing.sorted().joined(separator: ", "))") }
         return looser
@@ -256,4 +266,10 @@ public struct PolicyError: Error, Sendable, CustomStringConvertible {
     /// What is wrong, with the file.
     public let description: String
     init(_ description: String) { self.description = description }
+}
+
+extension RiskTier {
+    /// What the tier implies for its workers, as the sandbox needs it (doctor shows which of its
+    /// limits this host holds).
+    public func workerTier(named name: String) -> WorkerTier { ToolDispatch.workerTier(name, self) }
 }

@@ -64,6 +64,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditUnauthenticatedIntervalSeconds: Int?
     /// Distinct sources aggregated per interval before the rest share one record (default 256).
     public var auditUnauthenticatedSources: Int?
+    /// `auto` (default): each worker gets its own cgroups (memory, pids, CPU weight of its whole
+    /// tree) where the host delegates them to the runner; `off`: none, and tiers whose limits then
+    /// cannot be held on a whole worker are refused unless they accept them as `best_effort`.
+    public var workerCgroups: String?
     /// HTTP bounds (`http:`): timeouts, connection caps, size limits, SSE streams per session.
     public var http: HTTPLimits?
     /// What each tenant may hold of the runner (`tenant_limits:`): live workers and calls in flight,
@@ -120,6 +124,16 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditUnauthenticatedSources = "audit_unauthenticated_sources"
         case http
         case tenantLimits = "tenant_limits"
+        case workerCgroups = "worker_cgroups"
+    }
+
+    /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
+    public func usesWorkerCgroups() throws -> Bool {
+        switch workerCgroups ?? "auto" {
+        case "auto": return true
+        case "off": return false
+        case let other: throw ConfigError("worker_cgroups is \(other.debugDescription); use auto or off")
+        }
     }
 
     /// `worker_host_ids: {first: N, count: M}`.

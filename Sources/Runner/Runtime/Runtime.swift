@@ -52,6 +52,25 @@ public struct Runtime: Sendable {
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
     /// store, loads policies and catalog, and seeds configured workspaces.
+    /// Says at start how worker memory, processes and CPU are held on this host, and which tiers
+    /// are refused because a limit cannot be (doctor says the same).
+    static func logLimitEnforcement(
+        _ enforcement: LimitEnforcement, policy: RiskPolicy, catalog: Catalog, logger: Logger
+    ) {
+        let cgroups = enforcement.cgroups
+        logger.notice(
+            "worker cgroups",
+            metadata: [
+                "version": "\(cgroups?.version.rawValue ?? "none")",
+                "controllers": "\(cgroups?.controllers.sorted().map(\.rawValue).joined(separator: ",") ?? "")",
+                "parent": "\(cgroups?.parents.values.sorted().first ?? "")",
+            ])
+        for warning in PolicyReport.check(policy, catalog: catalog, enforcement: enforcement).warnings
+        where warning.contains("cannot be enforced") {
+            logger.warning("\(warning)")
+        }
+    }
+
     public static func bootstrap(_ options: RuntimeOptions, logger: Logger) async throws -> Runtime {
         let stateDir = try prepareDirectory(options.stateDir)
         let config = try options.configFile.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
@@ -108,8 +127,10 @@ public struct Runtime: Sendable {
             launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
             spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
-            maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(), logger: logger,
+            maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(),
+            cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
+        Self.logLimitEnforcement(pool.limitEnforcement, policy: policy, catalog: catalog, logger: logger)
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
