@@ -167,10 +167,14 @@ struct Doctor: AsyncParsableCommand {
         let configuration: LeaseholdConfig
         let settings: HTTPSettings
         let sampling: RefusalSampling
+        let shares: TenantShares
+        let sessions: TenantSessionLimits
         do {
             configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
             settings = try configuration.httpSettings(host: "127.0.0.1", port: 8080)
             sampling = try configuration.refusalSampling()
+            shares = try configuration.tenantShares()
+            sessions = try configuration.tenantSessionLimits()
         } catch {
             print("http bounds:     cannot read the configuration: \(error)")
             return
@@ -191,6 +195,11 @@ struct Doctor: AsyncParsableCommand {
             "audit:           unauthenticated refusals sampled: the first per source every "
                 + "\(sampling.interval.components.seconds) s, then one aggregate record "
                 + "(\(sampling.maximumSources) sources per interval, the rest as one)")
+        let overridden = Set(shares.overrides.keys).union(sessions.overrides.keys)
+        print(
+            "tenants:         each at most \(shares.standard.workers) live workers, \(shares.standard.callsInFlight) "
+                + "calls in flight, \(sessions.standard) live sessions"
+                + (overridden.isEmpty ? "" : " (overridden for \(overridden.sorted().joined(separator: ", ")))"))
     }
 
     /// Lists registered workspaces whose roots the root rules refuse (registered before the rules

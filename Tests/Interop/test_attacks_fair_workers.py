@@ -108,3 +108,43 @@ def test_calls_in_flight_are_capped_per_tenant(fair: World) -> None:
             agent.close()
         victim.close()
     assert results == [None, None], results
+
+
+def test_one_tenant_cannot_hold_every_session(tmp_path: Path) -> None:
+    """Sessions are capped per tenant too (`tenant_limits.sessions`): the attacker's orchestrator
+    creating sessions without end is refused 429 `tenant_at_limit` at its cap, audited, while the
+    victim creates and uses sessions as before. A revoked session frees its place."""
+    import httpx
+
+    config = tmp_path / "leasehold.yaml"
+    config.write_text("tenant_limits:\n  sessions: 3\n  tenants:\n    acme: {sessions: 5}\n")
+    world = World(tmp_path / "world", config=config)
+    try:
+        key = world.admin_key("globex")
+
+        def create(tenant: str, admin_key: str) -> httpx.Response:
+            body = {"tenant_id": tenant, "actor_id": "orchestrator", "workspace_id": "g1" if tenant == "globex" else "w1"}
+            return httpx.post(world.server.api_url + "/sessions", json=body,
+                              headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+
+        made = [create("globex", key) for _ in range(3)]
+        assert [r.status_code for r in made] == [201, 201, 201], [r.text for r in made]
+        refused = create("globex", key)
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["error"]["code"] == "tenant_at_limit", refused.text
+        audit = httpx.get(world.server.api_url + "/audit?limit=10000", headers={"Authorization": f"Bearer {key}"},
+                          timeout=30).json()["records"]
+        assert [r["event"] for r in audit if r["event"]["event"] == "session.refused"][-1]["code"] == "tenant_at_limit"
+        # The victim's own cap is its own (an override of 5), untouched by the attacker's.
+        victim = [Agent(world, "acme", "w1", actor=f"alice{i}") for i in range(5)]
+        assert victim[-1].call("repo.read_file", {"path": "notes.txt", "length": 9}, leak_check=False).code is None
+        assert create("acme", world.admin_key("acme")).status_code == 429
+        # A revoked session no longer counts.
+        gone = made[0].json()["session"]["id"]
+        assert httpx.delete(world.server.api_url + f"/sessions/{gone}", headers={"Authorization": f"Bearer {key}"},
+                            timeout=30).status_code in (200, 204)
+        assert create("globex", key).status_code == 201
+        for agent in victim:
+            agent.close()
+    finally:
+        world.stop()

@@ -34,6 +34,43 @@ import WorkspaceRegistry
         #expect(try await server.session(id: "missing") == nil)
     }
 
+    /// A tenant's live sessions are capped in the insert itself: revoked sessions and ended
+    /// leases do not count, other tenants' sessions never do, and concurrent inserts cannot both
+    /// take the last place.
+    @Test func liveSessionsAreCappedPerTenant() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")
+            .path
+        let store = try SQLiteStore(path: path)
+        let now = Date()
+        func session(_ id: String, tenant: String = "acme", ends: TimeInterval = 600) -> Session {
+            Session(
+                id: id, tenantID: tenant, actorID: "a", workspaceID: "w", serverID: nil, bundleID: nil,
+                allowedToolNames: nil, deniedToolNames: nil, lease: Lease(id: "l" + id, issuedAt: now, expiresAt: now + ends),
+                claimTTLSeconds: 60, leaseTTLSeconds: 600, createdAt: now, updatedAt: now, revokedAt: nil, version: 1)
+        }
+        #expect(try await store.insertSession(session("a1"), livePerTenant: 2, now: now))
+        #expect(try await store.insertSession(session("ended", ends: -1), livePerTenant: 2, now: now))
+        #expect(try await store.insertSession(session("g1", tenant: "globex"), livePerTenant: 1, now: now))
+        #expect(try await store.insertSession(session("a2"), livePerTenant: 2, now: now))
+        #expect(try await store.insertSession(session("a3"), livePerTenant: 2, now: now) == false)
+        #expect(try await store.session(id: "a3") == nil, "a refused insert writes nothing")
+        _ = try await store.updateSession(id: "a1") { $0.revokedAt = now }
+        #expect(try await store.insertSession(session("a3"), livePerTenant: 2, now: now))
+        // A renewed lease counts again; an hour later none of these is live.
+        _ = try await store.updateSession(id: "ended") { $0.lease = Lease(id: "l9", issuedAt: now, expiresAt: now + 600) }
+        #expect(try await store.insertSession(session("a4"), livePerTenant: 3, now: now) == false)
+        #expect(try await store.insertSession(session("a4"), livePerTenant: 3, now: now + 3600))
+        // Racing for the last place: exactly one wins.
+        let fresh = try SQLiteStore(path: path + "-race")
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for index in 0..<8 {
+                group.addTask { (try? await fresh.insertSession(session("r\(index)"), livePerTenant: 1, now: now)) ?? false }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results.filter { $0 }.count == 1)
+    }
+
     /// Workspaces are cached the same way: a removal by another process is seen at once.
     @Test func cachedWorkspacesFollowEveryWriteWhoeverMadeIt() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("store-\(UUID().uuidString).sqlite")

@@ -38,4 +38,19 @@ import Yams
             #expect(throws: ConfigError.self, "\(bad)") { _ = try config(bad).tenantShares() }
         }
     }
+
+    @Test func sessionCapsAreReadAndBounded() throws {
+        #expect(try LeaseholdConfig().tenantSessionLimits() == TenantSessionLimits(standard: 10_000))
+        let limits = try config("tenant_limits:\n  sessions: 50\n  tenants:\n    big: {sessions: 5000}\n    w: {worker_max_live: 2}\n")
+            .tenantSessionLimits()
+        #expect(limits.limit(for: "big") == 5000)
+        #expect(limits.limit(for: "w") == 50, "an override without sessions keeps the standard cap")
+        #expect(limits.limit(for: "other") == 50)
+        for bad in [
+            "tenant_limits: {sessions: 0}", "tenant_limits: {sessions: 1000001}",
+            "tenant_limits: {tenants: {acme: {sessions: -3}}}", "tenant_limits: {tenants: {'a b': {sessions: 3}}}",
+        ] {
+            #expect(throws: ConfigError.self, "\(bad)") { _ = try config(bad).tenantSessionLimits() }
+        }
+    }
 }

@@ -133,6 +133,8 @@ public struct AdminService: Sendable {
     /// The gateway whose sessions are managed.
     public let gateway: Gateway
     private let operatorKeyHash: String
+    /// Live sessions each tenant may hold.
+    public let sessionLimits: TenantSessionLimits
 
     /// The longest lease accepted (7 days).
     public static let maximumLeaseSeconds = 7 * 24 * 3600
@@ -140,7 +142,8 @@ public struct AdminService: Sendable {
     public static let defaultLeaseSeconds = 3600
 
     /// Creates the service; `operatorKey` is compared by SHA-256, never stored in the clear.
-    public init(gateway: Gateway, operatorKey: String) {
+    public init(gateway: Gateway, operatorKey: String, sessionLimits: TenantSessionLimits = TenantSessionLimits()) {
+        self.sessionLimits = sessionLimits
         self.gateway = gateway
         self.operatorKeyHash = Digest.sha256Hex(operatorKey.utf8)
     }
@@ -328,10 +331,25 @@ public struct AdminService: Sendable {
             claimTTLSeconds: claimSeconds, leaseTTLSeconds: leaseSeconds, createdAt: now, updatedAt: now,
             revokedAt: nil,
             version: 1)
+        let limit = sessionLimits.limit(for: request.tenantID)
+        let inserted: Bool
         do {
-            try await gateway.store.insertSession(session)
+            inserted = try await gateway.store.insertSession(session, livePerTenant: limit, now: now)
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
+        }
+        guard inserted else {
+            // Refused for this tenant only; audited like every authenticated refusal.
+            try await record("session.refused", by: principal, tenant: request.tenantID) { event in
+                event.code = "tenant_at_limit"
+                event.actor = request.actorID
+                event.workspace = request.workspaceID
+                event.detail = "the tenant holds its limit of \(limit) live sessions"
+            }
+            throw APIError(
+                429, "tenant_at_limit",
+                "tenant \(request.tenantID) holds its limit of \(limit) live sessions; revoke sessions it no longer uses or wait for their leases to end"
+            )
         }
         try await record("session.created", by: principal, session: session)
         return (session, try await mint(session, ttl: claimSeconds, allowedTools: nil))

@@ -79,21 +79,25 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public struct TenantLimitsConfig: Decodable, Sendable {
         public var workerMaxLive: Int?
         public var callsInFlight: Int?
+        public var sessions: Int?
         public var tenants: [String: TenantCaps]?
 
         public struct TenantCaps: Decodable, Sendable {
             public var workerMaxLive: Int?
             public var callsInFlight: Int?
+            public var sessions: Int?
 
             enum CodingKeys: String, CodingKey {
                 case workerMaxLive = "worker_max_live"
                 case callsInFlight = "calls_in_flight"
+                case sessions
             }
         }
 
         enum CodingKeys: String, CodingKey {
             case workerMaxLive = "worker_max_live"
             case callsInFlight = "calls_in_flight"
+            case sessions
             case tenants
         }
     }
@@ -259,6 +263,28 @@ public struct LeaseholdConfig: Decodable, Sendable {
                 override.workerMaxLive, override.callsInFlight, base: shares.standard, for: "tenant_limits.tenants.\(tenant)")
         }
         return shares
+    }
+
+    /// Live sessions each tenant may hold (`tenant_limits.sessions`, default 10,000, 1-1,000,000;
+    /// per-tenant overrides under `tenant_limits.tenants.<id>.sessions`).
+    public func tenantSessionLimits() throws(ConfigError) -> TenantSessionLimits {
+        var limits = TenantSessionLimits()
+        func checked(_ value: Int?, _ base: Int, for name: String) throws(ConfigError) -> Int {
+            let result = value ?? base
+            guard (1...TenantSessionLimits.maximum).contains(result) else {
+                throw ConfigError("\(name) sessions must be between 1 and \(TenantSessionLimits.maximum), not \(result)")
+            }
+            return result
+        }
+        guard let tenantLimits else { return limits }
+        limits.standard = try checked(tenantLimits.sessions, limits.standard, for: "tenant_limits")
+        for (tenant, override) in tenantLimits.tenants ?? [:] where override.sessions != nil {
+            guard Identifier.isValid(tenant) else {
+                throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
+            }
+            limits.overrides[tenant] = try checked(override.sessions, limits.standard, for: "tenant_limits.tenants.\(tenant)")
+        }
+        return limits
     }
 
     /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).

@@ -136,7 +136,8 @@ public struct Runtime: Sendable {
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: try config.refusalSampling(), logger: logger)
-        let admin = AdminService(gateway: gateway, operatorKey: operatorKey)
+        let admin = AdminService(
+            gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
                 _ = try await admin.registerWorkspace(workspace, by: .operator)

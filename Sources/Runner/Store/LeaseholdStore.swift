@@ -44,6 +44,9 @@ public struct ClaimBindingKey: Sendable, Hashable {
 public protocol LeaseholdStore: WorkspaceBackend {
     /// Inserts a new session.
     func insertSession(_ session: Session) async throws
+    /// Inserts a session unless its tenant already has `limit` live ones (not revoked, lease not
+    /// over at `now`); false then, and nothing is written. Nil: no limit.
+    func insertSession(_ session: Session, livePerTenant limit: Int?, now: Date) async throws -> Bool
     /// Reads a session.
     func session(id: String) async throws -> Session?
     /// Read-modify-write of one session under the store's write lock; returns the new record,

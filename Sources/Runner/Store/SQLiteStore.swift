@@ -134,7 +134,27 @@ public final class SQLiteStore: LeaseholdStore {
             try db.drop(table: "claim_bindings")
             try db.rename(table: "claim_bindings_v3", to: "claim_bindings")
         }
+        migrator.registerMigration("v4-session-live-until") { db in
+            // Until when a session can still be used (its lease's end; 0 once revoked), so a
+            // tenant's live sessions are counted without reading every body (tenant_limits.sessions).
+            try db.alter(table: "sessions") { table in table.add(column: "live_until", .double).notNull().defaults(to: 0) }
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            for row in try Row.fetchAll(db, sql: "SELECT id, body FROM sessions") {
+                let body: Data = row["body"]
+                guard let session = try? decoder.decode(Session.self, from: body) else { continue }
+                try db.execute(
+                    sql: "UPDATE sessions SET live_until = ? WHERE id = ?",
+                    arguments: [Self.liveUntil(session), row["id"] as String])
+            }
+            try db.create(index: "sessions_by_tenant_live_until", on: "sessions", columns: ["tenant_id", "live_until"])
+        }
         return migrator
+    }
+
+    /// When `session` stops being usable: its lease's end, or 0 once it is revoked.
+    static func liveUntil(_ session: Session) -> Double {
+        session.revokedAt == nil ? session.lease.expiresAt.timeIntervalSince1970 : 0
     }
 
     /// The writer connection's `PRAGMA synchronous` (2 = FULL: every commit is synced).
@@ -224,11 +244,25 @@ public final class SQLiteStore: LeaseholdStore {
     // MARK: Sessions
 
     public func insertSession(_ session: Session) async throws {
+        _ = try await insertSession(session, livePerTenant: nil, now: session.createdAt)
+    }
+
+    public func insertSession(_ session: Session, livePerTenant limit: Int?, now: Date) async throws -> Bool {
         let body = try encoder.encode(session)
-        try await pool.write { db in
+        return try await pool.write { db in
+            // Counted and inserted in one write transaction: concurrent creations cannot both
+            // take the last place.
+            if let limit {
+                let live =
+                    try Int.fetchOne(
+                        db, sql: "SELECT COUNT(*) FROM sessions WHERE tenant_id = ? AND live_until > ?",
+                        arguments: [session.tenantID, now.timeIntervalSince1970]) ?? 0
+                guard live < limit else { return false }
+            }
             try db.execute(
-                sql: "INSERT INTO sessions (id, tenant_id, body) VALUES (?, ?, ?)",
-                arguments: [session.id, session.tenantID, body])
+                sql: "INSERT INTO sessions (id, tenant_id, body, live_until) VALUES (?, ?, ?, ?)",
+                arguments: [session.id, session.tenantID, body, Self.liveUntil(session)])
+            return true
         }
     }
 
@@ -278,7 +312,8 @@ public final class SQLiteStore: LeaseholdStore {
             var session = try decoder.decode(Session.self, from: body)
             try mutate(&session)
             try db.execute(
-                sql: "UPDATE sessions SET body = ? WHERE id = ?", arguments: [try encoder.encode(session), id])
+                sql: "UPDATE sessions SET body = ?, live_until = ? WHERE id = ?",
+                arguments: [try encoder.encode(session), Self.liveUntil(session), id])
             return session
         }
     }
