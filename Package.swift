@@ -51,6 +51,7 @@ let package = Package(
             name: "Runner",
             dependencies: [
                 "Sandbox",
+                "SandboxProtocol",
                 "WorkspaceRegistry",
                 .product(name: "MCP", package: "swift-sdk"),
                 .product(name: "Hummingbird", package: "hummingbird"),

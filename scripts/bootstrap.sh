@@ -29,6 +29,13 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The example upstream MCP servers (examples/) run inside confined workers, which see /usr but not
+# the operator's home: their venv is built from Debian's /usr/bin/python3 (make run and the tests).
+if [ ! -x .venv-examples/bin/python ]; then
+    /usr/bin/python3 -m venv .venv-examples
+fi
+.venv-examples/bin/pip install -q --disable-pip-version-check -r examples/requirements.txt
+
 if [ "${1:-}" = "--python" ]; then
     if [ ! -x .venv/bin/python ]; then
         python3 -m venv .venv

@@ -25,6 +25,7 @@ declare -A skipped=(
     [test_attacks_refusal_flood.py]="attack suite: raw requests without a valid claim, no mcp client; same bytes as the 1.x run"
     [test_attacks_fair_workers.py]="attack suite: raw JSON-RPC (attack_support.Agent), no mcp client; same bytes as the 1.x run"
     [test_attacks_spares.py]="attack suite: raw JSON-RPC (attack_support.Agent) and the audit trail, no mcp client; same bytes as the 1.x run"
+    [test_attacks_upstream.py]="attack suite: raw JSON-RPC (attack_support.Agent) to upstream servers, no mcp client; the example server's own SDK line is pinned in examples/requirements.txt"
     [test_attacks_memory.py]="attack suite: raw JSON-RPC (attack_support.Agent), cgroup files and doctor, no mcp client; same bytes as the 1.x run"
     [test_audit_outcome.py]="raw JSON-RPC over httpx and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
     [test_fuzz.py]="mcp-fuzzer drives the server with its own client, not the mcp package"

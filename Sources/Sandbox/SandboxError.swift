@@ -16,6 +16,8 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
         /// The tenant holds its share of the runner (workers or calls in flight); other tenants'
         /// calls are unaffected.
         public static let tenantAtLimit = Code("tenant_at_limit")
+        /// An upstream MCP server did not start or did not initialize.
+        public static let upstreamUnavailable = Code("upstream_unavailable")
         /// A limit of the tier cannot be held on a whole worker on this host, and the tier does
         /// not accept it as best-effort (the gateway refuses such calls as `tier_unavailable` first).
         public static let limitsUnenforceable = Code("tier_unavailable")

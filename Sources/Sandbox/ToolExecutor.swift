@@ -1,4 +1,5 @@
 import Foundation
+import SandboxProtocol
 
 /// The unprivileged host user and group a root runner's workers of one tenant run as (and that
 /// owns that tenant's workspaces). Workers of a root runner are never host root.
@@ -51,15 +52,18 @@ public struct ToolInvocation: Sendable, Hashable {
     /// The tenant's unprivileged host ids when the runner is root (required then); nil when the
     /// runner is unprivileged.
     public var hostIdentity: WorkerHostIdentity?
+    /// Set when the tool belongs to an upstream MCP server: which, and how its process is shared.
+    public var upstream: UpstreamCall?
 
     /// Creates an invocation.
     public init(
         tool: String, tier: WorkerTier, arguments: [UInt8], tenantID: String, workspaceID: String,
         workspaceRoot: String, workspaceReadOnly: Bool = false, sessionID: String, actorID: String, leaseID: String,
         leaseExpiresAt: Date, policyVersion: String, authorizedAt: ContinuousClock.Instant = .now,
-        hostIdentity: WorkerHostIdentity? = nil
+        hostIdentity: WorkerHostIdentity? = nil, upstream: UpstreamCall? = nil
     ) {
         self.hostIdentity = hostIdentity
+        self.upstream = upstream
         self.tool = tool
         self.tier = tier
         self.arguments = arguments
@@ -73,6 +77,38 @@ public struct ToolInvocation: Sendable, Hashable {
         self.leaseExpiresAt = leaseExpiresAt
         self.policyVersion = policyVersion
         self.authorizedAt = authorizedAt
+    }
+}
+
+/// A call of an upstream MCP server's tool: the server's process, where it lives, and the tool's
+/// own name there.
+public struct UpstreamCall: Sendable, Hashable {
+    /// Who shares one server process.
+    public enum Scope: Sendable, Hashable {
+        /// One per session and lease, destroyed with them (like a warm worker).
+        case session
+        /// One per tenant, or per tenant and workspace when the server mounts the workspace.
+        case tenant(workspace: Bool)
+        /// One for every tenant (servers the operator marks multi-tenant); no workspace.
+        case shared
+    }
+
+    /// How the worker starts the server.
+    public var launch: UpstreamLaunch
+    /// Host paths the server's program needs, mounted read-only at the same path.
+    public var mounts: [String]
+    /// Who shares its process.
+    public var scope: Scope
+    /// The tool's name on the server (without Leasehold's `<server>.` prefix); ``UpstreamLaunch/listTools``
+    /// lists them.
+    public var tool: String
+
+    /// Creates a call description.
+    public init(launch: UpstreamLaunch, mounts: [String], scope: Scope, tool: String) {
+        self.launch = launch
+        self.mounts = mounts
+        self.scope = scope
+        self.tool = tool
     }
 }
 
@@ -99,6 +135,8 @@ public struct ToolExecution: Sendable, Hashable {
     public var workerID: String?
     /// `call` or `session`.
     public var isolation: WorkerTier.Isolation
+    /// An upstream server said its tools changed (the runner lists them again).
+    public var upstreamToolsChanged = false
 
     /// Creates an execution record.
     public init(outcome: ToolOutcome, workerID: String?, isolation: WorkerTier.Isolation) {

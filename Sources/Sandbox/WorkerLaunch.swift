@@ -54,7 +54,7 @@ public struct WorkerLaunch: Sendable {
     /// The confinement of a worker for `tier` over `root`.
     func plan(
         tier: WorkerTier, root: String, workspaceReadOnly: Bool, baseFilter: [UInt8], channel: Int32, filterFD: Int32,
-        hostIdentity: WorkerHostIdentity? = nil
+        hostIdentity: WorkerHostIdentity? = nil, mounts: [String] = []
     ) -> SpawnPlan {
         let exec = tier.profile == .exec
         let readOnly = workspaceReadOnly || tier.profile == .read
@@ -92,6 +92,12 @@ public struct WorkerLaunch: Sendable {
                 .init(path: "/proc", read: true),
             ]
             for (_, link) in symlinks { landlock.append(.init(path: link, read: true, execute: true)) }
+            // An upstream server's program and its libraries (a virtualenv): read-only, at the
+            // same path, nothing else of the host.
+            for mount in mounts {
+                binds.append(.init(source: mount, target: mount, readOnly: true, executable: true))
+                landlock.append(.init(path: mount, read: true, execute: true))
+            }
             for bind in binds where bind.source.hasPrefix("/lib") || bind.source.hasPrefix("/bin")
                 || bind.source.hasPrefix("/sbin")
             {

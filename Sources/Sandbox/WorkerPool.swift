@@ -62,6 +62,8 @@ public actor WorkerPool: ToolExecutor {
         var leaseID: String
         var tier: WorkerTier
         var hostIdentity: WorkerHostIdentity?
+        /// The upstream server it runs (its tool name left out: one process serves every tool).
+        var upstream: UpstreamCall?
 
         init(_ invocation: ToolInvocation) {
             hostIdentity = invocation.hostIdentity
@@ -73,6 +75,30 @@ public actor WorkerPool: ToolExecutor {
             actorID = invocation.actorID
             leaseID = invocation.leaseID
             tier = invocation.tier
+            upstream = invocation.upstream.map { call in
+                var server = call
+                server.tool = ""
+                return server
+            }
+            // A process a tenant's sessions share belongs to none of them: it is not retired with
+            // a session, and a call of another session or actor of the tenant is served by it.
+            switch invocation.upstream?.scope {
+            case .tenant(let workspace)?:
+                sessionID = ""
+                actorID = ""
+                leaseID = ""
+                if !workspace { workspaceID = "" }
+            case .shared?:
+                // Every tenant's calls and the catalog's listing go to the one process, which
+                // runs as ids of its own (the runner passes those) and holds no workspace.
+                tenantID = ""
+                sessionID = ""
+                actorID = ""
+                leaseID = ""
+                workspaceID = ""
+            case .session?, nil:
+                break
+            }
         }
     }
 
@@ -80,6 +106,32 @@ public actor WorkerPool: ToolExecutor {
         var sessionID: String
         var leaseID: String
         var tier: String
+        /// The upstream server, for a worker running one.
+        var server: String = ""
+
+        /// The warm key of a session's tier, or of the process an upstream call goes to.
+        init(_ invocation: ToolInvocation) {
+            sessionID = invocation.sessionID
+            leaseID = invocation.leaseID
+            tier = invocation.tier.name
+            guard let upstream = invocation.upstream else { return }
+            server = upstream.launch.server
+            switch upstream.scope {
+            case .session: break
+            case .tenant(let workspace):
+                sessionID = "tenant:" + invocation.tenantID + (workspace ? ":" + invocation.workspaceID : "")
+                leaseID = ""
+            case .shared:
+                sessionID = "shared"
+                leaseID = ""
+            }
+        }
+
+        init(sessionID: String, leaseID: String, tier: String) {
+            self.sessionID = sessionID
+            self.leaseID = leaseID
+            self.tier = tier
+        }
     }
 
     private struct Live {
@@ -236,9 +288,9 @@ public actor WorkerPool: ToolExecutor {
             tenantInFlight[invocation.tenantID, default: 1] -= 1
             if tenantInFlight[invocation.tenantID] == 0 { tenantInFlight[invocation.tenantID] = nil }
         }
-        switch isolation {
+        switch invocation.upstream == nil ? isolation : .session {
         case .call:
-            let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+            let key = WarmKey(invocation)
             let binding = Binding(invocation)
             var worker: WorkerProcess?
             while spares.ready[key] == nil, spares.isPreparing(key) {
@@ -275,7 +327,14 @@ public actor WorkerPool: ToolExecutor {
             await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
             return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
         case .session:
-            let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+            let key = WarmKey(invocation)
+            if let wait = upstreamBackoff(key) {
+                return ToolExecution(
+                    outcome: .failed(
+                        code: "upstream_unavailable",
+                        message: "server \(invocation.upstream?.launch.server ?? "") failed to start or crashed; it is restarted in \(wait) ms"),
+                    workerID: nil, isolation: isolation)
+            }
             await acquire(key)
             defer { release(key) }
             // Waiting on the lane may have taken long: a revoke meanwhile voids the call.
@@ -296,6 +355,7 @@ public actor WorkerPool: ToolExecutor {
                 switch await spawn(for: invocation, warmKey: key) {
                 case .success(let spawned): worker = spawned
                 case .failure(let error):
+                    if invocation.upstream != nil { noteUpstreamFailure(key) }
                     return ToolExecution(
                         outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
                         isolation: isolation)
@@ -307,12 +367,62 @@ public actor WorkerPool: ToolExecutor {
             if let retirement = outcomeRetirement(outcome) {
                 // Killed by a limit or crashed: the session goes on with a fresh worker next call.
                 await destroy(worker.id, reason: retirement)
+            } else if invocation.upstream != nil, Self.isUpstreamFatal(outcome) {
+                // The server exited or broke the protocol: the worker has exited too. The next
+                // call starts a fresh one, after a backoff that grows with each failure in a row.
+                await destroy(worker.id, reason: .crashed, detail: "its upstream server failed")
+                noteUpstreamFailure(key)
             } else {
                 live[worker.id]?.lastUsed = .now
-                live[worker.id]?.leaseExpiresAt = invocation.leaseExpiresAt
+                live[worker.id]?.leaseExpiresAt = Self.leaseEnd(of: invocation)
+                if invocation.upstream != nil { upstreamFailures[key] = nil }
             }
-            return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+            var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+            if let server = invocation.upstream?.launch.server {
+                execution.upstreamToolsChanged = toolsChangedServers.remove(server) != nil
+            }
+            return execution
         }
+    }
+
+    // MARK: Upstream servers
+
+    /// Consecutive failures (spawn, crash, protocol) of the upstream process of a key, and when
+    /// the next start may be tried.
+    private var upstreamFailures: [WarmKey: (count: Int, retryAt: ContinuousClock.Instant)] = [:]
+    /// Upstream servers that said their tools changed, until a call of theirs reports it.
+    private var toolsChangedServers: Set<String> = []
+
+    /// When a process its tenant's sessions share ends: with the runner (its idle timeout still
+    /// applies); a session's own ends with its lease.
+    private static func leaseEnd(of invocation: ToolInvocation) -> Date {
+        switch invocation.upstream?.scope {
+        case .tenant?, .shared?: .distantFuture
+        case .session?, nil: invocation.leaseExpiresAt
+        }
+    }
+
+    /// A failure that ended the worker's upstream server (the worker exits after answering).
+    private static func isUpstreamFatal(_ outcome: ToolOutcome) -> Bool {
+        guard case .completed(let result, true) = outcome else { return false }
+        return result.starts(with: Array(#"{"error":{"code":"upstream_unavailable""#.utf8))
+            || result.starts(with: Array(#"{"error":{"code":"upstream_protocol""#.utf8))
+    }
+
+    /// Backs off restarting a failing upstream: at once after the first failure, then 250 ms,
+    /// doubling to at most 30 s.
+    private func noteUpstreamFailure(_ key: WarmKey) {
+        let count = (upstreamFailures[key]?.count ?? 0) + 1
+        let delay: Duration = count <= 1 ? .zero : .milliseconds(min(30_000, 250 << min(count - 2, 7)))
+        upstreamFailures[key] = (count, .now + delay)
+        if upstreamFailures.count > 10_000 { upstreamFailures = upstreamFailures.filter { $0.value.retryAt > .now } }
+    }
+
+    /// Milliseconds until the upstream of `key` may be started again, nil when it may be now.
+    private func upstreamBackoff(_ key: WarmKey) -> Int? {
+        guard key.server != "", let failure = upstreamFailures[key], failure.retryAt > .now else { return nil }
+        let left = failure.retryAt - .now
+        return Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
     }
 
     private func outcomeRetirement(_ outcome: ToolOutcome) -> WorkerRetirement? {
@@ -327,7 +437,9 @@ public actor WorkerPool: ToolExecutor {
     /// from outside.
     private func run(_ invocation: ToolInvocation, on worker: WorkerProcess) async -> ToolOutcome {
         let limits = invocation.tier.limits
-        let request = Frame(kind: .request, payload: WorkerMessage.request(tool: invocation.tool, arguments: invocation.arguments))
+        let request = Frame(
+            kind: .request,
+            payload: WorkerMessage.request(tool: invocation.upstream?.tool ?? invocation.tool, arguments: invocation.arguments))
         // The worker stops a command itself at wall_ms and reports it; the margin lets that report
         // arrive before the runner's own deadline kills the worker.
         let deadline = TimeAmount.milliseconds(Int64(limits.wallMs) + 500)
@@ -337,6 +449,9 @@ public actor WorkerPool: ToolExecutor {
         } catch {
             return await failure(error, worker: worker, limits: limits)
         }
+        if let server = invocation.upstream?.launch.server, WorkerMessage.toolsChanged(frame.payload) {
+            toolsChangedServers.insert(server)
+        }
         guard frame.kind == .response, let response = WorkerMessage.parseResponse(frame.payload) else {
             let text = String(decoding: frame.payload.prefix(200), as: UTF8.self)
             worker.destroy(.crashed)
@@ -344,7 +459,10 @@ public actor WorkerPool: ToolExecutor {
         }
         // The worker caps content at output_bytes; JSON escaping can grow it up to six times. More
         // than that means the worker did not hold its limit.
-        guard response.result.count <= limits.outputBytes * 6 + 65_536 else {
+        // An upstream server's result is its own JSON, held to the tier's bytes plus room for
+        // the envelope (it is passed on as it is, not escaped into a text).
+        let cap = invocation.upstream == nil ? limits.outputBytes * 6 + 65_536 : limits.outputBytes + 65_536
+        guard response.result.count <= cap else {
             return .limitExceeded(
                 limit: "output_bytes",
                 message: "the response of \(response.result.count) bytes exceeds the tier's output limit of \(limits.outputBytes) bytes")
@@ -481,7 +599,7 @@ public actor WorkerPool: ToolExecutor {
         switch result {
         case .success(let worker):
             live[id] = Live(
-                worker: worker, binding: binding, leaseExpiresAt: invocation.leaseExpiresAt, warmKey: warmKey,
+                worker: worker, binding: binding, leaseExpiresAt: Self.leaseEnd(of: invocation), warmKey: warmKey,
                 spareKey: spareKey, lastUsed: .now)
             if let warmKey { warm[warmKey] = id }
             // A best-effort limit in effect is recorded with every worker that runs without it.
@@ -530,6 +648,7 @@ public actor WorkerPool: ToolExecutor {
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
             workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity,
+            mounts: binding.upstream?.mounts ?? [],
             cgroup: cgroups.map { group in
                 CgroupPlacement(
                     group: group, id: id, tenant: binding.tenantID,
@@ -560,16 +679,28 @@ public actor WorkerPool: ToolExecutor {
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
         let hello: [UInt8]
         do {
-            hello = try helloPayload(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)
+            if let upstream = binding.upstream {
+                // Not cached: it names the server and carries its environment.
+                var value = launch.hello(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)
+                value.upstream = upstream.launch
+                hello = [Frame.protocolVersion] + Array(try JSONEncoder().encode(value))
+            } else {
+                hello = try helloPayload(tier: tier, workspaceReadOnly: binding.workspaceReadOnly)
+            }
         } catch {
             worker.destroy(.crashed)
             return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)"))
         }
         do {
-            let answer = try await worker.exchange(Frame(kind: .hello, payload: hello), timeout: .seconds(10))
+            // An upstream server is started and initialized before `ready`: its wall clock, at least 10 s.
+            let handshake: TimeAmount = binding.upstream == nil ? .seconds(10) : .milliseconds(Int64(max(10_000, tier.limits.wallMs + 1000)))
+            let answer = try await worker.exchange(Frame(kind: .hello, payload: hello), timeout: handshake)
             guard answer.kind == .ready, answer.payload == [Frame.protocolVersion] else {
                 worker.destroy(.crashed)
-                let text = String(decoding: answer.payload.prefix(300), as: UTF8.self)
+                let text = String(decoding: answer.payload.prefix(600), as: UTF8.self)
+                if binding.upstream != nil, answer.kind == .error {
+                    return .failure(SandboxError(.upstreamUnavailable, "the upstream server did not start: \(text)"))
+                }
                 return .failure(SandboxError(.protocolViolation, "the worker refused the handshake: \(text)"))
             }
         } catch {
@@ -620,8 +751,8 @@ public actor WorkerPool: ToolExecutor {
     /// tests that run the syscall probe in exactly a worker's confinement.
     static func startProcess(
         launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
-        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, cgroup: CgroupPlacement? = nil,
-        arguments: [String] = [], stdoutToChannel: Bool = false
+        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, mounts: [String] = [],
+        cgroup: CgroupPlacement? = nil, arguments: [String] = [], stdoutToChannel: Bool = false
     ) async -> Result<StartedProcess, SandboxError> {
         let base: [UInt8]
         let tierProgram: [UInt8]
@@ -644,7 +775,7 @@ public actor WorkerPool: ToolExecutor {
         }
         var plan = launch.plan(
             tier: tier, root: root, workspaceReadOnly: workspaceReadOnly, baseFilter: base, channel: pair[1],
-            filterFD: filterFD, hostIdentity: hostIdentity)
+            filterFD: filterFD, hostIdentity: hostIdentity, mounts: mounts)
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
         let finalPlan = plan

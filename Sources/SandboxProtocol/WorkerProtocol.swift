@@ -49,12 +49,17 @@ public struct WorkerHello: Codable, Sendable, Hashable {
     public var fileSizeBytes: Int
     /// The base environment of `shell.run` commands (the runner's allow-list; no runner secrets).
     public var environment: [String: String]
+    /// Set when the worker serves an upstream MCP server: it starts the server's command and
+    /// relays `tools/list` and `tools/call` to it (see ``UpstreamLaunch``).
+    public var upstream: UpstreamLaunch?
 
     /// Creates a hello.
     public init(
         tier: String, profile: String, workspace: String = WorkerProtocol.workspacePath, readOnly: Bool,
-        outputBytes: Int, wallMs: Int, cpuSeconds: Int, fileSizeBytes: Int, environment: [String: String]
+        outputBytes: Int, wallMs: Int, cpuSeconds: Int, fileSizeBytes: Int, environment: [String: String],
+        upstream: UpstreamLaunch? = nil
     ) {
+        self.upstream = upstream
         self.tier = tier
         self.profile = profile
         self.workspace = workspace
@@ -67,12 +72,44 @@ public struct WorkerHello: Codable, Sendable, Hashable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case tier, profile, workspace, environment
+        case tier, profile, workspace, environment, upstream
         case readOnly = "read_only"
         case outputBytes = "output_bytes"
         case wallMs = "wall_ms"
         case cpuSeconds = "cpu_seconds"
         case fileSizeBytes = "file_size_bytes"
+    }
+}
+
+/// An upstream MCP server a worker runs and speaks to over its stdin and stdout.
+///
+/// The worker starts `command` (with exactly `environment`, in the workspace), initializes it as
+/// an MCP client before it answers `ready` (a server that does not come up fails the spawn with
+/// an `error` frame `upstream_unavailable`), then serves requests: the tool name
+/// ``listTools`` answers a JSON array of every tool the server lists (all pages); any other name
+/// is a `tools/call` of that tool with the request's arguments, answered with the server's
+/// `result` object byte for byte. Failures are error results with the codes `upstream_error`
+/// (a JSON-RPC error), `upstream_timeout` (no answer within `wall_ms`; the call is cancelled),
+/// `upstream_unavailable` (the server exited) and `upstream_protocol` (it wrote something that is
+/// not JSON-RPC, or more than ``maximumMessageBytes``); after the last two the worker exits.
+public struct UpstreamLaunch: Codable, Sendable, Hashable {
+    /// The request tool name that lists the server's tools.
+    public static let listTools = "tools/list"
+    /// The longest line the worker reads from a server.
+    public static let maximumMessageBytes = 16 << 20
+
+    /// The server id (for messages).
+    public var server: String
+    /// argv; the first element is looked up in `PATH` of `environment` when it has no slash.
+    public var command: [String]
+    /// The whole environment of the server.
+    public var environment: [String: String]
+
+    /// Creates a launch description.
+    public init(server: String, command: [String], environment: [String: String]) {
+        self.server = server
+        self.command = command
+        self.environment = environment
     }
 }
 
@@ -90,15 +127,21 @@ public enum WorkerMessage {
         return (String(decoding: payload[..<separator], as: UTF8.self), payload[(separator + 1)...])
     }
 
-    /// A `response` payload: one byte (1 = the tool reports an error), then the result JSON object.
-    /// An error result is `{"error": {"code": "...", "message": "..."}}` plus any detail keys.
-    public static func response(isError: Bool, result: [UInt8]) -> [UInt8] {
-        [isError ? 1 : 0] + result
+    /// A `response` payload: one flag byte (bit 0: the tool reports an error; bit 1: an upstream
+    /// server said its tools changed since the last response), then the result JSON object. An
+    /// error result is `{"error": {"code": "...", "message": "..."}}` plus any detail keys.
+    public static func response(isError: Bool, result: [UInt8], toolsChanged: Bool = false) -> [UInt8] {
+        [(isError ? 1 : 0) | (toolsChanged ? 2 : 0)] + result
     }
 
     /// Splits a `response` payload; nil when empty.
     public static func parseResponse(_ payload: [UInt8]) -> (isError: Bool, result: ArraySlice<UInt8>)? {
         guard let first = payload.first else { return nil }
-        return (first != 0, payload.dropFirst())
+        return (first & 1 != 0, payload.dropFirst())
+    }
+
+    /// Whether a `response` payload says an upstream's tools changed.
+    public static func toolsChanged(_ payload: [UInt8]) -> Bool {
+        (payload.first ?? 0) & 2 != 0
     }
 }

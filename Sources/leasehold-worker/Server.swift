@@ -43,6 +43,9 @@ struct Server {
             channel.sendError(code: "bad_frame", message: error.reason)
             return 65
         }
+        if let launch = context.hello.upstream {
+            return serveUpstream(launch, context: context)
+        }
         channel.send(Frame(kind: .ready, payload: [Frame.protocolVersion]))
         Self.warmUp(context)
         while true {
@@ -65,6 +68,42 @@ struct Server {
             let (isError, result) = dispatch(tool: tool, arguments: arguments, context: context)
             channel.send(Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result)))
             Processes.reapAfterCall()
+        }
+    }
+
+    /// A worker serving an upstream MCP server: starts and initializes it before `ready`, then
+    /// relays each request; exits after a fatal failure (answered first) or at EOF.
+    private mutating func serveUpstream(_ launch: UpstreamLaunch, context: Context) -> Int32 {
+        var upstream: Upstream
+        do {
+            upstream = try Upstream.start(launch, context: context)
+        } catch {
+            channel.sendError(code: error.error.code, message: error.error.message)
+            return 69
+        }
+        channel.send(Frame(kind: .ready, payload: [Frame.protocolVersion]))
+        while true {
+            let frame: Frame
+            do {
+                guard let next = try channel.next() else { return 0 }
+                frame = next
+            } catch {
+                channel.sendError(code: "bad_frame", message: error.reason)
+                return 65
+            }
+            guard frame.kind == .request, let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
+                channel.sendError(code: "unexpected_frame", message: "expected a request frame")
+                return 65
+            }
+            do {
+                let (isError, result) = try upstream.serve(tool: tool, arguments: arguments, wallMs: context.hello.wallMs)
+                let changed = upstream.takeToolsChanged()
+                channel.send(
+                    Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result, toolsChanged: changed)))
+            } catch {
+                channel.send(Frame(kind: .response, payload: WorkerMessage.response(isError: true, result: Results.error(error.error))))
+                return 69
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MCP
+import SandboxProtocol
 
 /// What a call answered, before it is encoded for the client.
 public enum CallAnswer: Sendable {
@@ -9,6 +10,8 @@ public enum CallAnswer: Sendable {
     case refusal(Refusal, extra: [String: Value] = [:])
     /// A result the runner built itself (`system.search_tools`).
     case built(CallTool.Result)
+    /// An upstream server's whole `CallTool` result object, exactly as the server sent it.
+    case upstream(result: [UInt8])
 
     /// Whether the client sees it as an error.
     public var isError: Bool {
@@ -16,6 +19,8 @@ public enum CallAnswer: Sendable {
         case .tool(_, let isError): isError
         case .refusal: true
         case .built(let result): result.isError ?? false
+        case .upstream(let result):
+            JSONSpan.member("isError", in: result).map { result[$0].elementsEqual("true".utf8) } ?? false
         }
     }
 }
@@ -42,11 +47,18 @@ enum ResultEncoder {
                 structuredContent: ["error": .object(error)] as Value?, isError: true)
         case .built(let result):
             return result
+        case .upstream(let bytes):
+            // The SDK's own types for the SDK's handler path; the HTTP path splices the bytes.
+            return (try? JSONDecoder().decode(CallTool.Result.self, from: Data(bytes)))
+                ?? CallTool.Result(
+                    content: [.text(text: "the upstream result could not be decoded", annotations: nil, _meta: nil)],
+                    isError: true)
         }
     }
 
     /// The answer as the JSON of a `CallTool` result.
     static func json(_ answer: CallAnswer) -> Data {
+        if case .upstream(let bytes) = answer, isJSONObject(bytes) { return Data(bytes) }
         if case .tool(let bytes, let isError) = answer, isJSONObject(bytes) {
             var out = Data()
             out.reserveCapacity(bytes.count * 2 + 64)

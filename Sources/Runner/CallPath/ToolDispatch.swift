@@ -24,14 +24,21 @@ struct ToolDispatch: Sendable {
         let digest: String
         let policyVersion: String
 
-        /// Whether the tier's seccomp profile lets the tool change the workspace.
-        var mayWrite: Bool { tier.seccompProfile != SeccompProfileName.read.rawValue }
-        /// How long a result of this tier is cached (nil: not cached).
-        var cacheTTL: Int? { tier.cacheable ? tier.cacheTTLSeconds : nil }
+        /// Set when the tool is an upstream server's.
+        var upstream: UpstreamCall? = nil
+
+        /// Whether the tool may change the workspace: its tier's seccomp profile allows writes,
+        /// and it is not an upstream server's (those see their workspace read-only).
+        var mayWrite: Bool { upstream == nil && tier.seccompProfile != SeccompProfileName.read.rawValue }
+        /// How long a result of this tier is cached (nil: not cached). Upstream results are not:
+        /// the cache holds a worker's result, not a server's whole `CallTool` result.
+        var cacheTTL: Int? { tier.cacheable && upstream == nil ? tier.cacheTTLSeconds : nil }
     }
 
     let registry: WorkspaceRegistry
     let executor: any ToolExecutor
+    /// Upstream MCP servers whose tools run in their own processes.
+    let upstreams: UpstreamRegistry
     let cache: ResultCache
     let kernel: KernelFeatures
     let hostIDs: TenantHostIDs?
@@ -85,9 +92,20 @@ struct ToolDispatch: Sendable {
         } catch {
             throw Refusal(.invalidArguments, "arguments cannot be encoded: \(error)")
         }
-        return Prepared(
+        var prepared = Prepared(
             tool: tool, tierName: name, tier: settings, workspace: workspace, arguments: encoded,
             digest: Digest.sha256Hex(encoded), policyVersion: policyVersion)
+        if let upstream = upstreams.call(for: tool, tenant: workspace.tenantID, workspace: workspace.workspaceID) {
+            // A server is a program: only a tier whose seccomp profile lets programs run can host it.
+            guard settings.seccompProfile == SeccompProfileName.exec.rawValue else {
+                throw Refusal(
+                    .tierUnavailable,
+                    "tier \(name) (seccomp_profile \(settings.seccompProfile)) cannot run upstream server \(upstream.launch.server); map its tools to a tier with seccomp_profile exec"
+                )
+            }
+            prepared.upstream = upstream
+        }
+        return prepared
     }
 
     /// A cached result of this exact call, with the cache generation a fresh result is stored
@@ -108,20 +126,20 @@ struct ToolDispatch: Sendable {
         let workspace = call.workspace
         // A root runner's workers run as the tenant's own unprivileged ids. Should they be
         // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
-        var hostIdentity: WorkerHostIdentity?
-        if let hostIDs {
-            do {
-                hostIdentity = try await hostIDs.identity(forTenant: workspace.tenantID)
-            } catch {
-                logger.error("no host ids for the tenant's workers", metadata: ["error": "\(error)"])
-            }
+        // A shared upstream process belongs to no tenant: it runs as ids of its own.
+        let shared = call.upstream?.scope == .shared
+        let hostIdentity = await identity(forTenant: shared ? UpstreamRegistry.sharedTenant : workspace.tenantID)
+        var root = workspace.root
+        if let upstream = call.upstream, shared || !(upstreams.servers[upstream.launch.server]?.workspace ?? false) {
+            root = upstreams.emptyRoot
         }
         let invocation = ToolInvocation(
             tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: call.arguments,
-            tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: workspace.root,
-            workspaceReadOnly: workspace.readOnly, sessionID: context.session.id, actorID: context.session.actorID,
-            leaseID: context.session.lease.id, leaseExpiresAt: context.session.lease.expiresAt,
-            policyVersion: call.policyVersion, authorizedAt: context.readAt, hostIdentity: hostIdentity)
+            tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: root,
+            workspaceReadOnly: workspace.readOnly || call.upstream != nil, sessionID: context.session.id,
+            actorID: context.session.actorID, leaseID: context.session.lease.id,
+            leaseExpiresAt: context.session.lease.expiresAt, policyVersion: call.policyVersion,
+            authorizedAt: context.readAt, hostIdentity: hostIdentity, upstream: call.upstream)
         let execution = await executor.execute(invocation)
         if call.mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
         if let ttl = call.cacheTTL, case .completed(let result, false) = execution.outcome {
@@ -130,6 +148,18 @@ struct ToolDispatch: Sendable {
                 tool: call.tool, argumentsDigest: call.digest, expires: now().addingTimeInterval(TimeInterval(ttl)))
         }
         return execution
+    }
+
+    /// A root runner's workers run as the tenant's own unprivileged ids. Should they be
+    /// unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
+    func identity(forTenant tenant: String) async -> WorkerHostIdentity? {
+        guard let hostIDs else { return nil }
+        do {
+            return try await hostIDs.identity(forTenant: tenant)
+        } catch {
+            logger.error("no host ids for the tenant's workers", metadata: ["error": "\(error)"])
+            return nil
+        }
     }
 
     /// What a tier implies for its workers. Limits the policy leaves open take the sandbox's

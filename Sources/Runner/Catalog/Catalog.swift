@@ -17,6 +17,8 @@ public struct Catalog: Sendable {
     public let bundles: [String: PatternSet]
     /// The search index over names and descriptions.
     let searchIndex: SearchIndex
+    /// The bundles' patterns as written (a rebuilt catalog keeps them).
+    let bundlePatterns: [String: [String]]
 
     /// Builds a catalog from the built-in tools plus `extra` tools and bundles.
     public init(extra: [ToolDescriptor] = [], bundles: [String: [String]] = [:]) throws {
@@ -47,7 +49,14 @@ public struct Catalog: Sendable {
         self.byName = byName
         self.servers = Set(byName.values.map(\.server))
         self.bundles = compiled
+        self.bundlePatterns = bundles
         self.searchIndex = SearchIndex(tools: tools)
+    }
+
+    /// This catalog with `server`'s tools replaced by `tools` (an upstream server's latest list).
+    public func replacing(server: String, with tools: [ToolDescriptor]) throws -> Catalog {
+        let kept = self.tools.filter { $0.server != server && !BuiltinTools.workspace.contains($0) }
+        return try Catalog(extra: kept + tools, bundles: bundlePatterns)
     }
 
     /// The descriptor for a name, system tools included.

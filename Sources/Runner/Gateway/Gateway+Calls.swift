@@ -167,7 +167,13 @@ extension Gateway {
         } catch {
             return .refusal(error)
         }
+        if execution.upstreamToolsChanged, let server = call.upstream?.launch.server {
+            Task { await self.refreshUpstream(server) }
+        }
         switch execution.outcome {
+        case .completed(let result, false) where call.upstream != nil:
+            // The server's own CallTool result (content, structuredContent, isError), unchanged.
+            return .upstream(result: result)
         case .completed(let result, let isError):
             return .tool(result: result, isError: isError)
         case .limitExceeded(let limit, let message, let partial):

@@ -12,8 +12,10 @@ extension Gateway {
 
     /// Replaces catalog and policy atomically, then tells connected sessions whose view changed.
     public func replace(catalog: Catalog? = nil, policy: RiskPolicy? = nil) async {
+        let defaults = upstreams.defaultTiers
         resolverState.withLock { state in
-            state = ScopeResolver(catalog: catalog ?? state.catalog, policy: policy ?? state.policy)
+            state = ScopeResolver(
+                catalog: catalog ?? state.catalog, policy: policy?.withServerTiers(defaults) ?? state.policy)
         }
         await notifyAllConnections()
     }
@@ -36,7 +38,7 @@ extension Gateway {
     public func reloadPolicy(directory: String) async -> Result<String, PolicyValidationError> {
         let loaded: RiskPolicy
         do {
-            loaded = try RiskPolicy.load(directory: directory)
+            loaded = try RiskPolicy.load(directory: directory).withServerTiers(upstreams.defaultTiers)
         } catch {
             rejectPolicy(error)
             return .failure(error)

@@ -63,6 +63,8 @@ public final class Gateway: Sendable {
     /// Refusals of requests without a verified claim, counted per source and interval rather than
     /// written one record each.
     public let unauthenticatedRefusals: UnauthenticatedRefusals
+    /// Upstream MCP servers (`servers:`), whose tools join the catalog.
+    public let upstreams: UpstreamRegistry
 
     /// Creates the gateway.
     public init(
@@ -70,10 +72,12 @@ public final class Gateway: Sendable {
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
         workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
+        upstreams: UpstreamRegistry = .none,
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
+        self.upstreams = upstreams
         self.unauthenticatedRefusals = UnauthenticatedRefusals(refusalSampling)
         let registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
         self.registry = registry
@@ -94,9 +98,9 @@ public final class Gateway: Sendable {
         self.approvals = ApprovalGate(store: store, recorder: recorder, now: now)
         self.recorder = recorder
         self.dispatch = ToolDispatch(
-            registry: registry, executor: executor, cache: cache, kernel: kernel, hostIDs: hostIDs, logger: logger,
-            now: now)
-        self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy))
+            registry: registry, executor: executor, upstreams: upstreams, cache: cache, kernel: kernel, hostIDs: hostIDs,
+            logger: logger, now: now)
+        self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy.withServerTiers(upstreams.defaultTiers)))
         self.policyState = Mutex(PolicyStatus(version: policy.version, loadedAt: now(), lastRejection: nil))
     }
 

@@ -47,7 +47,7 @@ public enum PolicyFiles {
     ///
     /// - Throws: ``PolicyValidationError`` listing every problem with file:line:column.
     public static func load(directory: String) throws(PolicyValidationError) -> RiskPolicy {
-        var reader = Reader()
+        var reader = PolicyYAMLReader()
         let tiersPath = directory + "/tiers.yaml"
         let toolsPath = directory + "/tools.yaml"
         let tiersText = reader.read(tiersPath)
@@ -117,7 +117,7 @@ public enum PolicyFiles {
 }
 
 /// Walks policy YAML, collecting diagnostics.
-private struct Reader {
+struct PolicyYAMLReader {
     var diagnostics: [PolicyDiagnostic] = []
     /// Every tier name defined in tiers.yaml, valid or not.
     var tierNames: Set<String> = []

@@ -161,6 +161,8 @@ public struct RiskPolicy: Sendable, Hashable {
     public private(set) var tenantOverrides: [String: TenantOverride]
     /// Content hash of the files this policy was read from (audit records carry it).
     public var version: String
+    /// Default tiers of upstream servers' tools tools.yaml does not map, by server id.
+    public private(set) var serverTiers: [String: String] = [:]
 
     struct Rule: Hashable, Sendable {
         let pattern: ToolPattern
@@ -192,7 +194,21 @@ public struct RiskPolicy: Sendable, Hashable {
     /// The tier for a tool: the most specific matching pattern wins (exact beats wildcard, then the
     /// most literal characters). Nil when no pattern matches: such a tool is denied.
     public func tier(for tool: String) -> (name: String, pattern: ToolPattern)? {
-        Self.mostSpecific(ruleList, matching: tool).map { ($0.tier, $0.pattern) }
+        if let rule = Self.mostSpecific(ruleList, matching: tool) { return (rule.tier, rule.pattern) }
+        // An upstream server's default tier (`tier:` of its `servers:` entry) for what tools.yaml
+        // leaves unmapped; a tier the policy does not define leaves the tool denied.
+        let server = String(ToolName.server(of: tool))
+        guard let name = serverTiers[server], tiers[name] != nil, let pattern = ToolPattern(server + ".*") else {
+            return nil
+        }
+        return (name, pattern)
+    }
+
+    /// This policy with the default tiers of upstream servers (`servers:` in leasehold.yaml).
+    public func withServerTiers(_ defaults: [String: String]) -> RiskPolicy {
+        var policy = self
+        policy.serverTiers = defaults
+        return policy
     }
 
     /// The tier for a tool as seen by `tenant`: the base tier, replaced by the most specific

@@ -131,11 +131,17 @@ public struct Runtime: Sendable {
             cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
             onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
         Self.logLimitEnforcement(pool.limitEnforcement, policy: policy, catalog: catalog, logger: logger)
+        let upstreams = try UpstreamRegistry(
+            servers: try Self.upstreamServers(
+                configFile: options.configFile, policy: policy, catalog: catalog, rules: rules, stateDir: stateDir),
+            emptyRoot: stateDir + "/upstream-empty")
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
-            refusalSampling: try config.refusalSampling(), logger: logger)
+            refusalSampling: try config.refusalSampling(), upstreams: upstreams, logger: logger)
+        // Upstream servers' tools are in the catalog before the first request is served.
+        await gateway.listUpstreams()
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -155,6 +161,54 @@ public struct Runtime: Sendable {
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
             keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
             logger: logger)
+    }
+
+    /// `servers:` of the config, checked against what else the runner knows: each server's
+    /// default tier exists and may run programs (seccomp profile exec), its id is not a catalog
+    /// server's, and no mount is, holds or lies inside the runner's own files (state dir,
+    /// policies, config, keys, binaries), a workspace base, or a kernel or secret tree.
+    static func upstreamServers(
+        configFile: String?, policy: RiskPolicy, catalog: Catalog, rules: WorkspaceRules, stateDir: String
+    ) throws -> [UpstreamServer] {
+        guard let configFile else { return [] }
+        let servers: [UpstreamServer]
+        do {
+            servers = try UpstreamServers.load(configFile: configFile)
+        } catch {
+            throw ConfigError("servers:\n\(error)")
+        }
+        let kernelTrees = ["/proc", "/sys", "/dev", "/root", "/run", "/boot", "/etc"]
+        var forbidden: [(name: String, chain: PathChain)] = rules.protected
+            .filter { !$0.name.hasPrefix("system directory") || kernelTrees.contains($0.chain.path) }
+            .map { ($0.name, $0.chain) }
+        forbidden += rules.bases.map { ("workspace base", $0) }
+        for server in servers {
+            if let tier = server.tier {
+                guard let settings = policy.tiers[tier] else {
+                    throw ConfigError("server \(server.id): tier \(tier) is not defined in tiers.yaml")
+                }
+                guard settings.seccompProfile == SeccompProfileName.exec.rawValue else {
+                    throw ConfigError(
+                        "server \(server.id): tier \(tier) has seccomp_profile \(settings.seccompProfile), which cannot run a program; use a tier with seccomp_profile exec (shipped: upstream)"
+                    )
+                }
+            }
+            if catalog.servers.contains(server.id) {
+                throw ConfigError("server \(server.id) is also declared under catalog:; name it once")
+            }
+            for mount in server.mounts {
+                guard let chain = PathChain.resolveExisting(mount) else {
+                    throw ConfigError("server \(server.id): mount \(mount) does not exist")
+                }
+                guard chain.path != "/" else { throw ConfigError("server \(server.id): mount / would show the whole host") }
+                for entry in forbidden where chain.isWithin(entry.chain) || entry.chain.isWithin(chain) {
+                    throw ConfigError(
+                        "server \(server.id): mount \(mount) is, holds or lies inside the \(entry.name) (\(entry.chain.path)), which no worker may see"
+                    )
+                }
+            }
+        }
+        return servers
     }
 
     /// The root rules of a runner: its workspace bases (created 0700 when `createBases`), and the

@@ -1,0 +1,173 @@
+import Foundation
+import Logging
+import MCP
+import Sandbox
+import SandboxProtocol
+import Synchronization
+
+/// The upstream MCP servers of this runner: their configuration, the tools each reported, and
+/// how each is doing (for `GET /api/v1/servers` and `leasehold servers`).
+///
+/// A server's tools are listed by a process of its own that holds no tenant's data (an empty
+/// workspace, no tenant in its environment), at start and whenever a call's process says its
+/// tools changed. Calls go to processes shared as the server's `isolation` says.
+public final class UpstreamRegistry: Sendable {
+    /// How a server is doing.
+    public struct Status: Sendable, Codable, Hashable {
+        /// The server id.
+        public var id: String
+        /// `session`, `tenant` or `shared`.
+        public var isolation: String
+        /// Tools it reported at the last listing that joined the catalog.
+        public var tools: Int
+        /// `listed`, `failed` or `starting`.
+        public var state: String
+        /// Why the last listing failed, or which tool names were refused.
+        public var lastError: String?
+        /// When it was last listed.
+        public var listedAt: Date?
+
+        enum CodingKeys: String, CodingKey {
+            case id, isolation, tools, state
+            case lastError = "last_error"
+            case listedAt = "listed_at"
+        }
+    }
+
+    /// The pseudo-tenant catalog and shared processes run as (a root runner gives it host ids of
+    /// its own, never a real tenant's).
+    public static let sharedTenant = "-upstream"
+
+    /// The servers by id.
+    public let servers: [String: UpstreamServer]
+    /// An empty directory: `/workspace` of processes that see no tenant's workspace.
+    public let emptyRoot: String
+    private let statuses: Mutex<[String: Status]>
+
+    /// Creates the registry; `emptyRoot` is created (empty, read-only to workers) if missing.
+    public init(servers: [UpstreamServer], emptyRoot: String) throws {
+        self.servers = Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) })
+        self.emptyRoot = emptyRoot
+        try FileManager.default.createDirectory(atPath: emptyRoot, withIntermediateDirectories: true)
+        chmod(emptyRoot, 0o755)
+        self.statuses = Mutex(
+            Dictionary(
+                uniqueKeysWithValues: servers.map {
+                    ($0.id, Status(id: $0.id, isolation: $0.isolation.rawValue, tools: 0, state: "starting"))
+                }))
+    }
+
+    /// No servers.
+    public static let none: UpstreamRegistry = {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-no-upstream").path
+        // swiftlint:disable:next force_try
+        return try! UpstreamRegistry(servers: [], emptyRoot: directory)
+    }()
+
+    /// Every server's status, by id.
+    public var status: [Status] { statuses.withLock { $0.values.sorted { $0.id < $1.id } } }
+
+    /// The default tiers of servers' tools (`tier:`), for the policy.
+    public var defaultTiers: [String: String] {
+        servers.compactMapValues(\.tier)
+    }
+
+    /// The upstream part of a call of `tool`, nil when it is not an upstream server's.
+    func call(
+        for tool: String, tenant: String, workspace: String
+    ) -> UpstreamCall? {
+        let id = String(ToolName.server(of: tool))
+        guard let server = servers[id] else { return nil }
+        let scope: UpstreamCall.Scope =
+            switch server.isolation {
+            case .session: .session
+            case .tenant: .tenant(workspace: server.workspace)
+            case .shared: .shared
+            }
+        let tenantInEnvironment = server.isolation == .shared ? nil : tenant
+        return UpstreamCall(
+            launch: UpstreamLaunch(
+                server: id, command: server.command, environment: server.launchEnvironment(tenant: tenantInEnvironment)),
+            mounts: server.mounts, scope: scope, tool: String(tool.dropFirst(id.count + 1)))
+    }
+
+    /// Lists `id`'s tools through `executor` in a process of its own, as catalog descriptors
+    /// named `<id>.<tool>`; records the outcome in the status.
+    func list(
+        _ id: String, executor: any ToolExecutor, tier: WorkerTier, hostIdentity: WorkerHostIdentity?, logger: Logger
+    ) async -> [ToolDescriptor]? {
+        guard let server = servers[id] else { return nil }
+        let invocation = ToolInvocation(
+            tool: id + "." + UpstreamLaunch.listTools, tier: tier, arguments: [],
+            tenantID: Self.sharedTenant, workspaceID: "-", workspaceRoot: emptyRoot, workspaceReadOnly: true,
+            sessionID: "-catalog-" + id, actorID: "-", leaseID: "-", leaseExpiresAt: .distantFuture, policyVersion: "",
+            hostIdentity: hostIdentity,
+            upstream: UpstreamCall(
+                launch: UpstreamLaunch(server: id, command: server.command, environment: server.launchEnvironment(tenant: nil)),
+                mounts: server.mounts, scope: .shared, tool: UpstreamLaunch.listTools))
+        let execution = await executor.execute(invocation)
+        let failure: String
+        switch execution.outcome {
+        case .completed(let result, false):
+            let (tools, refused) = Self.descriptors(server: id, listed: result)
+            if let tools {
+                statuses.withLock {
+                    $0[id]?.tools = tools.count
+                    $0[id]?.state = "listed"
+                    $0[id]?.lastError = refused.isEmpty ? nil : "tool names refused: " + refused.prefix(10).joined(separator: ", ")
+                    $0[id]?.listedAt = Date()
+                }
+                if !refused.isEmpty {
+                    logger.warning("upstream tools refused", metadata: ["server": "\(id)", "names": "\(refused.prefix(10))"])
+                }
+                return tools
+            }
+            failure = "tools/list did not answer a JSON array of tools"
+        case .completed(let result, true):
+            failure = String(decoding: result.prefix(600), as: UTF8.self)
+        case .limitExceeded(let limit, let message, _):
+            failure = "\(limit): \(message)"
+        case .failed(let code, let message):
+            failure = "\(code): \(message)"
+        }
+        statuses.withLock {
+            $0[id]?.state = "failed"
+            $0[id]?.lastError = failure
+        }
+        logger.error("upstream server could not be listed", metadata: ["server": "\(id)", "error": "\(failure)"])
+        return nil
+    }
+
+    /// Descriptors from a JSON array of MCP tool objects, and the names refused (not valid as
+    /// `<server>.<tool>`, over 64 characters, or listed twice).
+    static func descriptors(server: String, listed: [UInt8]) -> ([ToolDescriptor]?, [String]) {
+        guard let array = try? JSONSerialization.jsonObject(with: Data(listed)) as? [Any] else { return (nil, []) }
+        var tools: [ToolDescriptor] = []
+        var refused: [String] = []
+        var seen: Set<String> = []
+        for element in array {
+            guard let object = element as? [String: Any], let name = object["name"] as? String else {
+                refused.append("(a tool without a name)")
+                continue
+            }
+            let full = server + "." + name
+            guard ToolName.isValid(full), seen.insert(full).inserted else {
+                refused.append(ToolName.display(full))
+                continue
+            }
+            let schema = object["inputSchema"].flatMap(ExactJSON.value(of:)) ?? ["type": "object"]
+            // Annotations are hints from the server: kept for clients, never used for a tier.
+            var annotations: Tool.Annotations = nil
+            if let hints = object["annotations"] as? [String: Any],
+                let data = try? JSONSerialization.data(withJSONObject: hints)
+            {
+                annotations = (try? JSONDecoder().decode(Tool.Annotations.self, from: data)) ?? nil
+            }
+            tools.append(
+                ToolDescriptor(
+                    name: full, description: object["description"] as? String ?? "", inputSchema: schema,
+                    outputSchema: object["outputSchema"].flatMap(ExactJSON.value(of:)), annotations: annotations))
+        }
+        return (tools, refused)
+    }
+}

@@ -1,0 +1,165 @@
+import Foundation
+import Sandbox
+import SandboxProtocol
+import WorkspaceRegistry
+import Yams
+
+/// An upstream MCP server from `servers:` in leasehold.yaml: a stdio program Leasehold runs in
+/// confined workers, whose tools join the catalog as `<id>.<tool>`.
+public struct UpstreamServer: Sendable, Hashable {
+    /// Who shares one process of the server.
+    public enum Isolation: String, Sendable, Hashable, CaseIterable {
+        /// One per session and lease, destroyed with them.
+        case session
+        /// One per tenant (and workspace, when the server mounts it).
+        case tenant
+        /// One for all tenants: only for servers marked `multi_tenant: true`.
+        case shared
+    }
+
+    /// The id, and the prefix of its tools.
+    public var id: String
+    /// argv of the program.
+    public var command: [String]
+    /// Host paths its program needs (its code, a virtualenv), mounted read-only at the same path.
+    public var mounts: [String]
+    /// Its environment: literal values and secrets read from files. Never logged or audited.
+    public var environment: [String: String]
+    /// Who shares a process.
+    public var isolation: Isolation
+    /// The tier of its tools that `policies/tools.yaml` does not map (nil: those are denied).
+    public var tier: String?
+    /// Whether it sees the session's workspace at `/workspace` (else an empty directory).
+    public var workspace: Bool
+    /// The operator's statement that one process may serve every tenant.
+    public var multiTenant: Bool
+
+    /// The environment a process gets for `tenant` (nil: a shared or catalog process).
+    func launchEnvironment(tenant: String?) -> [String: String] {
+        var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"]
+        environment.merge(self.environment) { _, configured in configured }
+        environment["LEASEHOLD_SERVER"] = id
+        if workspace { environment["LEASEHOLD_WORKSPACE"] = WorkerProtocol.workspacePath }
+        if let tenant { environment["LEASEHOLD_TENANT"] = tenant }
+        return environment
+    }
+}
+
+/// Reads `servers:` of a leasehold.yaml, walking YAML nodes so every problem names its line.
+public enum UpstreamServers {
+    /// Server ids Leasehold's own tools use.
+    static let reserved: Set<String> = ["system", "repo", "shell"]
+    static let keys = ["id", "transport", "command", "mounts", "env", "isolation", "tier", "workspace", "multi_tenant"]
+
+    /// The servers of `file` (none when it has no `servers:` key).
+    ///
+    /// - Throws: ``PolicyValidationError`` listing every problem with file:line:column.
+    public static func load(configFile file: String) throws(PolicyValidationError) -> [UpstreamServer] {
+        var reader = PolicyYAMLReader()
+        guard let text = reader.read(file) else { throw PolicyValidationError(diagnostics: reader.diagnostics) }
+        guard let root = reader.compose(text, file: file) else { throw PolicyValidationError(diagnostics: reader.diagnostics) }
+        guard let list = root.mapping?["servers"] else { return [] }
+        var servers: [UpstreamServer] = []
+        var seen: Set<String> = []
+        for node in reader.list(list, file: file, what: "servers") ?? [] {
+            guard let server = reader.server(node, file: file) else { continue }
+            guard seen.insert(server.id).inserted else {
+                reader.error(file, node, "servers: id \(server.id) appears twice")
+                continue
+            }
+            servers.append(server)
+        }
+        guard reader.diagnostics.isEmpty else { throw PolicyValidationError(diagnostics: reader.diagnostics) }
+        return servers
+    }
+}
+
+extension PolicyYAMLReader {
+    fileprivate mutating func server(_ node: Node, file: String) -> UpstreamServer? {
+        guard let f = fields(node, file: file, what: "server", known: UpstreamServers.keys, required: ["id", "command"]) else {
+            return nil
+        }
+        let before = diagnostics.count
+        let id = string(f["id"], file: file, what: "server id")
+        if let id, !Identifier.isValid(id) || id.count > 32 || UpstreamServers.reserved.contains(id) {
+            error(file, f["id"], "server id \(id) must be 1-32 characters of [A-Za-z0-9_-] and not system, repo or shell")
+        }
+        let what = "server \(id ?? "?")"
+        if let transport = string(f["transport"], file: file, what: "\(what): transport"), transport != "stdio" {
+            error(
+                file, f["transport"],
+                "\(what): transport \(transport) is not supported; Leasehold runs stdio servers in confined workers")
+        }
+        var command: [String] = []
+        for item in list(f["command"], file: file, what: "\(what): command") ?? [] {
+            if let part = string(item, file: file, what: "\(what): command") { command.append(part) }
+        }
+        if f["command"] != nil, command.isEmpty { error(file, f["command"], "\(what): command must not be empty") }
+        var mounts: [String] = []
+        for item in list(f["mounts"], file: file, what: "\(what): mounts") ?? [] {
+            guard let path = string(item, file: file, what: "\(what): mounts") else { continue }
+            // Named by the operator, seen by every process of the server: absolute, plain, existing.
+            let plain = path.hasPrefix("/") && !path.split(separator: "/").contains { $0 == ".." || $0 == "." }
+            guard plain, FileManager.default.fileExists(atPath: path) else {
+                error(file, item, "\(what): mount \(path) must be an existing absolute path without . or ..")
+                continue
+            }
+            mounts.append(path)
+        }
+        var environment: [String: String] = [:]
+        if let envNode = f["env"] {
+            if let mapping = envNode.mapping {
+                for (keyNode, value) in mapping {
+                    guard let name = keyNode.scalar?.string, !name.isEmpty, !name.contains("="),
+                        !name.hasPrefix("LEASEHOLD_")
+                    else {
+                        error(file, keyNode, "\(what): env names must be non-empty, without =, and not LEASEHOLD_*")
+                        continue
+                    }
+                    if let secret = value.mapping {
+                        guard secret.count == 1, let pathNode = secret["file"],
+                            let path = string(pathNode, file: file, what: "\(what): env \(name).file")
+                        else {
+                            error(file, value, "\(what): env \(name) must be a string or {file: PATH}")
+                            continue
+                        }
+                        // The secret's value never appears in a message.
+                        guard let data = FileManager.default.contents(atPath: path) else {
+                            error(file, pathNode, "\(what): env \(name): cannot read \(path)")
+                            continue
+                        }
+                        environment[name] = String(decoding: data, as: UTF8.self)
+                            .trimmingCharacters(in: .whitespacesAndNewlines)
+                    } else if let literal = value.scalar?.string {
+                        environment[name] = literal
+                    } else {
+                        error(file, value, "\(what): env \(name) must be a string or {file: PATH}")
+                    }
+                }
+            } else {
+                error(file, envNode, "\(what): env must be a mapping")
+            }
+        }
+        let isolationName =
+            f["isolation"] == nil
+            ? UpstreamServer.Isolation.session.rawValue
+            : oneOf(
+                f["isolation"], file: file, what: "\(what): isolation",
+                choices: UpstreamServer.Isolation.allCases.map(\.rawValue))
+        let tier = string(f["tier"], file: file, what: "\(what): tier")
+        let workspace = f["workspace"] == nil ? false : boolean(f["workspace"], file: file, what: "\(what): workspace")
+        let multiTenant =
+            f["multi_tenant"] == nil ? false : boolean(f["multi_tenant"], file: file, what: "\(what): multi_tenant")
+        let isolation = isolationName.flatMap(UpstreamServer.Isolation.init(rawValue:))
+        if isolation == .shared, multiTenant != true {
+            error(file, f["isolation"], "\(what): isolation shared needs multi_tenant: true (one process serves every tenant)")
+        }
+        if isolation == .shared, workspace == true {
+            error(file, f["workspace"], "\(what): a shared server cannot mount a tenant's workspace")
+        }
+        guard diagnostics.count == before, let id, let isolation, let workspace, let multiTenant else { return nil }
+        return UpstreamServer(
+            id: id, command: command, mounts: mounts, environment: environment, isolation: isolation, tier: tier,
+            workspace: workspace, multiTenant: multiTenant)
+    }
+}
