@@ -95,6 +95,9 @@ public struct WorkerHello: Codable, Sendable, Hashable {
 public struct UpstreamLaunch: Codable, Sendable, Hashable {
     /// The request tool name that lists the server's tools.
     public static let listTools = "tools/list"
+    /// The request tool name whose arguments are the whole `tools/call` params (name, arguments
+    /// and `_meta`), sent as they are.
+    public static let callTool = "tools/call"
     /// The longest line the worker reads from a server.
     public static let maximumMessageBytes = 16 << 20
 

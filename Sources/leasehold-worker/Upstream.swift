@@ -60,6 +60,9 @@ struct Upstream {
         let deadline = Spawned.nowMs() + wallMs
         do throws(Failure) {
             if tool == UpstreamLaunch.listTools { return (false, try listTools(deadline: deadline)) }
+            if tool == UpstreamLaunch.callTool {
+                return (false, try request("tools/call", params: Array(arguments), deadline: deadline))
+            }
             let params = Array(#"{"name":"#.utf8) + Self.jsonString(tool) + Array(#","arguments":"#.utf8)
                 + (arguments.isEmpty ? Array("{}".utf8) : Array(arguments)) + [UInt8(ascii: "}")]
             return (false, try request("tools/call", params: params, deadline: deadline))

@@ -228,3 +228,36 @@ def test_a_server_that_changes_its_tools_is_listed_again(world: World) -> None:
         assert code(call(agent, "common.beta_extra", {})) is None
     finally:
         agent.close()
+
+
+def test_an_upstream_learns_who_calls_from_a_signed_assertion_never_the_claim(world: World) -> None:
+    """The upstream gets `_meta["dev.leasehold/identity"]`: an EdDSA JWS over the session's
+    tenant, workspace, session, lease and actor, for its own server id, verifiable with the key
+    in its environment. The caller's claim never reaches it, and a `_meta` the caller sends
+    cannot stand in for the assertion."""
+    import jwt
+
+    agent = Agent(world, "acme", "w1", actor="alice")
+    try:
+        answer = call(agent, "vivi.internal_debug", {"action": "whoami"})
+        text = json.dumps(answer)
+        assert agent.claim not in text and agent.claim.split(".")[1] not in text, "the session claim reached the upstream"
+        token = answer["result"]["structuredContent"]["meta"]["dev.leasehold/identity"]
+        env = call(agent, "vivi.internal_debug", {"action": "env"})["result"]["structuredContent"]["env"]
+        jwks = json.loads(env["LEASEHOLD_IDENTITY_JWKS"])
+        key = jwt.PyJWK(jwks["keys"][0]).key
+        assert jwt.get_unverified_header(token)["typ"] == "leasehold-identity+jwt"
+        claims = jwt.decode(token, key, algorithms=["EdDSA"], audience="vivi")
+        assert (claims["tenant_id"], claims["workspace_id"], claims["session_id"], claims["sub"]) == (
+            "acme", "w1", agent.session_id, "alice")
+        assert claims["exp"] - claims["iat"] == 60 and claims["tool"] == "internal_debug"
+        with pytest.raises(jwt.InvalidAudienceError):
+            jwt.decode(token, key, algorithms=["EdDSA"], audience="common")
+        # The caller's own _meta never reaches the upstream: only Leasehold's assertion does.
+        forged = rpc(agent, "tools/call", {"name": "vivi.internal_debug", "arguments": {"action": "whoami"},
+                                           "_meta": {"dev.leasehold/identity": "forged", "tenant": "globex"}})
+        seen = forged["result"]["structuredContent"]["meta"]
+        assert seen["dev.leasehold/identity"] != "forged" and "tenant" not in seen, seen
+        assert jwt.decode(seen["dev.leasehold/identity"], key, algorithms=["EdDSA"], audience="vivi")["tenant_id"] == "acme"
+    finally:
+        agent.close()

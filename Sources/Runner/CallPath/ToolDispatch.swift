@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MCP
 import Sandbox
+import SandboxProtocol
 import WorkspaceRegistry
 
 /// Stage 6 of a call: where and how a visible tool runs, and running it.
@@ -133,13 +134,31 @@ struct ToolDispatch: Sendable {
         if let upstream = call.upstream, shared || !(upstreams.servers[upstream.launch.server]?.workspace ?? false) {
             root = upstreams.emptyRoot
         }
+        var arguments = call.arguments
+        var upstream = call.upstream
+        if let server = upstream, let identity = upstreams.identity {
+            // The whole tools/call params: the arguments as decided, and who calls, signed.
+            do {
+                let assertion = try await identity.sign(
+                    server: server.launch.server, tool: server.tool, session: context.session, now: now())
+                arguments =
+                    Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(server.tool))) + Array(#","arguments":"#.utf8)
+                    + call.arguments + Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}}"#.utf8)
+                upstream?.tool = UpstreamLaunch.callTool
+            } catch {
+                logger.error("the identity assertion could not be signed", metadata: ["error": "\(error)"])
+                return ToolExecution(
+                    outcome: .failed(code: "upstream_unavailable", message: "the identity assertion could not be signed"),
+                    workerID: nil, isolation: .session)
+            }
+        }
         let invocation = ToolInvocation(
-            tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: call.arguments,
+            tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: arguments,
             tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: root,
             workspaceReadOnly: workspace.readOnly || call.upstream != nil, sessionID: context.session.id,
             actorID: context.session.actorID, leaseID: context.session.lease.id,
             leaseExpiresAt: context.session.lease.expiresAt, policyVersion: call.policyVersion,
-            authorizedAt: context.readAt, hostIdentity: hostIdentity, upstream: call.upstream)
+            authorizedAt: context.readAt, hostIdentity: hostIdentity, upstream: upstream)
         let execution = await executor.execute(invocation)
         if call.mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
         if let ttl = call.cacheTTL, case .completed(let result, false) = execution.outcome {

@@ -42,12 +42,15 @@ public final class UpstreamRegistry: Sendable {
     public let servers: [String: UpstreamServer]
     /// An empty directory: `/workspace` of processes that see no tenant's workspace.
     public let emptyRoot: String
+    /// Signs who calls, for every upstream call (nil only where there are no servers).
+    public let identity: UpstreamIdentity?
     private let statuses: Mutex<[String: Status]>
 
     /// Creates the registry; `emptyRoot` is created (empty, read-only to workers) if missing.
-    public init(servers: [UpstreamServer], emptyRoot: String) throws {
+    public init(servers: [UpstreamServer], emptyRoot: String, identity: UpstreamIdentity?) throws {
         self.servers = Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) })
         self.emptyRoot = emptyRoot
+        self.identity = identity
         try FileManager.default.createDirectory(atPath: emptyRoot, withIntermediateDirectories: true)
         chmod(emptyRoot, 0o755)
         self.statuses = Mutex(
@@ -61,7 +64,7 @@ public final class UpstreamRegistry: Sendable {
     public static let none: UpstreamRegistry = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("leasehold-no-upstream").path
         // swiftlint:disable:next force_try
-        return try! UpstreamRegistry(servers: [], emptyRoot: directory)
+        return try! UpstreamRegistry(servers: [], emptyRoot: directory, identity: nil)
     }()
 
     /// Every server's status, by id.
@@ -86,9 +89,16 @@ public final class UpstreamRegistry: Sendable {
             }
         let tenantInEnvironment = server.isolation == .shared ? nil : tenant
         return UpstreamCall(
-            launch: UpstreamLaunch(
-                server: id, command: server.command, environment: server.launchEnvironment(tenant: tenantInEnvironment)),
-            mounts: server.mounts, scope: scope, tool: String(tool.dropFirst(id.count + 1)))
+            launch: launch(server, tenant: tenantInEnvironment), mounts: server.mounts, scope: scope,
+            tool: String(tool.dropFirst(id.count + 1)))
+    }
+
+    /// How a process of `server` is started: its environment, with the public key that verifies
+    /// Leasehold's identity assertions.
+    func launch(_ server: UpstreamServer, tenant: String?) -> UpstreamLaunch {
+        var environment = server.launchEnvironment(tenant: tenant)
+        if let identity { environment["LEASEHOLD_IDENTITY_JWKS"] = identity.publicJWKS }
+        return UpstreamLaunch(server: server.id, command: server.command, environment: environment)
     }
 
     /// Lists `id`'s tools through `executor` in a process of its own, as catalog descriptors
@@ -103,8 +113,7 @@ public final class UpstreamRegistry: Sendable {
             sessionID: "-catalog-" + id, actorID: "-", leaseID: "-", leaseExpiresAt: .distantFuture, policyVersion: "",
             hostIdentity: hostIdentity,
             upstream: UpstreamCall(
-                launch: UpstreamLaunch(server: id, command: server.command, environment: server.launchEnvironment(tenant: nil)),
-                mounts: server.mounts, scope: .shared, tool: UpstreamLaunch.listTools))
+                launch: launch(server, tenant: nil), mounts: server.mounts, scope: .shared, tool: UpstreamLaunch.listTools))
         let execution = await executor.execute(invocation)
         let failure: String
         switch execution.outcome {

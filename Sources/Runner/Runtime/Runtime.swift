@@ -134,7 +134,8 @@ public struct Runtime: Sendable {
         let upstreams = try UpstreamRegistry(
             servers: try Self.upstreamServers(
                 configFile: options.configFile, policy: policy, catalog: catalog, rules: rules, stateDir: stateDir),
-            emptyRoot: stateDir + "/upstream-empty")
+            emptyRoot: stateDir + "/upstream-empty",
+            identity: try await UpstreamIdentity(file: stateDir + "/upstream-identity.json"))
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
