@@ -1,5 +1,9 @@
 import ArgumentParser
 import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
 import Runner
 import WorkspaceRegistry
 
@@ -401,5 +405,58 @@ struct AuditCommand: AsyncParsableCommand {
     /// so the exported bytes are exactly what was hashed.
     static func line(_ record: AuditRecord) -> String {
         "{\"seq\":\(record.seq),\"prev_hash\":\"\(record.previousHash)\",\"hash\":\"\(record.hash)\",\"event\":\(record.body)}"
+    }
+}
+
+struct ServersCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "servers", abstract: "Upstream MCP servers (servers: in leasehold.yaml).",
+        subcommands: [List.self, Check.self])
+
+    static func print(_ statuses: [UpstreamRegistry.Status]) {
+        for status in statuses {
+            Swift.print(
+                "\(status.id): \(status.state), \(status.tools) tools, isolation \(status.isolation)"
+                    + (status.lastError.map { "; last error: \($0)" } ?? ""))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print each server of a running runner: state, tool count, last error (GET /api/v1/servers).")
+        @Option(help: "The runner's admin API.") var url = "http://127.0.0.1:8080"
+        @Option(help: "State directory holding operator.key.") var stateDir = "./.leasehold"
+
+        func run() async throws {
+            let key = try String(contentsOfFile: stateDir + "/operator.key", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let endpoint = URL(string: url + "/api/v1/servers") else { throw ValidationError("bad --url \(url)") }
+            var request = URLRequest(url: endpoint)
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            let (data, response) = try await URLSession.shared.data(for: request)
+            guard (response as? HTTPURLResponse)?.statusCode == 200 else {
+                throw ValidationError("\(url) answered: \(String(decoding: data.prefix(500), as: UTF8.self))")
+            }
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            ServersCommand.print(try decoder.decode(ServersStatus.self, from: data).servers)
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate servers: (file:line errors), start each in a confined worker and list its tools.")
+        @OptionGroup var state: StateOptions
+
+        func run() async throws {
+            guard state.config != nil else { throw ValidationError("pass --config leasehold.yaml") }
+            Leasehold.bootstrapLogging()
+            let runtime = try await state.runtime()
+            await runtime.gateway.listUpstreams()
+            let statuses = runtime.gateway.upstreams.status
+            ServersCommand.print(statuses)
+            await runtime.gateway.executor.shutdown()
+            if statuses.contains(where: { $0.state != "listed" }) { throw ExitCode(1) }
+        }
     }
 }

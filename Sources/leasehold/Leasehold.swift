@@ -16,6 +16,7 @@ struct Leasehold: AsyncParsableCommand {
             WorkspaceCommand.self,
             PolicyCommand.self,
             AuditCommand.self,
+            ServersCommand.self,
         ])
 
     static func bootstrapLogging() {

@@ -147,6 +147,9 @@ public final class UpstreamRegistry: Sendable {
         return nil
     }
 
+    /// The longest `<server>.<tool>` name an upstream tool may have.
+    static let maximumToolName = 64
+
     /// Descriptors from a JSON array of MCP tool objects, and the names refused (not valid as
     /// `<server>.<tool>`, over 64 characters, or listed twice).
     static func descriptors(server: String, listed: [UInt8]) -> ([ToolDescriptor]?, [String]) {
@@ -160,7 +163,7 @@ public final class UpstreamRegistry: Sendable {
                 continue
             }
             let full = server + "." + name
-            guard ToolName.isValid(full), seen.insert(full).inserted else {
+            guard ToolName.isValid(full), full.count <= maximumToolName, seen.insert(full).inserted else {
                 refused.append(ToolName.display(full))
                 continue
             }
@@ -179,4 +182,13 @@ public final class UpstreamRegistry: Sendable {
         }
         return (tools, refused)
     }
+}
+
+/// Body of `GET /api/v1/servers`.
+public struct ServersStatus: Sendable, Codable {
+    /// Every upstream server, by id.
+    public var servers: [UpstreamRegistry.Status]
+
+    /// Creates the body.
+    public init(servers: [UpstreamRegistry.Status]) { self.servers = servers }
 }

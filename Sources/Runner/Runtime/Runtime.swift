@@ -141,8 +141,6 @@ public struct Runtime: Sendable {
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: try config.refusalSampling(), upstreams: upstreams, logger: logger)
-        // Upstream servers' tools are in the catalog before the first request is served.
-        await gateway.listUpstreams()
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -289,6 +287,9 @@ public struct Runtime: Sendable {
                 "cannot announce this runner to audit verify; its calls in flight will read as outcome unknown",
                 metadata: ["error": "\(error)"])
         }
+        // Upstream servers' tools are in the catalog before the first request is served (a server
+        // that cannot be listed has none; `GET /api/v1/servers` says why).
+        await gateway.listUpstreams()
         // First in, last out: the final checkpoint on shutdown covers what every other service wrote.
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(

@@ -160,6 +160,15 @@ struct AdminRoutes: Sendable {
                 return HTTPJSON.response(.ok, admin.gateway.cache.statistics)
             }
         }
+        api.get("/servers") { request, _ in
+            try await respond(request) { _, principal in
+                // Upstream failures can name the operator's paths: operator only.
+                guard principal == .operator else {
+                    throw APIError.forbidden("only the operator key reads upstream server status")
+                }
+                return HTTPJSON.response(.ok, ServersStatus(servers: admin.gateway.upstreams.status))
+            }
+        }
         api.get("/policy") { request, _ in
             try await respond(request) { _, principal in
                 // Reload errors name files and lines of the security team's policy: operator only.
