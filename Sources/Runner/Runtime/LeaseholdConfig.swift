@@ -69,27 +69,47 @@ public struct LeaseholdConfig: Decodable, Sendable {
     /// What each tenant may hold of the runner (`tenant_limits:`): live workers and calls in flight,
     /// with per-tenant overrides.
     public var tenantLimits: TenantLimitsConfig?
+    /// Space held for the audit log on the state directory's filesystem, MiB (default 64; 0: none).
+    /// See ``AuditReserve``.
+    public var auditReserveMiB: Int?
 
     /// `tenant_limits: {worker_max_live: N, calls_in_flight: N, tenants: {ID: {worker_max_live: N,
     /// calls_in_flight: N}}}`; an absent value keeps its default.
     public struct TenantLimitsConfig: Decodable, Sendable {
         public var workerMaxLive: Int?
         public var callsInFlight: Int?
+        /// Disk quotas (see ``LeaseholdConfig/diskQuotas()``).
+        public var diskMiB: Int?
+        public var diskFiles: Int?
+        public var workspaceDiskMiB: Int?
+        public var workspaceDiskFiles: Int?
         public var tenants: [String: TenantCaps]?
 
         public struct TenantCaps: Decodable, Sendable {
             public var workerMaxLive: Int?
             public var callsInFlight: Int?
+            public var diskMiB: Int?
+            public var diskFiles: Int?
+            public var workspaceDiskMiB: Int?
+            public var workspaceDiskFiles: Int?
 
             enum CodingKeys: String, CodingKey {
                 case workerMaxLive = "worker_max_live"
                 case callsInFlight = "calls_in_flight"
+                case diskMiB = "disk_mib"
+                case diskFiles = "disk_files"
+                case workspaceDiskMiB = "workspace_disk_mib"
+                case workspaceDiskFiles = "workspace_disk_files"
             }
         }
 
         enum CodingKeys: String, CodingKey {
             case workerMaxLive = "worker_max_live"
             case callsInFlight = "calls_in_flight"
+            case diskMiB = "disk_mib"
+            case diskFiles = "disk_files"
+            case workspaceDiskMiB = "workspace_disk_mib"
+            case workspaceDiskFiles = "workspace_disk_files"
             case tenants
         }
     }
@@ -120,6 +140,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditUnauthenticatedSources = "audit_unauthenticated_sources"
         case http
         case tenantLimits = "tenant_limits"
+        case auditReserveMiB = "audit_reserve_mib"
     }
 
     /// `worker_host_ids: {first: N, count: M}`.
