@@ -137,6 +137,7 @@ struct Doctor: AsyncParsableCommand {
         }
         reportBounds()
         await checkRegistrations(worker: worker)
+        reportDisk()
         await selfTest(worker: worker)
     }
 

@@ -94,8 +94,11 @@ struct ToolDispatch: Sendable {
         return (result, generation)
     }
 
-    /// Runs the call in a confined worker.
-    func run(_ call: Prepared, generation: UInt64, in context: CallContext) async -> ToolExecution {
+    /// Runs the call in a confined worker; `frozen` (over a disk quota, see ``DiskLedger``) mounts
+    /// the workspace read-only.
+    func run(_ call: Prepared, generation: UInt64, frozen: Bool = false, in context: CallContext) async
+        -> ToolExecution
+    {
         let workspace = call.workspace
         // A root runner's workers run as the tenant's own unprivileged ids. Should they be
         // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
@@ -110,7 +113,7 @@ struct ToolDispatch: Sendable {
         let invocation = ToolInvocation(
             tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: call.arguments,
             tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: workspace.root,
-            workspaceReadOnly: workspace.readOnly, sessionID: context.session.id, actorID: context.session.actorID,
+            workspaceReadOnly: workspace.readOnly || frozen, sessionID: context.session.id, actorID: context.session.actorID,
             leaseID: context.session.lease.id, leaseExpiresAt: context.session.lease.expiresAt,
             policyVersion: call.policyVersion, authorizedAt: context.readAt, hostIdentity: hostIdentity)
         let execution = await executor.execute(invocation)

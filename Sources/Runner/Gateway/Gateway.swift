@@ -56,6 +56,8 @@ public final class Gateway: Sendable {
     let recorder: CallRecorder
     /// Stage 6.
     let dispatch: ToolDispatch
+    /// Disk quotas and the audit reserve: what each workspace and tenant holds.
+    public let disk: DiskLedger
     /// Contexts of HTTP requests in the SDK's hands, authenticated once by the endpoint.
     let requestContexts = RequestContexts()
     /// Leases with a timer set, so each is watched once.
@@ -70,6 +72,7 @@ public final class Gateway: Sendable {
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
         workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
+        diskQuotas: DiskQuotas = DiskQuotas(), auditReserve: AuditReserve? = nil,
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
@@ -96,6 +99,8 @@ public final class Gateway: Sendable {
         self.dispatch = ToolDispatch(
             registry: registry, executor: executor, cache: cache, kernel: kernel, hostIDs: hostIDs, logger: logger,
             now: now)
+        self.disk = DiskLedger(
+            quotas: diskQuotas, reserve: auditReserve, registry: registry, audit: audit, logger: logger)
         self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy))
         self.policyState = Mutex(PolicyStatus(version: policy.version, loadedAt: now(), lastRejection: nil))
     }
