@@ -808,12 +808,29 @@ public actor AuditLog {
         let expected = head
         let lastCheckpoint = lastCheckpointSeq
         let covered: ChainHead?
-        do {
-            covered = try transaction(sync: .full, writerSync: writerSync) { db in
+        let write = { (writerSync: AuditSync?) in
+            try self.transaction(sync: .full, writerSync: writerSync) { db -> ChainHead? in
                 let current = try Self.continuedHead(db, from: expected)
                 guard current.seq > lastCheckpoint else { return nil }
                 try Self.writeCheckpoint(db, head: current, signer: signer)
                 return current
+            }
+        }
+        do {
+            do {
+                covered = try write(writerSync)
+            } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_FULL {
+                // As for records (``insertFreeingReserve(_:sync:)``): free the reserve, write
+                // again, and say so in the next commit.
+                guard let diskFull, diskFull() else { throw error }
+                var released = AuditEvent("audit.reserve_released")
+                released.detail =
+                    "an audit checkpoint failed for a full disk; released the audit reserve and wrote again; workspaces on the state directory's filesystem may not grow until space is freed"
+                if let note = encode(released) {
+                    pending.append(Queued(encoded: note, sync: .full, continuation: nil))
+                    wakeWriter()
+                }
+                covered = try write(nil)
             }
         } catch {
             writerSync = nil

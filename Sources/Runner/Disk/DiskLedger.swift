@@ -189,7 +189,6 @@ public final class DiskLedger: Sendable {
                 entry.pending = entry.pending + reserved
                 state.entries[key] = entry
             }
-            if case .allow(let frozen) = outcome { state.entries[key]?.frozen = frozen }
             let stale = state.entries.filter { $0.key.tenant == key.tenant && $0.value.stale }.map {
                 ($0.key, $0.value.root)
             }
