@@ -224,3 +224,28 @@ private final class Scratch {
         #expect(change("repo.read_file", ["path": "x"], profile: "read") == DiskChange.none)
     }
 }
+
+/// ``AuditReserve``: a ballast whose blocks are really allocated, freed on demand.
+@Suite struct AuditReserveTests {
+    @Test func isAllocatedReleasedAndAllocatedAgainWhenThereIsRoom() throws {
+        let scratch = try Scratch()
+        let reserve = AuditReserve(stateDirectory: scratch.path, bytes: 4 << 20)
+        #expect(!reserve.isInPlace)
+        #expect(reserve.allocate())
+        #expect(reserve.isInPlace && !reserve.isReleased)
+        #expect(scratch.allocated("audit-reserve") >= 4 << 20)
+        // A file already allocated (a restart) is kept as it is.
+        #expect(AuditReserve(stateDirectory: scratch.path, bytes: 4 << 20).allocate())
+        #expect(reserve.release())
+        #expect(!reserve.release(), "released once")
+        #expect(reserve.isReleased)
+        #expect(scratch.allocated("audit-reserve") == -1)
+        // This filesystem has far more than twice the reserve free: it comes back.
+        #expect(reserve.rebalance() != nil)
+        #expect(reserve.isInPlace && scratch.allocated("audit-reserve") >= 4 << 20)
+        #expect(reserve.rebalance() == nil, "in place with room to spare: nothing to do")
+        // No reserve configured: never in place, never released.
+        let none = AuditReserve(stateDirectory: scratch.path, bytes: 0)
+        #expect(!none.allocate() && !none.isReleased && none.rebalance() == nil)
+    }
+}
