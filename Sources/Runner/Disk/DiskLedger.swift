@@ -71,10 +71,13 @@ public final class DiskLedger: Sendable {
         public var quotaBytes: Int64
         /// The workspace's inode quota.
         public var quotaFiles: Int64
-        /// The tenant's usage over all its measured workspaces.
+        /// The tenant's allocated bytes over all its measured workspaces.
         public var tenantBytes: Int64
+        /// The tenant's inodes over all its measured workspaces.
         public var tenantFiles: Int64
+        /// The tenant's byte quota.
         public var tenantQuotaBytes: Int64
+        /// The tenant's inode quota.
         public var tenantQuotaFiles: Int64
         /// Whether the workspace may not grow now.
         public var frozen: Bool

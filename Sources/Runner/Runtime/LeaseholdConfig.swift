@@ -78,7 +78,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public struct TenantLimitsConfig: Decodable, Sendable {
         public var workerMaxLive: Int?
         public var callsInFlight: Int?
-        /// Disk quotas (see ``LeaseholdConfig/diskQuotas()``).
+        /// Disk quotas: MiB and inodes per tenant, then per workspace (see
+        /// ``LeaseholdConfig/diskQuotas()``).
         public var diskMiB: Int?
         public var diskFiles: Int?
         public var workspaceDiskMiB: Int?
