@@ -1,6 +1,7 @@
 import Foundation
 import MCP
 import Testing
+import WorkspaceRegistry
 import Yams
 
 @testable import Runner
@@ -247,5 +248,60 @@ private final class Scratch {
         // No reserve configured: never in place, never released.
         let none = AuditReserve(stateDirectory: scratch.path, bytes: 0)
         #expect(!none.allocate() && !none.isReleased && none.rebalance() == nil)
+    }
+}
+
+/// ``DiskLedger``: admitted growth is held while calls run; an exec call is measured after it.
+@Suite struct DiskLedgerTests {
+    fileprivate func ledger(_ scratch: Scratch, workspaceMiB: Int64) throws -> DiskLedger {
+        let store = try SQLiteStore(path: scratch.path + "/state.sqlite")
+        let audit = try AuditLog(path: scratch.path + "/audit.sqlite", node: "test")
+        let limits = DiskQuotas.Limits(
+            tenant: DiskUsage(bytes: 1 << 40, files: 1 << 30),
+            workspace: DiskUsage(bytes: workspaceMiB << 20, files: 1000))
+        return DiskLedger(
+            quotas: DiskQuotas(overrides: ["t": limits]), registry: WorkspaceRegistry(backend: store), audit: audit)
+    }
+
+    @Test func concurrentWritesCannotAllSqueezeUnderTheQuota() async throws {
+        let scratch = try Scratch()
+        let root = scratch.path + "/ws"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: false)
+        let disk = try ledger(scratch, workspaceMiB: 1)
+        let workspace = Workspace(tenantID: "t", workspaceID: "w", root: root)
+        let half = DiskChange.write(DiskUsage(bytes: 400 << 10, files: 1))
+        let first = try await disk.admit(workspace, half)
+        let second = try await disk.admit(workspace, half)
+        // Two writes still running hold 800 KiB of the 1 MiB: a third does not fit.
+        await #expect(throws: Refusal.self) { _ = try await disk.admit(workspace, half) }
+        await disk.settle(first)
+        await disk.settle(second)
+        // Settled as estimates, walked again before refusing: nothing was really written.
+        let third = try await disk.admit(workspace, half)
+        await disk.settle(third)
+        #expect(await disk.status(of: workspace).bytes < 400 << 10)
+    }
+
+    @Test func anExecCallIsMeasuredAfterItAndFreezesTheWorkspace() async throws {
+        let scratch = try Scratch()
+        try scratch.write("ws/seed.txt", bytes: 10)
+        let disk = try ledger(scratch, workspaceMiB: 1)
+        let workspace = Workspace(tenantID: "t", workspaceID: "w", root: scratch.path + "/ws")
+        let exec = try await disk.admit(workspace, .exec)
+        #expect(!exec.frozen)
+        try scratch.write("ws/big.bin", bytes: 2 << 20)  // what the call wrote
+        await disk.settle(exec)
+        #expect(try await disk.admit(workspace, .exec).frozen)
+        await #expect(throws: Refusal.self) {
+            _ = try await disk.admit(workspace, .write(DiskUsage(bytes: 4096, files: 1)))
+        }
+        let status = await disk.status(of: workspace)
+        #expect(status.frozen && status.bytes > 2 << 20 && status.quotaBytes == 1 << 20)
+        // A shrinking write is admitted; once the tree is under the quota again it thaws.
+        let shrink = try await disk.admit(workspace, .write(DiskUsage(bytes: -(2 << 20), files: 0)))
+        try FileManager.default.removeItem(atPath: scratch.path + "/ws/big.bin")
+        await disk.settle(shrink)
+        #expect(!(try await disk.admit(workspace, .exec).frozen))
+        #expect(!(await disk.status(of: workspace).frozen))
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Synchronization
 import WorkspaceRegistry
@@ -26,6 +27,9 @@ public final class DiskLedger: Sendable {
     let audit: AuditLog
     let logger: Logger
     private let state = Mutex<State>(State())
+    /// One walk at a time per tenant: a tenant whose calls make the runner walk a large tree waits
+    /// for its own walks, never another tenant's.
+    private let lanes = WalkLanes()
 
     struct Key: Hashable, Sendable {
         var tenant: String
@@ -120,7 +124,7 @@ public final class DiskLedger: Sendable {
         var decision = decideAndReserve(key, change)
         // The numbers were estimates: walk again before refusing or freezing on them.
         if decision.outcome != .allow(frozen: false), !decision.stale.isEmpty {
-            for (stale, root) in decision.stale { remeasure(stale, root: root) }
+            for (stale, root) in decision.stale { await remeasure(stale, root: root) }
             decision = decideAndReserve(key, change)
         }
         switch decision.outcome {
@@ -146,7 +150,7 @@ public final class DiskLedger: Sendable {
                 state.entries[admission.key] = entry
             }
         case .exec:
-            remeasure(admission.key, root: admission.root)
+            await remeasure(admission.key, root: admission.root)
         }
         await rebalanceReserve()
         await recordFreezeChange(admission.key)
@@ -156,7 +160,7 @@ public final class DiskLedger: Sendable {
     public func status(of workspace: Workspace) async -> Status {
         let key = Key(tenant: workspace.tenantID, workspace: workspace.workspaceID)
         await load(workspace)
-        if state.withLock({ $0.entries[key]?.stale ?? false }) { remeasure(key, root: workspace.root) }
+        if state.withLock({ $0.entries[key]?.stale ?? false }) { await remeasure(key, root: workspace.root) }
         await rebalanceReserve()
         let facts = state.withLock { state in self.facts(key, in: state) }
         let reason = DiskDecision.frozenReason(facts)
@@ -221,23 +225,30 @@ public final class DiskLedger: Sendable {
             let all = (try? await registry.list(tenantID: workspace.tenantID)) ?? []
             for other in all where other.workspaceID != workspace.workspaceID {
                 let otherKey = Key(tenant: other.tenantID, workspace: other.workspaceID)
-                if state.withLock({ $0.entries[otherKey] == nil }) { remeasure(otherKey, root: other.root) }
+                if state.withLock({ $0.entries[otherKey] == nil }) { await remeasure(otherKey, root: other.root) }
             }
             state.withLock { _ = $0.loadedTenants.insert(workspace.tenantID) }
         }
-        if state.withLock({ $0.entries[key] == nil }) { remeasure(key, root: workspace.root) }
+        if state.withLock({ $0.entries[key] == nil }) { await remeasure(key, root: workspace.root) }
     }
 
     /// Walks the workspace and records what it holds (keeping the pending growth of calls running).
-    private func remeasure(_ key: Key, root: String) {
+    private func remeasure(_ key: Key, root: String) async {
         let bound = quotas.limits(key.tenant).walkBound
-        let measured: DiskMeasurement
-        do {
-            measured = try DiskWalk.measure(root: root, bound: bound)
-        } catch {
-            // The root is gone or not a directory: the call fails on its own; nothing to count.
-            measured = DiskMeasurement(usage: .zero, incomplete: nil, device: 0)
+        await lanes.acquire(key.tenant)
+        // A walk is blocking syscalls (up to the larger quota's inodes): on a thread of its own, so
+        // it never holds one of the few cooperative threads every tenant's calls run on.
+        let measured = await withCheckedContinuation { (done: CheckedContinuation<DiskMeasurement, Never>) in
+            Thread {
+                do {
+                    done.resume(returning: try DiskWalk.measure(root: root, bound: bound))
+                } catch {
+                    // The root is gone or not a directory: the call fails on its own; nothing to count.
+                    done.resume(returning: DiskMeasurement(usage: .zero, incomplete: nil, device: 0))
+                }
+            }.start()
         }
+        await lanes.release(key.tenant)
         state.withLock { state in
             var entry = state.entries[key] ?? Entry(root: root, usage: .zero, device: measured.device)
             entry.root = root
@@ -286,5 +297,30 @@ public final class DiskLedger: Sendable {
             logger.notice("audit reserve allocated again", metadata: ["free": "\(free)"])
         }
         await audit.appendWithoutWaiting(event)
+    }
+}
+
+/// FIFO turns per tenant (see ``DiskLedger``'s `lanes`).
+private actor WalkLanes {
+    private var busy: Set<String> = []
+    private var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+
+    func acquire(_ tenant: String) async {
+        guard busy.contains(tenant) else {
+            busy.insert(tenant)
+            return
+        }
+        await withCheckedContinuation { waiting[tenant, default: []].append($0) }
+    }
+
+    func release(_ tenant: String) {
+        guard var queue = waiting[tenant], !queue.isEmpty else {
+            busy.remove(tenant)
+            return
+        }
+        let next = queue.removeFirst()
+        waiting[tenant] = queue.isEmpty ? nil : queue
+        // The turn passes straight to the next waiter: the tenant stays busy.
+        next.resume()
     }
 }
