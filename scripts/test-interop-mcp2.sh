@@ -24,6 +24,7 @@ declare -A skipped=(
     [test_attacks_http_bounds.py]="attack suite: raw sockets and httpx against the HTTP bounds, no mcp client; same bytes as the 1.x run"
     [test_attacks_refusal_flood.py]="attack suite: raw requests without a valid claim, no mcp client; same bytes as the 1.x run"
     [test_attacks_fair_workers.py]="attack suite: raw JSON-RPC (attack_support.Agent), no mcp client; same bytes as the 1.x run"
+    [test_attacks_disk.py]="attack suite: raw JSON-RPC (attack_support.Agent), the admin API and a tmpfs, no mcp client; same bytes as the 1.x run"
     [test_attacks_spares.py]="attack suite: raw JSON-RPC (attack_support.Agent) and the audit trail, no mcp client; same bytes as the 1.x run"
     [test_attacks_upstream.py]="attack suite: raw JSON-RPC (attack_support.Agent) to upstream servers, no mcp client; the example server's own SDK line is pinned in examples/requirements.txt"
     [test_attacks_memory.py]="attack suite: raw JSON-RPC (attack_support.Agent), cgroup files and doctor, no mcp client; same bytes as the 1.x run"

@@ -160,6 +160,7 @@ struct Doctor: AsyncParsableCommand {
         }
         reportBounds()
         await checkRegistrations(worker: worker)
+        reportDisk()
         await selfTest(worker: worker)
     }
 

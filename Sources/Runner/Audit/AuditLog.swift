@@ -513,8 +513,7 @@ public actor AuditLog {
                 failure = AuditUnavailable(description: refusal)
             } else {
                 do {
-                    let written = try insert(
-                        batch.map(\.encoded), sync: sync, after: head, lastCheckpoint: lastCheckpointSeq)
+                    let written = try insertFreeingReserve(batch.map(\.encoded), sync: sync)
                     head = written.head
                     lastCheckpointSeq = written.checkpoint ?? lastCheckpointSeq
                     committed(sync)
@@ -535,6 +534,35 @@ public actor AuditLog {
         commitWaiters.removeAll()
         for waiter in waiters { waiter.resume() }
     }
+
+    /// Inserts a batch; when the disk is full (`SQLITE_FULL`) and the reserve handler frees space,
+    /// once more, with a record saying so. SQLite rolls back a transaction that failed for a full
+    /// disk whole, so nothing acknowledged is in doubt and the retry continues the same chain.
+    private func insertFreeingReserve(_ encoded: [Encoded], sync: AuditSync) throws
+        -> (seqs: [Int64], head: ChainHead, checkpoint: Int64?)
+    {
+        do {
+            return try insert(encoded, sync: sync, after: head, lastCheckpoint: lastCheckpointSeq)
+        } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_FULL {
+            guard let diskFull, diskFull() else { throw error }
+            writerSync = nil
+            var released = AuditEvent("audit.reserve_released")
+            released.detail =
+                "an audit write failed for a full disk; released the audit reserve and wrote again; workspaces on the state directory's filesystem may not grow until space is freed"
+            logger.error(
+                "audit write hit a full disk: reserve released, write retried", metadata: ["path": "\(path)"])
+            guard let note = encode(released) else { throw error }
+            let written = try insert(encoded + [note], sync: sync, after: head, lastCheckpoint: lastCheckpointSeq)
+            return (Array(written.seqs.prefix(encoded.count)), written.head, written.checkpoint)
+        }
+    }
+
+    /// Called when a write fails for a full disk: frees the audit reserve and says whether it did
+    /// (see ``AuditReserve``). Nil: such a failure latches the log like any other.
+    private var diskFull: (@Sendable () -> Bool)?
+
+    /// Sets the handler that frees space when a write fails for a full disk.
+    public func onDiskFull(_ handler: @escaping @Sendable () -> Bool) { diskFull = handler }
 
     /// Returns once every record queued so far (``appendWithoutWaiting(_:sync:)``, `batched`
     /// outcomes) has been through a commit, written or refused. Waits on the writer, which was
@@ -780,12 +808,29 @@ public actor AuditLog {
         let expected = head
         let lastCheckpoint = lastCheckpointSeq
         let covered: ChainHead?
-        do {
-            covered = try transaction(sync: .full, writerSync: writerSync) { db in
+        let write = { (writerSync: AuditSync?) in
+            try self.transaction(sync: .full, writerSync: writerSync) { db -> ChainHead? in
                 let current = try Self.continuedHead(db, from: expected)
                 guard current.seq > lastCheckpoint else { return nil }
                 try Self.writeCheckpoint(db, head: current, signer: signer)
                 return current
+            }
+        }
+        do {
+            do {
+                covered = try write(writerSync)
+            } catch let error as DatabaseError where error.resultCode.primaryResultCode == .SQLITE_FULL {
+                // As for records (``insertFreeingReserve(_:sync:)``): free the reserve, write
+                // again, and say so in the next commit.
+                guard let diskFull, diskFull() else { throw error }
+                var released = AuditEvent("audit.reserve_released")
+                released.detail =
+                    "an audit checkpoint failed for a full disk; released the audit reserve and wrote again; workspaces on the state directory's filesystem may not grow until space is freed"
+                if let note = encode(released) {
+                    pending.append(Queued(encoded: note, sync: .full, continuation: nil))
+                    wakeWriter()
+                }
+                covered = try write(nil)
             }
         } catch {
             writerSync = nil

@@ -122,8 +122,11 @@ struct ToolDispatch: Sendable {
         return (result, generation)
     }
 
-    /// Runs the call in a confined worker.
-    func run(_ call: Prepared, generation: UInt64, in context: CallContext) async -> ToolExecution {
+    /// Runs the call in a confined worker; `frozen` (over a disk quota, see ``DiskLedger``) mounts
+    /// the workspace read-only.
+    func run(_ call: Prepared, generation: UInt64, frozen: Bool = false, in context: CallContext) async
+        -> ToolExecution
+    {
         let workspace = call.workspace
         // A root runner's workers run as the tenant's own unprivileged ids. Should they be
         // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
@@ -155,7 +158,7 @@ struct ToolDispatch: Sendable {
         let invocation = ToolInvocation(
             tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: arguments,
             tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: root,
-            workspaceReadOnly: workspace.readOnly || call.upstream != nil, sessionID: context.session.id,
+            workspaceReadOnly: workspace.readOnly || frozen || call.upstream != nil, sessionID: context.session.id,
             actorID: context.session.actorID, leaseID: context.session.lease.id,
             leaseExpiresAt: context.session.lease.expiresAt, policyVersion: call.policyVersion,
             authorizedAt: context.readAt, hostIdentity: hostIdentity, upstream: upstream)

@@ -50,6 +50,23 @@ public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
     static func invalid(_ message: String) -> APIError { APIError(400, "invalid_request", message) }
 }
 
+/// `GET /api/v1/workspaces/{tenant}/{workspace}`: the registration and its `disk` usage.
+public struct WorkspaceWithDisk: Encodable, Sendable {
+    /// The registration.
+    public var workspace: Workspace
+    /// Its disk usage, quotas and whether it is frozen.
+    public var disk: DiskLedger.Status
+
+    /// The workspace's fields with `disk` beside them.
+    public func encode(to encoder: any Encoder) throws {
+        try workspace.encode(to: encoder)
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(disk, forKey: .disk)
+    }
+
+    enum Keys: String, CodingKey { case disk }
+}
+
 /// Body of `POST /api/v1/workspaces`.
 public struct RegisterWorkspaceRequest: Decodable, Sendable {
     /// Owning tenant.
@@ -249,6 +266,21 @@ public struct AdminService: Sendable {
         }
     }
 
+    /// One workspace the principal may see, with its disk usage against its quotas.
+    public func workspace(tenantID: String, workspaceID: String, by principal: Principal) async throws(APIError)
+        -> WorkspaceWithDisk
+    {
+        guard principal.manages(tenantID) else { throw APIError.notFound("workspace \(workspaceID)") }
+        let found: Workspace?
+        do {
+            found = try await gateway.store.workspace(tenantID: tenantID, workspaceID: workspaceID)
+        } catch {
+            throw APIError(503, "store_unavailable", "the store cannot be read")
+        }
+        guard let found else { throw APIError.notFound("workspace \(workspaceID)") }
+        return WorkspaceWithDisk(workspace: found, disk: await gateway.disk.status(of: found))
+    }
+
     /// Removes a workspace registration; its sessions' further calls are refused. The directory
     /// stays its tenant's (a later registration of the same id gets it back) until the operator
     /// purges it: `purge` (operator only) also deletes it, registered or not.
@@ -274,6 +306,7 @@ public struct AdminService: Sendable {
         }
         if removed {
             gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
+            gateway.disk.forget(tenant: tenantID, workspace: workspaceID)
             await gateway.executor.retire(tenant: tenantID, workspace: workspaceID, reason: .workspaceRemoved)
             try await record("workspace.removed", by: principal, tenant: tenantID) { $0.workspace = workspaceID }
         }

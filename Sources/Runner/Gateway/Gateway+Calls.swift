@@ -122,6 +122,30 @@ extension Gateway {
         } catch {
             return await recorder.refused(error, tool: tool, in: context, requestID: requestID)
         }
+        // Disk quotas, before approval (an approval is not spent on a call that cannot run) and
+        // before the intent: a write that would take the workspace or tenant past its quota is
+        // refused here; an exec call on a frozen workspace runs with it read-only.
+        let admission: DiskLedger.Admission
+        do {
+            admission = try await disk.admit(
+                call.workspace,
+                WriteEstimate.change(
+                    tool: tool, profile: call.tier.seccompProfile, arguments: arguments, root: call.workspace.root))
+        } catch {
+            return await recorder.refused(error, tool: tool, in: context, requestID: requestID)
+        }
+        let answer = await execute(call, admission: admission, resolver: resolver, in: context, requestID: requestID)
+        await disk.settle(admission)
+        return answer
+    }
+
+    /// Stages 4-7 of a call its disk quotas admitted.
+    private func execute(
+        _ call: ToolDispatch.Prepared, admission: DiskLedger.Admission, resolver: ScopeResolver,
+        in context: CallContext, requestID: String?
+    ) async -> CallAnswer {
+        let tool = call.tool
+        let tier = call.tierName
         var approvalFingerprint: String?
         if call.tier.approval.required {
             switch await approvals.check(call, in: context, requestID: requestID) {
@@ -159,7 +183,8 @@ extension Gateway {
             return .refusal(error)
         }
         let started = ContinuousClock.now
-        let execution = await dispatch.run(call, generation: generation, in: context)
+        let execution = await dispatch.run(
+            call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
         do {
             try await recorder.outcome(
                 of: intent, intentSeq: intentSeq, execution: execution, elapsed: ContinuousClock.now - started,

@@ -56,6 +56,8 @@ public final class Gateway: Sendable {
     let recorder: CallRecorder
     /// Stage 6.
     let dispatch: ToolDispatch
+    /// Disk quotas and the audit reserve: what each workspace and tenant holds.
+    public let disk: DiskLedger
     /// Contexts of HTTP requests in the SDK's hands, authenticated once by the endpoint.
     let requestContexts = RequestContexts()
     /// Leases with a timer set, so each is watched once.
@@ -72,6 +74,7 @@ public final class Gateway: Sendable {
         audit: AuditLog, cache: ResultCache = ResultCache(), kernel: KernelFeatures = .current,
         workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
+        diskQuotas: DiskQuotas = DiskQuotas(), auditReserve: AuditReserve? = nil,
         upstreams: UpstreamRegistry = .none,
         logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
@@ -100,6 +103,8 @@ public final class Gateway: Sendable {
         self.dispatch = ToolDispatch(
             registry: registry, executor: executor, upstreams: upstreams, cache: cache, kernel: kernel, hostIDs: hostIDs,
             logger: logger, now: now)
+        self.disk = DiskLedger(
+            quotas: diskQuotas, reserve: auditReserve, registry: registry, audit: audit, logger: logger)
         self.resolverState = Mutex(ScopeResolver(catalog: catalog, policy: policy.withServerTiers(upstreams.defaultTiers)))
         self.policyState = Mutex(PolicyStatus(version: policy.version, loadedAt: now(), lastRejection: nil))
     }

@@ -56,6 +56,10 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         public static let tierUnavailable = Code("tier_unavailable")
         /// The audit record for the call could not be written, so the call was not run.
         public static let auditUnavailable = Code("audit_unavailable")
+        /// The call would take the tenant's or the workspace's disk usage past its quota (bytes or
+        /// files), or the workspace is frozen over it, or its filesystem is full; only that
+        /// tenant's growing calls are refused.
+        public static let quotaExceeded = Code("quota_exceeded")
 
         /// The wire form.
         public var description: String { rawValue }

@@ -73,6 +73,9 @@ public struct LeaseholdConfig: Decodable, Sendable {
     /// What each tenant may hold of the runner (`tenant_limits:`): live workers and calls in flight,
     /// with per-tenant overrides.
     public var tenantLimits: TenantLimitsConfig?
+    /// Space held for the audit log on the state directory's filesystem, MiB (default 64; 0: none).
+    /// See ``AuditReserve``.
+    public var auditReserveMiB: Int?
 
     /// `tenant_limits: {worker_max_live: N, calls_in_flight: N, tenants: {ID: {worker_max_live: N,
     /// calls_in_flight: N}}}`; an absent value keeps its default.
@@ -80,17 +83,31 @@ public struct LeaseholdConfig: Decodable, Sendable {
         public var workerMaxLive: Int?
         public var callsInFlight: Int?
         public var sessions: Int?
+        /// Disk quotas: MiB and inodes per tenant, then per workspace (see
+        /// ``LeaseholdConfig/diskQuotas()``).
+        public var diskMiB: Int?
+        public var diskFiles: Int?
+        public var workspaceDiskMiB: Int?
+        public var workspaceDiskFiles: Int?
         public var tenants: [String: TenantCaps]?
 
         public struct TenantCaps: Decodable, Sendable {
             public var workerMaxLive: Int?
             public var callsInFlight: Int?
             public var sessions: Int?
+            public var diskMiB: Int?
+            public var diskFiles: Int?
+            public var workspaceDiskMiB: Int?
+            public var workspaceDiskFiles: Int?
 
             enum CodingKeys: String, CodingKey {
                 case workerMaxLive = "worker_max_live"
                 case callsInFlight = "calls_in_flight"
                 case sessions
+                case diskMiB = "disk_mib"
+                case diskFiles = "disk_files"
+                case workspaceDiskMiB = "workspace_disk_mib"
+                case workspaceDiskFiles = "workspace_disk_files"
             }
         }
 
@@ -98,6 +115,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
             case workerMaxLive = "worker_max_live"
             case callsInFlight = "calls_in_flight"
             case sessions
+            case diskMiB = "disk_mib"
+            case diskFiles = "disk_files"
+            case workspaceDiskMiB = "workspace_disk_mib"
+            case workspaceDiskFiles = "workspace_disk_files"
             case tenants
         }
     }
@@ -129,6 +150,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case http
         case tenantLimits = "tenant_limits"
         case workerCgroups = "worker_cgroups"
+        case auditReserveMiB = "audit_reserve_mib"
     }
 
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).

@@ -136,11 +136,16 @@ public struct Runtime: Sendable {
                 configFile: options.configFile, policy: policy, catalog: catalog, rules: rules, stateDir: stateDir),
             emptyRoot: stateDir + "/upstream-empty",
             identity: try await UpstreamIdentity(file: stateDir + "/upstream-identity.json"))
+        // Space held for the audit log on the state directory's filesystem; allocated by `serve`.
+        let reserveBytes = try config.auditReserveBytes()
+        let reserve = reserveBytes > 0 ? AuditReserve(stateDirectory: stateDir, bytes: reserveBytes) : nil
+        if let reserve { await audit.onDiskFull { reserve.release() } }
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
-            refusalSampling: try config.refusalSampling(), upstreams: upstreams, logger: logger)
+            refusalSampling: try config.refusalSampling(), diskQuotas: try config.diskQuotas(),
+            auditReserve: reserve, upstreams: upstreams, logger: logger)
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -277,6 +282,13 @@ public struct Runtime: Sendable {
         // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
         // the default action of SIGXFSZ would instead kill the runner for every tenant.
         signal(SIGXFSZ, SIG_IGN)
+        // Workspaces sharing the state directory's filesystem must not be able to fill what the
+        // audit log needs: hold its reserve from the start (see AuditReserve).
+        if let reserve = gateway.disk.reserve, !reserve.allocate() {
+            logger.warning(
+                "cannot allocate the audit reserve (the filesystem is full or lacks fallocate); the audit log has no room held for it",
+                metadata: ["path": "\(reserve.path)", "bytes": "\(reserve.bytes)"])
+        }
         // While this process serves, its calls without an outcome record are in flight, not
         // unknown, to `leasehold audit verify` and the audit API. Without the announcement they
         // would read as a crash: worth a warning, not worth refusing to serve.

@@ -23,6 +23,14 @@ struct AdminRoutes: Sendable {
                     .ok, ["workspaces": try await admin.listWorkspaces(tenantID: tenant, by: principal)])
             }
         }
+        api.get("/workspaces/:tenant_id/:workspace_id") { request, context in
+            let tenant = context.parameters.get("tenant_id") ?? ""
+            let workspace = context.parameters.get("workspace_id") ?? ""
+            return try await respond(request) { _, principal in
+                HTTPJSON.response(
+                    .ok, try await admin.workspace(tenantID: tenant, workspaceID: workspace, by: principal))
+            }
+        }
         api.delete("/workspaces/:tenant_id/:workspace_id") { request, context in
             let tenant = context.parameters.get("tenant_id") ?? ""
             let workspace = context.parameters.get("workspace_id") ?? ""
