@@ -9,9 +9,20 @@ build:
 	scripts/bootstrap.sh
 	$(SWIFT) build
 
-## Leasehold with its embedded default: SQLite state, a generated dev key, demo tenants acme and globex.
+DEMO_CONFIG ?= $(STATE_DIR)-demo.yaml
+
+## Leasehold with its embedded default: SQLite state, a generated dev key, demo tenants acme and globex,
+## and the 500-tool knowledge-base server (examples/kb_server.py) as upstream `vivi`, one process per tenant.
 run: build
-	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies
+	@printf '%s\n' "servers:" \
+	  "  - id: vivi" \
+	  "    transport: stdio" \
+	  "    command: [$(CURDIR)/.venv-examples/bin/python, $(CURDIR)/examples/kb_server.py]" \
+	  "    mounts: [$(CURDIR)/examples, $(CURDIR)/.venv-examples]" \
+	  "    isolation: tenant" \
+	  "    workspace: true" \
+	  "    tier: upstream" > $(DEMO_CONFIG)
+	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies --config $(DEMO_CONFIG)
 
 ## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), and a benchmark smoke run.
 test:

@@ -23,6 +23,15 @@ public enum Demo {
                     toFile: readme, atomically: true, encoding: .utf8)
                 try "print(\"hello from \(tenant)\")\n".write(
                     toFile: root + "/src/main.py", atomically: true, encoding: .utf8)
+                // The knowledge base's per-tenant data (examples/kb_server.py reads <workspace>/kb).
+                try FileManager.default.createDirectory(atPath: root + "/kb", withIntermediateDirectories: true)
+                for (topic, text) in [
+                    ("kb_finance", "\(tenant): Q3 revenue grew 12%; travel is reimbursed within 30 days."),
+                    ("kb_hr", "\(tenant): 25 days of leave; remote work up to three days a week."),
+                    ("kb_legal", "\(tenant): contracts above 50k need two signatures."),
+                ] {
+                    try (text + "\n").write(toFile: root + "/kb/\(topic).txt", atomically: true, encoding: .utf8)
+                }
                 // Written by the runner: give the files to the tenant's host ids (root runner).
                 if let owner = try await runtime.gateway.hostIDs?.owner(forTenant: tenant) {
                     _ = WorkspaceTree.chown(root, to: owner)
