@@ -100,8 +100,10 @@ def proc_cpu(pid):
 
 
 class Leasehold:
-    def __init__(self, binary, state_dir, policies, bases=()):
+    def __init__(self, binary, state_dir, policies, bases=(), extra=None):
         self.binary, self.state_dir, self.policies = binary, state_dir, policies
+        # More leasehold.yaml settings (upstream_bench.py adds `servers`).
+        self.extra = dict(extra or {})
         # Roots live where the runner allows them: <base>/<tenant>/<workspace>.
         self.bases = list(bases)
         self.port = None
@@ -121,6 +123,7 @@ class Leasehold:
             settings = {"tenant_limits": {"worker_max_live": 512, "calls_in_flight": 1024}}
             if self.bases:
                 settings["workspace_bases"] = self.bases
+            settings.update(self.extra)
             json.dump(settings, handle)
         command += ["--config", config]
         self.process = subprocess.Popen(

@@ -108,6 +108,14 @@ step "End to end over Streamable HTTP: shell.run, read_file, throughput, worker 
     ${e2e_profile[@]+"${e2e_profile[@]}"}
 "$py" Benchmarks/e2e_bench.py render --json "$work/e2e.json" --out "$work/e2e.md"
 
+step "Upstream MCP servers: the 500-tool knowledge base through Leasehold and directly ($mode)"
+upstream_args=(--samples 2000 --warmup 100 --cold-samples 10)
+[[ $mode == smoke ]] && upstream_args=(--samples 40 --warmup 4 --cold-samples 2)
+"$py" Benchmarks/upstream_bench.py measure --leasehold "$server_bin" --policies "$repo/policies" --repo "$repo" \
+    "${upstream_args[@]}" --json "$work/upstream.json"
+"$py" Benchmarks/upstream_bench.py render --json "$work/upstream.json" --out "$work/upstream.md"
+cat "$work/upstream.md" >>"$work/e2e.md"
+
 # --- profile missed goals (full runs only) ----------------------------------------------------
 profile_args=()
 if [[ $mode == smoke ]]; then

@@ -208,8 +208,12 @@ struct Upstream {
         }
     }
 
+    /// `text` as a JSON string, `/` unescaped (`tools\/list` is valid JSON, but servers that match
+    /// the method's text, like examples/echo_server.sh, would not know it).
     static func jsonString(_ text: String) -> [UInt8] {
-        (try? Array(JSONEncoder().encode(text))) ?? Array("\"\"".utf8)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return (try? Array(encoder.encode(text))) ?? Array("\"\"".utf8)
     }
 
     /// The parts of a JSON-RPC message the relay looks at.

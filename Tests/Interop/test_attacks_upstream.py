@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import subprocess
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,10 +28,12 @@ import httpx
 import pytest
 
 from attack_support import VERSION, Agent, World, jsonrpc_messages, raw_headers
-from interop_support import REPO_ROOT, copy_policies
+from interop_support import INITIALIZE_BODY, OPERATOR_KEY, REPO_ROOT, copy_policies
 
 PYTHON = REPO_ROOT / ".venv-examples" / "bin" / "python"
 KB_SERVER = REPO_ROOT / "examples" / "kb_server.py"
+ECHO_SERVER = REPO_ROOT / "examples" / "echo_server.sh"
+TICKETS_SERVER = REPO_ROOT / "examples" / "tickets_server.py"
 
 
 def server_entry(id: str, isolation: str, tier: str = "upstream", workspace: bool = False, multi: bool = False) -> str:
@@ -50,6 +54,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     quick = text[text.index("  upstream:\n"):].replace("  upstream:\n", "  upstream-quick:\n", 1)
     quick = quick.replace("wall_ms: 30000", "wall_ms: 2500", 1)
     tiers.write_text(text.rstrip("\n") + "\n" + quick)
+    # An HTTP upstream someone else runs, which wants its own bearer token (never the caller's claim).
+    token = secrets.token_hex(16)
+    (base / "tickets.token").write_text(token + "\n")
+    (base / "tickets.header").write_text(f"Bearer {token}\n")
+    tickets = subprocess.Popen([str(PYTHON), str(TICKETS_SERVER), "--port", "0", "--token-file", str(base / "tickets.token")],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = tickets.stdout.readline() if tickets.stdout else ""
+    assert line.startswith("listening on "), f"tickets_server did not start: {line!r}"
+    tickets_url = line.split()[-1]
     config = base / "leasehold.yaml"
     config.write_text(
         "servers:\n"
@@ -57,13 +70,19 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         + server_entry("mine", "session")
         + server_entry("quick", "session", tier="upstream-quick")
         + server_entry("common", "shared", multi=True)
+        + f"  - {{id: echo, command: [/bin/sh, {ECHO_SERVER}], mounts: [{REPO_ROOT / 'examples'}], isolation: session, tier: upstream}}\n"
+        + f"  - {{id: tickets, transport: http, url: '{tickets_url}', headers: {{Authorization: {{file: {base / 'tickets.header'}}}}}, tier: read}}\n"
     )
     world = World(base, policies=policies, config=config)
     for tree, secret in ((world.acme, "acme finance figures"), (world.globex, "globex finance figures")):
         (tree.root / "kb").mkdir(exist_ok=True)
         (tree.root / "kb" / "kb_finance.txt").write_text(secret + "\n")
+    world.tickets_token = token  # type: ignore[attr-defined]
+    world.tickets = tickets  # type: ignore[attr-defined]
     yield world
     world.stop()
+    tickets.terminate()
+    tickets.wait(timeout=10)
 
 
 def rpc(agent: Agent, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -259,5 +278,98 @@ def test_an_upstream_learns_who_calls_from_a_signed_assertion_never_the_claim(wo
         seen = forged["result"]["structuredContent"]["meta"]
         assert seen["dev.leasehold/identity"] != "forged" and "tenant" not in seen, seen
         assert jwt.decode(seen["dev.leasehold/identity"], key, algorithms=["EdDSA"], audience="vivi")["tenant_id"] == "acme"
+    finally:
+        agent.close()
+
+
+def upstream_processes(marker: str, runner: int) -> list[int]:
+    """Host pids descending from `runner` whose command line names `marker` (the upstream's
+    script); other runners on the host (another test's) are not this one's business."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            pid = int(entry.name)
+            while pid > 1 and pid != runner:
+                status = Path(f"/proc/{pid}/status").read_text()
+                pid = int(next(l for l in status.splitlines() if l.startswith("PPid:")).split()[1])
+            if pid == runner:
+                found.append(int(entry.name))
+        except (OSError, StopIteration, ValueError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+@pytest.mark.timeout(600)
+def test_a_thousand_sessions_come_and_go_and_no_upstream_process_survives(world: World) -> None:
+    """Each session gets its own process of `echo` (isolation: session); each is destroyed with
+    its session. After 1,000 sessions, none is left (nor the process that listed the server)."""
+    marker = str(ECHO_SERVER)
+    runner = world.server._process.pid  # type: ignore[union-attr]
+    admin = httpx.Client(base_url=world.server.api_url, headers={"Authorization": f"Bearer {OPERATOR_KEY}"}, timeout=30)
+    mcp = httpx.Client(timeout=30)
+    body = {"tenant_id": "acme", "actor_id": "transient", "workspace_id": "w1"}
+    for index in range(1000):
+        created = admin.post("/sessions", json=body)
+        assert created.status_code == 201, created.text
+        session_id, claim = created.json()["session"]["id"], created.json()["claim"]
+        opened = mcp.post(world.server.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(claim))
+        assert opened.status_code == 200, opened.text
+        headers = raw_headers(claim, opened.headers["mcp-session-id"], VERSION)
+        mcp.post(world.server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+        answer = jsonrpc_messages(mcp.post(world.server.mcp_url, headers=headers, json={
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo.ping", "arguments": {}}}))[0]
+        assert code(answer) is None and answer["result"]["content"][0]["text"] == "pong", (index, answer)
+        if index == 0:
+            assert upstream_processes(marker, runner), "the session's process is not where the scan looks"
+        assert admin.delete(f"/sessions/{session_id}").status_code in (200, 204)  # revokes it
+    deadline = time.monotonic() + 20
+    left = upstream_processes(marker, runner)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)  # polling for the kernel to reap the last ones; bounded by the deadline
+        left = upstream_processes(marker, runner)
+    assert left == [], f"{len(left)} upstream processes outlived their sessions"
+
+
+def test_an_http_upstream_gets_its_own_credential_and_the_assertion_never_the_claim(world: World) -> None:
+    """`transport: http`: one deployment someone else runs. Leasehold sends the configured
+    Authorization (read from a file) and the signed identity assertion; the caller's claim and
+    `_meta` never reach it, and scopes hold as for every other tool."""
+    import jwt
+
+    agent = Agent(world, "acme", "w1", actor="hal", denied_tool_names=["tickets.tickets_create"])
+    try:
+        names = listed(agent)
+        assert {"tickets.tickets_list", "tickets.tickets_get", "tickets.tickets_whoami"} <= names
+        assert "tickets.tickets_create" not in names
+        assert code(call(agent, "tickets.tickets_create", {"title": "x"})) == "tool_not_in_scope"
+        listing = call(agent, "tickets.tickets_list", {})
+        assert code(listing) is None and "Printer" in json.dumps(listing), listing
+        who = rpc(agent, "tools/call", {"name": "tickets.tickets_whoami", "arguments": {},
+                                        "_meta": {"dev.leasehold/identity": "forged"}})
+        text = json.dumps(who)
+        assert agent.claim not in text and agent.claim.split(".")[1] not in text
+        seen = who["result"]["structuredContent"]
+        assert seen["authorization"] == "Bearer " + world.tickets_token  # type: ignore[attr-defined]
+        token = seen["meta"]["dev.leasehold/identity"]
+        assert token != "forged"
+        claims = jwt.decode(token, options={"verify_signature": False}, audience="tickets")
+        assert (claims["tenant_id"], claims["sub"], claims["aud"]) == ("acme", "hal", "tickets")
+        status = world.server.admin("GET", "/servers", expect=200).json()["servers"]
+        tickets = [s for s in status if s["id"] == "tickets"][0]
+        assert tickets["state"] == "listed" and tickets["tools"] == 4, tickets
+        import httpx
+
+        refused = httpx.get(world.server.api_url + "/servers",
+                            headers={"Authorization": f"Bearer {world.admin_key('acme')}"}, timeout=30)
+        assert refused.status_code == 403, refused.text
+        # The deployment goes away: a typed error, audited; back, and the next call works.
+        world.tickets.terminate()  # type: ignore[attr-defined]
+        world.tickets.wait(timeout=10)  # type: ignore[attr-defined]
+        down = call(agent, "tickets.tickets_list", {})
+        assert code(down) == "upstream_unavailable", down
     finally:
         agent.close()

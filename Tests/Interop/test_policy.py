@@ -38,7 +38,7 @@ def line_of(path: Path, needle: str) -> int:
 
 def test_shipped_policy_is_valid(binary: Path) -> None:
     out = run_cli(binary, "policy", "check", "--policies", str(Path(__file__).resolve().parents[2] / "policies"))
-    assert out.startswith("ok: 4 tiers"), out
+    assert out.startswith("ok: 5 tiers"), out
 
 
 def test_check_reports_every_problem_with_file_and_line(binary: Path, tmp_path: Path) -> None:

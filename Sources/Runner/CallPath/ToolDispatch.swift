@@ -25,15 +25,19 @@ struct ToolDispatch: Sendable {
         let digest: String
         let policyVersion: String
 
-        /// Set when the tool is an upstream server's.
+        /// Set when the tool is a stdio upstream server's.
         var upstream: UpstreamCall? = nil
+        /// Set when the tool is an http upstream server's.
+        var httpUpstream: HTTPUpstream? = nil
 
+        /// Whether the answer is an upstream server's whole `CallTool` result.
+        var isUpstream: Bool { upstream != nil || httpUpstream != nil }
         /// Whether the tool may change the workspace: its tier's seccomp profile allows writes,
-        /// and it is not an upstream server's (those see their workspace read-only).
-        var mayWrite: Bool { upstream == nil && tier.seccompProfile != SeccompProfileName.read.rawValue }
+        /// and it is not an upstream server's (those see their workspace read-only, or none).
+        var mayWrite: Bool { !isUpstream && tier.seccompProfile != SeccompProfileName.read.rawValue }
         /// How long a result of this tier is cached (nil: not cached). Upstream results are not:
         /// the cache holds a worker's result, not a server's whole `CallTool` result.
-        var cacheTTL: Int? { tier.cacheable && upstream == nil ? tier.cacheTTLSeconds : nil }
+        var cacheTTL: Int? { tier.cacheable && !isUpstream ? tier.cacheTTLSeconds : nil }
     }
 
     let registry: WorkspaceRegistry
@@ -106,6 +110,7 @@ struct ToolDispatch: Sendable {
             }
             prepared.upstream = upstream
         }
+        prepared.httpUpstream = upstreams.http(for: tool)
         return prepared
     }
 
@@ -137,6 +142,7 @@ struct ToolDispatch: Sendable {
         if let upstream = call.upstream, shared || !(upstreams.servers[upstream.launch.server]?.workspace ?? false) {
             root = upstreams.emptyRoot
         }
+        if let client = call.httpUpstream { return await runHTTP(call, client: client, in: context) }
         var arguments = call.arguments
         var upstream = call.upstream
         if let server = upstream, let identity = upstreams.identity {
@@ -170,6 +176,37 @@ struct ToolDispatch: Sendable {
                 tool: call.tool, argumentsDigest: call.digest, expires: now().addingTimeInterval(TimeInterval(ttl)))
         }
         return execution
+    }
+
+    /// A call of an http upstream: made from the runner (no process of Leasehold's runs it), with
+    /// the configured headers and the signed identity assertion, held to the tier's wall clock
+    /// and output bytes.
+    private func runHTTP(_ call: Prepared, client: HTTPUpstream, in context: CallContext) async -> ToolExecution {
+        let limits = Self.workerTier(call.tierName, call.tier).limits
+        let tool = String(call.tool.dropFirst(ToolName.server(of: call.tool).count + 1))
+        do {
+            var params = Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(tool))) + Array(#","arguments":"#.utf8)
+                + call.arguments
+            if let identity = upstreams.identity {
+                let assertion = try await identity.sign(
+                    server: String(ToolName.server(of: call.tool)), tool: tool, session: context.session, now: now())
+                params += Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}"#.utf8)
+            }
+            params.append(UInt8(ascii: "}"))
+            let result = try await client.call(
+                params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536)
+            return ToolExecution(outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
+        } catch let failure as UpstreamFailure {
+            let outcome: ToolOutcome =
+                failure.code == "limit_exceeded"
+                ? .limitExceeded(limit: "output_bytes", message: failure.message)
+                : .failed(code: failure.code, message: failure.message)
+            return ToolExecution(outcome: outcome, workerID: nil, isolation: .session)
+        } catch {
+            return ToolExecution(
+                outcome: .failed(code: "upstream_unavailable", message: "the call could not be made: \(error)"),
+                workerID: nil, isolation: .session)
+        }
     }
 
     /// A root runner's workers run as the tenant's own unprivileged ids. Should they be

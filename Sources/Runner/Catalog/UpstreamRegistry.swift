@@ -44,6 +44,8 @@ public final class UpstreamRegistry: Sendable {
     public let emptyRoot: String
     /// Signs who calls, for every upstream call (nil only where there are no servers).
     public let identity: UpstreamIdentity?
+    /// Clients of the `transport: http` servers, by id.
+    let httpClients: [String: HTTPUpstream]
     private let statuses: Mutex<[String: Status]>
 
     /// Creates the registry; `emptyRoot` is created (empty, read-only to workers) if missing.
@@ -51,6 +53,8 @@ public final class UpstreamRegistry: Sendable {
         self.servers = Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) })
         self.emptyRoot = emptyRoot
         self.identity = identity
+        self.httpClients = Dictionary(
+            uniqueKeysWithValues: servers.filter { $0.transport == .http }.map { ($0.id, HTTPUpstream(server: $0)) })
         try FileManager.default.createDirectory(atPath: emptyRoot, withIntermediateDirectories: true)
         chmod(emptyRoot, 0o755)
         self.statuses = Mutex(
@@ -80,7 +84,7 @@ public final class UpstreamRegistry: Sendable {
         for tool: String, tenant: String, workspace: String
     ) -> UpstreamCall? {
         let id = String(ToolName.server(of: tool))
-        guard let server = servers[id] else { return nil }
+        guard let server = servers[id], server.transport == .stdio else { return nil }
         let scope: UpstreamCall.Scope =
             switch server.isolation {
             case .session: .session
@@ -91,6 +95,11 @@ public final class UpstreamRegistry: Sendable {
         return UpstreamCall(
             launch: launch(server, tenant: tenantInEnvironment), mounts: server.mounts, scope: scope,
             tool: String(tool.dropFirst(id.count + 1)))
+    }
+
+    /// The client of the http server `tool` belongs to, nil when it is not one's.
+    func http(for tool: String) -> HTTPUpstream? {
+        httpClients[String(ToolName.server(of: tool))]
     }
 
     /// How a process of `server` is started: its environment, with the public key that verifies
@@ -107,31 +116,30 @@ public final class UpstreamRegistry: Sendable {
         _ id: String, executor: any ToolExecutor, tier: WorkerTier, hostIdentity: WorkerHostIdentity?, logger: Logger
     ) async -> [ToolDescriptor]? {
         guard let server = servers[id] else { return nil }
+        if let client = httpClients[id] {
+            do {
+                let listed = try await client.listTools(timeout: .milliseconds(max(1000, tier.limits.wallMs)))
+                return record(id, listed: listed, logger: logger)
+            } catch {
+                return record(id, failure: "\(error.code): \(error.message)", logger: logger)
+            }
+        }
         let invocation = ToolInvocation(
             tool: id + "." + UpstreamLaunch.listTools, tier: tier, arguments: [],
             tenantID: Self.sharedTenant, workspaceID: "-", workspaceRoot: emptyRoot, workspaceReadOnly: true,
             sessionID: "-catalog-" + id, actorID: "-", leaseID: "-", leaseExpiresAt: .distantFuture, policyVersion: "",
             hostIdentity: hostIdentity,
             upstream: UpstreamCall(
-                launch: launch(server, tenant: nil), mounts: server.mounts, scope: .shared, tool: UpstreamLaunch.listTools))
+                launch: launch(server, tenant: nil), mounts: server.mounts,
+                scope: server.isolation == .shared ? .shared : .session, tool: UpstreamLaunch.listTools))
         let execution = await executor.execute(invocation)
+        // A shared server's listing process is the one its calls use; any other server's exists
+        // only to be listed, and nothing of it outlives the listing.
+        if server.isolation != .shared { await executor.retire(session: invocation.sessionID, reason: .callFinished) }
         let failure: String
         switch execution.outcome {
         case .completed(let result, false):
-            let (tools, refused) = Self.descriptors(server: id, listed: result)
-            if let tools {
-                statuses.withLock {
-                    $0[id]?.tools = tools.count
-                    $0[id]?.state = "listed"
-                    $0[id]?.lastError = refused.isEmpty ? nil : "tool names refused: " + refused.prefix(10).joined(separator: ", ")
-                    $0[id]?.listedAt = Date()
-                }
-                if !refused.isEmpty {
-                    logger.warning("upstream tools refused", metadata: ["server": "\(id)", "names": "\(refused.prefix(10))"])
-                }
-                return tools
-            }
-            failure = "tools/list did not answer a JSON array of tools"
+            return record(id, listed: result, logger: logger)
         case .completed(let result, true):
             failure = String(decoding: result.prefix(600), as: UTF8.self)
         case .limitExceeded(let limit, let message, _):
@@ -139,6 +147,26 @@ public final class UpstreamRegistry: Sendable {
         case .failed(let code, let message):
             failure = "\(code): \(message)"
         }
+        return record(id, failure: failure, logger: logger)
+    }
+
+    /// Records a listing and returns its tools (nil when it is not a JSON array of tools).
+    private func record(_ id: String, listed: [UInt8], logger: Logger) -> [ToolDescriptor]? {
+        let (tools, refused) = Self.descriptors(server: id, listed: listed)
+        guard let tools else { return record(id, failure: "tools/list did not answer a JSON array of tools", logger: logger) }
+        statuses.withLock {
+            $0[id]?.tools = tools.count
+            $0[id]?.state = "listed"
+            $0[id]?.lastError = refused.isEmpty ? nil : "tool names refused: " + refused.prefix(10).joined(separator: ", ")
+            $0[id]?.listedAt = Date()
+        }
+        if !refused.isEmpty {
+            logger.warning("upstream tools refused", metadata: ["server": "\(id)", "names": "\(refused.prefix(10))"])
+        }
+        return tools
+    }
+
+    private func record(_ id: String, failure: String, logger: Logger) -> [ToolDescriptor]? {
         statuses.withLock {
             $0[id]?.state = "failed"
             $0[id]?.lastError = failure

@@ -17,8 +17,22 @@ public struct UpstreamServer: Sendable, Hashable {
         case shared
     }
 
+    /// How Leasehold reaches it.
+    public enum Transport: String, Sendable, Hashable {
+        /// A program Leasehold runs in confined workers, spoken to over its stdin and stdout.
+        case stdio
+        /// A server someone else runs, spoken to over MCP Streamable HTTP from the runner.
+        case http
+    }
+
     /// The id, and the prefix of its tools.
     public var id: String
+    /// stdio or http.
+    public var transport: Transport = .stdio
+    /// The MCP endpoint of an http server.
+    public var url: URL?
+    /// Headers an http server gets on every request (values may come from files; never logged).
+    public var headers: [String: String] = [:]
     /// argv of the program.
     public var command: [String]
     /// Host paths its program needs (its code, a virtualenv), mounted read-only at the same path.
@@ -49,7 +63,9 @@ public struct UpstreamServer: Sendable, Hashable {
 public enum UpstreamServers {
     /// Server ids Leasehold's own tools use.
     static let reserved: Set<String> = ["system", "repo", "shell"]
-    static let keys = ["id", "transport", "command", "mounts", "env", "isolation", "tier", "workspace", "multi_tenant"]
+    static let keys = [
+        "id", "transport", "command", "mounts", "env", "isolation", "tier", "workspace", "multi_tenant", "url", "headers",
+    ]
 
     /// The servers of `file` (none when it has no `servers:` key).
     ///
@@ -75,8 +91,84 @@ public enum UpstreamServers {
 }
 
 extension PolicyYAMLReader {
+    /// A string, or `{file: PATH}` read from that file (trimmed); the value never appears in a message.
+    fileprivate mutating func secretOrString(_ value: Node, file: String, what: String) -> String? {
+        if let secret = value.mapping {
+            guard secret.count == 1, let pathNode = secret["file"], let path = string(pathNode, file: file, what: "\(what).file")
+            else {
+                error(file, value, "\(what) must be a string or {file: PATH}")
+                return nil
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                error(file, pathNode, "\(what): cannot read \(path)")
+                return nil
+            }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard let literal = value.scalar?.string else {
+            error(file, value, "\(what) must be a string or {file: PATH}")
+            return nil
+        }
+        return literal
+    }
+
+    /// An http server: a URL, headers, a tier; one deployment every tenant shares.
+    fileprivate mutating func httpServer(
+        _ f: [String: Node], id: String?, file: String, what: String, before: Int
+    ) -> UpstreamServer? {
+        for key in ["command", "mounts", "env", "workspace"] where f[key] != nil {
+            error(file, f[key], "\(what): \(key) is for transport stdio (Leasehold does not run an http server)")
+        }
+        if let isolation = f["isolation"], isolation.scalar?.string != "shared" {
+            error(file, isolation, "\(what): an http server is one deployment every tenant shares: isolation shared")
+        }
+        var url: URL?
+        if let text = string(f["url"], file: file, what: "\(what): url") {
+            url = URL(string: text)
+            if url == nil || !["http", "https"].contains(url?.scheme ?? "") || url?.host == nil {
+                error(file, f["url"], "\(what): url \(text) must be an http or https URL")
+            }
+        } else if f["url"] == nil {
+            error(file, nil, "\(what): transport http needs url")
+        }
+        var headers: [String: String] = [:]
+        if let node = f["headers"] {
+            if let mapping = node.mapping {
+                for (keyNode, value) in mapping {
+                    let name = keyNode.scalar?.string ?? ""
+                    let token = name.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: ":") }
+                    guard !name.isEmpty, token,
+                        !["host", "content-length", "mcp-session-id", "mcp-protocol-version"].contains(name.lowercased())
+                    else {
+                        error(file, keyNode, "\(what): header \(name) cannot be set")
+                        continue
+                    }
+                    if let value = secretOrString(value, file: file, what: "\(what): header \(name)") {
+                        guard !value.contains("\r"), !value.contains("\n") else {
+                            error(file, value.isEmpty ? keyNode : keyNode, "\(what): header \(name) spans lines")
+                            continue
+                        }
+                        headers[name] = value
+                    }
+                }
+            } else {
+                error(file, node, "\(what): headers must be a mapping")
+            }
+        }
+        let tier = string(f["tier"], file: file, what: "\(what): tier")
+        let multiTenant = f["multi_tenant"] == nil ? true : boolean(f["multi_tenant"], file: file, what: "\(what): multi_tenant")
+        guard diagnostics.count == before, let id, let url, let multiTenant else { return nil }
+        var server = UpstreamServer(
+            id: id, command: [], mounts: [], environment: [:], isolation: .shared, tier: tier, workspace: false,
+            multiTenant: multiTenant)
+        server.transport = .http
+        server.url = url
+        server.headers = headers
+        return server
+    }
+
     fileprivate mutating func server(_ node: Node, file: String) -> UpstreamServer? {
-        guard let f = fields(node, file: file, what: "server", known: UpstreamServers.keys, required: ["id", "command"]) else {
+        guard let f = fields(node, file: file, what: "server", known: UpstreamServers.keys, required: ["id"]) else {
             return nil
         }
         let before = diagnostics.count
@@ -85,10 +177,17 @@ extension PolicyYAMLReader {
             error(file, f["id"], "server id \(id) must be 1-32 characters of [A-Za-z0-9_-] and not system, repo or shell")
         }
         let what = "server \(id ?? "?")"
-        if let transport = string(f["transport"], file: file, what: "\(what): transport"), transport != "stdio" {
-            error(
-                file, f["transport"],
-                "\(what): transport \(transport) is not supported; Leasehold runs stdio servers in confined workers")
+        let transport =
+            f["transport"] == nil
+            ? UpstreamServer.Transport.stdio
+            : oneOf(f["transport"], file: file, what: "\(what): transport", choices: ["stdio", "http"])
+                .flatMap(UpstreamServer.Transport.init(rawValue:))
+        if transport == .http {
+            return httpServer(f, id: id, file: file, what: what, before: before)
+        }
+        if f["command"] == nil { error(file, node, "\(what): missing required key \"command\"") }
+        for key in ["url", "headers"] where f[key] != nil {
+            error(file, f[key], "\(what): \(key) is for transport http")
         }
         var command: [String] = []
         for item in list(f["command"], file: file, what: "\(what): command") ?? [] {

@@ -196,7 +196,7 @@ extension Gateway {
             Task { await self.refreshUpstream(server) }
         }
         switch execution.outcome {
-        case .completed(let result, false) where call.upstream != nil:
+        case .completed(let result, false) where call.isUpstream:
             // The server's own CallTool result (content, structuredContent, isError), unchanged.
             return .upstream(result: result)
         case .completed(let result, let isError):

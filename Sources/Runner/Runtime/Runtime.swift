@@ -191,7 +191,7 @@ public struct Runtime: Sendable {
                 guard let settings = policy.tiers[tier] else {
                     throw ConfigError("server \(server.id): tier \(tier) is not defined in tiers.yaml")
                 }
-                guard settings.seccompProfile == SeccompProfileName.exec.rawValue else {
+                guard server.transport == .http || settings.seccompProfile == SeccompProfileName.exec.rawValue else {
                     throw ConfigError(
                         "server \(server.id): tier \(tier) has seccomp_profile \(settings.seccompProfile), which cannot run a program; use a tier with seccomp_profile exec (shipped: upstream)"
                     )
