@@ -150,6 +150,8 @@ public struct ToolExecution: Sendable, Hashable {
 public enum WorkerRetirement: String, Sendable, Hashable {
     /// A per-call worker after its call.
     case callFinished = "call_finished"
+    /// The upstream server it ran was reconfigured or removed (`servers:` reloaded).
+    case upstreamChanged = "upstream_changed"
     /// The lease ended (a timer, not the next call).
     case leaseExpired = "lease_expired"
     /// The lease was renewed (a new lease id) or revoked.
@@ -195,9 +197,16 @@ public protocol ToolExecutor: Sendable {
 
     /// Which tier limits hold on a whole worker here (a tier that needs one that does not is refused).
     var limitEnforcement: LimitEnforcement { get }
+
+    /// Destroys every process of the upstream server `server` (its configuration changed or it
+    /// was removed).
+    func retire(upstream server: String) async
 }
 
 extension ToolExecutor {
     /// An executor that starts no processes has no worker limits at stake.
     public var limitEnforcement: LimitEnforcement { .inProcess }
+
+    /// An executor that starts no processes has none to destroy.
+    public func retire(upstream server: String) async {}
 }

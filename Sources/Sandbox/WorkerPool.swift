@@ -849,6 +849,12 @@ public actor WorkerPool: ToolExecutor {
             reason: .tierChanged)
     }
 
+    /// Destroys every process of an upstream server (reconfigured or removed).
+    public func retire(upstream server: String) async {
+        upstreamFailures = upstreamFailures.filter { $0.key.server != server }
+        await destroyEntries(where: { $0.binding.upstream?.launch.server == server }, reason: .upstreamChanged)
+    }
+
     /// Destroys every worker of the session (every lease).
     public func retire(session sessionID: String, reason: WorkerRetirement) async {
         pruneRetirements()

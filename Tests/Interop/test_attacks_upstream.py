@@ -81,8 +81,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     world.tickets = tickets  # type: ignore[attr-defined]
     yield world
     world.stop()
-    tickets.terminate()
-    tickets.wait(timeout=10)
+    stop(tickets)
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def rpc(agent: Agent, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -367,9 +375,59 @@ def test_an_http_upstream_gets_its_own_credential_and_the_assertion_never_the_cl
                             headers={"Authorization": f"Bearer {world.admin_key('acme')}"}, timeout=30)
         assert refused.status_code == 403, refused.text
         # The deployment goes away: a typed error, audited; back, and the next call works.
-        world.tickets.terminate()  # type: ignore[attr-defined]
-        world.tickets.wait(timeout=10)  # type: ignore[attr-defined]
+        stop(world.tickets)  # type: ignore[attr-defined]
         down = call(agent, "tickets.tickets_list", {})
         assert code(down) == "upstream_unavailable", down
     finally:
         agent.close()
+
+
+def test_servers_are_reloaded_on_sighup_and_a_bad_list_is_rejected(tmp_path: Path) -> None:
+    """`servers:` follows the config file like the policies follow theirs: a removed server's
+    tools and processes go, an added one is listed, and a list that does not validate is
+    rejected whole while the servers in force stay."""
+    import signal
+
+    def entry(id: str) -> str:
+        return f"  - {{id: {id}, command: [/bin/sh, {ECHO_SERVER}], mounts: [{REPO_ROOT / 'examples'}], isolation: tenant, tier: upstream}}\n"
+
+    config = tmp_path / "leasehold.yaml"
+    config.write_text("policy_reload_interval_seconds: 0\nservers:\n" + entry("alpha") + entry("beta"))
+    world = World(tmp_path / "world", config=config)
+    try:
+        agent = Agent(world, "acme", "w1", actor="rita")
+        assert code(call(agent, "beta.ping", {})) is None
+        runner = world.server._process.pid  # type: ignore[union-attr]
+        assert upstream_processes(str(ECHO_SERVER), runner)
+
+        def servers() -> dict[str, dict[str, Any]]:
+            return {s["id"]: s for s in world.server.admin("GET", "/servers", expect=200).json()["servers"]}
+
+        def reload_until(done: Any) -> None:
+            world.server.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 15
+            while not done() and time.monotonic() < deadline:
+                time.sleep(0.05)  # polling the admin API for the reload; bounded by the deadline
+            assert done(), servers()
+
+        config.write_text("policy_reload_interval_seconds: 0\nservers:\n" + entry("alpha") + entry("gamma"))
+        reload_until(lambda: set(servers()) == {"alpha", "gamma"} and servers()["gamma"]["state"] == "listed")
+        names = listed(agent)
+        assert "gamma.ping" in names and "beta.ping" not in names, sorted(names)
+        assert code(call(agent, "beta.ping", {})) == "tool_not_in_scope"
+        assert code(call(agent, "gamma.ping", {})) is None
+        destroyed = [r["event"] for r in world.server.admin("GET", "/audit?limit=10000").json()["records"]
+                     if r["event"]["event"] == "worker.destroyed" and r["event"].get("code") == "upstream_changed"]
+        assert destroyed, "beta's process was not destroyed with its server"
+
+        config.write_text("policy_reload_interval_seconds: 0\nservers:\n" + entry("alpha") + "  - {id: delta, transport: carrier-pigeon}\n")
+        world.server.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any("servers: reload rejected" in line for line in world.server.log):
+            time.sleep(0.05)  # polling the runner's log for the rejection; bounded by the deadline
+        assert any("servers: reload rejected" in line for line in world.server.log)
+        assert set(servers()) == {"alpha", "gamma"}, "a rejected list changed the servers in force"
+        assert code(call(agent, "gamma.ping", {})) is None
+        agent.close()
+    finally:
+        world.stop()

@@ -471,7 +471,15 @@ import Testing
         #expect(report.liveRunnerFrom == 1)
         #expect(report.unknown.map(\.seq) == [crashed] && report.inFlight.map(\.seq) == [running])
         close(fd)
+        // A worker being spawned by a test running alongside (clone, then execve) holds a copy of
+        // every descriptor until its execve closes the close-on-exec ones, this lock's included:
+        // the lock outlives `close` by those milliseconds. Bounded wait for the copy to go.
+        let deadline = ContinuousClock.now + .seconds(10)
         report = try verifier.callOutcomes()
+        while report.liveRunnerFrom != nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            report = try verifier.callOutcomes()
+        }
         #expect(report.liveRunnerFrom == nil && report.unknown.map(\.seq) == [crashed, running])
         let directory = AuditRunnerPresence.directory(forLog: path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "the stale lock file")

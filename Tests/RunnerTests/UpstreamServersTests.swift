@@ -45,6 +45,9 @@ import WorkspaceRegistry
               - id: system
                 command: [x]
               - id: web
+                transport: smtp
+                command: [x]
+              - id: web2
                 transport: http
                 command: [x]
               - id: shared1
@@ -69,7 +72,8 @@ import WorkspaceRegistry
         } catch {
             let messages = error.diagnostics.map(\.description)
             for expected in [
-                ":2:", "not system, repo or shell", "transport http is not supported", "needs multi_tenant: true",
+                ":2:", "not system, repo or shell", "transport \"smtp\" is not one of", "needs url", "command is for transport stdio",
+                "needs multi_tenant: true",
                 "not LEASEHOLD_", "cannot read /nonexistent/secret", "mount relative/path", "mount /nonexistent",
                 "mount /tmp/../etc", "id dup appears twice", "unknown key \"colour\"", "command must not be empty",
             ] {

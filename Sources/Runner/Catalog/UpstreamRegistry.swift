@@ -38,23 +38,27 @@ public final class UpstreamRegistry: Sendable {
     /// its own, never a real tenant's).
     public static let sharedTenant = "-upstream"
 
-    /// The servers by id.
-    public let servers: [String: UpstreamServer]
+    /// The servers by id (replaced whole when `servers:` is reloaded).
+    public var servers: [String: UpstreamServer] { configured.withLock { $0.servers } }
+    private let configured: Mutex<(servers: [String: UpstreamServer], http: [String: HTTPUpstream])>
     /// An empty directory: `/workspace` of processes that see no tenant's workspace.
     public let emptyRoot: String
     /// Signs who calls, for every upstream call (nil only where there are no servers).
     public let identity: UpstreamIdentity?
     /// Clients of the `transport: http` servers, by id.
-    let httpClients: [String: HTTPUpstream]
+    var httpClients: [String: HTTPUpstream] { configured.withLock { $0.http } }
     private let statuses: Mutex<[String: Status]>
 
     /// Creates the registry; `emptyRoot` is created (empty, read-only to workers) if missing.
     public init(servers: [UpstreamServer], emptyRoot: String, identity: UpstreamIdentity?) throws {
-        self.servers = Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) })
+        self.configured = Mutex(
+            (
+                Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) }),
+                Dictionary(
+                    uniqueKeysWithValues: servers.filter { $0.transport == .http }.map { ($0.id, HTTPUpstream(server: $0)) })
+            ))
         self.emptyRoot = emptyRoot
         self.identity = identity
-        self.httpClients = Dictionary(
-            uniqueKeysWithValues: servers.filter { $0.transport == .http }.map { ($0.id, HTTPUpstream(server: $0)) })
         try FileManager.default.createDirectory(atPath: emptyRoot, withIntermediateDirectories: true)
         chmod(emptyRoot, 0o755)
         self.statuses = Mutex(
@@ -70,6 +74,39 @@ public final class UpstreamRegistry: Sendable {
         // swiftlint:disable:next force_try
         return try! UpstreamRegistry(servers: [], emptyRoot: directory, identity: nil)
     }()
+
+    /// What a reload of `servers:` changed, by server id.
+    struct Change: Sendable {
+        var removed: Set<String> = []
+        var changed: Set<String> = []
+        var added: Set<String> = []
+    }
+
+    /// Replaces the servers with `servers` (already validated); a changed or new http server gets
+    /// a new client (a new MCP session).
+    func replace(with servers: [UpstreamServer]) -> Change {
+        let next = Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) })
+        let change = configured.withLock { state -> Change in
+            var change = Change()
+            change.removed = Set(state.servers.keys).subtracting(next.keys)
+            change.added = Set(next.keys).subtracting(state.servers.keys)
+            change.changed = Set(next.keys.filter { state.servers[$0] != nil && state.servers[$0] != next[$0] })
+            var http = state.http.filter { next[$0.key] != nil && !change.changed.contains($0.key) }
+            for server in servers where server.transport == .http && http[server.id] == nil {
+                http[server.id] = HTTPUpstream(server: server)
+            }
+            state = (next, http)
+            return change
+        }
+        statuses.withLock { statuses in
+            for id in change.removed { statuses[id] = nil }
+            for id in change.added.union(change.changed) {
+                guard let server = next[id] else { continue }
+                statuses[id] = Status(id: id, isolation: server.isolation.rawValue, tools: 0, state: "starting")
+            }
+        }
+        return change
+    }
 
     /// Every server's status, by id.
     public var status: [Status] { statuses.withLock { $0.values.sorted { $0.id < $1.id } } }

@@ -114,7 +114,7 @@ extension PolicyYAMLReader {
 
     /// An http server: a URL, headers, a tier; one deployment every tenant shares.
     fileprivate mutating func httpServer(
-        _ f: [String: Node], id: String?, file: String, what: String, before: Int
+        _ f: [String: Node], id: String?, file: String, what: String, before: Int, node: Node
     ) -> UpstreamServer? {
         for key in ["command", "mounts", "env", "workspace"] where f[key] != nil {
             error(file, f[key], "\(what): \(key) is for transport stdio (Leasehold does not run an http server)")
@@ -129,7 +129,7 @@ extension PolicyYAMLReader {
                 error(file, f["url"], "\(what): url \(text) must be an http or https URL")
             }
         } else if f["url"] == nil {
-            error(file, nil, "\(what): transport http needs url")
+            error(file, node, "\(what): transport http needs url")
         }
         var headers: [String: String] = [:]
         if let node = f["headers"] {
@@ -183,7 +183,7 @@ extension PolicyYAMLReader {
             : oneOf(f["transport"], file: file, what: "\(what): transport", choices: ["stdio", "http"])
                 .flatMap(UpstreamServer.Transport.init(rawValue:))
         if transport == .http {
-            return httpServer(f, id: id, file: file, what: what, before: before)
+            return httpServer(f, id: id, file: file, what: what, before: before, node: node)
         }
         if f["command"] == nil { error(file, node, "\(what): missing required key \"command\"") }
         for key in ["url", "headers"] where f[key] != nil {

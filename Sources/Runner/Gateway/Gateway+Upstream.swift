@@ -46,4 +46,33 @@ extension Gateway {
         logger.notice("upstream tools listed", metadata: ["server": "\(id)", "tools": "\(tools.count)"])
         await notifyAllConnections()
     }
+
+    /// Applies a reloaded `servers:` (already validated): removed and changed servers lose their
+    /// processes and tools, the default tiers follow the new list, and changed and new servers
+    /// are listed again. Connections whose view changed are told.
+    public func reloadUpstreams(_ servers: [UpstreamServer]) async {
+        let change = upstreams.replace(with: servers)
+        guard !(change.removed.isEmpty && change.changed.isEmpty && change.added.isEmpty) else { return }
+        for id in change.removed.union(change.changed).sorted() { await executor.retire(upstream: id) }
+        let defaults = upstreams.defaultTiers
+        resolverState.withLock { state in
+            var catalog = state.catalog
+            for id in change.removed.union(change.changed) {
+                if let without = try? catalog.replacing(server: id, with: []) { catalog = without }
+            }
+            state = ScopeResolver(catalog: catalog, policy: state.policy.withServerTiers(defaults))
+        }
+        logger.notice(
+            "servers reloaded",
+            metadata: [
+                "removed": "\(change.removed.sorted())", "changed": "\(change.changed.sorted())",
+                "added": "\(change.added.sorted())",
+            ])
+        await notifyAllConnections()
+        await withTaskGroup(of: Void.self) { group in
+            for id in change.changed.union(change.added).sorted() {
+                group.addTask { await self.refreshUpstream(id) }
+            }
+        }
+    }
 }

@@ -48,6 +48,10 @@ public struct Runtime: Sendable {
     public let pool: WorkerPool
     /// When the audit log's head is signed.
     public let auditCheckpoints: AuditCheckpointPolicy
+    /// The config file, whose `servers:` is reloaded with the policies.
+    let configFile: String?
+    /// The root rules, which also bound upstream servers' mounts.
+    let workspaceRules: WorkspaceRules
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -164,7 +168,7 @@ public struct Runtime: Sendable {
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
             keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
-            logger: logger)
+            configFile: options.configFile, workspaceRules: rules, logger: logger)
     }
 
     /// `servers:` of the config, checked against what else the runner knows: each server's
@@ -172,7 +176,8 @@ public struct Runtime: Sendable {
     /// server's, and no mount is, holds or lies inside the runner's own files (state dir,
     /// policies, config, keys, binaries), a workspace base, or a kernel or secret tree.
     static func upstreamServers(
-        configFile: String?, policy: RiskPolicy, catalog: Catalog, rules: WorkspaceRules, stateDir: String
+        configFile: String?, policy: RiskPolicy, catalog: Catalog, rules: WorkspaceRules, stateDir: String,
+        reloading current: Set<String> = []
     ) throws -> [UpstreamServer] {
         guard let configFile else { return [] }
         let servers: [UpstreamServer]
@@ -197,7 +202,7 @@ public struct Runtime: Sendable {
                     )
                 }
             }
-            if catalog.servers.contains(server.id) {
+            if catalog.servers.contains(server.id), !current.contains(server.id) {
                 throw ConfigError("server \(server.id) is also declared under catalog:; name it once")
             }
             for mount in server.mounts {
@@ -343,7 +348,11 @@ public struct Runtime: Sendable {
             .init(
                 service: PolicyReloader(
                     gateway: gateway, directory: policiesDir, hangups: hangups,
-                    interval: interval > 0 ? .seconds(interval) : nil, logger: logger)))
+                    interval: interval > 0 ? .seconds(interval) : nil, logger: logger,
+                    servers: configFile.map { file in
+                        ServersReload(
+                            configFile: file, rules: workspaceRules, stateDir: stateDir, gateway: gateway, logger: logger)
+                    })))
         services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
         // Last in, first out: on shutdown the workers die before anything else stops.
         services.append(.init(service: WorkerTimers(pool: pool)))
@@ -429,11 +438,14 @@ struct PolicyReloader: Service {
     let hangups: UnixSignalsSequence
     let interval: Duration?
     let logger: Logger
+    /// `servers:` of the config file, reloaded by the same signal and the same ticks.
+    let servers: ServersReload?
 
     private enum Trigger { case hangup, tick }
 
     func run() async throws {
         var seen = PolicyFiles.fingerprint(directory: directory)
+        var seenServers = servers?.fingerprint()
         let (triggers, continuation) = AsyncStream<Trigger>.makeStream(bufferingPolicy: .bufferingNewest(4))
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -448,6 +460,13 @@ struct PolicyReloader: Service {
                 }
             }
             for await trigger in triggers.cancelOnGracefulShutdown() {
+                if let servers {
+                    let fingerprint = servers.fingerprint()
+                    if trigger == .hangup || fingerprint != seenServers {
+                        seenServers = fingerprint
+                        await servers.reload()
+                    }
+                }
                 let fingerprint = PolicyFiles.fingerprint(directory: directory)
                 // A tick reloads only files that changed since the last attempt (applied or
                 // rejected), so a broken file is reported once, not every interval.
@@ -459,6 +478,35 @@ struct PolicyReloader: Service {
                 await gateway.reloadPolicy(directory: directory)
             }
             group.cancelAll()
+        }
+    }
+}
+
+/// Reloads `servers:` of the config file: validated like at start (file:line errors, tiers,
+/// mounts); an invalid list is rejected and the one in force stays.
+struct ServersReload: Sendable {
+    let configFile: String
+    let rules: WorkspaceRules
+    let stateDir: String
+    let gateway: Gateway
+    let logger: Logger
+
+    /// A hash of the config file's bytes (nil when it cannot be read).
+    func fingerprint() -> String? {
+        FileManager.default.contents(atPath: configFile).map { Digest.sha256Hex($0) }
+    }
+
+    func reload() async {
+        let resolver = gateway.resolver
+        do {
+            let servers = try Runtime.upstreamServers(
+                configFile: configFile, policy: resolver.policy, catalog: resolver.catalog, rules: rules,
+                stateDir: stateDir, reloading: Set(gateway.upstreams.servers.keys))
+            await gateway.reloadUpstreams(servers)
+        } catch {
+            logger.error(
+                "servers: reload rejected; the servers in force stay",
+                metadata: ["file": "\(configFile)", "error": "\(error)"])
         }
     }
 }
