@@ -471,6 +471,16 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     for (int i = 0; i < s->directory_count; i++)
         CSB_TRY(c, csb_mkdirs(c->dirs[i], 1), CSB_STAGE_MOUNT_ROOT);
 
+    // The private /tmp before the binds: a bind whose target lies under /tmp (an upstream
+    // server's program in a checkout under the host's /tmp) lands on top of it instead of
+    // making /tmp exist before the tmpfs (EEXIST) or being hidden by it.
+    if (s->tmp_size > 0) {
+        CSB_TRY(c, mkdir("/newroot/tmp", 01777), CSB_STAGE_MOUNT_TMP);
+        CSB_TRY(c, mount("tmpfs", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts),
+                CSB_STAGE_MOUNT_TMP);
+    }
+
+
     for (int i = 0; i < c->bind_count; i++) {
         struct csb_prep_bind *b = &c->binds[i];
         if (!b->src) continue;
@@ -488,12 +498,6 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
 
     csb_setup_dev(c);
     csb_setup_proc(c);
-
-    if (s->tmp_size > 0) {
-        CSB_TRY(c, mkdir("/newroot/tmp", 01777), CSB_STAGE_MOUNT_TMP);
-        CSB_TRY(c, mount("tmpfs", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts),
-                CSB_STAGE_MOUNT_TMP);
-    }
 
     for (int i = 0; i < s->symlink_count; i++) {
         CSB_TRY(c, csb_mkdirs(c->links[i], 0), CSB_STAGE_SYMLINK);
