@@ -49,26 +49,42 @@ struct Server {
         channel.send(Frame(kind: .ready, payload: [Frame.protocolVersion]))
         Self.warmUp(context)
         while true {
-            let frame: Frame
-            do {
-                guard let next = try channel.next() else { return 0 }
-                frame = next
-            } catch {
-                channel.sendError(code: "bad_frame", message: error.reason)
-                return 65
-            }
-            guard frame.kind == .request else {
-                channel.sendError(code: "unexpected_frame", message: "expected a request frame, got kind \(frame.kind.rawValue)")
-                return 65
-            }
-            guard let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
-                channel.sendError(code: "bad_request", message: "a request payload needs a NUL after the tool name")
-                return 65
+            let (tool, arguments): (String, ArraySlice<UInt8>)
+            switch nextRequest() {
+            case .request(let name, let payload): (tool, arguments) = (name, payload)
+            case .end(let status): return status
             }
             let (isError, result) = dispatch(tool: tool, arguments: arguments, context: context)
             channel.send(Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result)))
             Processes.reapAfterCall()
         }
+    }
+
+    /// The next request from the runner, or how the worker ends: 0 at EOF, 65 after a malformed
+    /// or unexpected frame (an error frame has been sent).
+    private enum Next {
+        case request(String, ArraySlice<UInt8>)
+        case end(Int32)
+    }
+
+    private mutating func nextRequest() -> Next {
+        let frame: Frame
+        do {
+            guard let next = try channel.next() else { return .end(0) }
+            frame = next
+        } catch {
+            channel.sendError(code: "bad_frame", message: error.reason)
+            return .end(65)
+        }
+        guard frame.kind == .request else {
+            channel.sendError(code: "unexpected_frame", message: "expected a request frame, got kind \(frame.kind.rawValue)")
+            return .end(65)
+        }
+        guard let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
+            channel.sendError(code: "bad_request", message: "a request payload needs a NUL after the tool name")
+            return .end(65)
+        }
+        return .request(tool, arguments)
     }
 
     /// A worker serving an upstream MCP server: starts and initializes it before `ready`, then
@@ -83,17 +99,10 @@ struct Server {
         }
         channel.send(Frame(kind: .ready, payload: [Frame.protocolVersion]))
         while true {
-            let frame: Frame
-            do {
-                guard let next = try channel.next() else { return 0 }
-                frame = next
-            } catch {
-                channel.sendError(code: "bad_frame", message: error.reason)
-                return 65
-            }
-            guard frame.kind == .request, let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
-                channel.sendError(code: "unexpected_frame", message: "expected a request frame")
-                return 65
+            let (tool, arguments): (String, ArraySlice<UInt8>)
+            switch nextRequest() {
+            case .request(let name, let payload): (tool, arguments) = (name, payload)
+            case .end(let status): return status
             }
             do {
                 let (isError, result) = try upstream.serve(tool: tool, arguments: arguments, wallMs: context.hello.wallMs)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 import warnings
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -211,6 +212,7 @@ class LeaseholdServer:
         self.base_url: str | None = None
         self.log: list[str] = []
         self._ready = threading.Event()
+        self._logged = threading.Condition()
         self._process: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
 
@@ -247,11 +249,27 @@ class LeaseholdServer:
         assert self._process is not None and self._process.stderr is not None
         for raw in self._process.stderr:
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            self.log.append(line)
+            with self._logged:
+                self.log.append(line)
+                self._logged.notify_all()
             if self.base_url is None and (m := LISTENING.search(line)):
                 self.base_url = m.group(1)
                 self._ready.set()
         self._ready.set()  # EOF: the process ended
+
+    def wait_for_log(self, *parts: str, after: int = 0, timeout: float = 15.0) -> str | None:
+        """The first line from index `after` on that contains every one of `parts`, waiting (on
+        the reader's notification, not a poll) until it is written or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        with self._logged:
+            while True:
+                for line in self.log[after:]:
+                    if all(part in line for part in parts):
+                        return line
+                after = len(self.log)
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._logged.wait(left):
+                    return None
 
     @property
     def mcp_url(self) -> str:

@@ -96,7 +96,7 @@ def test_calls_in_flight_are_capped_per_tenant(fair: World) -> None:
                        if e["event"] == "worker.spawned" and e.get("session") in {a.session_id for a in busy[:2]}]
             if len(spawned) >= 2:
                 break
-            time.sleep(0.05)
+            time.sleep(0.05)  # the spawns are audited, not announced: a bounded poll of the audit API
         third = busy[2].call("repo.list_dir", {"path": ".", "limit": 77})
         assert third.code == "tenant_at_limit", third.text
         # acme is not held up by globex's calls.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import select
 import subprocess
 import time
 from pathlib import Path
@@ -206,16 +207,32 @@ def host_pid(world: World, session_id: str, tier: str) -> int:
     return int(spawned[-1]["detail"].split()[1].rstrip(";"))
 
 
+def exited(pids: list[int], timeout: float) -> list[int]:
+    """Waits for the processes' exits on their pidfds (readable once a process has exited: an
+    event, not a poll of /proc) and returns those still running after `timeout` in all."""
+    deadline = time.monotonic() + timeout
+    running = []
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                running.append(pid)
+        finally:
+            os.close(fd)
+    return running
+
+
 def test_a_session_process_dies_with_its_session(world: World) -> None:
     agent = Agent(world, "globex", "g1", actor="sam")
     assert code(call(agent, "mine.beta_05", {})) is None
     pid = host_pid(world, agent.session_id, "upstream")
     assert Path(f"/proc/{pid}").exists()
     agent.close()  # revokes the session
-    deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling for the kernel to reap it; bounded by the deadline
-    assert not Path(f"/proc/{pid}").exists(), f"session process {pid} outlived its session"
+    assert exited([pid], timeout=10) == [], f"session process {pid} outlived its session"
 
 
 def test_failures_are_typed_and_the_next_call_works(world: World) -> None:
@@ -245,12 +262,10 @@ def test_a_server_that_changes_its_tools_is_listed_again(world: World) -> None:
     try:
         before = listed(agent)
         assert "common.beta_extra" not in before and len(before - SYSTEM) == 500
+        mark = len(world.server.log)
         assert code(call(agent, "common.beta_04", {})) is None
-        deadline = time.monotonic() + 15
+        assert world.server.wait_for_log("upstream tools listed", "server=common", "tools=501", after=mark)
         names = listed(agent)
-        while "common.beta_extra" not in names and time.monotonic() < deadline:
-            time.sleep(0.1)  # polling for the catalog refresh; bounded by the deadline
-            names = listed(agent)
         assert "common.beta_extra" in names
         assert code(call(agent, "common.beta_extra", {})) is None
     finally:
@@ -334,11 +349,7 @@ def test_a_thousand_sessions_come_and_go_and_no_upstream_process_survives(world:
         if index == 0:
             assert upstream_processes(marker, runner), "the session's process is not where the scan looks"
         assert admin.delete(f"/sessions/{session_id}").status_code in (200, 204)  # revokes it
-    deadline = time.monotonic() + 20
-    left = upstream_processes(marker, runner)
-    while left and time.monotonic() < deadline:
-        time.sleep(0.1)  # polling for the kernel to reap the last ones; bounded by the deadline
-        left = upstream_processes(marker, runner)
+    left = exited(upstream_processes(marker, runner), timeout=20)
     assert left == [], f"{len(left)} upstream processes outlived their sessions"
 
 
@@ -403,15 +414,11 @@ def test_servers_are_reloaded_on_sighup_and_a_bad_list_is_rejected(tmp_path: Pat
         def servers() -> dict[str, dict[str, Any]]:
             return {s["id"]: s for s in world.server.admin("GET", "/servers", expect=200).json()["servers"]}
 
-        def reload_until(done: Any) -> None:
-            world.server.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 15
-            while not done() and time.monotonic() < deadline:
-                time.sleep(0.05)  # polling the admin API for the reload; bounded by the deadline
-            assert done(), servers()
-
         config.write_text("policy_reload_interval_seconds: 0\nservers:\n" + entry("alpha") + entry("gamma"))
-        reload_until(lambda: set(servers()) == {"alpha", "gamma"} and servers()["gamma"]["state"] == "listed")
+        mark = len(world.server.log)
+        world.server.send_signal(signal.SIGHUP)
+        assert world.server.wait_for_log("upstream tools listed", "server=gamma", after=mark), world.server.log[-10:]
+        assert set(servers()) == {"alpha", "gamma"} and servers()["gamma"]["state"] == "listed", servers()
         names = listed(agent)
         assert "gamma.ping" in names and "beta.ping" not in names, sorted(names)
         assert code(call(agent, "beta.ping", {})) == "tool_not_in_scope"
@@ -421,11 +428,9 @@ def test_servers_are_reloaded_on_sighup_and_a_bad_list_is_rejected(tmp_path: Pat
         assert destroyed, "beta's process was not destroyed with its server"
 
         config.write_text("policy_reload_interval_seconds: 0\nservers:\n" + entry("alpha") + "  - {id: delta, transport: carrier-pigeon}\n")
+        mark = len(world.server.log)
         world.server.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not any("servers: reload rejected" in line for line in world.server.log):
-            time.sleep(0.05)  # polling the runner's log for the rejection; bounded by the deadline
-        assert any("servers: reload rejected" in line for line in world.server.log)
+        assert world.server.wait_for_log("servers: reload rejected", after=mark), world.server.log[-10:]
         assert set(servers()) == {"alpha", "gamma"}, "a rejected list changed the servers in force"
         assert code(call(agent, "gamma.ping", {})) is None
         agent.close()

@@ -25,8 +25,12 @@ struct ToolDispatch: Sendable {
         let digest: String
         let policyVersion: String
 
+        /// What the tier implies for its worker (computed once per call).
+        let workerTier: WorkerTier
         /// Set when the tool is a stdio upstream server's.
         var upstream: UpstreamCall? = nil
+        /// Whether that server's process sees the session's workspace (else an empty one).
+        var upstreamSeesWorkspace = false
         /// Set when the tool is an http upstream server's.
         var httpUpstream: HTTPUpstream? = nil
 
@@ -68,7 +72,8 @@ struct ToolDispatch: Sendable {
         }
         // Fail closed too when a limit of the tier cannot be held on a whole worker here (memory of
         // a tree of processes needs a cgroup), unless the tier accepts it as best-effort.
-        let unenforceable = executor.limitEnforcement.unenforceable(Self.workerTier(name, settings))
+        let workerTier = Self.workerTier(name, settings)
+        let unenforceable = executor.limitEnforcement.unenforceable(workerTier)
         guard unenforceable.isEmpty else {
             throw Refusal(
                 .tierUnavailable,
@@ -99,8 +104,9 @@ struct ToolDispatch: Sendable {
         }
         var prepared = Prepared(
             tool: tool, tierName: name, tier: settings, workspace: workspace, arguments: encoded,
-            digest: Digest.sha256Hex(encoded), policyVersion: policyVersion)
-        if let upstream = upstreams.call(for: tool, tenant: workspace.tenantID, workspace: workspace.workspaceID) {
+            digest: Digest.sha256Hex(encoded), policyVersion: policyVersion, workerTier: workerTier)
+        switch upstreams.route(for: tool, tenant: workspace.tenantID) {
+        case .stdio(let upstream, let seesWorkspace)?:
             // A server is a program: only a tier whose seccomp profile lets programs run can host it.
             guard settings.seccompProfile == SeccompProfileName.exec.rawValue else {
                 throw Refusal(
@@ -109,8 +115,12 @@ struct ToolDispatch: Sendable {
                 )
             }
             prepared.upstream = upstream
+            prepared.upstreamSeesWorkspace = seesWorkspace
+        case .http(let client)?:
+            prepared.httpUpstream = client
+        case nil:
+            break
         }
-        prepared.httpUpstream = upstreams.http(for: tool)
         return prepared
     }
 
@@ -132,27 +142,21 @@ struct ToolDispatch: Sendable {
     func run(_ call: Prepared, generation: UInt64, frozen: Bool = false, in context: CallContext) async
         -> ToolExecution
     {
+        if let client = call.httpUpstream { return await runHTTP(call, client: client, in: context) }
         let workspace = call.workspace
         // A root runner's workers run as the tenant's own unprivileged ids. Should they be
         // unavailable, the invocation carries none and the sandbox refuses to spawn (fail closed).
         // A shared upstream process belongs to no tenant: it runs as ids of its own.
         let shared = call.upstream?.scope == .shared
         let hostIdentity = await identity(forTenant: shared ? UpstreamRegistry.sharedTenant : workspace.tenantID)
-        var root = workspace.root
-        if let upstream = call.upstream, shared || !(upstreams.servers[upstream.launch.server]?.workspace ?? false) {
-            root = upstreams.emptyRoot
-        }
-        if let client = call.httpUpstream { return await runHTTP(call, client: client, in: context) }
+        let root = call.upstream == nil || call.upstreamSeesWorkspace ? workspace.root : upstreams.emptyRoot
         var arguments = call.arguments
         var upstream = call.upstream
-        if let server = upstream, let identity = upstreams.identity {
+        if let server = upstream {
             // The whole tools/call params: the arguments as decided, and who calls, signed.
             do {
-                let assertion = try await identity.sign(
-                    server: server.launch.server, tool: server.tool, session: context.session, now: now())
-                arguments =
-                    Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(server.tool))) + Array(#","arguments":"#.utf8)
-                    + call.arguments + Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}}"#.utf8)
+                arguments = try await callParams(
+                    server: server.launch.server, tool: server.tool, arguments: call.arguments, session: context.session)
                 upstream?.tool = UpstreamLaunch.callTool
             } catch {
                 logger.error("the identity assertion could not be signed", metadata: ["error": "\(error)"])
@@ -162,7 +166,7 @@ struct ToolDispatch: Sendable {
             }
         }
         let invocation = ToolInvocation(
-            tool: call.tool, tier: Self.workerTier(call.tierName, call.tier), arguments: arguments,
+            tool: call.tool, tier: call.workerTier, arguments: arguments,
             tenantID: workspace.tenantID, workspaceID: workspace.workspaceID, workspaceRoot: root,
             workspaceReadOnly: workspace.readOnly || frozen || call.upstream != nil, sessionID: context.session.id,
             actorID: context.session.actorID, leaseID: context.session.lease.id,
@@ -182,17 +186,12 @@ struct ToolDispatch: Sendable {
     /// the configured headers and the signed identity assertion, held to the tier's wall clock
     /// and output bytes.
     private func runHTTP(_ call: Prepared, client: HTTPUpstream, in context: CallContext) async -> ToolExecution {
-        let limits = Self.workerTier(call.tierName, call.tier).limits
-        let tool = String(call.tool.dropFirst(ToolName.server(of: call.tool).count + 1))
+        let limits = call.workerTier.limits
+        let server = String(ToolName.server(of: call.tool))
         do {
-            var params = Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(tool))) + Array(#","arguments":"#.utf8)
-                + call.arguments
-            if let identity = upstreams.identity {
-                let assertion = try await identity.sign(
-                    server: String(ToolName.server(of: call.tool)), tool: tool, session: context.session, now: now())
-                params += Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}"#.utf8)
-            }
-            params.append(UInt8(ascii: "}"))
+            let params = try await callParams(
+                server: server, tool: String(call.tool.dropFirst(server.count + 1)), arguments: call.arguments,
+                session: context.session)
             let result = try await client.call(
                 params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536)
             return ToolExecution(outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
@@ -207,6 +206,21 @@ struct ToolDispatch: Sendable {
                 outcome: .failed(code: "upstream_unavailable", message: "the call could not be made: \(error)"),
                 workerID: nil, isolation: .session)
         }
+    }
+
+    /// The whole `tools/call` params an upstream server gets: its own name of the tool, the
+    /// arguments as the call decided them, and the signed assertion of who calls in `_meta`.
+    private func callParams(server: String, tool: String, arguments: [UInt8], session: Session) async throws
+        -> [UInt8]
+    {
+        var params =
+            Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(tool))) + Array(#","arguments":"#.utf8) + arguments
+        if let identity = upstreams.identity {
+            let assertion = try await identity.sign(server: server, tool: tool, session: session, now: now())
+            params += Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}"#.utf8)
+        }
+        params.append(UInt8(ascii: "}"))
+        return params
     }
 
     /// A root runner's workers run as the tenant's own unprivileged ids. Should they be

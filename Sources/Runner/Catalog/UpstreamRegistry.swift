@@ -116,27 +116,31 @@ public final class UpstreamRegistry: Sendable {
         servers.compactMapValues(\.tier)
     }
 
-    /// The upstream part of a call of `tool`, nil when it is not an upstream server's.
-    func call(
-        for tool: String, tenant: String, workspace: String
-    ) -> UpstreamCall? {
+    /// Where a call of an upstream server's tool goes.
+    enum Route: Sendable {
+        /// A process of a stdio server; `seesWorkspace` says whether it mounts the session's workspace.
+        case stdio(UpstreamCall, seesWorkspace: Bool)
+        /// An http server.
+        case http(HTTPUpstream)
+    }
+
+    /// Where a call of `tool` goes, nil when it is not an upstream server's (one look at the
+    /// configuration per call).
+    func route(for tool: String, tenant: String) -> Route? {
         let id = String(ToolName.server(of: tool))
-        guard let server = servers[id], server.transport == .stdio else { return nil }
+        let (server, client) = configured.withLock { ($0.servers[id], $0.http[id]) }
+        guard let server else { return nil }
+        if let client { return .http(client) }
         let scope: UpstreamCall.Scope =
             switch server.isolation {
             case .session: .session
             case .tenant: .tenant(workspace: server.workspace)
             case .shared: .shared
             }
-        let tenantInEnvironment = server.isolation == .shared ? nil : tenant
-        return UpstreamCall(
-            launch: launch(server, tenant: tenantInEnvironment), mounts: server.mounts, scope: scope,
-            tool: String(tool.dropFirst(id.count + 1)))
-    }
-
-    /// The client of the http server `tool` belongs to, nil when it is not one's.
-    func http(for tool: String) -> HTTPUpstream? {
-        httpClients[String(ToolName.server(of: tool))]
+        let call = UpstreamCall(
+            launch: launch(server, tenant: server.isolation == .shared ? nil : tenant), mounts: server.mounts,
+            scope: scope, tool: String(tool.dropFirst(id.count + 1)))
+        return .stdio(call, seesWorkspace: server.workspace && server.isolation != .shared)
     }
 
     /// How a process of `server` is started: its environment, with the public key that verifies

@@ -215,24 +215,8 @@ extension PolicyYAMLReader {
                         error(file, keyNode, "\(what): env names must be non-empty, without =, and not LEASEHOLD_*")
                         continue
                     }
-                    if let secret = value.mapping {
-                        guard secret.count == 1, let pathNode = secret["file"],
-                            let path = string(pathNode, file: file, what: "\(what): env \(name).file")
-                        else {
-                            error(file, value, "\(what): env \(name) must be a string or {file: PATH}")
-                            continue
-                        }
-                        // The secret's value never appears in a message.
-                        guard let data = FileManager.default.contents(atPath: path) else {
-                            error(file, pathNode, "\(what): env \(name): cannot read \(path)")
-                            continue
-                        }
-                        environment[name] = String(decoding: data, as: UTF8.self)
-                            .trimmingCharacters(in: .whitespacesAndNewlines)
-                    } else if let literal = value.scalar?.string {
-                        environment[name] = literal
-                    } else {
-                        error(file, value, "\(what): env \(name) must be a string or {file: PATH}")
+                    if let value = secretOrString(value, file: file, what: "\(what): env \(name)") {
+                        environment[name] = value
                     }
                 }
             } else {
