@@ -139,68 +139,58 @@ public struct WorkerCgroups: Sendable, Hashable {
     /// first when its group holds processes, which v2's "no internal processes" rule requires).
     /// Otherwise every v1 hierarchy of `memory`, `pids` and `cpu` the runner may write is used.
     public static func detect() -> WorkerCgroups? {
-        guard let membership = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
-            let mountinfo = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
-        else { return nil }
-        let found = hierarchies(membership: membership, mountinfo: mountinfo)
-        if let unified = found.first(where: { $0.version == .v2 }), let cgroups = unifiedGroups(at: unified.directory) {
-            return cgroups
-        }
-        var parents: [Controller: String] = [:]
-        for hierarchy in found where hierarchy.version == .v1 {
-            guard let parent = runnerDirectory(in: hierarchy.directory, enable: nil) else { continue }
-            for controller in hierarchy.controllers { parents[controller] = parent }
-        }
-        return parents.isEmpty ? nil : WorkerCgroups(version: .v1, parents: parents)
+        find(
+            unified: { directory, controllers in
+                let enable = controllers.sorted().map { "+" + $0.rawValue }.joined(separator: " ")
+                if !writeFile(enable, to: directory + "/cgroup.subtree_control") {
+                    // Our own group holds processes (this runner): move the runner into a leaf of
+                    // its own, then the group may hand controllers to its children.
+                    guard errno == EBUSY else { return nil }
+                    let supervisor = directory + "/supervisor"
+                    guard mkdir(supervisor, 0o755) == 0 || errno == EEXIST,
+                        writeFile("\(getpid())", to: supervisor + "/cgroup.procs"),
+                        writeFile(enable, to: directory + "/cgroup.subtree_control")
+                    else { return nil }
+                }
+                return runnerDirectory(in: directory, enable: enable)
+            },
+            v1: { runnerDirectory(in: $0, enable: nil) })
     }
 
     /// What ``detect()`` would use, without making or moving anything (for doctor): the parents
     /// are the `leasehold-workers` groups that would hold the runners' subtrees.
     public static func probe() -> WorkerCgroups? {
+        find(
+            unified: { directory, _ in directory + "/leasehold-workers" },
+            v1: { access($0, W_OK) == 0 ? $0 + "/leasehold-workers" : nil })
+    }
+
+    /// The groups of this process: the unified hierarchy when its group is delegated (writable,
+    /// offering `memory`), its parent directory from `unified`; else each v1 hierarchy whose
+    /// parent `v1` gives.
+    private static func find(
+        unified: (_ directory: String, _ controllers: Set<Controller>) -> String?, v1: (String) -> String?
+    ) -> WorkerCgroups? {
         guard let membership = try? String(contentsOfFile: "/proc/self/cgroup", encoding: .utf8),
             let mountinfo = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
         else { return nil }
         let found = hierarchies(membership: membership, mountinfo: mountinfo)
-        if let unified = found.first(where: { $0.version == .v2 }),
-            access(unified.directory + "/cgroup.procs", W_OK) == 0,
-            access(unified.directory + "/cgroup.subtree_control", W_OK) == 0,
-            let offered = readFile(unified.directory + "/cgroup.controllers")
+        if let group = found.first(where: { $0.version == .v2 })?.directory,
+            access(group + "/cgroup.procs", W_OK) == 0, access(group + "/cgroup.subtree_control", W_OK) == 0,
+            let offered = readFile(group + "/cgroup.controllers")
         {
             let names = Set(offered.split(whereSeparator: \.isWhitespace).map(String.init))
-            let controllers = Controller.allCases.filter { names.contains($0.rawValue) }
-            if controllers.contains(.memory) {
-                let parent = unified.directory + "/leasehold-workers"
-                return WorkerCgroups(
-                    version: .v2, parents: Dictionary(uniqueKeysWithValues: controllers.map { ($0, parent) }))
+            let controllers = Set(Controller.allCases.filter { names.contains($0.rawValue) })
+            if controllers.contains(.memory), let parent = unified(group, controllers) {
+                return WorkerCgroups(version: .v2, parents: Dictionary(uniqueKeysWithValues: controllers.map { ($0, parent) }))
             }
         }
         var parents: [Controller: String] = [:]
-        for hierarchy in found where hierarchy.version == .v1 && access(hierarchy.directory, W_OK) == 0 {
-            for controller in hierarchy.controllers { parents[controller] = hierarchy.directory + "/leasehold-workers" }
+        for hierarchy in found where hierarchy.version == .v1 {
+            guard let parent = v1(hierarchy.directory) else { continue }
+            for controller in hierarchy.controllers { parents[controller] = parent }
         }
         return parents.isEmpty ? nil : WorkerCgroups(version: .v1, parents: parents)
-    }
-
-    private static func unifiedGroups(at directory: String) -> WorkerCgroups? {
-        guard access(directory + "/cgroup.procs", W_OK) == 0, access(directory + "/cgroup.subtree_control", W_OK) == 0,
-            let offered = readFile(directory + "/cgroup.controllers")
-        else { return nil }
-        let names = Set(offered.split(whereSeparator: \.isWhitespace).map(String.init))
-        let controllers = Set(Controller.allCases.filter { names.contains($0.rawValue) })
-        guard controllers.contains(.memory) else { return nil }
-        let enable = controllers.sorted().map { "+" + $0.rawValue }.joined(separator: " ")
-        if !writeFile(enable, to: directory + "/cgroup.subtree_control") {
-            // Our own group holds processes (this runner): move the runner into a leaf of its own,
-            // then the group may hand controllers to its children.
-            guard errno == EBUSY else { return nil }
-            let supervisor = directory + "/supervisor"
-            guard mkdir(supervisor, 0o755) == 0 || errno == EEXIST,
-                writeFile("\(getpid())", to: supervisor + "/cgroup.procs"),
-                writeFile(enable, to: directory + "/cgroup.subtree_control")
-            else { return nil }
-        }
-        guard let parent = runnerDirectory(in: directory, enable: enable) else { return nil }
-        return WorkerCgroups(version: .v2, parents: Dictionary(uniqueKeysWithValues: controllers.map { ($0, parent) }))
     }
 
     /// `<group>/leasehold-workers/runner-<pid>`, made writable, after removing what runners that

@@ -40,16 +40,10 @@ extension LeaseholdConfig {
         }
         var quotas = DiskQuotas()
         guard let tenantLimits else { return quotas }
-        quotas.standard = try limits(
-            tenantLimits.diskMiB, tenantLimits.diskFiles, tenantLimits.workspaceDiskMiB,
-            tenantLimits.workspaceDiskFiles, base: quotas.standard, for: "tenant_limits")
-        for (tenant, override) in tenantLimits.tenants ?? [:] {
-            guard Identifier.isValid(tenant) else {
-                throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
-            }
-            quotas.overrides[tenant] = try limits(
-                override.diskMiB, override.diskFiles, override.workspaceDiskMiB, override.workspaceDiskFiles,
-                base: quotas.standard, for: "tenant_limits.tenants.\(tenant)")
+        (quotas.standard, quotas.overrides) = try tenantLimits.resolve(quotas.standard) { values, base, name throws(ConfigError) in
+            try limits(
+                values.diskMiB, values.diskFiles, values.workspaceDiskMiB, values.workspaceDiskFiles, base: base,
+                for: name)
         }
         return quotas
     }

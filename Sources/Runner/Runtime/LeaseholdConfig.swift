@@ -77,24 +77,21 @@ public struct LeaseholdConfig: Decodable, Sendable {
     /// See ``AuditReserve``.
     public var auditReserveMiB: Int?
 
-    /// `tenant_limits: {worker_max_live: N, calls_in_flight: N, tenants: {ID: {worker_max_live: N,
-    /// calls_in_flight: N}}}`; an absent value keeps its default.
+    /// `tenant_limits:` what every tenant may hold (the keys at its top) and per-tenant overrides
+    /// of the same keys (`tenants: {ID: {...}}`); an absent value keeps its default.
     public struct TenantLimitsConfig: Decodable, Sendable {
-        public var workerMaxLive: Int?
-        public var callsInFlight: Int?
-        public var sessions: Int?
-        /// Disk quotas: MiB and inodes per tenant, then per workspace (see
-        /// ``LeaseholdConfig/diskQuotas()``).
-        public var diskMiB: Int?
-        public var diskFiles: Int?
-        public var workspaceDiskMiB: Int?
-        public var workspaceDiskFiles: Int?
+        /// The values for every tenant without an override.
+        public var standard: TenantCaps
+        /// Overrides by tenant id.
         public var tenants: [String: TenantCaps]?
 
+        /// One set of `tenant_limits` values.
         public struct TenantCaps: Decodable, Sendable {
             public var workerMaxLive: Int?
             public var callsInFlight: Int?
             public var sessions: Int?
+            /// Disk quotas: MiB and inodes per tenant, then per workspace (see
+            /// ``LeaseholdConfig/diskQuotas()``).
             public var diskMiB: Int?
             public var diskFiles: Int?
             public var workspaceDiskMiB: Int?
@@ -112,14 +109,30 @@ public struct LeaseholdConfig: Decodable, Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case workerMaxLive = "worker_max_live"
-            case callsInFlight = "calls_in_flight"
-            case sessions
-            case diskMiB = "disk_mib"
-            case diskFiles = "disk_files"
-            case workspaceDiskMiB = "workspace_disk_mib"
-            case workspaceDiskFiles = "workspace_disk_files"
             case tenants
+        }
+
+        public init(from decoder: any Decoder) throws {
+            // The top-level keys are one TenantCaps; `tenants` is not among its keys.
+            standard = try TenantCaps(from: decoder)
+            tenants = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(
+                [String: TenantCaps].self, forKey: .tenants)
+        }
+
+        /// `make` applied to the top-level values (over `base`), then to each tenant's override
+        /// (over that result), every tenant id checked: the standard value and the overrides.
+        func resolve<Value>(
+            _ base: Value, _ make: (TenantCaps, Value, String) throws(ConfigError) -> Value
+        ) throws(ConfigError) -> (standard: Value, overrides: [String: Value]) {
+            let standard = try make(self.standard, base, "tenant_limits")
+            var overrides: [String: Value] = [:]
+            for (tenant, caps) in tenants ?? [:] {
+                guard Identifier.isValid(tenant) else {
+                    throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
+                }
+                overrides[tenant] = try make(caps, standard, "tenant_limits.tenants.\(tenant)")
+            }
+            return (standard, overrides)
         }
     }
 
@@ -275,14 +288,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
             return result
         }
         guard let tenantLimits else { return shares }
-        shares.standard = try caps(
-            tenantLimits.workerMaxLive, tenantLimits.callsInFlight, base: shares.standard, for: "tenant_limits")
-        for (tenant, override) in tenantLimits.tenants ?? [:] {
-            guard Identifier.isValid(tenant) else {
-                throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
-            }
-            shares.overrides[tenant] = try caps(
-                override.workerMaxLive, override.callsInFlight, base: shares.standard, for: "tenant_limits.tenants.\(tenant)")
+        (shares.standard, shares.overrides) = try tenantLimits.resolve(shares.standard) { values, base, name throws(ConfigError) in
+            try caps(values.workerMaxLive, values.callsInFlight, base: base, for: name)
         }
         return shares
     }
@@ -299,12 +306,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
             return result
         }
         guard let tenantLimits else { return limits }
-        limits.standard = try checked(tenantLimits.sessions, limits.standard, for: "tenant_limits")
-        for (tenant, override) in tenantLimits.tenants ?? [:] where override.sessions != nil {
-            guard Identifier.isValid(tenant) else {
-                throw ConfigError("tenant_limits.tenants names \(tenant.debugDescription), which is not a tenant id")
-            }
-            limits.overrides[tenant] = try checked(override.sessions, limits.standard, for: "tenant_limits.tenants.\(tenant)")
+        (limits.standard, limits.overrides) = try tenantLimits.resolve(limits.standard) { values, base, name throws(ConfigError) in
+            try checked(values.sessions, base, for: name)
         }
         return limits
     }
