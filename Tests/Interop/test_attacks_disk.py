@@ -59,6 +59,21 @@ def operator_audit(world: World) -> list[dict[str, Any]]:
     return [r["event"] for r in response.json()["records"]]
 
 
+def test_a_tenant_key_reads_only_its_own_workspaces_disk(world: World) -> None:
+    """The workspace GET (with its disk usage) is the operator's and each tenant's own: globex's
+    admin key gets acme's workspace as 404, the same answer as a workspace that does not exist,
+    and nothing of acme's usage; its own workspace answers."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {world.admin_key('globex')}"}
+    for path in ("/workspaces/acme/w1", "/workspaces/acme/nope", "/workspaces/acme/..%2Fglobex"):
+        refused = httpx.get(world.server.api_url + path, headers=headers, timeout=30)
+        assert refused.status_code == 404, (path, refused.text)
+        assert "disk" not in refused.json() and "bytes" not in refused.text, refused.text
+    own = httpx.get(world.server.api_url + "/workspaces/globex/g1", headers=headers, timeout=30)
+    assert own.status_code == 200 and "disk" in own.json(), own.text
+
+
 def test_a_tenant_over_its_disk_quota_is_refused_and_frozen_alone(world: World) -> None:
     attacker, tree = world.attacker("globex")
     victim = Agent(world, "acme", "w1", actor="alice")
