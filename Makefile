@@ -14,6 +14,7 @@ DEMO_CONFIG ?= $(STATE_DIR)-demo.yaml
 ## Leasehold with its embedded default: SQLite state, a generated dev key, demo tenants acme and globex,
 ## and the 500-tool knowledge-base server (examples/kb_server.py) as upstream `vivi`, one process per tenant.
 run: build
+	@mkdir -p $(dir $(DEMO_CONFIG))
 	@printf '%s\n' "servers:" \
 	  "  - id: vivi" \
 	  "    transport: stdio" \
