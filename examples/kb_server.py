@@ -36,7 +36,8 @@ beta_* test hooks:
     beta_02                                    writes a non-JSON line ("garbage") to stdout, then answers normally
     beta_03 {"bytes": int}                     returns a text of that many "x"
     beta_04                                    adds tool `beta_extra` at runtime and sends notifications/tools/list_changed
-    beta_05 ... beta_13                        trivial: return their own name
+    beta_05 ... beta_12                        trivial: return their own name
+    beta_13                                    what beta_00 saw in this process (JSON): {"cancelled": runs the client cancelled, "progress_tokens": [...]}
 
 Startup: the 485 kb_* tools share one argument schema, so the schema is built once and the
 Tool objects are cloned (FastMCP's per-tool schema generation costs ~1.5 ms/tool, ~0.75 s for 500).
@@ -239,14 +240,30 @@ def internal_debug(
 # --------------------------------------------------------------------------- beta_* hooks
 
 
+# What beta_00 saw in this process: runs cancelled by the client (notifications/cancelled) and
+# the progress tokens it was given; beta_13 reports them.
+BETA_00_SEEN: dict[str, Any] = {"cancelled": 0, "progress_tokens": []}
+
+
 async def beta_00(seconds: float = 1.0, steps: int = 5, ctx: Context = None) -> str:  # type: ignore[assignment]
     steps = max(1, int(steps))
     delay = max(0.0, float(seconds)) / steps
-    for i in range(1, steps + 1):
-        await asyncio.sleep(delay)
-        if ctx is not None:
-            await ctx.report_progress(i, steps, f"step {i}/{steps}")
+    meta = request_meta(ctx)
+    if meta and "progressToken" in meta:
+        BETA_00_SEEN["progress_tokens"].append(meta["progressToken"])
+    try:
+        for i in range(1, steps + 1):
+            await asyncio.sleep(delay)
+            if ctx is not None:
+                await ctx.report_progress(i, steps, f"step {i}/{steps}")
+    except asyncio.CancelledError:
+        BETA_00_SEEN["cancelled"] += 1
+        raise
     return "done"
+
+
+def beta_13() -> str:
+    return json.dumps(BETA_00_SEEN)
 
 
 def beta_01() -> str:
@@ -303,6 +320,7 @@ BETA_DESCRIPTIONS = {
     "beta_02": "Beta: writes a non-JSON line to stdout, then answers normally (protocol garbage handling tests).",
     "beta_03": "Beta: returns a text of `bytes` 'x' characters (output size cap tests).",
     "beta_04": "Beta: adds the tool beta_extra at runtime and sends notifications/tools/list_changed (federation refresh tests).",
+    "beta_13": "Beta: what beta_00 saw in this process, as JSON: runs cancelled by the client and the progress tokens it was given (progress and cancellation tests).",
 }
 
 
@@ -344,7 +362,8 @@ def build_server() -> Any:
     server.add_tool(beta_02, name="beta_02", description=BETA_DESCRIPTIONS["beta_02"], structured_output=False)
     server.add_tool(beta_03, name="beta_03", description=BETA_DESCRIPTIONS["beta_03"], structured_output=False)
     server.add_tool(_make_beta_04(server), name="beta_04", description=BETA_DESCRIPTIONS["beta_04"], structured_output=False)
-    for i in range(5, BETA_COUNT):
+    server.add_tool(beta_13, name="beta_13", description=BETA_DESCRIPTIONS["beta_13"], structured_output=False)
+    for i in range(5, BETA_COUNT - 1):
         name = f"beta_{i:02d}"
         server.add_tool(
             _make_trivial(name), name=name, description=f"Beta: trivial test tool {name}; returns its own name.", structured_output=False

@@ -54,6 +54,10 @@ public struct ToolInvocation: Sendable, Hashable {
     public var hostIdentity: WorkerHostIdentity?
     /// Set when the tool belongs to an upstream MCP server: which, and how its process is shared.
     public var upstream: UpstreamCall?
+    /// Where the server's progress goes, when the client asked for it (upstream calls only).
+    public var progress: ProgressSink? = nil
+    /// The client's cancellation of the call (upstream calls only; other tools run to the end).
+    public var cancellation: CallCancellation? = nil
 
     /// Creates an invocation.
     public init(

@@ -429,6 +429,8 @@ public actor WorkerPool: ToolExecutor {
         switch outcome {
         case .completed: nil
         case .limitExceeded: .limitExceeded
+        // A cancelled call's server was told and goes on serving.
+        case .failed(let code, _) where code == "cancelled": nil
         case .failed: .crashed
         }
     }
@@ -443,9 +445,14 @@ public actor WorkerPool: ToolExecutor {
         // The worker stops a command itself at wall_ms and reports it; the margin lets that report
         // arrive before the runner's own deadline kills the worker.
         let deadline = TimeAmount.milliseconds(Int64(limits.wallMs) + 500)
+        // Progress and cancellation reach upstream servers only: a built-in tool runs to its end.
+        let cancellation = invocation.upstream == nil ? nil : invocation.cancellation
+        if let cancellation, cancellation.isCancelled { return Self.cancelled }
         let frame: Frame
         do {
-            frame = try await worker.exchange(request, timeout: deadline)
+            frame = try await worker.exchange(
+                request, timeout: deadline, progress: invocation.upstream == nil ? nil : invocation.progress,
+                cancellation: cancellation)
         } catch {
             return await failure(error, worker: worker, limits: limits)
         }
@@ -468,6 +475,11 @@ public actor WorkerPool: ToolExecutor {
                 message: "the response of \(response.result.count) bytes exceeds the tier's output limit of \(limits.outputBytes) bytes")
         }
         let result = Array(response.result)
+        if let cancellation, cancellation.isCancelled, response.isError,
+            result.starts(with: Array(#"{"error":{"code":"cancelled""#.utf8))
+        {
+            return Self.cancelled
+        }
         // The kernel killed a process of the worker at the memory limit of its cgroup: the tree
         // together outgrew the tier, whatever each process's own limit. (A worker of one process
         // dies of it, and that is found when its channel closes.)
@@ -484,6 +496,10 @@ public actor WorkerPool: ToolExecutor {
         }
         return .completed(result: result, isError: response.isError)
     }
+
+    /// The outcome of a call the client cancelled before its answer.
+    static let cancelled = ToolOutcome.failed(
+        code: "cancelled", message: "the client cancelled the call; the upstream server was told")
 
     /// A command that `shell.run` reports killed by a tier limit: SIGXCPU (`cpu_seconds`), SIGXFSZ
     /// (`file_size_mib`), or stopped at the tier's wall clock rather than at a shorter

@@ -26,6 +26,8 @@ final class WorkerProcess: Sendable {
     private let state: Mutex<State>
     private let terminated: EventLoopPromise<Termination>
     private let reaper: NIOThreadPool
+    /// Exchanges so far: a `cancel` is sent only while its own exchange awaits the answer.
+    private let exchanges = Atomic<Int>(0)
 
     private struct State {
         var pidfd: Int32
@@ -74,17 +76,24 @@ final class WorkerProcess: Sendable {
         return worker
     }
 
-    /// Sends `frame` and waits for the worker's next frame, at most `timeout`.
+    /// Sends `frame` and waits for the worker's answer, at most `timeout`.
+    ///
+    /// `progress` takes the `progress` frames that come before the answer (without it, such a
+    /// frame breaks the protocol and the worker is destroyed); `cancellation` sends the worker a
+    /// `cancel` frame when the client cancels while the answer is awaited.
     ///
     /// - Throws: ``ExchangeError`` when the worker closed the channel or the deadline passed (the
     ///   worker is killed then).
-    func exchange(_ frame: Frame, timeout: TimeAmount?) async throws(ExchangeError) -> Frame {
+    func exchange(
+        _ frame: Frame, timeout: TimeAmount?, progress: ProgressSink? = nil, cancellation: CallCancellation? = nil
+    ) async throws(ExchangeError) -> Frame {
         let eventLoop = channel.eventLoop
         let promise = eventLoop.makePromise(of: Frame.self)
         let handler = self.handler
         let channel = self.channel
+        let exchange = exchanges.add(1, ordering: .relaxed).newValue
         eventLoop.execute {
-            handler.value.expect(promise)
+            handler.value.expect(promise, exchange: exchange, progress: progress)
             var buffer = channel.allocator.buffer(capacity: frame.payload.count + 5)
             buffer.writeBytes(frame.encoded())
             channel.writeAndFlush(buffer, promise: nil)
@@ -98,7 +107,14 @@ final class WorkerProcess: Sendable {
         }
         defer { deadline?.cancel() }
         do {
-            return try await promise.futureResult.get()
+            guard let cancellation else { return try await promise.futureResult.get() }
+            // Scheduled after the request's write on the same loop, so the `cancel` frame can only
+            // follow it; once the answer is in, it is not sent.
+            return try await cancellation.whileRunning(onCancel: {
+                eventLoop.execute { handler.value.interrupt(exchange, channel: channel) }
+            }) {
+                try await promise.futureResult.get()
+            }
         } catch let error as ExchangeError {
             throw error
         } catch {
@@ -186,15 +202,28 @@ private final class FrameHandler: ChannelInboundHandler {
 
     private var decoder = FrameDecoder()
     private var waiting: EventLoopPromise<Frame>?
+    /// The waiting exchange's number, and where its progress frames go.
+    private var exchange = 0
+    private var progress: ProgressSink?
     private var closed = false
 
-    func expect(_ promise: EventLoopPromise<Frame>) {
+    func expect(_ promise: EventLoopPromise<Frame>, exchange: Int, progress: ProgressSink?) {
         if closed {
             promise.fail(ExchangeError.closed)
         } else {
             waiting?.fail(ExchangeError.closed)
             waiting = promise
+            self.exchange = exchange
+            self.progress = progress
         }
+    }
+
+    /// Sends `cancel` if exchange `number` still awaits its answer.
+    func interrupt(_ number: Int, channel: any Channel) {
+        guard waiting != nil, exchange == number, !closed else { return }
+        var buffer = channel.allocator.buffer(capacity: 5)
+        buffer.writeBytes(Frame(kind: .cancel, payload: []).encoded())
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -209,7 +238,20 @@ private final class FrameHandler: ChannelInboundHandler {
                     context.close(promise: nil)
                     return
                 }
+                if frame.kind == .progress {
+                    // Only an exchange that takes progress may get it, and each is bounded in size
+                    // (the sink's buffer bounds how many are held).
+                    guard let progress, frame.payload.count <= WorkerMessage.maximumProgressBytes else {
+                        self.waiting = nil
+                        waiting.fail(ExchangeError.malformed("an unexpected or oversized progress frame"))
+                        context.close(promise: nil)
+                        return
+                    }
+                    progress.deliver(frame.payload)
+                    continue
+                }
                 self.waiting = nil
+                self.progress = nil
                 waiting.succeed(frame)
             }
         } catch {
@@ -223,6 +265,7 @@ private final class FrameHandler: ChannelInboundHandler {
         closed = true
         waiting?.fail(ExchangeError.closed)
         waiting = nil
+        progress = nil
         context.fireChannelInactive()
     }
 

@@ -21,10 +21,19 @@ public struct Frame: Hashable, Sendable {
         public static let response = Kind(rawValue: 4)
         /// Either way: a typed failure.
         public static let error = Kind(rawValue: 5)
+        /// Worker -> runner, while a request is in flight: an upstream server reported progress
+        /// (the payload: the `params` object of its `notifications/progress`, as it sent it). Any
+        /// number may precede the `response`.
+        public static let progress = Kind(rawValue: 6)
+        /// Runner -> worker, while a request is in flight: the client cancelled the call. The
+        /// worker answers the request at once (error `cancelled`); one that arrives after the
+        /// response is ignored.
+        public static let cancel = Kind(rawValue: 7)
     }
 
-    /// The protocol version both sides must agree on in `hello`/`ready`.
-    public static let protocolVersion: UInt8 = 1
+    /// The protocol version both sides must agree on in `hello`/`ready` (2: `progress` and
+    /// `cancel` frames).
+    public static let protocolVersion: UInt8 = 2
     /// Frames larger than this are refused (a confined worker's output is capped far below it).
     public static let maximumPayload = 64 << 20
 

@@ -15,6 +15,8 @@
 /// 3. runner -> `request`: ``WorkerMessage/request(tool:arguments:)``.
 /// 4. worker -> `response`: ``WorkerMessage/response(isError:result:)``. A tool failure is a
 ///    response with an error result, never a crash; the worker then serves the next request.
+///    Only for an upstream server's call: before the response, the worker may send `progress`
+///    frames, and the runner may send one `cancel` frame (answered at once, error `cancelled`).
 /// 5. A malformed frame from the runner: an `error` frame, then exit (the runner destroys it).
 public enum WorkerProtocol {
     /// The channel to the runner.
@@ -142,6 +144,11 @@ public enum WorkerMessage {
         guard let first = payload.first else { return nil }
         return (first & 1 != 0, payload.dropFirst())
     }
+
+    /// The most progress frames a worker sends for one call; later ones are dropped.
+    public static let maximumProgressFrames = 10_000
+    /// The largest `params` of a progress notification passed on; larger ones are dropped.
+    public static let maximumProgressBytes = 4096
 
     /// Whether a `response` payload says an upstream's tools changed.
     public static func toolsChanged(_ payload: [UInt8]) -> Bool {

@@ -31,6 +31,29 @@ struct Channel {
         }
     }
 
+    /// A frame already read, without reading more; nil when none is whole yet.
+    mutating func buffered() throws(ChannelError) -> Frame? {
+        do {
+            return try decoder.next()
+        } catch {
+            throw ChannelError(reason: error.reason)
+        }
+    }
+
+    /// Reads what the channel holds now (call it when poll says it is readable); false at EOF.
+    mutating func fill() throws(ChannelError) -> Bool {
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ChannelError(reason: "read from the channel failed (errno \(errno))")
+            }
+            if count == 0 { return false }
+            decoder.append(chunk[0..<count])
+            return true
+        }
+    }
+
     /// Writes one frame; a runner that went away ends the worker (nobody is left to serve).
     func send(_ frame: Frame) {
         let bytes = frame.encoded()

@@ -76,6 +76,8 @@ struct Server {
             channel.sendError(code: "bad_frame", message: error.reason)
             return .end(65)
         }
+        // A cancel that crossed its call's response on the way: the call is over, nothing to do.
+        if frame.kind == .cancel { return nextRequest() }
         guard frame.kind == .request else {
             channel.sendError(code: "unexpected_frame", message: "expected a request frame, got kind \(frame.kind.rawValue)")
             return .end(65)
@@ -92,7 +94,7 @@ struct Server {
     private mutating func serveUpstream(_ launch: UpstreamLaunch, context: Context) -> Int32 {
         var upstream: Upstream
         do {
-            upstream = try Upstream.start(launch, context: context)
+            upstream = try Upstream.start(launch, context: context, channel: &channel)
         } catch {
             channel.sendError(code: error.error.code, message: error.error.message)
             return 69
@@ -105,7 +107,8 @@ struct Server {
             case .end(let status): return status
             }
             do {
-                let (isError, result) = try upstream.serve(tool: tool, arguments: arguments, wallMs: context.hello.wallMs)
+                let (isError, result) = try upstream.serve(
+                    tool: tool, arguments: arguments, wallMs: context.hello.wallMs, channel: &channel)
                 let changed = upstream.takeToolsChanged()
                 channel.send(
                     Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result, toolsChanged: changed)))

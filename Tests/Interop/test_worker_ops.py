@@ -29,7 +29,8 @@ WORKER = Path(os.environ.get("LEASEHOLD_WORKER_BIN", "") or leasehold_binary().p
 if not WORKER.is_absolute():
     WORKER = Path(__file__).resolve().parents[2] / WORKER
 
-HELLO, READY, REQUEST, RESPONSE, ERROR = 1, 2, 3, 4, 5
+HELLO, READY, REQUEST, RESPONSE, ERROR, PROGRESS, CANCEL = 1, 2, 3, 4, 5, 6, 7
+PROTOCOL = 2  # Frame.protocolVersion
 # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: BPF_RET|BPF_K, SECCOMP_RET_ALLOW.
 ALLOW_ALL = struct.pack("<HBBI", 0x06, 0, 0, 0x7FFF0000)
 
@@ -63,9 +64,9 @@ class Worker:
             body = dict(tier="test", profile=profile, workspace=str(workspace), read_only=read_only,
                         output_bytes=output_bytes, wall_ms=wall_ms, cpu_seconds=10, file_size_bytes=file_size,
                         environment=environment or {"PATH": "/usr/local/bin:/usr/bin:/bin"})
-            self.send(HELLO, bytes([1]) + json.dumps(body).encode())
+            self.send(HELLO, bytes([PROTOCOL]) + json.dumps(body).encode())
             kind, payload = self.recv()
-            assert (kind, payload) == (READY, bytes([1])), (kind, payload)
+            assert (kind, payload) == (READY, bytes([PROTOCOL])), (kind, payload)
 
     def send(self, kind: int, payload: bytes) -> None:
         self.sock.sendall(encode_frame(kind, payload))
@@ -152,6 +153,24 @@ def test_malformed_frame_is_an_error_frame(ws: Path) -> None:
     worker.sock.sendall(struct.pack(">I", 0))  # zero-length frame
     kind, payload = worker.recv()
     assert kind == ERROR and json.loads(payload)["code"] == "bad_frame"
+    assert worker.process.wait(timeout=10) != 0
+
+
+def test_a_cancel_that_crossed_its_response_is_ignored(ws: Path) -> None:
+    """A `cancel` arriving between requests (its call already answered) changes nothing."""
+    worker = Worker(ws)
+    worker.send(CANCEL, b"")
+    assert worker.ok("repo.stat", {"path": "."})["type"] == "dir"
+    worker.send(CANCEL, b"")
+    worker.send(CANCEL, b"")
+    assert worker.ok("repo.stat", {"path": "."})["type"] == "dir"
+
+
+def test_a_progress_frame_from_the_runner_is_an_error_frame(ws: Path) -> None:
+    worker = Worker(ws)
+    worker.send(PROGRESS, b"{}")
+    kind, payload = worker.recv()
+    assert kind == ERROR and json.loads(payload)["code"] == "unexpected_frame"
     assert worker.process.wait(timeout=10) != 0
 
 

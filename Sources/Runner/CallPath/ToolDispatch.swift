@@ -156,12 +156,15 @@ struct ToolDispatch: Sendable {
             // The whole tools/call params: the arguments as decided, and who calls, signed.
             do {
                 arguments = try await callParams(
-                    server: server.launch.server, tool: server.tool, arguments: call.arguments, session: context.session)
+                    server: server.launch.server, tool: server.tool, arguments: call.arguments,
+                    session: context.session,
+                    progress: context.progress != nil)
                 upstream?.tool = UpstreamLaunch.callTool
             } catch {
                 logger.error("the identity assertion could not be signed", metadata: ["error": "\(error)"])
                 return ToolExecution(
-                    outcome: .failed(code: "upstream_unavailable", message: "the identity assertion could not be signed"),
+                    outcome: .failed(
+                        code: "upstream_unavailable", message: "the identity assertion could not be signed"),
                     workerID: nil, isolation: .session)
             }
         }
@@ -172,7 +175,10 @@ struct ToolDispatch: Sendable {
             actorID: context.session.actorID, leaseID: context.session.lease.id,
             leaseExpiresAt: context.session.lease.expiresAt, policyVersion: call.policyVersion,
             authorizedAt: context.readAt, hostIdentity: hostIdentity, upstream: upstream)
-        let execution = await executor.execute(invocation)
+        var signalled = invocation
+        signalled.progress = context.progress
+        signalled.cancellation = context.cancellation
+        let execution = await executor.execute(signalled)
         if call.mayWrite { cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID) }
         if let ttl = call.cacheTTL, case .completed(let result, false) = execution.outcome {
             cache.store(
@@ -191,10 +197,11 @@ struct ToolDispatch: Sendable {
         do {
             let params = try await callParams(
                 server: server, tool: String(call.tool.dropFirst(server.count + 1)), arguments: call.arguments,
-                session: context.session)
+                session: context.session, progress: context.progress != nil)
             let result = try await client.call(
                 params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536)
-            return ToolExecution(outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
+            return ToolExecution(
+                outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
         } catch let failure as UpstreamFailure {
             let outcome: ToolOutcome =
                 failure.code == "limit_exceeded"
@@ -210,14 +217,24 @@ struct ToolDispatch: Sendable {
 
     /// The whole `tools/call` params an upstream server gets: its own name of the tool, the
     /// arguments as the call decided them, and the signed assertion of who calls in `_meta`.
-    private func callParams(server: String, tool: String, arguments: [UInt8], session: Session) async throws
-        -> [UInt8]
+    ///
+    /// With `progress`, `_meta.progressToken` is a token of Leasehold's own, new for each call (the
+    /// client's token never reaches the server; its progress is passed on under the client's).
+    private func callParams(server: String, tool: String, arguments: [UInt8], session: Session, progress: Bool)
+        async throws -> [UInt8]
     {
         var params =
-            Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(tool))) + Array(#","arguments":"#.utf8) + arguments
+            Array(#"{"name":"#.utf8) + (try CanonicalJSON.encode(.string(tool))) + Array(#","arguments":"#.utf8)
+            + arguments
+        var meta: [[UInt8]] = []
         if let identity = upstreams.identity {
             let assertion = try await identity.sign(server: server, tool: tool, session: session, now: now())
-            params += Array(#","_meta":{"\#(UpstreamIdentity.metaKey)":"\#(assertion)"}"#.utf8)
+            meta.append(Array(#""\#(UpstreamIdentity.metaKey)":"\#(assertion)""#.utf8))
+        }
+        if progress { meta.append(Array(#""progressToken":"\#(RandomID.make(prefix: "progress"))""#.utf8)) }
+        if !meta.isEmpty {
+            params +=
+                Array(#","_meta":{"#.utf8) + Array(meta.joined(separator: [UInt8(ascii: ",")])) + [UInt8(ascii: "}")]
         }
         params.append(UInt8(ascii: "}"))
         return params
@@ -245,8 +262,10 @@ struct ToolDispatch: Sendable {
             name: name, isolation: settings.isolation == .call ? .call : .session, profile: profile,
             limits: WorkerLimits(
                 wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
-                memoryMiB: limits.memoryMiB ?? defaults.memoryMiB, fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
-                processes: limits.processes ?? defaults.processes, outputBytes: limits.outputBytes ?? defaults.outputBytes,
+                memoryMiB: limits.memoryMiB ?? defaults.memoryMiB,
+                fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
+                processes: limits.processes ?? defaults.processes,
+                outputBytes: limits.outputBytes ?? defaults.outputBytes,
                 openFiles: profile == .exec ? 1024 : 256, cpuWeight: limits.cpuWeight),
             bestEffort: Set(settings.bestEffort))
     }

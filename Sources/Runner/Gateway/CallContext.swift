@@ -1,4 +1,5 @@
 import Foundation
+import Sandbox
 
 /// Everything the gateway established about one request before deciding it.
 public struct CallContext: Sendable {
@@ -13,4 +14,9 @@ public struct CallContext: Sendable {
     /// When the session was read: a retirement (revoke, renewal, hand-off, workspace removal)
     /// from this moment on voids the call in the worker pool, however long it waited to get there.
     public var readAt: ContinuousClock.Instant = .now
+    /// Where an upstream server's progress for this request goes, when the client asked for it
+    /// (`_meta.progressToken`); set by the transport.
+    public var progress: ProgressSink? = nil
+    /// The client's `notifications/cancelled` for this request; set by the transport.
+    public var cancellation: CallCancellation? = nil
 }

@@ -315,6 +315,7 @@ public struct Runtime: Sendable {
         // Unauthenticated refusals are counted per source and written once per interval; the last
         // interval's counts are written at shutdown, after the HTTP server has drained.
         services.append(.init(service: RefusalSampleFlusher(gateway: gateway)))
+        if !gateway.upstreams.servers.isEmpty { services.append(.init(service: UpstreamRelister(gateway: gateway))) }
         // Connections and workers draw on the same descriptors: take all the kernel allows, and
         // leave workers theirs whatever the connection cap says (DescriptorBudget).
         let descriptors = DescriptorBudget.raisingSoftLimit(workers: config.maximumLiveWorkers)
@@ -384,6 +385,37 @@ struct RefusalSampleFlusher: Service {
             await gateway.flushRefusalSamples()
         }
         await gateway.flushRefusalSamples()
+    }
+}
+
+/// Lists again, with backoff, every upstream server whose last listing failed (it has no tools
+/// meanwhile): a server slow to start, or down when `serve` started, joins once it answers.
+/// 1 s after a failure, doubling to 60 s while it keeps failing.
+struct UpstreamRelister: Service {
+    let gateway: Gateway
+
+    func run() async throws {
+        var failures: [String: (count: Int, due: ContinuousClock.Instant)] = [:]
+        while !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            } catch {
+                return
+            }
+            let failed = Set(gateway.upstreams.status.filter { $0.state == "failed" }.map(\.id))
+            failures = failures.filter { failed.contains($0.key) }
+            for id in failed.sorted() {
+                let now = ContinuousClock.now
+                guard let failure = failures[id] else {
+                    failures[id] = (1, now + .seconds(1))
+                    continue
+                }
+                guard failure.due <= now else { continue }
+                await gateway.refreshUpstream(id)
+                let count = failure.count + 1
+                failures[id] = (count, now + .seconds(min(60, 1 << min(count - 1, 6))))
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MCP
+import Sandbox
 
 /// The live MCP connections: which session each serves, what it last saw, and how to reach it.
 public actor ConnectionRegistry {
@@ -15,6 +16,8 @@ public actor ConnectionRegistry {
         var lastActive: Date
         /// JSON-RPC ids of requests whose responses are still being produced.
         var inFlight: Set<String> = []
+        /// How to cancel the calls among them that can be (`notifications/cancelled`).
+        var cancellations: [String: CallCancellation] = [:]
     }
 
     /// What the gateway needs to recompute a connection's visible set.
@@ -78,11 +81,13 @@ public actor ConnectionRegistry {
         return true
     }
 
-    /// Marks request ids as in flight; false (and nothing marked) when one already is.
-    func startRequests(_ ids: [String], on connectionID: String) -> Bool {
+    /// Marks request ids as in flight; false (and nothing marked) when one already is. A call
+    /// given a `cancellation` can be cancelled by its id until it finishes.
+    func startRequests(_ ids: [String], on connectionID: String, cancellation: CallCancellation? = nil) -> Bool {
         guard var entry = entries[connectionID] else { return true }
         guard Set(ids).count == ids.count, entry.inFlight.isDisjoint(with: ids) else { return false }
         entry.inFlight.formUnion(ids)
+        if let cancellation, ids.count == 1 { entry.cancellations[ids[0]] = cancellation }
         entries[connectionID] = entry
         return true
     }
@@ -90,6 +95,19 @@ public actor ConnectionRegistry {
     /// Ends the requests' hold on their ids.
     func finishRequests(_ ids: [String], on connectionID: String) {
         entries[connectionID]?.inFlight.subtract(ids)
+        for id in ids { entries[connectionID]?.cancellations[id] = nil }
+    }
+
+    /// Cancels the call in flight with JSON-RPC id `requestID` on this connection (a client's
+    /// `notifications/cancelled`); false when there is none to cancel. Only the connection the
+    /// request came on can cancel it.
+    @discardableResult
+    func cancel(_ requestID: String, on connectionID: String) -> Bool {
+        guard let cancellation = entries[connectionID]?.cancellations.removeValue(forKey: requestID) else {
+            return false
+        }
+        cancellation.cancel()
+        return true
     }
 
     /// Remembers what a connection was last shown, to detect changes later.

@@ -5,6 +5,7 @@ import HummingbirdCore
 import Logging
 import MCP
 import NIOCore
+import Sandbox
 import ServiceLifecycle
 import WorkspaceRegistry
 
@@ -61,6 +62,11 @@ public enum HTTPServer {
         AdminRoutes(admin: admin).register(on: router)
         return router
     }
+}
+
+/// A progress token as JSONSerialization parsed it (an immutable NSString or NSNumber).
+private struct UncheckedToken: @unchecked Sendable {
+    let value: Any
 }
 
 /// The Streamable HTTP endpoint: authenticates each request, then hands it to the connection's
@@ -128,6 +134,11 @@ struct MCPEndpoint: Sendable {
             if let call = hot {
                 return await answer(call, request: request, context: context, connectionID: connectionID)
             }
+            // A client's cancellation of a call in flight on this connection reaches the call;
+            // the SDK then answers the notification as usual (202).
+            if request.method == .post, let cancelled = HotMethodEdge.cancelledRequest(bodyData) {
+                await gateway.connections.cancel(cancelled, on: connectionID)
+            }
         } else {
             guard request.method == .post else {
                 return jsonRPCError(
@@ -166,7 +177,8 @@ struct MCPEndpoint: Sendable {
         // The SDK's handlers take the context this request was authenticated with (see
         // RequestContexts); a client's own value for that header never reaches them.
         var headers: [String: String] = [:]
-        for field in request.headers where field.name.canonicalName.lowercased() != RequestContexts.header.lowercased() {
+        for field in request.headers where field.name.canonicalName.lowercased() != RequestContexts.header.lowercased()
+        {
             headers[field.name.canonicalName] = field.value
         }
         // A GET opens a stream that lasts as long as the client keeps it: bounded per session.
@@ -208,9 +220,11 @@ struct MCPEndpoint: Sendable {
         if sessionHeader == nil {
             // The connection opened only if the SDK accepted the request and named it; otherwise
             // nothing of it stays, and the claim was never bound.
-            let opened = response.statusCode == 200 && response.headers.contains { key, value in
-                key.lowercased() == "mcp-session-id" && value == connectionID
-            }
+            let opened =
+                response.statusCode == 200
+                && response.headers.contains { key, value in
+                    key.lowercased() == "mcp-session-id" && value == connectionID
+                }
             guard opened else {
                 await gateway.connections.remove(connectionID)
                 return convert(response, release: release, stream: stream)
@@ -236,24 +250,74 @@ struct MCPEndpoint: Sendable {
         -> Response
     {
         if let refusal = checkPostHeaders(request) { return refusal }
-        if let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!], !Version.supported.contains(version) {
+        if let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!], !Version.supported.contains(version)
+        {
             return jsonRPCError(
                 status: .badRequest, code: -32600,
                 message:
                     "Bad Request: Unsupported protocol version: \(version). Supported: \(Version.supported.sorted().joined(separator: ", "))"
             )
         }
-        guard await gateway.connections.startRequests([call.idText], on: connectionID) else {
+        // A call can be cancelled by the client (`notifications/cancelled`) until it finishes.
+        var context = context
+        let cancellation: CallCancellation? = if case .call = call.method { CallCancellation() } else { nil }
+        context.cancellation = cancellation
+        guard await gateway.connections.startRequests([call.idText], on: connectionID, cancellation: cancellation)
+        else {
             return jsonRPCError(
                 status: .conflict, code: -32600,
                 message: "invalid_request: a request with this id is already in flight on this MCP session")
         }
+        var headers = HTTPFields()
+        headers[HTTPField.Name("Mcp-Session-Id")!] = connectionID
+        if let token = call.progressToken, let cancellation {
+            headers[.contentType] = "text/event-stream"
+            headers[.cacheControl] = "no-cache"
+            return Response(
+                status: .ok, headers: headers,
+                body: progressStream(
+                    call, token: token, context: context, cancellation: cancellation, connectionID: connectionID))
+        }
         let body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
         await gateway.connections.finishRequests([call.idText], on: connectionID)
-        var headers = HTTPFields()
         headers[.contentType] = "application/json"
-        headers[HTTPField.Name("Mcp-Session-Id")!] = connectionID
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The answer of a call whose client asked for progress: an SSE stream of its
+    /// `notifications/progress`, then the response. The call runs in a task of its own, so a
+    /// client gone mid-stream cancels it (the server is told) but its outcome is still recorded.
+    /// At most 64 reports wait for a slow reader; older ones are dropped (progress is advisory).
+    private func progressStream(
+        _ call: HotMethodEdge.Call, token: Any, context: CallContext, cancellation: CallCancellation,
+        connectionID: String
+    ) -> ResponseBody {
+        let (reports, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        var context = context
+        context.progress = ProgressSink { continuation.yield($0) }
+        let gateway = self.gateway
+        let token = UncheckedToken(value: token)
+        let task = Task {
+            let body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
+            continuation.finish()
+            await gateway.connections.finishRequests([call.idText], on: connectionID)
+            return body
+        }
+        return ResponseBody { writer in
+            do {
+                for await params in reports {
+                    if let notification = ProgressRelay.notification(token: token.value, params: params) {
+                        try await writer.write(ProgressRelay.event(notification))
+                    }
+                }
+                try await writer.write(ProgressRelay.event(await task.value))
+                try await writer.finish(nil)
+            } catch {
+                cancellation.cancel()
+                _ = await task.value
+                throw error
+            }
+        }
     }
 
     /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.

@@ -23,6 +23,8 @@ enum HotMethodEdge {
         /// The id as text (audit records, in-flight guard).
         let idText: String
         let method: Method
+        /// The client's `_meta.progressToken` (a string or an integer), if it asked for progress.
+        var progressToken: Any? = nil
     }
 
     /// The single `tools/call` or `tools/list` request in `body`; nil for anything else (batches,
@@ -42,7 +44,22 @@ enum HotMethodEdge {
             guard case .object(let object)? = ExactJSON.value(of: raw) else { return nil }
             arguments = object
         }
-        return Call(id: id, idText: idText, method: .call(name: name, arguments: arguments))
+        return Call(
+            id: id, idText: idText, method: .call(name: name, arguments: arguments),
+            progressToken: ProgressRelay.token(inParams: params))
+    }
+
+    /// The JSON-RPC id (as text, the way ``Call/idText`` and the in-flight guard spell it) of the
+    /// request a single `notifications/cancelled` in `body` cancels; nil for anything else.
+    static func cancelledRequest(_ body: Data) -> String? {
+        // Most bodies are not a cancellation: skip the parse for them.
+        guard body.count < 4096, body.range(of: Data("notifications/cancelled".utf8)) != nil,
+            let message = try? JSONSerialization.jsonObject(with: body, options: []) as? [String: Any],
+            message["method"] as? String == "notifications/cancelled", message["id"] == nil,
+            let id = (message["params"] as? [String: Any])?["requestId"],
+            id is String || (id as? NSNumber).map({ String(cString: $0.objCType) != "c" }) == true
+        else { return nil }
+        return String(describing: id).prefix(128).description
     }
 
     /// Runs the request and returns the JSON-RPC response message.
@@ -69,7 +86,8 @@ enum HotMethodEdge {
 
     /// Splices already-encoded JSON into the envelope: the result bytes are never parsed again.
     static func envelope(id: Any, key: String, value: Data) -> Data {
-        let idJSON = (try? JSONSerialization.data(withJSONObject: id, options: [.fragmentsAllowed])) ?? Data("null".utf8)
+        let idJSON =
+            (try? JSONSerialization.data(withJSONObject: id, options: [.fragmentsAllowed])) ?? Data("null".utf8)
         var out = Data(#"{"jsonrpc":"2.0","id":"#.utf8)
         out.append(idJSON)
         out.append(contentsOf: Array(",\"\(key)\":".utf8))

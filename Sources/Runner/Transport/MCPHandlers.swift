@@ -1,5 +1,6 @@
 import Foundation
 import MCP
+import Sandbox
 
 /// Builds the MCP server for one connection, with every handler going through the gateway.
 enum MCPHandlers {
@@ -17,7 +18,7 @@ enum MCPHandlers {
             capabilities: .init(tools: .init(listChanged: true)))
 
         /// The request's id, read once per request from its raw message (HTTP body, or the message the
-    /// stdio transport kept).
+        /// stdio transport kept).
         @Sendable func currentRequestID() -> String? {
             Server.currentHandlerContext?.httpContext?.body.flatMap(requestID(in:))
         }
@@ -48,9 +49,9 @@ enum MCPHandlers {
             let context = try await context(requestID: currentRequestID())
             return ListTools.Result(tools: await gateway.listTools(in: context))
         }
-        await server.withMethodHandler(CallTool.self) { params in
+        await server.withMethodHandler(CallTool.self) { [weak server] params in
             let requestID = currentRequestID()
-            let context = try await context(requestID: requestID)
+            var context = try await context(requestID: requestID)
             // The arguments exactly as the client sent them: the SDK's decoding of `params`
             // rewrites strings that look like data URLs (see ExactJSON).
             guard let body = Server.currentHandlerContext?.httpContext?.body,
@@ -58,9 +59,43 @@ enum MCPHandlers {
             else {
                 throw MCPError.invalidParams("invalid_arguments: the tools/call request could not be read")
             }
+            // Progress goes out as notifications, in order, before the response.
+            var relay: Task<Void, Never>?
+            var reports: AsyncStream<[UInt8]>.Continuation?
+            if let token = ProgressRelay.token(inMessage: body).flatMap(ProgressRelay.sdkToken), let server {
+                let (stream, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(64))
+                context.progress = ProgressSink { continuation.yield($0) }
+                reports = continuation
+                relay = Task {
+                    for await params in stream {
+                        guard let fields = ProgressRelay.fields(params) else { continue }
+                        try? await server.notify(
+                            ProgressNotification.message(
+                                .init(
+                                    progressToken: token, progress: fields.progress, total: fields.total,
+                                    message: fields.message)))
+                    }
+                }
+            }
+            // The SDK cancels this handler's task on the client's `notifications/cancelled`; the
+            // call itself runs in a task of its own, so it is cancelled through its
+            // CallCancellation and still records its outcome.
+            let cancellation = CallCancellation()
+            context.cancellation = cancellation
+            let running = Task { [context] () async throws(Refusal) -> CallAnswer in
+                try await gateway.answer(params.name, arguments: arguments, in: context, requestID: requestID)
+            }
+            defer { relay?.cancel() }
             do {
-                let answer = try await gateway.answer(
-                    params.name, arguments: arguments, in: context, requestID: requestID)
+                let answer = try await withTaskCancellationHandler {
+                    try await running.value
+                } onCancel: {
+                    cancellation.cancel()
+                }
+                reports?.finish()
+                await relay?.value
+                // A call the client cancelled gets no response (the SDK sends none for this).
+                if cancellation.isCancelled { throw CancellationError() }
                 // The SDK re-decodes results into `Value` (rewriting data-URL-like strings); the
                 // transport sends these exact bytes instead.
                 if let stdio, let requestID { stdio.exactResults.put(ResultEncoder.json(answer), for: requestID) }

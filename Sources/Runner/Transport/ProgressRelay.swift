@@ -1,0 +1,75 @@
+import Foundation
+import MCP
+import NIOCore
+
+/// A client's progress token, and the notifications it gets under it.
+///
+/// An upstream server reports progress under the token Leasehold gave it for the call (never the
+/// client's); each report becomes the client's `notifications/progress` under the client's own
+/// token, with only the fields the protocol defines (`progress`, `total`, `message`).
+enum ProgressRelay {
+    /// The `params._meta.progressToken` of a request parsed with JSONSerialization: a string or an
+    /// integer (anything else is no token).
+    static func token(inParams params: Any?) -> Any? {
+        guard let meta = (params as? [String: Any])?["_meta"] as? [String: Any], let token = meta["progressToken"]
+        else {
+            return nil
+        }
+        if token is String { return token }
+        // An integer: not a boolean (`c`) and not a float (`d`, `f`).
+        if let number = token as? NSNumber, !["c", "d", "f"].contains(String(cString: number.objCType)) {
+            return number
+        }
+        return nil
+    }
+
+    /// The token of a raw request message (stdio).
+    static func token(inMessage body: Data) -> Any? {
+        guard let message = try? JSONSerialization.jsonObject(with: body) as? [String: Any] else { return nil }
+        return token(inParams: message["params"])
+    }
+
+    /// The SDK's form of a token from ``token(inParams:)``.
+    static func sdkToken(_ token: Any) -> ProgressToken? {
+        if let text = token as? String { return .string(text) }
+        if let number = token as? NSNumber { return .integer(number.intValue) }
+        return nil
+    }
+
+    /// The fields of a server's progress `params` that are passed on; nil when `progress` is not
+    /// a number.
+    static func fields(_ params: [UInt8]) -> (progress: Double, total: Double?, message: String?)? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(params)) as? [String: Any],
+            let progress = object["progress"] as? NSNumber, String(cString: progress.objCType) != "c"
+        else { return nil }
+        let total = (object["total"] as? NSNumber).flatMap {
+            String(cString: $0.objCType) == "c" ? nil : $0.doubleValue
+        }
+        return (progress.doubleValue, total, (object["message"] as? String).map { String($0.prefix(1024)) })
+    }
+
+    /// The client's `notifications/progress` message for a server's report; nil for a report
+    /// without a numeric `progress`.
+    static func notification(token: Any, params: [UInt8]) -> Data? {
+        guard let fields = fields(params) else { return nil }
+        var out: [String: Any] = ["progressToken": token, "progress": fields.progress]
+        if let total = fields.total { out["total"] = total }
+        if let message = fields.message { out["message"] = message }
+        let message: [String: Any] = ["jsonrpc": "2.0", "method": "notifications/progress", "params": out]
+        return try? JSONSerialization.data(withJSONObject: message, options: [.withoutEscapingSlashes])
+    }
+
+    /// One SSE event carrying `message` (each line of it a `data:` line, so a message holding a
+    /// raw newline stays one event).
+    static func event(_ message: Data) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("event: message\n")
+        for line in message.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            buffer.writeString("data: ")
+            buffer.writeBytes(line)
+            buffer.writeString("\n")
+        }
+        buffer.writeString("\n")
+        return buffer
+    }
+}
