@@ -509,6 +509,12 @@ public struct AdminService: Sendable {
         )
     }
 
+    /// Audits a claim the token endpoint issued (`claim.exchanged`): who presented which kind of
+    /// subject token, never the token.
+    func recordExchange(session: Session, by principal: Principal, detail: String) async throws(APIError) {
+        try await record("claim.exchanged", by: principal, session: session) { $0.detail = detail }
+    }
+
     /// Replaces the lease: claims of the old lease are refused from now on.
     public func renewLease(sessionID: String, ttlSeconds: Int?, by principal: Principal) async throws(APIError)
         -> (Session, String)

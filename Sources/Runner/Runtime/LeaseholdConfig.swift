@@ -76,6 +76,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     /// Space held for the audit log on the state directory's filesystem, MiB (default 64; 0: none).
     /// See ``AuditReserve``.
     public var auditReserveMiB: Int?
+    /// The token endpoint's trusted issuers (`oauth:`; see ``OAuthConfig``).
+    public var oauth: OAuthConfig?
 
     /// `tenant_limits:` what every tenant may hold (the keys at its top) and per-tenant overrides
     /// of the same keys (`tenants: {ID: {...}}`); an absent value keeps its default.
@@ -164,6 +166,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case tenantLimits = "tenant_limits"
         case workerCgroups = "worker_cgroups"
         case auditReserveMiB = "audit_reserve_mib"
+        case oauth
     }
 
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
@@ -193,6 +196,9 @@ public struct LeaseholdConfig: Decodable, Sendable {
         }
         do {
             return try YAMLDecoder().decode(LeaseholdConfig.self, from: text)
+        } catch DecodingError.dataCorrupted(let context) where context.underlyingError is ConfigError {
+            // A strict section's own refusal (an unknown key), not the decoder's wrapping of it.
+            throw ConfigError("\(file): \(context.underlyingError.map { "\($0)" } ?? "")")
         } catch {
             throw ConfigError("\(file): \(error)")
         }

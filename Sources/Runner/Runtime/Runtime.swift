@@ -329,8 +329,10 @@ public struct Runtime: Sendable {
                         "max_connections": "\(http.maximumConnections)", "in_force": "\(connections)",
                     ])
             }
+            let oauth = try (config.oauth ?? OAuthConfig()).validated()
             let app = HTTPServer.application(
-                admin: admin, settings: http, maximumConnections: connections,
+                admin: admin, settings: http, maximumConnections: connections, oauth: oauth,
+                subjectTokens: oauth.issuers.isEmpty ? nil : try await SubjectTokenVerifier(config: oauth, logger: logger),
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
                 logger: logger)
             services.append(.init(service: app))

@@ -15,12 +15,15 @@ public enum HTTPServer {
     /// bound of `settings` in force; at most `maximumConnections` open connections (the
     /// configured cap, lowered to what the open-file limit allows: ``DescriptorBudget``).
     public static func application(
-        admin: AdminService, settings: HTTPSettings, maximumConnections: Int,
+        admin: AdminService, settings: HTTPSettings, maximumConnections: Int, oauth: OAuthConfig = OAuthConfig(),
+        subjectTokens: SubjectTokenVerifier? = nil,
         onServerRunning: @escaping @Sendable (any Channel) async -> Void, logger: Logger
     ) -> some Service {
         let perAddress = ConnectionsPerAddress(limit: settings.maximumConnectionsPerAddress)
         return Application(
-            router: router(admin: admin, settings: settings, logger: logger),
+            router: router(
+                admin: admin, settings: settings, oauth: TokenExchange(admin: admin, config: oauth, verifier: subjectTokens),
+                logger: logger),
             server: HTTPServerBuilder { responder in
                 BoundedHTTP1Channel(responder: responder, settings: settings, perAddress: perAddress, logger: logger)
             },
@@ -33,9 +36,9 @@ public enum HTTPServer {
     }
 
     /// The router for `admin` and its gateway.
-    static func router(admin: AdminService, settings: HTTPSettings, logger: Logger) -> Router<
-        LeaseholdRequestContext
-    > {
+    static func router(admin: AdminService, settings: HTTPSettings, oauth: TokenExchange? = nil, logger: Logger)
+        -> Router<LeaseholdRequestContext>
+    {
         let router = Router(context: LeaseholdRequestContext.self)
         let gateway = admin.gateway
         let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
@@ -60,6 +63,7 @@ public enum HTTPServer {
             }
         }
         AdminRoutes(admin: admin).register(on: router)
+        (oauth ?? TokenExchange(admin: admin, config: OAuthConfig(), verifier: nil)).register(on: router)
         return router
     }
 }
