@@ -8,8 +8,10 @@ with the official Python client. Who may name a session here: only a subject of 
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,47 @@ def test_metadata_names_the_token_endpoint(server: LeaseholdServer) -> None:
     assert meta["grant_types_supported"] == [GRANT]
     resource = httpx.get(server.base_url + "/.well-known/oauth-protected-resource", timeout=20).json()
     assert resource["resource"] == server.mcp_url and resource["authorization_servers"] == [server.base_url]
+
+
+def test_a_jwks_url_is_fetched_again_for_a_rotated_key(tmp_path: Path, start_server) -> None:
+    first, second = Issuer("k-1"), Issuer("k-2")
+    served = {"keys": [first.jwk()]}
+    fetches: list[str] = []
+
+    class JWKS(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            fetches.append(self.path)
+            body = json.dumps(served).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), JWKS)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "leasehold.yaml"
+        config.write_text(
+            "oauth:\n  issuers:\n"
+            f"    - {{issuer: '{ISSUER}', jwks_url: 'http://127.0.0.1:{httpd.server_port}/jwks.json', audience: {AUDIENCE}}}\n")
+        server = start_server(config=config)
+        assert fetches == ["/jwks.json"], "the JWKS is fetched at start"
+        session, _ = server.create_session()
+        assert exchange(server, **jwt_form(first.token(), session["id"])).status_code == 200
+        # The orchestrator rotates: a token under the new kid makes the runner fetch again.
+        served["keys"] = [first.jwk(), second.jwk()]
+        assert exchange(server, **jwt_form(second.token(), session["id"])).status_code == 200
+        assert len(fetches) == 2, fetches
+        # A forged token under yet another kid fetches at most once a minute.
+        for _ in range(3):
+            refused(exchange(server, **jwt_form(Issuer("k-3").token(), session["id"])), "invalid_grant")
+        assert len(fetches) == 2, fetches
+    finally:
+        httpd.shutdown()
 
 
 def test_a_bad_oauth_config_is_refused_at_start(tmp_path: Path, binary: Path) -> None:

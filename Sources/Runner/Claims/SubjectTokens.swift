@@ -123,17 +123,20 @@ public final class SubjectTokenVerifier: Sendable {
     }
 
     /// Fetches the issuer's JWKS URL into its collection; false when it did not (or, with
-    /// `onlyIfStale`, when it was fetched less than a minute ago).
+    /// `onlyIfStale`, when a token already made it fetch less than a minute ago).
     @discardableResult
     private func fetch(_ trusted: Trusted, onlyIfStale: Bool = false) async -> Bool {
         guard let text = trusted.config.jwksURL, let url = URL(string: text) else { return false }
         let now = ContinuousClock.now
-        let due = trusted.fetchedAt.withLock { last -> Bool in
-            if onlyIfStale, let last, now - last < .seconds(60) { return false }
-            last = now
-            return true
+        // The fetch at start does not count: a token under a rotated key may fetch at once.
+        if onlyIfStale {
+            let due = trusted.fetchedAt.withLock { last -> Bool in
+                if let last, now - last < .seconds(60) { return false }
+                last = now
+                return true
+            }
+            guard due else { return false }
         }
-        guard due else { return false }
         do {
             var request = URLRequest(url: url)
             request.timeoutInterval = 10
