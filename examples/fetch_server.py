@@ -26,6 +26,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 from mcp.server.fastmcp import FastMCP
 
@@ -41,7 +42,7 @@ def _error(exc: BaseException) -> str:
 
 
 @mcp.tool()
-def fetch(url: str) -> dict:
+def fetch(url: str) -> dict[str, Any]:
     """GET `url` through the proxy the environment names."""
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -64,12 +65,13 @@ def _read_head(sock: socket.socket) -> tuple[str, bytes]:
 
 
 @mcp.tool()
-def tunnel(host: str, port: int, path: str = "/") -> dict:
+def tunnel(host: str, port: int, path: str = "/") -> dict[str, Any]:
     """CONNECT host:port through $HTTPS_PROXY, then GET `path` inside the tunnel."""
     proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
     if not proxy:
         return {"error": "no HTTPS_PROXY"}
     parsed = urllib.parse.urlsplit(proxy)
+    status = ""
     try:
         with socket.create_connection((parsed.hostname, parsed.port or 80), timeout=10) as sock:
             sock.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
@@ -92,11 +94,11 @@ def tunnel(host: str, port: int, path: str = "/") -> dict:
                 body += chunk
             return {"connect": status, "body": body.decode("utf-8", "replace")}
     except Exception as exc:  # noqa: BLE001
-        return {"error": _error(exc)}
+        return {"error": _error(exc), "connect": status}
 
 
 @mcp.tool()
-def direct(host: str, port: int) -> dict:
+def direct(host: str, port: int) -> dict[str, Any]:
     """Connect to host:port directly, bypassing any proxy."""
     try:
         with socket.create_connection((host, port), timeout=5):
@@ -106,7 +108,7 @@ def direct(host: str, port: int) -> dict:
 
 
 @mcp.tool()
-def sockets() -> dict:
+def sockets() -> dict[str, Any]:
     """Which socket families this process may create."""
     out = {}
     for name in ("AF_INET", "AF_INET6", "AF_UNIX"):
@@ -119,7 +121,7 @@ def sockets() -> dict:
 
 
 @mcp.tool()
-def bind(port: int) -> dict:
+def bind(port: int) -> dict[str, Any]:
     """Bind and listen on 127.0.0.1:port."""
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -131,7 +133,7 @@ def bind(port: int) -> dict:
 
 
 @mcp.tool()
-def proxy_env() -> dict:
+def proxy_env() -> dict[str, Any]:
     """The *_proxy variables of this process's environment."""
     return {k: v for k, v in os.environ.items() if k.lower().endswith("_proxy")}
 

@@ -81,7 +81,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 def result(agent: Agent, tool: str, **arguments: Any) -> dict[str, Any]:
-    return agent.call(tool, arguments).ok()
+    answer = agent.call(tool, arguments)
+    assert "structuredContent" in answer.result, answer.message
+    return answer.ok()
 
 
 def test_a_granted_server_reaches_its_granted_host_through_the_proxy(world: World) -> None:
