@@ -13,7 +13,8 @@ Tools (every one answers `structuredContent`; failures are reported, never raise
     direct {"host", "port"}            socket.create_connection, bypassing any proxy:
                                        {"connected": true} or {"error": errno name}
     sockets {}                         which socket families this process may create:
-                                       {"AF_INET": "ok" or errno name, "AF_INET6": ..., "AF_UNIX": ...}
+                                       {"AF_INET": "ok" or errno name, "AF_INET6", "AF_UNIX",
+                                       "AF_NETLINK", "AF_PACKET", "AF_VSOCK": ...}
     bind {"port"}                      bind and listen on 127.0.0.1:port: {"bound": true} or {"error"}
     proxy_env {}                       the *_proxy variables of its environment
 """
@@ -111,9 +112,11 @@ def direct(host: str, port: int) -> dict[str, Any]:
 def sockets() -> dict[str, Any]:
     """Which socket families this process may create."""
     out = {}
-    for name in ("AF_INET", "AF_INET6", "AF_UNIX"):
+    kinds = {"AF_INET": socket.SOCK_STREAM, "AF_INET6": socket.SOCK_STREAM, "AF_UNIX": socket.SOCK_STREAM,
+             "AF_NETLINK": socket.SOCK_RAW, "AF_PACKET": socket.SOCK_RAW, "AF_VSOCK": socket.SOCK_STREAM}
+    for name, kind in kinds.items():
         try:
-            socket.socket(getattr(socket, name), socket.SOCK_STREAM).close()
+            socket.socket(getattr(socket, name), kind).close()
             out[name] = "ok"
         except OSError as exc:
             out[name] = _error(exc)

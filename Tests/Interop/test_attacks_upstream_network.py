@@ -70,6 +70,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "servers:\n"
         f"  - {{id: net, {command}, isolation: tenant, tier: upstream, network: ['127.0.0.1:{granted.port}']}}\n"
         f"  - {{id: nonet, {command}, isolation: session, tier: upstream}}\n"
+        f"  - {{id: netses, {command}, isolation: session, tier: upstream, network: ['127.0.0.1:{granted.port}']}}\n"
     )
     world = World(base, policies=policies, config=config)
     world.granted = granted  # type: ignore[attr-defined]
@@ -78,6 +79,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     world.stop()
     granted.stop()
     other.stop()
+
+
+# Socket families no worker gets, granted or not (seccomp answers EAFNOSUPPORT).
+NEVER = {"AF_NETLINK": "EAFNOSUPPORT", "AF_PACKET": "EAFNOSUPPORT", "AF_VSOCK": "EAFNOSUPPORT"}
 
 
 def result(agent: Agent, tool: str, **arguments: Any) -> dict[str, Any]:
@@ -144,6 +149,9 @@ def test_direct_connections_that_bypass_the_proxy_fail(world: World) -> None:
             assert answer.get("connected") is not True and answer.get("error"), (host, port, answer)
         # Nor may it open a listener of its own.
         assert result(agent, "net.bind", port=8080).get("bound") is not True
+        # IP sockets exist for it (that is what the grant adds), no other family does.
+        families = result(agent, "net.sockets")
+        assert families == {"AF_INET": "ok", "AF_INET6": "ok", "AF_UNIX": "ok", **NEVER}, families
         # The proxy itself is reachable (that is the one way out).
         assert result(agent, "net.direct", host="127.0.0.1", port=3128) == {"connected": True}
     finally:
@@ -160,7 +168,7 @@ def test_a_server_without_a_grant_has_no_network_at_all(world: World) -> None:
             assert result(agent, "nonet.proxy_env") == {}
             # Its seccomp profile refuses IP sockets outright (the exec profile: AF_UNIX only).
             families = result(agent, "nonet.sockets")
-            assert families == {"AF_INET": "EAFNOSUPPORT", "AF_INET6": "EAFNOSUPPORT", "AF_UNIX": "ok"}, families
+            assert families == {"AF_INET": "EAFNOSUPPORT", "AF_INET6": "EAFNOSUPPORT", "AF_UNIX": "ok", **NEVER}, families
             for host, port in (("127.0.0.1", granted.port), ("127.0.0.1", 3128)):
                 answer = result(agent, "nonet.direct", host=host, port=port)
                 assert answer.get("error") == "EAFNOSUPPORT", (host, port, answer)
@@ -169,3 +177,20 @@ def test_a_server_without_a_grant_has_no_network_at_all(world: World) -> None:
         finally:
             agent.close()
     assert len(granted.requests) == before, granted.requests
+
+
+def test_a_granted_workers_proxy_ends_with_it_and_its_connections_are_counted(world: World) -> None:
+    granted, other = world.granted, world.other  # type: ignore[attr-defined]
+    agent = Agent(world, "globex", "g1", actor="netses")
+    try:
+        assert result(agent, "netses.fetch", url=f"http://127.0.0.1:{granted.port}/ses")["status"] == 200
+        assert result(agent, "netses.fetch", url=f"http://127.0.0.1:{other.port}/ses")["status"] == 403
+        session = agent.session_id
+    finally:
+        agent.close()  # revoking the session destroys its process, and with it the proxy
+    # The revoke answers once the session's workers are destroyed and audited.
+    records = [r["event"] for r in world.server.admin("GET", "/audit?limit=10000").json()["records"]]
+    spawned = {r.get("worker_id") for r in records if r["event"] == "worker.spawned" and r.get("session") == session}
+    destroyed = [r for r in records if r["event"] == "worker.destroyed" and r.get("worker_id") in spawned]
+    assert spawned and destroyed, records[-5:]
+    assert any("egress connections: 1 allowed, 1 refused" in (r.get("detail") or "") for r in destroyed), destroyed
