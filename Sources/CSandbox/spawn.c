@@ -6,10 +6,10 @@
 // syscalls on that prepared context and its own stack.
 //
 // Child order (nsjail containProc, bubblewrap): uid/gid maps (unprivileged runner) -> hostname ->
-// egress listener (network grants only) -> private mounts -> tmpfs root with binds, /dev, /proc (masked), /tmp, symlinks -> pivot_root ->
-// tenant ids and user namespace (root runner) -> rlimits -> PDEATHSIG and
-// parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS -> Landlock -> seccomp ->
-// execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
+// egress listener (network grants only) -> private mounts -> tmpfs root with binds, /dev, /proc
+// (masked), /tmp, symlinks -> pivot_root -> tenant ids and user namespace (root runner) -> rlimits
+// -> PDEATHSIG and parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS ->
+// Landlock -> seccomp -> execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
 // EOF on the pipe tells the parent that execve succeeded.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE

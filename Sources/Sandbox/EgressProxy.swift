@@ -134,16 +134,25 @@ private final class EgressHeadHandler: ChannelInboundHandler, RemovableChannelHa
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
         guard admitted else {
+            counters.denied()
+            logger.warning(
+                "egress refused",
+                metadata: [
+                    "server": "\(owner.server)", "worker": "\(owner.worker)", "tenant": "\(owner.tenant)",
+                    "reason": "egress_limit: \(limits.connections) connections open",
+                ])
             refuse(
                 context, status: "503 Service Unavailable",
-                "egress_limit: server \(owner.server) already has \(limits.connections) connections open; close one first")
+                "egress_limit: server \(owner.server) already has \(limits.connections) connections open; close one first"
+            )
             return
         }
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: limits.headTimeout) {
             guard !self.decided else { return }
             self.refuse(
                 context, status: "408 Request Timeout",
-                "egress_denied: no complete request head within \(self.limits.headTimeout.nanoseconds / 1_000_000_000) s")
+                "egress_denied: no complete request head within \(self.limits.headTimeout.nanoseconds / 1_000_000_000) s"
+            )
         }
     }
 
@@ -234,7 +243,8 @@ private final class EgressHeadHandler: ChannelInboundHandler, RemovableChannelHa
         if path.isEmpty || path.hasPrefix("?") { path = "/" + path }
         if let hash = path.firstIndex(of: "#") { path = String(path[..<hash]) }
         let hasPort = authority.hasPrefix("[") ? authority.contains("]:") : authority.contains(":")
-        guard !authority.contains("@"), let target = try? EgressTarget(parsing: hasPort ? String(authority) : authority + ":80")
+        guard !authority.contains("@"),
+            let target = try? EgressTarget(parsing: hasPort ? String(authority) : authority + ":80")
         else {
             deny(context, "egress_denied: \(Self.shown(requestTarget)) does not name a host (and port)")
             return
@@ -247,7 +257,9 @@ private final class EgressHeadHandler: ChannelInboundHandler, RemovableChannelHa
         var forwarded = "\(method) \(path) \(parts[2])\r\n"
         for line in lines {
             let name = line.prefix { $0 != ":" }.lowercased()
-            if ["host", "connection", "keep-alive", "proxy-connection", "proxy-authorization"].contains(name) { continue }
+            if ["host", "connection", "keep-alive", "proxy-connection", "proxy-authorization"].contains(name) {
+                continue
+            }
             forwarded += line + "\r\n"
         }
         forwarded += "Host: \(authority)\r\nConnection: close\r\n\r\n"
@@ -365,7 +377,8 @@ private final class EgressHeadHandler: ChannelInboundHandler, RemovableChannelHa
 
     /// At most 200 printable characters of what a worker sent, for a refusal.
     private static func shown(_ text: String) -> String {
-        String(String(text.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" }).prefix(200))
+        String(
+            String(text.unicodeScalars.map { $0.value >= 0x20 && $0.value < 0x7F ? Character($0) : "?" }).prefix(200))
     }
 }
 

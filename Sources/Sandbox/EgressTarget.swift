@@ -69,7 +69,8 @@ public struct EgressTarget: Sendable, Hashable, CustomStringConvertible {
             } else {
                 guard Self.isDNSName(name) else {
                     throw ParseError(
-                        reason: "\(text): \(name) is not a host name (labels of a-z, 0-9 and -, at most 253 characters)")
+                        reason: "\(text): \(name) is not a host name (labels of a-z, 0-9 and -, at most 253 characters)"
+                    )
                 }
                 host = name.lowercased()
             }
