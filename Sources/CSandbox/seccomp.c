@@ -60,8 +60,10 @@
     X(inotify_rm_watch, EPERM) X(fanotify_mark, EPERM)
 
 // TIER allow lists: X(name, kind). `kind` selects a conditional rule (and the suffix shown by
-// describe): ANY = unconditional, UNIX = only when arg0 (domain) is AF_UNIX, NONS = clone without
-// any CLONE_NEW* flag, PERS = personality PER_LINUX (0) or the query 0xffffffff only.
+// describe): ANY = unconditional, UNIX = only when arg0 (domain) is AF_UNIX, SOCK = socket(2):
+// AF_UNIX, plus AF_INET and AF_INET6 in a worker whose upstream server holds a network grant
+// (CSB_FILTER_INET), NONS = clone without any CLONE_NEW* flag, PERS = personality PER_LINUX (0) or
+// the query 0xffffffff only.
 //
 // READ: a single-threaded, statically linked Swift worker reading files beneath the workspace
 // and talking over its inherited socket (fd 3). No exec, no fork, no thread creation, no sockets.
@@ -90,7 +92,9 @@
 
 // EXEC adds what shells, compilers, git and python use (in the spirit of Docker's default
 // profile, but default-deny and without anything on the BASE list). Sockets stay AF_UNIX only
-// and clone may not create namespaces; the empty network namespace is the second wall.
+// (AF_INET/AF_INET6 too for a worker with a network grant, whose network namespace holds nothing
+// but the runner's egress proxy) and clone may not create namespaces; the empty network namespace
+// is the second wall.
 #define CSB_TIER_EXEC_EXTRA(X)                                                                     \
     X(open, ANY) X(creat, ANY) X(stat, ANY) X(lstat, ANY) X(access, ANY) X(readlink, ANY)          \
     X(getdents, ANY) X(pwritev, ANY) X(preadv2, ANY) X(pwritev2, ANY) X(statfs, ANY)               \
@@ -122,7 +126,7 @@
     X(timer_delete, ANY) X(timerfd_create, ANY) X(timerfd_settime, ANY) X(timerfd_gettime, ANY)    \
     X(select, ANY) X(pselect6, ANY) X(epoll_create, ANY) X(epoll_create1, ANY) X(epoll_ctl, ANY)   \
     X(epoll_wait, ANY) X(epoll_pwait, ANY) X(epoll_pwait2, ANY) X(eventfd, ANY) X(eventfd2, ANY)   \
-    X(signalfd, ANY) X(signalfd4, ANY) X(pipe, ANY) X(pipe2, ANY) X(socket, UNIX)                  \
+    X(signalfd, ANY) X(signalfd4, ANY) X(pipe, ANY) X(pipe2, ANY) X(socket, SOCK)                  \
     X(socketpair, UNIX) X(connect, ANY) X(bind, ANY) X(listen, ANY) X(accept, ANY)                 \
     X(accept4, ANY) X(getsockname, ANY) X(getpeername, ANY) X(sendmmsg, ANY) X(recvmmsg, ANY)      \
     X(shutdown, ANY) X(setsockopt, ANY) X(getsockopt, ANY) X(shmget, ANY) X(shmat, ANY)            \
@@ -140,6 +144,7 @@
 
 #define CSB_DESC_ANY ""
 #define CSB_DESC_UNIX "(AF_UNIX)"
+#define CSB_DESC_SOCK "(AF_UNIX; AF_INET, AF_INET6 with a network grant)"
 #define CSB_DESC_NONS "(no CLONE_NEW*)"
 #define CSB_DESC_PERS "(0 or query)"
 #define CSB_DESC(name, kind) ", " #name CSB_DESC_##kind
@@ -162,7 +167,7 @@ const char *csb_seccomp_describe(int profile) {
 
 // ---- compile -----------------------------------------------------------------------------------
 
-enum csb_rule_kind { CSB_KIND_ANY, CSB_KIND_UNIX, CSB_KIND_NONS, CSB_KIND_PERS };
+enum csb_rule_kind { CSB_KIND_ANY, CSB_KIND_UNIX, CSB_KIND_SOCK, CSB_KIND_NONS, CSB_KIND_PERS };
 
 struct csb_named_rule {
     const char *name;
@@ -211,8 +216,24 @@ static int csb_add_deny_table(scmp_filter_ctx ctx, const struct csb_named_rule *
     return 0;
 }
 
-// Denials that depend on arguments; identical in BASE (default allow) terms.
-static int csb_add_base_conditionals(scmp_filter_ctx ctx) {
+// socket(2) families other than AF_UNIX, AF_INET and AF_INET6 refused with EAFNOSUPPORT, for a
+// worker with a network grant. libseccomp 2.5 takes one comparison per argument in a rule, so
+// "not 1, 2 or 10" is spelled as the values around them: 0, 3..9, and above 10 (64-bit compares:
+// a family with high bits set is above 10 and refused).
+static int csb_add_inet_socket_denials(scmp_filter_ctx ctx) {
+    int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                              SCMP_A0(SCMP_CMP_GT, (uint64_t)AF_INET6));
+    if (rc < 0) return rc;
+    static const uint64_t others[] = {AF_UNSPEC, 3, 4, 5, 6, 7, 8, 9};
+    for (size_t i = 0; i < sizeof others / sizeof others[0] && rc == 0; i++)
+        rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                              SCMP_A0(SCMP_CMP_EQ, others[i]));
+    return rc;
+}
+
+// Denials that depend on arguments; identical in BASE (default allow) terms. `inet`: socket(2)
+// may also create AF_INET and AF_INET6 sockets (a worker with a network grant).
+static int csb_add_base_conditionals(scmp_filter_ctx ctx, int inet) {
     int rc;
     // clone with any namespace flag: libseccomp has no "masked != 0", so one rule per flag bit.
     for (size_t i = 0; i < CSB_COUNT(csb_clone_ns_flags); i++) {
@@ -247,20 +268,31 @@ static int csb_add_base_conditionals(scmp_filter_ctx ctx) {
         if (rc < 0) return rc;
     }
     // Sockets: AF_UNIX only. All 64 bits compared: anything but exactly AF_UNIX is refused.
-    rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
-                          SCMP_A0(SCMP_CMP_NE, AF_UNIX));
+    rc = inet ? csb_add_inet_socket_denials(ctx)
+              : seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socket), 1,
+                                 SCMP_A0(SCMP_CMP_NE, AF_UNIX));
     if (rc < 0) return rc;
     rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), SCMP_SYS(socketpair), 1,
                           SCMP_A0(SCMP_CMP_NE, AF_UNIX));
     return rc;
 }
 
-static int csb_add_allow_table(scmp_filter_ctx ctx, const struct csb_named_rule *t, size_t n) {
+static int csb_add_allow_table(scmp_filter_ctx ctx, const struct csb_named_rule *t, size_t n, int inet) {
     for (size_t i = 0; i < n; i++) {
         int nr = csb_nr(t[i].name);
         if (nr < 0) continue;
         int rc;
         switch (t[i].arg) {
+        case CSB_KIND_SOCK:
+            if (inet) {
+                rc = 0;
+                static const uint64_t families[] = {AF_UNIX, AF_INET, AF_INET6};
+                for (size_t j = 0; j < sizeof families / sizeof families[0] && rc == 0; j++)
+                    rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, families[j]));
+                if (rc == 0) rc = csb_add_inet_socket_denials(ctx);
+                break;
+            }
+            // fall through: AF_UNIX only
         case CSB_KIND_UNIX:
             rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
             if (rc == 0)
@@ -318,8 +350,12 @@ out:
 // C because libseccomp is C (see the file comment).
 int csb_seccomp_compile(int profile, int stage, void **out_filter, size_t *out_len) {
     if (!out_filter || !out_len) return -EINVAL;
+    int inet = (stage & CSB_FILTER_INET) != 0;
+    stage &= ~CSB_FILTER_INET;
     if (profile < CSB_PROFILE_READ || profile > CSB_PROFILE_EXEC) return -EINVAL;
     if (stage != CSB_FILTER_BASE && stage != CSB_FILTER_TIER) return -EINVAL;
+    // Only a program-running profile hosts an upstream server, the only worker with a grant.
+    if (inet && profile != CSB_PROFILE_EXEC) return -EINVAL;
 
     scmp_filter_ctx ctx =
         seccomp_init(stage == CSB_FILTER_BASE ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(ENOSYS));
@@ -335,7 +371,7 @@ int csb_seccomp_compile(int profile, int stage, void **out_filter, size_t *out_l
     if (stage == CSB_FILTER_BASE) {
         rc = csb_add_deny_table(ctx, csb_base_deny, CSB_COUNT(csb_base_deny), 0);
         if (rc < 0) goto out;
-        if ((rc = csb_add_base_conditionals(ctx)) < 0) goto out;
+        if ((rc = csb_add_base_conditionals(ctx, inet)) < 0) goto out;
     } else {
         // When both filters refuse a call, the kernel reports the errno of the newest filter; the
         // BASE list is repeated here so a worker sees the same EPERM (not ENOSYS) for ptrace &c.
@@ -351,12 +387,12 @@ int csb_seccomp_compile(int profile, int stage, void **out_filter, size_t *out_l
                                       SCMP_A0(SCMP_CMP_NE, AF_UNIX));
             if (rc < 0) goto out;
         }
-        if ((rc = csb_add_allow_table(ctx, csb_tier_read, CSB_COUNT(csb_tier_read))) < 0) goto out;
+        if ((rc = csb_add_allow_table(ctx, csb_tier_read, CSB_COUNT(csb_tier_read), 0)) < 0) goto out;
         if (profile >= CSB_PROFILE_WRITE &&
-            (rc = csb_add_allow_table(ctx, csb_tier_write, CSB_COUNT(csb_tier_write))) < 0)
+            (rc = csb_add_allow_table(ctx, csb_tier_write, CSB_COUNT(csb_tier_write), 0)) < 0)
             goto out;
         if (profile == CSB_PROFILE_EXEC) {
-            if ((rc = csb_add_allow_table(ctx, csb_tier_exec, CSB_COUNT(csb_tier_exec))) < 0)
+            if ((rc = csb_add_allow_table(ctx, csb_tier_exec, CSB_COUNT(csb_tier_exec), inet)) < 0)
                 goto out;
             // clone3 is left to the default action, ENOSYS (libseccomp refuses a rule equal to the
             // default): glibc then falls back to clone, whose flags the filter can inspect.

@@ -6,10 +6,10 @@
 // syscalls on that prepared context and its own stack.
 //
 // Child order (nsjail containProc, bubblewrap): uid/gid maps (unprivileged runner) -> hostname ->
-// private mounts -> tmpfs root with binds, /dev, /proc (masked), /tmp, symlinks -> pivot_root ->
-// tenant ids and user namespace (root runner) -> rlimits -> PDEATHSIG and
-// parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS -> Landlock -> seccomp ->
-// execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
+// egress listener (network grants only) -> private mounts -> tmpfs root with binds, /dev, /proc
+// (masked), /tmp, symlinks -> pivot_root -> tenant ids and user namespace (root runner) -> rlimits
+// -> PDEATHSIG and parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS ->
+// Landlock -> seccomp -> execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
 // EOF on the pipe tells the parent that execve succeeded.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -25,6 +25,8 @@
 #include <sched.h>
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -32,10 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/capability.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -73,6 +77,7 @@
 #define CSB_LL_SCOPE_ABSTRACT_UNIX (1ULL << 0) // ABI 6
 #define CSB_LL_SCOPE_SIGNAL (1ULL << 1)
 #define CSB_LL_RULE_PATH_BENEATH 1
+#define CSB_LL_RULE_NET_PORT 2 // ABI 4
 #define CSB_LL_CREATE_RULESET_VERSION (1U << 0)
 
 // Rights that make sense on a non-directory; the kernel refuses others in a rule for a file.
@@ -90,6 +95,11 @@ struct csb_ll_path_beneath {
     uint64_t allowed_access;
     int32_t parent_fd;
 } __attribute__((packed));
+
+struct csb_ll_net_port {
+    uint64_t allowed_access;
+    uint64_t port;
+};
 
 // ---- What the parent prepares ------------------------------------------------------------------
 
@@ -110,6 +120,7 @@ struct csb_ctx {
     char **links; // "/newroot" + linkpath
     int *fd_tmp;  // scratch for the descriptor shuffle (child_fd_count)
     int err_fd;   // write end of the error pipe
+    int egress_fd; // the child's end of the socketpair the egress listener is sent over; -1: none
     int last_cap;
     struct csb_ll_ruleset_attr ll_attr; // handled rights; all zero = no Landlock on this kernel
     int ll_abi;                         // > 0, or -errno from the probe
@@ -378,11 +389,65 @@ static int csb_apply_landlock(const struct csb_ctx *c) {
     for (int i = 0; i < s->landlock_rule_count && rc == 0; i++)
         rc = csb_ll_add(rs, s->landlock_rules[i].path, s->landlock_rules[i].access, handled);
     if (rc == 0) rc = csb_ll_add(rs, s->exec_target, CSB_LL_READ | CSB_LL_EXECUTE, handled);
+    // A network grant: TCP connect to the egress proxy's port only (bind stays refused). In the
+    // worker's network namespace that port on 127.0.0.1 is the runner's listener.
+    if (rc == 0 && s->egress_port > 0 && (c->ll_attr.handled_access_net & CSB_LL_NET_CONNECT_TCP)) {
+        struct csb_ll_net_port np = {.allowed_access = CSB_LL_NET_CONNECT_TCP, .port = (uint64_t)s->egress_port};
+        rc = (int)syscall(SYS_landlock_add_rule, rs, CSB_LL_RULE_NET_PORT, &np, 0);
+    }
     if (rc == 0) rc = (int)syscall(SYS_landlock_restrict_self, rs, 0);
     int err = errno;
     close(rs);
     errno = err;
     return rc;
+}
+
+// A network grant: the child owns its new network namespace (through its user namespace, or as
+// root of the initial one before it becomes the tenant's ids), so it brings `lo` up and listens
+// on 127.0.0.1:egress_port there, then hands the listening socket to the runner over a socketpair
+// made before clone (SCM_RIGHTS; the child shares the runner's memory but not its descriptor
+// table) and closes its own copy: the worker never holds it, and nothing in this namespace can
+// reach past it. The runner's egress proxy accepts on it and decides every connection.
+static void csb_setup_egress(const struct csb_ctx *c) {
+    const struct csb_spawn_spec *s = c->spec;
+    int ctl = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    CSB_TRY(c, ctl, CSB_STAGE_EGRESS);
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    CSB_TRY(c, ioctl(ctl, SIOCGIFFLAGS, &ifr), CSB_STAGE_EGRESS);
+    ifr.ifr_flags |= IFF_UP;
+    CSB_TRY(c, ioctl(ctl, SIOCSIFFLAGS, &ifr), CSB_STAGE_EGRESS);
+    close(ctl);
+    int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    CSB_TRY(c, listener, CSB_STAGE_EGRESS);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)s->egress_port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CSB_TRY(c, bind(listener, (struct sockaddr *)&addr, sizeof addr), CSB_STAGE_EGRESS);
+    CSB_TRY(c, listen(listener, 64), CSB_STAGE_EGRESS);
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &listener, sizeof(int));
+    ssize_t sent;
+    do sent = sendmsg(c->egress_fd, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    CSB_TRY(c, sent, CSB_STAGE_EGRESS);
+    close(listener);
+    close(c->egress_fd);
 }
 
 static void csb_setup_fds(struct csb_ctx *c) {
@@ -452,6 +517,8 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
 
     if (s->hostname)
         CSB_TRY(c, sethostname(s->hostname, strlen(s->hostname)), CSB_STAGE_HOSTNAME);
+
+    if (s->egress_port > 0) csb_setup_egress(c);
 
     CSB_TRY(c, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), CSB_STAGE_MOUNT_PRIVATE);
 
@@ -644,7 +711,8 @@ static int csb_ctx_prepare(struct csb_ctx *c, const struct csb_spawn_spec *s, in
     if (!s->executable || !csb_inner_path_ok(s->exec_target) || !s->argv || !s->envp ||
         !s->filter || s->filter_len == 0 || s->filter_len > BPF_MAXINSNS || s->bind_count < 0 ||
         s->symlink_count < 0 || s->directory_count < 0 || s->child_fd_count < 0 ||
-        s->landlock_rule_count < 0 || (s->bind_count && !s->binds) ||
+        s->landlock_rule_count < 0 || s->egress_port < 0 || s->egress_port > 65535 ||
+        (s->bind_count && !s->binds) ||
         (s->symlink_count && !s->symlinks) || (s->directory_count && !s->directories) ||
         (s->child_fd_count && !s->child_fds) || (s->landlock_rule_count && !s->landlock_rules))
         return CSB_STAGE_SPEC;
@@ -719,6 +787,7 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
     out->pidfd = -1;
     out->stage = CSB_STAGE_NONE;
     out->error = 0;
+    out->egress_listener = -1;
 
     struct csb_ctx c;
     int err = 0;
@@ -733,6 +802,19 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
         goto fail_prepared;
     }
     c.err_fd = pipefd[1];
+    // The egress listener comes back over this (datagrams: one message, one descriptor).
+    int egress[2] = {-1, -1};
+    c.egress_fd = -1;
+    if (spec->egress_port > 0) {
+        if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, egress) < 0) {
+            err = errno;
+            close(pipefd[0]);
+            close(pipefd[1]);
+            stage = CSB_STAGE_EGRESS;
+            goto fail_prepared;
+        }
+        c.egress_fd = egress[1];
+    }
 
     // Block every signal so none of the runner's handlers can run in the child before it has
     // reset them; the parent thread restores its mask right after.
@@ -752,6 +834,7 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         close(pipefd[0]);
         close(pipefd[1]);
+        if (egress[0] >= 0) close(egress[0]), close(egress[1]);
         stage = CSB_STAGE_CLONE;
         err = saved;
         goto fail_prepared;
@@ -775,9 +858,11 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
     munmap(stack, stack_size);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipefd[1]);
+    if (egress[1] >= 0) close(egress[1]);
 
     if (pid < 0) {
         close(pipefd[0]);
+        if (egress[0] >= 0) close(egress[0]);
         stage = CSB_STAGE_CLONE;
         err = clone_err;
         goto fail_prepared;
@@ -794,11 +879,36 @@ int csb_spawn(const struct csb_spawn_spec *spec, struct csb_spawn_result *out) {
     close(pipefd[0]);
     csb_ctx_free(&c);
 
+    int listener = -1;
+    if (egress[0] >= 0) {
+        // Sent before the child confined itself, so it is queued by now if it was sent at all.
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+            char buf[CMSG_SPACE(sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                           .msg_controllen = sizeof control.buf};
+        if (recvmsg(egress[0], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) == 1) {
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+            if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+                cm->cmsg_len == CMSG_LEN(sizeof(int)))
+                memcpy(&listener, CMSG_DATA(cm), sizeof(int));
+        }
+        close(egress[0]);
+        if (got == 0 && listener < 0) got = sizeof msg, msg[0] = CSB_STAGE_EGRESS, msg[1] = EPROTO;
+    }
+
     if (got == 0) { // EOF: execve succeeded
         out->pid = (pid_t)pid;
         out->pidfd = pidfd;
+        out->egress_listener = listener;
         return 0;
     }
+    if (listener >= 0) close(listener);
+    // A child that exec'ed without handing over its listener is killed before it is reaped.
+    if (msg[0] == CSB_STAGE_EGRESS && msg[1] == EPROTO) csb_pidfd_kill(pidfd);
     if (got != sizeof msg) msg[0] = CSB_STAGE_PIPE, msg[1] = EIO;
     int exited, code;
     while (csb_pidfd_reap(pidfd, 0, &exited, &code) == -EINTR) {}
@@ -841,6 +951,7 @@ static const char *const csb_stage_names[] = {
     [CSB_STAGE_SPEC] = "spec",
     [CSB_STAGE_SETUID] = "setuid",
     [CSB_STAGE_MASK_PROC] = "mask_proc",
+    [CSB_STAGE_EGRESS] = "egress",
 };
 
 // C so Swift and the C side share one table with the enum.

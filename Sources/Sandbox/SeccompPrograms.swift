@@ -9,16 +9,19 @@ public final class SeccompPrograms: Sendable {
     private struct Key: Hashable {
         var profile: SeccompProfileName
         var tier: Bool
+        var inet: Bool
     }
 
-    /// The BASE program (installed before the worker's execve) for `profile`.
-    func base(_ profile: SeccompProfileName) throws(SandboxError) -> [UInt8] {
-        try program(Key(profile: profile, tier: false))
+    /// The BASE program (installed before the worker's execve) for `profile`; `inet`: socket(2)
+    /// may also create AF_INET and AF_INET6 sockets (a worker with a network grant; exec only).
+    func base(_ profile: SeccompProfileName, inet: Bool = false) throws(SandboxError) -> [UInt8] {
+        try program(Key(profile: profile, tier: false, inet: inet))
     }
 
-    /// The TIER program (installed by the worker before it reads a request) for `profile`.
-    func tier(_ profile: SeccompProfileName) throws(SandboxError) -> [UInt8] {
-        try program(Key(profile: profile, tier: true))
+    /// The TIER program (installed by the worker before it reads a request) for `profile`; `inet`
+    /// as for ``base(_:inet:)``.
+    func tier(_ profile: SeccompProfileName, inet: Bool = false) throws(SandboxError) -> [UInt8] {
+        try program(Key(profile: profile, tier: true, inet: inet))
     }
 
     private func program(_ key: Key) throws(SandboxError) -> [UInt8] {
@@ -26,11 +29,15 @@ public final class SeccompPrograms: Sendable {
         var filter: UnsafeMutableRawPointer?
         var length = 0
         let status = csb_seccomp_compile(
-            Self.cProfile(key.profile), Int32(key.tier ? CSB_FILTER_TIER.rawValue : CSB_FILTER_BASE.rawValue),
+            Self.cProfile(key.profile),
+            Int32(key.tier ? CSB_FILTER_TIER.rawValue : CSB_FILTER_BASE.rawValue)
+                | (key.inet ? Int32(CSB_FILTER_INET.rawValue) : 0),
             &filter, &length)
         guard status == 0, let filter else {
             throw SandboxError(
-                .spawnFailed, "the \(key.profile) seccomp profile could not be compiled", stage: "seccomp",
+                .spawnFailed,
+                "the \(key.profile)\(key.inet ? " (network grant)" : "") seccomp profile could not be compiled",
+                stage: "seccomp",
                 errno: -status)
         }
         defer { free(filter) }

@@ -49,11 +49,17 @@ struct SpawnPlan: Sendable {
     var filter: [UInt8]
     /// Parent descriptors that become the child's 0, 1, 2, ... (-1: /dev/null).
     var childDescriptors: [Int32]
+    /// A network grant: the port of the egress proxy's listener on 127.0.0.1 inside the worker's
+    /// network namespace, which the child creates and hands back (0: no network at all).
+    var egressPort: Int32 = 0
 }
 
 extension SpawnPlan {
     /// Runs `csb_spawn` with C views of the plan. Blocking: call it on the spawner thread only.
-    func spawnBlocking() -> Result<(pid: pid_t, pidfd: Int32), SandboxError> {
+    ///
+    /// `egressListener` is the listening socket of a plan with an ``egressPort`` (else -1), owned
+    /// by the caller.
+    func spawnBlocking() -> Result<(pid: pid_t, pidfd: Int32, egressListener: Int32), SandboxError> {
         var arena = CStringArena()
         defer { arena.free() }
         let argvC = arena.nullTerminated(argv)
@@ -110,6 +116,7 @@ extension SpawnPlan {
                             spec.filter_len = filterBytes.count / 8
                             spec.child_fds = UnsafePointer(fds.baseAddress)
                             spec.child_fd_count = Int32(fds.count)
+                            spec.egress_port = egressPort
                             return csb_spawn(&spec, &result)
                         }
                     }
@@ -128,7 +135,7 @@ extension SpawnPlan {
                 SandboxError(
                     .spawnFailed, "the worker could not be confined", stage: stage, errno: result.error))
         }
-        return .success((result.pid, result.pidfd))
+        return .success((result.pid, result.pidfd, result.egress_listener))
     }
 }
 

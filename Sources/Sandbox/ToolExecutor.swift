@@ -106,13 +106,17 @@ public struct UpstreamCall: Sendable, Hashable {
     /// The tool's name on the server (without Leasehold's `<server>.` prefix); ``UpstreamLaunch/listTools``
     /// lists them.
     public var tool: String
+    /// The server's network grant: the only places its processes may reach, through the runner's
+    /// egress proxy (``EgressProxy``). Empty: no network at all.
+    public var network: [EgressTarget]
 
     /// Creates a call description.
-    public init(launch: UpstreamLaunch, mounts: [String], scope: Scope, tool: String) {
+    public init(launch: UpstreamLaunch, mounts: [String], scope: Scope, tool: String, network: [EgressTarget] = []) {
         self.launch = launch
         self.mounts = mounts
         self.scope = scope
         self.tool = tool
+        self.network = network
     }
 }
 

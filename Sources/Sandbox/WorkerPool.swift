@@ -153,6 +153,9 @@ public actor WorkerPool: ToolExecutor {
 
     let launch: WorkerLaunch
     let programs = SeccompPrograms()
+    /// The egress proxies of live workers with a network grant, by worker id (their counts go
+    /// into the worker's `worker.destroyed` record).
+    private var egressProxies: [String: EgressProxy] = [:]
     /// The long-lived threads that call clone: PR_SET_PDEATHSIG fires when the thread that
     /// spawned a worker exits, so these threads live as long as the runner. Two, so a call's own
     /// spawn or a second spare is not queued behind a spawn that waits on the kernel (building and
@@ -661,10 +664,11 @@ public actor WorkerPool: ToolExecutor {
 
     private func spawnConfined(id: String, binding: Binding) async -> Result<WorkerProcess, SandboxError> {
         let tier = binding.tier
+        let network = binding.upstream?.network ?? []
         let started = await Self.startProcess(
             launch: launch, programs: programs, spawnThread: spawnThread, tier: tier, root: binding.workspaceRoot,
             workspaceReadOnly: binding.workspaceReadOnly, hostIdentity: binding.hostIdentity,
-            mounts: binding.upstream?.mounts ?? [],
+            mounts: binding.upstream?.mounts ?? [], network: !network.isEmpty,
             cgroup: cgroups.map { group in
                 CgroupPlacement(
                     group: group, id: id, tenant: binding.tenantID,
@@ -688,10 +692,27 @@ public actor WorkerPool: ToolExecutor {
             _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
             close(process.pidfd)
             close(process.channel)
+            if process.egressListener >= 0 { close(process.egressListener) }
             process.cgroup?.remove()
             return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
         }
         if let cgroup = process.cgroup { worker.adopt(cgroup: cgroup) }
+        // A network grant: the proxy is its only way out, up before the server starts (in the
+        // handshake) and closed when the worker has been reaped, however it ends.
+        var egress: EgressProxy?
+        if process.egressListener >= 0, let upstream = binding.upstream {
+            do {
+                let proxy = try await EgressProxy.start(
+                    descriptor: process.egressListener, grant: network,
+                    owner: EgressProxy.Owner(server: upstream.launch.server, worker: id, tenant: binding.tenantID),
+                    group: group, logger: logger)
+                worker.whenTerminated { proxy.close() }
+                egress = proxy
+            } catch {
+                worker.destroy(.crashed)
+                return .failure(SandboxError(.spawnFailed, "the worker's egress proxy could not be started: \(error)"))
+            }
+        }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
         let hello: [UInt8]
         do {
@@ -725,6 +746,7 @@ public actor WorkerPool: ToolExecutor {
             return .failure(
                 SandboxError(.protocolViolation, "the worker ended before the handshake (\(error), \(termination))"))
         }
+        if let egress { egressProxies[id] = egress }
         return .success(worker)
     }
 
@@ -752,6 +774,8 @@ public actor WorkerPool: ToolExecutor {
         var pidfd: Int32
         var channel: Int32
         var cgroup: WorkerCgroups.Placement? = nil
+        /// The egress proxy's listening socket of a worker with a network grant (else -1).
+        var egressListener: Int32 = -1
     }
 
     /// The cgroups a new worker goes into: its tenant's, and its limits.
@@ -764,17 +788,20 @@ public actor WorkerPool: ToolExecutor {
 
     /// Confines and starts `launch.executable` (with `arguments`) for `tier` over `root`: the
     /// channel socket at fd 3, the tier's seccomp program at fd 4. Shared by the pool and by the
-    /// tests that run the syscall probe in exactly a worker's confinement.
+    /// tests that run the syscall probe in exactly a worker's confinement. `network`: the worker
+    /// of an upstream server with a network grant (exec profile only): IP sockets allowed by its
+    /// seccomp programs, Landlock connect to the egress proxy's port only, and the proxy's
+    /// listener in its network namespace handed back in ``StartedProcess/egressListener``.
     static func startProcess(
         launch: WorkerLaunch, programs: SeccompPrograms, spawnThread: NIOThreadPool, tier: WorkerTier, root: String,
-        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, mounts: [String] = [],
+        workspaceReadOnly: Bool, hostIdentity: WorkerHostIdentity? = nil, mounts: [String] = [], network: Bool = false,
         cgroup: CgroupPlacement? = nil, arguments: [String] = [], stdoutToChannel: Bool = false
     ) async -> Result<StartedProcess, SandboxError> {
         let base: [UInt8]
         let tierProgram: [UInt8]
         do {
-            base = try programs.base(tier.profile)
-            tierProgram = try programs.tier(tier.profile)
+            base = try programs.base(tier.profile, inet: network)
+            tierProgram = try programs.tier(tier.profile, inet: network)
         } catch {
             return .failure(error)
         }
@@ -794,14 +821,15 @@ public actor WorkerPool: ToolExecutor {
             filterFD: filterFD, hostIdentity: hostIdentity, mounts: mounts)
         plan.argv += arguments
         if stdoutToChannel { plan.childDescriptors[1] = pair[1] }
+        if network { plan.egressPort = Int32(EgressProxy.port) }
         let finalPlan = plan
-        let spawned: Result<(pid: pid_t, pidfd: Int32, cgroup: WorkerCgroups.Placement?), SandboxError>
+        typealias Spawned = (pid: pid_t, pidfd: Int32, cgroup: WorkerCgroups.Placement?, egressListener: Int32)
+        let spawned: Result<Spawned, SandboxError>
         do {
-            spawned = try await spawnThread.runIfActive {
-                () -> Result<(pid: pid_t, pidfd: Int32, cgroup: WorkerCgroups.Placement?), SandboxError> in
+            spawned = try await spawnThread.runIfActive { () -> Result<Spawned, SandboxError> in
                 let result = finalPlan.spawnBlocking()
                 guard case .success(let process) = result, let cgroup else {
-                    return result.map { ($0.pid, $0.pidfd, nil) }
+                    return result.map { ($0.pid, $0.pidfd, nil, $0.egressListener) }
                 }
                 // Its own cgroup before it has read anything, so before it can start a process.
                 // Here on the spawner thread, not on the pool's actor: moving a process between
@@ -818,9 +846,10 @@ public actor WorkerPool: ToolExecutor {
                     var code: Int32 = 0
                     _ = csb_pidfd_reap(process.pidfd, 0, &exited, &code)
                     close(process.pidfd)
+                    if process.egressListener >= 0 { close(process.egressListener) }
                     return .failure(error)
                 }
-                return .success((process.pid, process.pidfd, placement))
+                return .success((process.pid, process.pidfd, placement, process.egressListener))
             }
         } catch {
             spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))
@@ -831,7 +860,9 @@ public actor WorkerPool: ToolExecutor {
         switch spawned {
         case .success(let process):
             return .success(
-                StartedProcess(pid: process.pid, pidfd: process.pidfd, channel: pair[0], cgroup: process.cgroup))
+                StartedProcess(
+                    pid: process.pid, pidfd: process.pidfd, channel: pair[0], cgroup: process.cgroup,
+                    egressListener: process.egressListener))
         case .failure(let error):
             close(pair[0])
             return .failure(error)
@@ -842,6 +873,12 @@ public actor WorkerPool: ToolExecutor {
 
     private func destroy(_ id: String, reason: WorkerRetirement, detail: String? = nil) async {
         guard let entry = live.removeValue(forKey: id) else { return }
+        var detail = detail
+        if let egress = egressProxies.removeValue(forKey: id) {
+            let counts = egress.counters.snapshot
+            detail = [detail, "egress connections: \(counts.allowed) allowed, \(counts.denied) refused"]
+                .compactMap { $0 }.joined(separator: "; ")
+        }
         if let key = entry.warmKey, warm[key] == id { warm[key] = nil }
         if let key = entry.spareKey { spares.discard(id, of: key) }
         entry.worker.destroy(reason)

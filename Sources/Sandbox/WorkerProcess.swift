@@ -158,6 +158,11 @@ final class WorkerProcess: Sendable {
         (try? await terminated.futureResult.get()) ?? .exited(-1)
     }
 
+    /// Runs `body` once the worker has been reaped (what must not outlive it: its egress proxy).
+    func whenTerminated(_ body: @escaping @Sendable () -> Void) {
+        terminated.futureResult.whenComplete { _ in body() }
+    }
+
     private func reapInBackground() {
         // Make sure nothing of it survives the channel: a worker that closed its socket on purpose
         // is killed too, so its tree never outlives the runner's view of it.

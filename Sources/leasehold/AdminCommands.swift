@@ -417,6 +417,7 @@ struct ServersCommand: AsyncParsableCommand {
         for status in statuses {
             Swift.print(
                 "\(status.id): \(status.state), \(status.tools) tools, isolation \(status.isolation)"
+                    + ", network \(status.network?.joined(separator: " ") ?? "none")"
                     + (status.lastError.map { "; last error: \($0)" } ?? ""))
         }
     }

@@ -86,6 +86,79 @@ import WorkspaceRegistry
 
     /// A mount is seen by every process of the server: it may not be, hold or lie inside the
     /// state dir, a workspace base, the config, or a kernel tree.
+    @Test func aNetworkGrantNamesHostsAndPortsAndPointsTheServerAtTheProxy() throws {
+        let servers = try UpstreamServers.load(
+            configFile: try file(
+                """
+                servers:
+                  - id: fetcher
+                    command: [python3, /srv/fetch.py]
+                    env: {HTTPS_PROXY: http://elsewhere:8080, MODE: fast}
+                    network: [API.Example.com:443, "127.0.0.1:9300", "[0:0::1]:8443"]
+                  - {id: quiet, command: [x]}
+                """))
+        let fetcher = try #require(servers.first { $0.id == "fetcher" })
+        #expect(fetcher.network.map(\.description) == ["api.example.com:443", "127.0.0.1:9300", "[::1]:8443"])
+        let environment = fetcher.launchEnvironment(tenant: "acme")
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+            #expect(environment[name] == "http://127.0.0.1:3128", "\(name): \(environment[name] ?? "unset")")
+        }
+        #expect(environment["NO_PROXY"] == "" && environment["no_proxy"] == "" && environment["MODE"] == "fast")
+        // No grant: no network and no proxy variables.
+        let quiet = try #require(servers.first { $0.id == "quiet" })
+        #expect(quiet.network.isEmpty)
+        #expect(!quiet.launchEnvironment(tenant: nil).keys.contains { $0.lowercased().hasSuffix("_proxy") })
+    }
+
+    @Test func badNetworkGrantsAreRefusedWithTheirLines() throws {
+        let path = try file(
+            """
+            servers:
+              - id: a
+                command: [x]
+                network:
+                  - api.example.com
+                  - "*.example.com:443"
+                  - "bad_host!:80"
+                  - "api.example.com:0"
+                  - "api.example.com:65536"
+                  - "::1:443"
+                  - "[::g]:443"
+                  - "300.1.1.1:80"
+                  - "api.example.com:443"
+                  - "API.example.com:443"
+                  - "http://api.example.com:443"
+              - {id: b, command: [x], network: []}
+              - {id: c, command: [x], network: api.example.com:443}
+              - {id: web, transport: http, url: "http://127.0.0.1:9/mcp", network: ["127.0.0.1:9"]}
+            """)
+        do {
+            _ = try UpstreamServers.load(configFile: path)
+            Issue.record("bad network grants were accepted")
+        } catch {
+            let messages = error.diagnostics.map(\.description)
+            for (line, expected) in [
+                (5, "api.example.com: a port is required"),
+                (6, "wildcards are not allowed"),
+                (7, "bad_host! is not a host name"),
+                (8, "port must be a number from 1 to 65535"),
+                (9, "port must be a number from 1 to 65535"),
+                (10, "an IPv6 address goes in brackets"),
+                (11, "::g is not an IPv6 address"),
+                (12, "300.1.1.1 is not a dotted IPv4 address"),
+                (14, "network names api.example.com:443 twice"),
+                (15, "without a scheme, user or path"),
+                (16, "network must name at least one host:port"),
+                (17, "network must be a list"),
+                (18, "network is for transport stdio"),
+            ] {
+                #expect(
+                    messages.contains { $0.contains(":\(line):") && $0.contains(expected) },
+                    "missing line \(line): \(expected): \(messages)")
+            }
+        }
+    }
+
     @Test func mountsNeverShowTheRunnersFilesOrTenantsWorkspaces() throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("mounts-\(UUID().uuidString)").path
         let state = root + "/state"

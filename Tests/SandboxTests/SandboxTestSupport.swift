@@ -99,15 +99,21 @@ enum SandboxFixture {
 
     /// Runs `arguments` of `executable` in exactly a worker's confinement for `tier`, with its
     /// stdout on the channel; returns what it wrote and how it ended.
+    /// `network`: as a worker of an upstream server with a network grant; `listener` sees the
+    /// egress listener it hands back (the runner's end; closed after the run).
     static func runConfined(
-        _ executable: String, tier: WorkerTier, root: String, arguments: [String]
+        _ executable: String, tier: WorkerTier, root: String, arguments: [String], network: Bool = false,
+        listener: (Int32) -> Void = { _ in }
     ) async throws -> (output: String, exited: Int32, signal: Int32) {
         let launch = try launch(executable: executable)
         giveToWorkers(root)
         let started = await WorkerPool.startProcess(
             launch: launch, programs: SeccompPrograms(), spawnThread: spawnThread, tier: tier, root: root,
-            workspaceReadOnly: false, hostIdentity: hostIdentity, arguments: arguments, stdoutToChannel: true)
+            workspaceReadOnly: false, hostIdentity: hostIdentity, network: network, arguments: arguments,
+            stdoutToChannel: true)
         let process = try started.get()
+        listener(process.egressListener)
+        defer { if process.egressListener >= 0 { close(process.egressListener) } }
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {

@@ -23,12 +23,14 @@ import Testing
     /// What a filter (or the capability drop) answers when it refuses.
     static let refusals: Set<Int32> = [EPERM, ENOSYS, EAFNOSUPPORT, EACCES]
 
-    static func probe(_ profile: SeccompProfileName, _ names: [String]) async throws -> [String: Int32] {
+    static func probe(
+        _ profile: SeccompProfileName, _ names: [String], network: Bool = false, listener: (Int32) -> Void = { _ in }
+    ) async throws -> [String: Int32] {
         let probe = try SandboxFixture.probe.get()
         let root = try SandboxFixture.temporaryDirectory("probe-ws")
         let run = try await SandboxFixture.runConfined(
             probe, tier: SandboxFixture.tier(profile), root: root,
-            arguments: ["--install-filter-fd", "4"] + names)
+            arguments: ["--install-filter-fd", "4"] + names, network: network, listener: listener)
         var results: [String: Int32] = [:]
         for line in run.output.split(separator: "\n") {
             let parts = line.split(separator: " ")
@@ -68,6 +70,42 @@ import Testing
         for name in ["execve", "fork", "vfork", "clone"] {
             #expect(Self.refusals.contains(results[name] ?? 0), "\(profile): \(name) answered \(results[name] ?? 0)")
         }
+    }
+
+    /// A network grant adds IP sockets and a connection to the egress proxy's port, nothing else:
+    /// every other family, any other port and any bind stay refused, and the listener the runner
+    /// gets back listens on 127.0.0.1:3128 of the worker's own namespace.
+    @Test func aNetworkGrantAddsIPSocketsAndTheProxyPortOnly() async throws {
+        let denied = Self.alwaysDenied.filter { !["socket_inet", "socket_inet6"].contains($0) } + ["socket_inet_highbits"]
+        let allowed = ["socket_inet", "socket_inet6", "socket_unix", "tcp_connect_3128"]
+        let landlockNet = (KernelFeatures.current.landlockABI ?? 0) >= 4
+        var bound: (address: UInt32, port: UInt16, listening: Int32) = (0, 0, 0)
+        let results = try await Self.probe(
+            .exec, denied + allowed + ["tcp_connect_3129", "tcp_bind"], network: true,
+            listener: { fd in
+                var address = sockaddr_in()
+                var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                _ = withUnsafeMutablePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+                }
+                var listening: Int32 = 0
+                var size = socklen_t(MemoryLayout<Int32>.size)
+                _ = getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size)
+                bound = (UInt32(bigEndian: address.sin_addr.s_addr), UInt16(bigEndian: address.sin_port), listening)
+            })
+        #expect(bound.address == 0x7F00_0001 && bound.port == 3128 && bound.listening == 1, "listener: \(bound)")
+        for name in denied {
+            #expect(Self.refusals.contains(results[name] ?? 0), "granted exec: \(name) answered \(results[name] ?? 0)")
+        }
+        for name in allowed {
+            #expect(results[name] == 0, "granted exec: \(name) must work, got \(results[name] ?? -1)")
+        }
+        // Nothing listens on another port in its namespace; Landlock (ABI 4+) refuses even trying.
+        #expect(results["tcp_connect_3129"] == (landlockNet ? EACCES : ECONNREFUSED))
+        if landlockNet { #expect(results["tcp_bind"] == EACCES) }
+        // Without a grant, the same exec profile has no IP sockets.
+        let plain = try await Self.probe(.exec, ["socket_inet", "socket_inet6"])
+        #expect(plain["socket_inet"] == EAFNOSUPPORT && plain["socket_inet6"] == EAFNOSUPPORT)
     }
 
     @Test func theExecTierRunsProcesses() async throws {

@@ -123,6 +123,14 @@ struct csb_spawn_spec {
     /// /dev/null there). Every other descriptor is closed in the child.
     const int *child_fds;
     int child_fd_count;
+
+    /// 0: no network at all (an empty network namespace; Landlock, where it handles TCP, allows
+    /// no bind or connect). 1-65535, for a worker whose upstream server holds a network grant: the
+    /// child brings up `lo` in its own network namespace and listens on 127.0.0.1:egress_port
+    /// there before it confines itself; the listening socket goes to the runner
+    /// (`csb_spawn_result.egress_listener`, the runner's egress proxy accepts on it) and is not
+    /// kept in the worker, and Landlock lets the worker TCP-connect to that port only (no bind).
+    int egress_port;
 };
 
 /// Failure stages, reported as {stage, errno}.
@@ -153,6 +161,7 @@ enum csb_stage {
     CSB_STAGE_SPEC = 23,
     CSB_STAGE_SETUID = 24,
     CSB_STAGE_MASK_PROC = 25,
+    CSB_STAGE_EGRESS = 26,
 };
 
 /// The stage's short name ("pivot_root", "seccomp", ...), static storage.
@@ -167,6 +176,9 @@ struct csb_spawn_result {
     /// CSB_STAGE_NONE on success; else the stage that failed, with `error` its errno.
     int stage;
     int error;
+    /// With `egress_port`: the listening TCP socket on 127.0.0.1:egress_port inside the worker's
+    /// network namespace, owned by the caller (CLOEXEC). -1 otherwise.
+    int egress_listener;
 };
 
 /// Spawns a confined worker and waits until it has exec'ed (or failed).
@@ -195,10 +207,15 @@ enum csb_profile {
 enum csb_filter_stage {
     CSB_FILTER_BASE = 0,
     CSB_FILTER_TIER = 1,
+    /// Or'ed into either stage (EXEC profile only): socket(2) may also create AF_INET and AF_INET6
+    /// sockets, for a worker whose upstream server holds a network grant (its network namespace
+    /// holds only loopback and the runner's egress proxy).
+    CSB_FILTER_INET = 1 << 4,
 };
 
 /// Compiles a profile's filter with libseccomp (binary-tree optimised) into a malloc'ed array of
-/// struct sock_filter; `*out_len` is the instruction count. Returns 0 or -errno.
+/// struct sock_filter; `*out_len` is the instruction count. `stage` is a csb_filter_stage, with
+/// CSB_FILTER_INET or'ed in for a worker with a network grant. Returns 0 or -errno.
 int csb_seccomp_compile(int profile, int stage, void **out_filter, size_t *out_len);
 
 /// Human-readable list of the syscall names a profile's TIER filter allows, for `leasehold doctor`

@@ -18,6 +18,8 @@ public final class UpstreamRegistry: Sendable {
         public var id: String
         /// `session`, `tenant` or `shared`.
         public var isolation: String
+        /// Its network grant (`host:port` each), nil when it has none.
+        public var network: [String]?
         /// Tools it reported at the last listing that joined the catalog.
         public var tools: Int
         /// `listed`, `failed` or `starting`.
@@ -28,7 +30,7 @@ public final class UpstreamRegistry: Sendable {
         public var listedAt: Date?
 
         enum CodingKeys: String, CodingKey {
-            case id, isolation, tools, state
+            case id, isolation, network, tools, state
             case lastError = "last_error"
             case listedAt = "listed_at"
         }
@@ -63,9 +65,7 @@ public final class UpstreamRegistry: Sendable {
         chmod(emptyRoot, 0o755)
         self.statuses = Mutex(
             Dictionary(
-                uniqueKeysWithValues: servers.map {
-                    ($0.id, Status(id: $0.id, isolation: $0.isolation.rawValue, tools: 0, state: "starting"))
-                }))
+                uniqueKeysWithValues: servers.map { ($0.id, Self.startingStatus($0)) }))
     }
 
     /// No servers.
@@ -102,10 +102,16 @@ public final class UpstreamRegistry: Sendable {
             for id in change.removed { statuses[id] = nil }
             for id in change.added.union(change.changed) {
                 guard let server = next[id] else { continue }
-                statuses[id] = Status(id: id, isolation: server.isolation.rawValue, tools: 0, state: "starting")
+                statuses[id] = Self.startingStatus(server)
             }
         }
         return change
+    }
+
+    private static func startingStatus(_ server: UpstreamServer) -> Status {
+        Status(
+            id: server.id, isolation: server.isolation.rawValue,
+            network: server.network.isEmpty ? nil : server.network.map(\.description), tools: 0, state: "starting")
     }
 
     /// Every server's status, by id.
@@ -139,7 +145,7 @@ public final class UpstreamRegistry: Sendable {
             }
         let call = UpstreamCall(
             launch: launch(server, tenant: server.isolation == .shared ? nil : tenant), mounts: server.mounts,
-            scope: scope, tool: String(tool.dropFirst(id.count + 1)))
+            scope: scope, tool: String(tool.dropFirst(id.count + 1)), network: server.network)
         return .stdio(call, seesWorkspace: server.workspace && server.isolation != .shared)
     }
 
@@ -172,7 +178,8 @@ public final class UpstreamRegistry: Sendable {
             hostIdentity: hostIdentity,
             upstream: UpstreamCall(
                 launch: launch(server, tenant: nil), mounts: server.mounts,
-                scope: server.isolation == .shared ? .shared : .session, tool: UpstreamLaunch.listTools))
+                scope: server.isolation == .shared ? .shared : .session, tool: UpstreamLaunch.listTools,
+                network: server.network))
         let execution = await executor.execute(invocation)
         // A shared server's listing process is the one its calls use; any other server's exists
         // only to be listed, and nothing of it outlives the listing.

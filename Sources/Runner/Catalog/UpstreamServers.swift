@@ -47,11 +47,29 @@ public struct UpstreamServer: Sendable, Hashable {
     public var workspace: Bool
     /// The operator's statement that one process may serve every tenant.
     public var multiTenant: Bool
+    /// The only places its processes may reach, each `host:port`, through the runner's egress
+    /// proxy (stdio servers only). Empty: no network at all.
+    public var network: [EgressTarget] = []
+
+    /// The proxy variables a process with a network grant gets: every common spelling names the
+    /// runner's egress proxy, and nothing bypasses it.
+    static let proxyEnvironment: [String: String] = {
+        var variables: [String: String] = [:]
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+            variables[name] = EgressTarget.proxyURL
+            variables[name.lowercased()] = EgressTarget.proxyURL
+        }
+        variables["NO_PROXY"] = ""
+        variables["no_proxy"] = ""
+        return variables
+    }()
 
     /// The environment a process gets for `tenant` (nil: a shared or catalog process).
     func launchEnvironment(tenant: String?) -> [String: String] {
         var environment = ["PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8"]
         environment.merge(self.environment) { _, configured in configured }
+        // After the operator's env: with a grant, the proxy is the one way out whatever env says.
+        if !network.isEmpty { environment.merge(Self.proxyEnvironment) { _, proxy in proxy } }
         environment["LEASEHOLD_SERVER"] = id
         if workspace { environment["LEASEHOLD_WORKSPACE"] = WorkerProtocol.workspacePath }
         if let tenant { environment["LEASEHOLD_TENANT"] = tenant }
@@ -65,6 +83,7 @@ public enum UpstreamServers {
     static let reserved: Set<String> = ["system", "repo", "shell"]
     static let keys = [
         "id", "transport", "command", "mounts", "env", "isolation", "tier", "workspace", "multi_tenant", "url", "headers",
+        "network",
     ]
 
     /// The servers of `file` (none when it has no `servers:` key).
@@ -118,6 +137,11 @@ extension PolicyYAMLReader {
     ) -> UpstreamServer? {
         for key in ["command", "mounts", "env", "workspace"] where f[key] != nil {
             error(file, f[key], "\(what): \(key) is for transport stdio (Leasehold does not run an http server)")
+        }
+        if f["network"] != nil {
+            error(
+                file, f["network"],
+                "\(what): network is for transport stdio (an http server runs elsewhere; the runner reaches its url itself)")
         }
         if let isolation = f["isolation"], isolation.scalar?.string != "shared" {
             error(file, isolation, "\(what): an http server is one deployment every tenant shares: isolation shared")
@@ -240,9 +264,37 @@ extension PolicyYAMLReader {
         if isolation == .shared, workspace == true {
             error(file, f["workspace"], "\(what): a shared server cannot mount a tenant's workspace")
         }
+        let network = network(f["network"], file: file, what: what)
         guard diagnostics.count == before, let id, let isolation, let workspace, let multiTenant else { return nil }
-        return UpstreamServer(
+        var server = UpstreamServer(
             id: id, command: command, mounts: mounts, environment: environment, isolation: isolation, tier: tier,
             workspace: workspace, multiTenant: multiTenant)
+        server.network = network
+        return server
+    }
+
+    /// `network: [host:port, ...]`: each a DNS name or an IP literal (IPv6 in brackets) and a port;
+    /// no wildcards. Absent: no network.
+    fileprivate mutating func network(_ node: Node?, file: String, what: String) -> [EgressTarget] {
+        guard let node else { return [] }
+        guard let items = list(node, file: file, what: "\(what): network") else { return [] }
+        if items.isEmpty {
+            error(file, node, "\(what): network must name at least one host:port (leave it out for no network)")
+        }
+        var targets: [EgressTarget] = []
+        for item in items {
+            guard let text = string(item, file: file, what: "\(what): network") else { continue }
+            do {
+                let target = try EgressTarget(parsing: text)
+                if targets.contains(target) {
+                    error(file, item, "\(what): network names \(target) twice")
+                    continue
+                }
+                targets.append(target)
+            } catch {
+                self.error(file, item, "\(what): network \(error.reason)")
+            }
+        }
+        return targets
     }
 }

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -146,13 +147,34 @@ static int try_one(const char *name) {
         else if (!strcmp(fam, "packet")) domain = AF_PACKET, type = SOCK_RAW;
         else if (!strcmp(fam, "vsock")) domain = AF_VSOCK;
         else if (!strcmp(fam, "alg")) domain = AF_ALG, type = SOCK_SEQPACKET;
-        else if (!strcmp(fam, "unix_highbits")) {
-            rc = syscall(SYS_socket, 0x100000000UL | AF_UNIX, SOCK_STREAM, 0);
+        else if (!strcmp(fam, "unix_highbits") || !strcmp(fam, "inet_highbits")) {
+            long family = fam[0] == 'u' ? AF_UNIX : AF_INET;
+            rc = syscall(SYS_socket, 0x100000000UL | family, SOCK_STREAM, 0);
             close_if_fd(rc);
             goto done;
         } else return -1;
         rc = syscall(SYS_socket, domain, type, proto);
         close_if_fd(rc);
+    } else if (!strncmp(name, "tcp_connect_", 12) || !strcmp(name, "tcp_bind")) {
+        // TCP to 127.0.0.1:<port> of this network namespace (a granted worker's: the proxy port
+        // is the only one Landlock lets it connect to), or a bind of any port.
+        rc = syscall(SYS_socket, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (rc >= 0) {
+            int fd = (int)rc;
+            struct sockaddr_in addr;
+            memset(&addr, 0, sizeof addr);
+            addr.sin_family = AF_INET;
+            addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (name[4] == 'c') {
+                addr.sin_port = htons((uint16_t)atoi(name + 12));
+                rc = connect(fd, (struct sockaddr *)&addr, sizeof addr);
+            } else {
+                rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+            }
+            int saved = errno;
+            close(fd);
+            errno = saved;
+        }
     } else if (!strcmp(name, "socketpair_inet")) {
         int sv[2];
         rc = syscall(SYS_socketpair, AF_INET, SOCK_STREAM, 0, sv);
