@@ -233,3 +233,22 @@ def test_error_body_shape(lh: Leasehold, session_id: str) -> None:
     error = _refused("invalid_grant", lambda: lh.oauth.exchange(TRUSTED.token(aud="x"), session_id))
     assert isinstance(error.body, dict) and set(error.body) >= {"error"}
     assert error.description is None or isinstance(error.description, str)
+
+
+# The test's own issuer (runs without the endpoint) --------------------------------------------------
+
+
+def test_issuer_tokens_verify_against_the_jwks_file_contents() -> None:
+    """What the runner is configured with verifies what the tests send (so a refusal above is the
+    runner's decision, not a broken fixture)."""
+    keys = jwt.PyJWKSet.from_dict({"keys": [TRUSTED.jwk()]})
+    token = TRUSTED.token()
+    assert jwt.get_unverified_header(token)["kid"] == KID
+    claims = jwt.decode(token, keys[KID].key, algorithms=["ES256"], audience=AUDIENCE, issuer=ISSUER)
+    assert claims["tenant_id"] == "acme" and claims["sub"]
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(Issuer(kid=KID).token(), keys[KID].key, algorithms=["ES256"], audience=AUDIENCE)
+    with pytest.raises(jwt.ExpiredSignatureError):
+        now = int(time.time())
+        jwt.decode(TRUSTED.token(iat=now - 3600, nbf=now - 3600, exp=now - 1800), keys[KID].key,
+                   algorithms=["ES256"], audience=AUDIENCE)
