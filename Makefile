@@ -3,7 +3,7 @@ SWIFT ?= swift
 STATE_DIR ?= ./.leasehold
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 bench build clean
+.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client bench build clean
 
 build:
 	scripts/bootstrap.sh
@@ -25,11 +25,12 @@ run: build
 	  "    tier: upstream" > $(DEMO_CONFIG)
 	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies --config $(DEMO_CONFIG)
 
-## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), and a benchmark smoke run.
+## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), the Python
+## client package, and a benchmark smoke run.
 test:
 	scripts/bootstrap.sh --python
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2
+	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client
 	Benchmarks/run.sh --smoke
 
 test-swift:
@@ -41,6 +42,11 @@ test-nonroot:
 
 test-interop:
 	.venv/bin/pytest Tests/Interop -q -rsx
+
+## The Python client package (clients/python) against the real binary; its token-exchange tests alone:
+## .venv/bin/pytest clients/python/tests/test_token_exchange.py
+test-client:
+	.venv/bin/pytest clients/python/tests -q -rsx
 
 ## The black-box attack suites again with an unprivileged runner.
 test-interop-nonroot:

@@ -41,4 +41,6 @@ if [ "${1:-}" = "--python" ]; then
         python3 -m venv .venv
     fi
     .venv/bin/pip install -q --disable-pip-version-check -r Tests/Interop/requirements.txt
+    # The Python client package with its MCP helper and test extras (make test-client).
+    .venv/bin/pip install -q --disable-pip-version-check "./clients/python[mcp,test]"
 fi

@@ -595,7 +595,7 @@ public struct AdminService: Sendable {
 
     // MARK: Approvals
 
-    /// Approvals the principal may see, oldest first.
+    /// Approvals the principal may see, newest first, at most `limit` (1-1000).
     public func approvals(
         sessionID: String?, status: String?, tenantID: String?, limit: Int = 100, by principal: Principal
     ) async throws(APIError) -> [Approval] {

@@ -420,9 +420,12 @@ public final class SQLiteStore: LeaseholdStore {
             clauses.append("status = ?")
             arguments.append(status.rawValue)
         }
+        arguments.append(min(max(limit, 1), 1000))
         return try await fetchApprovals(
-            sql:
-                "SELECT body FROM approvals WHERE \(clauses.joined(separator: " AND ")) ORDER BY created_at, id LIMIT 1000",
+            sql: """
+                SELECT body FROM approvals WHERE \(clauses.joined(separator: " AND "))
+                ORDER BY created_at DESC, id DESC LIMIT ?
+                """,
             arguments: StatementArguments(arguments))
     }
 
