@@ -3,10 +3,6 @@
 An orchestrator trades a JWT from an issuer the runner trusts (`oauth.issuers` in leasehold.yaml),
 or a tenant admin key, for a claim of one session (`scope=session:<id>`). Run alone with
 `.venv/bin/pytest clients/python/tests/test_token_exchange.py`.
-
-The runner side of this endpoint lands separately: against a binary that does not serve
-`/.well-known/oauth-authorization-server` yet, every test here is skipped with that reason, unless
-LEASEHOLD_REQUIRE_TOKEN_EXCHANGE=1 makes that a failure.
 """
 
 from __future__ import annotations
@@ -77,9 +73,6 @@ def exchange_runner(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fi
     oauth = {"issuers": [{"issuer": ISSUER, "jwks_file": str(jwks), "audience": AUDIENCE, "tenant_claim": "tenant_id"}]}
     started = start_runner(directory, extra_config={"oauth": oauth})
     try:
-        probe = httpx.get(started.base_url + "/.well-known/oauth-authorization-server", timeout=10)
-        if probe.status_code == 404 and os.environ.get("LEASEHOLD_REQUIRE_TOKEN_EXCHANGE") != "1":
-            pytest.skip("this leasehold binary does not serve the token exchange yet (no /.well-known/oauth-authorization-server)")
         yield started
     finally:
         started.server.stop()
