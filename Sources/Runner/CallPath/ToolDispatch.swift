@@ -193,7 +193,7 @@ struct ToolDispatch: Sendable {
                 server: server, tool: String(call.tool.dropFirst(server.count + 1)), arguments: call.arguments,
                 session: context.session)
             let result = try await client.call(
-                params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536)
+                params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536, progress: nil)
             return ToolExecution(outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
         } catch let failure as UpstreamFailure {
             let outcome: ToolOutcome =
