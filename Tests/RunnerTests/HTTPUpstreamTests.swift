@@ -52,7 +52,9 @@ import Testing
                 let method = object["method"] as? String, let id = object["id"] as? Int
             else { return Response(status: .accepted) }
             if method == "initialize" {
-                return Self.json(#"{"jsonrpc":"2.0","id":\#(id),"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"}}}"#, session: "s-1")
+                return Self.json(
+                    #"{"jsonrpc":"2.0","id":\#(id),"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"1"}}}"#,
+                    session: "s-1")
             }
             return try await call(id, text)
         }
@@ -69,7 +71,9 @@ import Testing
             group.addTask { try await app.run() }
             var iterator = ports.makeAsyncIterator()
             let bound = try #require(await iterator.next())
-            var server = UpstreamServer(id: "fake", command: [], mounts: [], environment: [:], isolation: .shared, tier: nil, workspace: false, multiTenant: true)
+            var server = UpstreamServer(
+                id: "fake", command: [], mounts: [], environment: [:], isolation: .shared, tier: nil, workspace: false,
+                multiTenant: true)
             server.transport = .http
             server.url = URL(string: "http://127.0.0.1:\(bound)/mcp")
             let upstream = HTTPUpstream(server: server, http: http)
@@ -119,8 +123,10 @@ import Testing
         }) { upstream, _ in
             let seen = Mutex<[String]>([])
             let result = try await upstream.call(
-                params: Array(#"{"name":"slow","arguments":{},"_meta":{"progressToken":"t-1"}}"#.utf8), timeout: .seconds(20),
-                cap: 1 << 20, progress: { params in seen.withLock { $0.append(String(decoding: params, as: UTF8.self)) } })
+                params: Array(#"{"name":"slow","arguments":{},"_meta":{"progressToken":"t-1"}}"#.utf8),
+                timeout: .seconds(20),
+                cap: 1 << 20,
+                progress: { params in seen.withLock { $0.append(String(decoding: params, as: UTF8.self)) } })
             #expect(String(decoding: result, as: UTF8.self) == #"{"content":[],"done":true}"#)
             #expect(
                 seen.withLock { $0 } == [1, 2, 3].map { #"{"progressToken":"t-1","progress":\#($0)}"# })
@@ -155,7 +161,8 @@ import Testing
                 // The listener sends what calls leave behind; this server offers no GET stream.
                 let streams = Mutex<[HTTPUpstream.StreamState]>([])
                 group.addTask {
-                    await upstream.listen(onToolsChanged: { _ in }, onStream: { s in streams.withLock { $0.append(s) } })
+                    await upstream.listen(
+                        onToolsChanged: { _ in }, onStream: { s in streams.withLock { $0.append(s) } })
                 }
                 let (progressed, progress) = AsyncStream<Void>.makeStream()
                 let call = Task {
@@ -176,7 +183,9 @@ import Testing
                 let id = try #require(
                     (try JSONSerialization.jsonObject(with: Data(call2.utf8)) as? [String: Any])?["id"] as? Int)
                 #expect(
-                    notification == #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":\#(id),"reason":"cancelled by the client"}}"#)
+                    notification
+                        == #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":\#(id),"reason":"cancelled by the client"}}"#
+                )
                 #expect(streams.withLock { $0 } == [.notOffered])
                 upstream.stop()
                 releasing.finish()
@@ -206,11 +215,45 @@ import Testing
                 var iterator = changes.makeAsyncIterator()
                 #expect(await iterator.next() == "fake")
                 let answer = try #require(await received.first(containing: #""id":"r-1""#))
-                #expect(answer == #"{"jsonrpc":"2.0","id":"r-1","error":{"code":-32601,"message":"Leasehold does not offer this to upstream servers"}}"#)
+                #expect(
+                    answer
+                        == #"{"jsonrpc":"2.0","id":"r-1","error":{"code":-32601,"message":"Leasehold does not offer this to upstream servers"}}"#
+                )
                 upstream.stop()
                 releasing.finish()
                 try await group.waitForAll()
             }
+        }
+    }
+
+    @Test func aReloadThatChangesTheServerStopsTheOldClientsStream() async throws {
+        let (release, releasing) = AsyncStream<Void>.makeStream()
+        let (gets, got) = AsyncStream<Void>.makeStream()
+        try await withServer(
+            call: { id, _ in Self.json(#"{"jsonrpc":"2.0","id":\#(id),"result":{"tools":[]}}"#) },
+            get: {
+                got.yield()
+                return Self.events([], thenWait: release)
+            }
+        ) { upstream, _ in
+            let root = FileManager.default.temporaryDirectory.appendingPathComponent("empty-\(UUID().uuidString)").path
+            let registry = try UpstreamRegistry(servers: [upstream.server], emptyRoot: root, identity: nil)
+            var clients = registry.clientsToListen.makeAsyncIterator()
+            let old = try #require(await clients.next())
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await old.listen(onToolsChanged: { _ in }, onStream: { _ in }) }
+                var opened = gets.makeAsyncIterator()
+                _ = await opened.next()
+                var changed = upstream.server
+                changed.headers = ["X-Changed": "1"]
+                #expect(registry.replace(with: [changed]).changed == ["fake"])
+                let new = try #require(await clients.next())
+                #expect(new !== old && registry.httpClients["fake"] === new)
+                // The old client's listener ends (its GET stream with it); the test would hang otherwise.
+                try await group.waitForAll()
+            }
+            await registry.shutdown()
+            releasing.finish()
         }
     }
 }

@@ -22,7 +22,9 @@ import Testing
         // Every cut of the stream into two chunks, and one byte at a time.
         for cut in 0...stream.utf8.count {
             let bytes = Array(stream.utf8)
-            let parts = [String(decoding: bytes[..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self)]
+            let parts = [
+                String(decoding: bytes[..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self),
+            ]
             #expect(try events(parts) == [#"{"a":1}"#, #"{"b":2}"#], "cut at \(cut)")
         }
         #expect(try events(stream.map { String($0) }) == [#"{"a":1}"#, #"{"b":2}"#])

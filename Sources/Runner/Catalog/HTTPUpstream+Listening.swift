@@ -148,7 +148,8 @@ extension HTTPUpstream {
             (response.headers.first(name: "Content-Type") ?? "").lowercased().hasPrefix("text/event-stream")
         else {
             return .dropped(
-                why: "the server answered GET with HTTP \(response.status.code) \(response.headers.first(name: "Content-Type") ?? "")",
+                why:
+                    "the server answered GET with HTTP \(response.status.code) \(response.headers.first(name: "Content-Type") ?? "")",
                 healthy: false, wasOpen: false)
         }
         onStream(.open)
@@ -172,11 +173,13 @@ extension HTTPUpstream {
             }
         } catch {
             return .dropped(
-                why: "the stream broke: \(error)", healthy: delivered || ContinuousClock.now - opened >= Self.healthyStream,
+                why: "the stream broke: \(error)",
+                healthy: delivered || ContinuousClock.now - opened >= Self.healthyStream,
                 wasOpen: true)
         }
         return .dropped(
-            why: "the server closed the stream", healthy: delivered || ContinuousClock.now - opened >= Self.healthyStream,
+            why: "the server closed the stream",
+            healthy: delivered || ContinuousClock.now - opened >= Self.healthyStream,
             wasOpen: true)
     }
 

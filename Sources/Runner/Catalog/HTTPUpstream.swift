@@ -61,13 +61,15 @@ actor HTTPUpstream {
             guard let object = try? JSONSerialization.jsonObject(with: Data(result)) as? [String: Any],
                 let page = object["tools"] as? [Any]
             else {
-                throw UpstreamFailure(code: "upstream_protocol", message: "server \(server.id) answered tools/list without a tools array")
+                throw UpstreamFailure(
+                    code: "upstream_protocol", message: "server \(server.id) answered tools/list without a tools array")
             }
             tools += page
             guard let next = object["nextCursor"] as? String else { return Self.json(tools) }
             cursor = next
         }
-        throw UpstreamFailure(code: "upstream_protocol", message: "server \(server.id) listed more than 1000 pages of tools")
+        throw UpstreamFailure(
+            code: "upstream_protocol", message: "server \(server.id) listed more than 1000 pages of tools")
     }
 
     /// A `tools/call` with the whole params (name, arguments, `_meta`); the server's result object.
@@ -85,7 +87,9 @@ actor HTTPUpstream {
     func call(params: [UInt8], timeout: Duration, cap: Int, progress: (@Sendable ([UInt8]) -> Void)?)
         async throws(UpstreamFailure) -> [UInt8]
     {
-        let relay = progress.flatMap { sink in Self.progressToken(in: params).map { ProgressRelay(token: $0, sink: sink) } }
+        let relay = progress.flatMap { sink in
+            Self.progressToken(in: params).map { ProgressRelay(token: $0, sink: sink) }
+        }
         return try await request(
             "tools/call", params: params, deadline: ContinuousClock.now + timeout, cap: cap, progress: relay)
     }
@@ -158,11 +162,13 @@ actor HTTPUpstream {
         let id = nextID
         nextID += 1
         let body =
-            Array(#"{"jsonrpc":"2.0","id":\#(id),"method":"#.utf8) + Self.json(method) + Array(#","params":"#.utf8) + params
+            Array(#"{"jsonrpc":"2.0","id":\#(id),"method":"#.utf8) + Self.json(method) + Array(#","params":"#.utf8)
+            + params
             + [UInt8(ascii: "}")]
         let session = sessionID
         do {
-            return try await Self.within(deadline, server: server.id, method: method) { () async throws(UpstreamFailure) in
+            return try await Self.within(deadline, server: server.id, method: method) {
+                () async throws(UpstreamFailure) in
                 try await self.read(id: id, method: method, body: body, session: session, cap: cap, progress: progress)
             }
         } catch let failure where failure.code == "cancelled" || failure.code == "upstream_timeout" {
@@ -190,7 +196,10 @@ actor HTTPUpstream {
             }
             group.addTask {
                 do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
-                return .failure(UpstreamFailure(code: "upstream_timeout", message: "server \(server) did not answer \(method) in time; the request was cancelled"))
+                return .failure(
+                    UpstreamFailure(
+                        code: "upstream_timeout",
+                        message: "server \(server) did not answer \(method) in time; the request was cancelled"))
             }
             var first: Result<T, UpstreamFailure>?
             while let next = await group.next() {
@@ -204,7 +213,8 @@ actor HTTPUpstream {
         }
         if case .success(let value)? = outcome { return value }
         if Task.isCancelled {
-            throw UpstreamFailure(code: "cancelled", message: "the call of server \(server) was cancelled by the client")
+            throw UpstreamFailure(
+                code: "cancelled", message: "the call of server \(server) was cancelled by the client")
         }
         if case .failure(let failure)? = outcome { throw failure }
         throw UpstreamFailure(code: "cancelled", message: "the call of server \(server) was cancelled by the client")
@@ -220,7 +230,8 @@ actor HTTPUpstream {
         }
         guard response.status == .ok else {
             throw UpstreamFailure(
-                code: "upstream_unavailable", message: "server \(server.id) answered \(method) with HTTP \(response.status.code)")
+                code: "upstream_unavailable",
+                message: "server \(server.id) answered \(method) with HTTP \(response.status.code)")
         }
         let answered = response.headers.first(name: "Mcp-Session-Id")
         var answer = Answer(id: Array("\(id)".utf8), method: method, progress: progress)
@@ -230,7 +241,9 @@ actor HTTPUpstream {
             guard received <= cap else {
                 throw UpstreamFailure(
                     code: "limit_exceeded",
-                    message: "server \(server.id)'s answer to \(method) passed \(cap) bytes, over the tier's output limit; the rest was not read")
+                    message:
+                        "server \(server.id)'s answer to \(method) passed \(cap) bytes, over the tier's output limit; the rest was not read"
+                )
             }
         }
         if (response.headers.first(name: "Content-Type") ?? "").lowercased().hasPrefix("text/event-stream") {
@@ -242,7 +255,8 @@ actor HTTPUpstream {
                 do {
                     events = try parser.feed(chunk.readableBytesView)
                 } catch {
-                    throw UpstreamFailure(code: "limit_exceeded", message: "server \(server.id) sent an event over \(cap) bytes")
+                    throw UpstreamFailure(
+                        code: "limit_exceeded", message: "server \(server.id) sent an event over \(cap) bytes")
                 }
                 for event in events {
                     if let result = try await handle(event, answer: &answer, session: session) {
@@ -262,7 +276,8 @@ actor HTTPUpstream {
             }
             if let result = try await handle(whole, answer: &answer, session: session) { return (result, answered) }
         }
-        throw UpstreamFailure(code: "upstream_protocol", message: "server \(server.id) sent no JSON-RPC answer to \(method)")
+        throw UpstreamFailure(
+            code: "upstream_protocol", message: "server \(server.id) sent no JSON-RPC answer to \(method)")
     }
 
     /// The next chunk of a body; nil at its end. The body's end is also what a cancelled task
@@ -317,11 +332,14 @@ actor HTTPUpstream {
         if let error = Self.value(of: "error", in: message) {
             throw UpstreamFailure(
                 code: "upstream_error",
-                message: "server \(server.id) answered \(answer.method) with an error: \(String(decoding: error.prefix(500), as: UTF8.self))")
+                message:
+                    "server \(server.id) answered \(answer.method) with an error: \(String(decoding: error.prefix(500), as: UTF8.self))"
+            )
         }
         guard let result = Self.value(of: "result", in: message), result.first == UInt8(ascii: "{") else {
             throw UpstreamFailure(
-                code: "upstream_protocol", message: "server \(server.id) answered \(answer.method) without a result object")
+                code: "upstream_protocol",
+                message: "server \(server.id) answered \(answer.method) without a result object")
         }
         return Array(result)
     }
@@ -340,12 +358,15 @@ actor HTTPUpstream {
 
     /// POSTs a notification or an answer (the server acknowledges with 202), within ``notificationTimeout``.
     nonisolated func notify(_ message: [UInt8], session: String?) async throws(UpstreamFailure) {
-        try await Self.within(ContinuousClock.now + Self.notificationTimeout, server: server.id, method: "a notification") {
+        try await Self.within(
+            ContinuousClock.now + Self.notificationTimeout, server: server.id, method: "a notification"
+        ) {
             () async throws(UpstreamFailure) in
             let response = try await self.send(message, session: session, accept: "application/json, text/event-stream")
             guard response.status == .accepted || response.status == .ok else {
                 throw UpstreamFailure(
-                    code: "upstream_unavailable", message: "server \(self.server.id) answered a notification with HTTP \(response.status.code)")
+                    code: "upstream_unavailable",
+                    message: "server \(self.server.id) answered a notification with HTTP \(response.status.code)")
             }
             // Nothing is expected back; read at most a little so the connection can be reused.
             var left = 1 << 16
@@ -363,7 +384,9 @@ actor HTTPUpstream {
     nonisolated func send(_ body: [UInt8]?, session: String?, accept: String) async throws(UpstreamFailure)
         -> HTTPClientResponse
     {
-        guard let url = server.url else { throw UpstreamFailure(code: "upstream_unavailable", message: "server \(server.id) has no url") }
+        guard let url = server.url else {
+            throw UpstreamFailure(code: "upstream_unavailable", message: "server \(server.id) has no url")
+        }
         guard let client = http.client else {
             throw UpstreamFailure(code: "upstream_unavailable", message: "the runner is shutting down")
         }
@@ -395,7 +418,8 @@ actor HTTPUpstream {
         if let error = error as? HTTPClientError,
             [.deadlineExceeded, .connectTimeout, .readTimeout].contains(error)
         {
-            return UpstreamFailure(code: "upstream_timeout", message: "server \(server.id) did not answer \(what) in time")
+            return UpstreamFailure(
+                code: "upstream_timeout", message: "server \(server.id) did not answer \(what) in time")
         }
         return UpstreamFailure(code: "upstream_unavailable", message: "server \(server.id) cannot be reached: \(error)")
     }
@@ -403,7 +427,8 @@ actor HTTPUpstream {
     /// `params._meta.progressToken` of a call, as JSON (nil when there is none).
     static func progressToken(in params: [UInt8]) -> [UInt8]? {
         guard let meta = value(of: "_meta", in: params[...]), let token = value(of: "progressToken", in: meta),
-            let first = token.first, first == UInt8(ascii: "\"") || first == UInt8(ascii: "-") || (0x30...0x39).contains(first)
+            let first = token.first,
+            first == UInt8(ascii: "\"") || first == UInt8(ascii: "-") || (0x30...0x39).contains(first)
         else { return nil }
         return Array(token)
     }

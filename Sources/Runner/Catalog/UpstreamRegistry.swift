@@ -62,7 +62,9 @@ public final class UpstreamRegistry: Sendable {
     public init(servers: [UpstreamServer], emptyRoot: String, identity: UpstreamIdentity?) throws {
         let http = UpstreamHTTPClient()
         let clients = Dictionary(
-            uniqueKeysWithValues: servers.filter { $0.transport == .http }.map { ($0.id, HTTPUpstream(server: $0, http: http)) })
+            uniqueKeysWithValues: servers.filter { $0.transport == .http }.map {
+                ($0.id, HTTPUpstream(server: $0, http: http))
+            })
         self.http = http
         self.configured = Mutex((Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) }), clients))
         let (listen, newClients) = AsyncStream<HTTPUpstream>.makeStream()
