@@ -363,7 +363,8 @@ actor HTTPUpstream {
         ) {
             () async throws(UpstreamFailure) in
             let response = try await self.send(message, session: session, accept: "application/json, text/event-stream")
-            guard response.status == .accepted || response.status == .ok else {
+            // 202 is what the spec says; any success will do.
+            guard (200..<300).contains(response.status.code) else {
                 throw UpstreamFailure(
                     code: "upstream_unavailable",
                     message: "server \(self.server.id) answered a notification with HTTP \(response.status.code)")
