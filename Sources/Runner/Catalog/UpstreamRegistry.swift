@@ -8,9 +8,11 @@ import Synchronization
 /// The upstream MCP servers of this runner: their configuration, the tools each reported, and
 /// how each is doing (for `GET /api/v1/servers` and `leasehold servers`).
 ///
-/// A server's tools are listed by a process of its own that holds no tenant's data (an empty
-/// workspace, no tenant in its environment), at start and whenever a call's process says its
-/// tools changed. Calls go to processes shared as the server's `isolation` says.
+/// A stdio server's tools are listed by a process of its own that holds no tenant's data (an
+/// empty workspace, no tenant in its environment), at start and whenever a call's process says
+/// its tools changed. Calls go to processes shared as the server's `isolation` says. An http
+/// server is reached from the runner by its ``HTTPUpstream`` (one HTTP client for them all), listed
+/// at start and whenever it says its tools changed (``UpstreamListeners``).
 public final class UpstreamRegistry: Sendable {
     /// How a server is doing.
     public struct Status: Sendable, Codable, Hashable {
