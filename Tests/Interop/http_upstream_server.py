@@ -13,7 +13,8 @@ Prints `listening on http://127.0.0.1:<port>` once it accepts connections, then 
   No GET stream (405). Tools: `huge` answers with an SSE event that grows slowly for a minute
   (10 KB every 10 ms); `hang` never answers; `ask` asks the client for its roots inside its answer
   and returns what the client answered; `fine` answers at once.
-- `GET /stats`: what `/raw` saw (JSON): bytes of `huge` sent before the client went away, the
+- `/moved`: answers 307 to `/caught`, which counts the requests that followed (there must be none).
+- `GET /stats`: what `/raw` and `/caught` saw (JSON): bytes of `huge` sent before the client went away, the
   `notifications/cancelled` it received, the client's answer to `ask`.
 """
 
@@ -32,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-stats: dict[str, Any] = {"huge_sent": None, "huge_started": 0, "cancelled": [], "answers": [], "gets": 0}
+stats: dict[str, Any] = {"huge_sent": None, "huge_started": 0, "cancelled": [], "answers": [], "gets": 0, "caught": 0}
 answered: dict[str, asyncio.Future[Any]] = {}
 
 
@@ -129,6 +130,15 @@ async def raw(request: Request) -> Response:
     return StreamingResponse(growing(), media_type="text/event-stream")
 
 
+async def moved(request: Request) -> Response:
+    return Response(status_code=307, headers={"Location": "/caught"})
+
+
+async def caught(request: Request) -> Response:
+    stats["caught"] += 1
+    return Response(status_code=404)
+
+
 async def stats_endpoint(request: Request) -> Response:
     return JSONResponse(stats)
 
@@ -140,6 +150,8 @@ async def serve(port: int) -> None:
     app = server.streamable_http_app()
     app.router.routes.append(Route("/raw", raw, methods=["GET", "POST", "DELETE"]))
     app.router.routes.append(Route("/stats", stats_endpoint, methods=["GET"]))
+    app.router.routes.append(Route("/moved", moved, methods=["GET", "POST", "DELETE"]))
+    app.router.routes.append(Route("/caught", caught, methods=["GET", "POST", "DELETE"]))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))

@@ -14,7 +14,8 @@ answers no SDK server gives on purpose (one that grows for a minute, one that ne
 - No answer within the tier's wall_ms is `upstream_timeout`, and the server is sent
   `notifications/cancelled`.
 - A request of the server's (roots/list) inside a call's answer is answered "not offered".
-- `GET /api/v1/servers` says how each server's GET stream is doing.
+- `GET /api/v1/servers` says how each server's GET stream is doing; a server that redirects is
+  not followed (its configured headers would go with the redirect).
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ def runner(upstream: str, tmp_path: Path, start_server) -> LeaseholdServer:
         "servers:\n"
         f"  - {{id: up, transport: http, url: '{upstream}/mcp', tier: read}}\n"
         f"  - {{id: raw, transport: http, url: '{upstream}/raw', tier: read}}\n"
+        f"  - {{id: moved, transport: http, url: '{upstream}/moved', tier: read}}\n"
     )
-    return start_server(policies=policies, config=config)
+    server = start_server(policies=policies, config=config)
+    server.upstream = upstream  # type: ignore[attr-defined]
+    return server
 
 
 def servers(runner: LeaseholdServer) -> dict[str, dict[str, Any]]:
@@ -113,6 +117,8 @@ async def test_a_tool_added_at_runtime_reaches_the_sessions_that_may_see_it(
     assert status["up"]["state"] == "listed" and status["up"]["tools"] >= 2, status
     assert status["raw"]["stream"].startswith("not offered"), status
     assert {"id", "isolation", "tools", "state"} <= set(status["raw"]), status
+    # A redirect is not followed (the configured headers would go with it): the server is not listed.
+    assert status["moved"]["state"] == "failed" and "HTTP 307" in status["moved"]["last_error"], status["moved"]
 
     new = f"added_{where}_{os.getpid()}"
     _, claim = runner.create_session(actor_id="alice", allowed_tool_names=["up.*"])
@@ -141,6 +147,7 @@ async def test_a_tool_added_at_runtime_reaches_the_sessions_that_may_see_it(
         assert set(await hidden.tool_names()) & {f"up.{new}", "up.add_tool"} == set()
         assert hidden_watcher.count == hidden_before
     assert servers(runner)["up"]["tools"] == len([n for n in after if n.startswith("up.")])
+    assert stats(runner.upstream)["caught"] == 0  # type: ignore[attr-defined]
 
 
 async def test_an_answer_over_the_cap_fails_as_soon_as_it_passes_it(runner: LeaseholdServer, upstream: str) -> None:
