@@ -418,7 +418,8 @@ struct ServersCommand: AsyncParsableCommand {
             Swift.print(
                 "\(status.id): \(status.state), \(status.tools) tools, isolation \(status.isolation)"
                     + ", network \(status.network?.joined(separator: " ") ?? "none")"
-                    + (status.lastError.map { "; last error: \($0)" } ?? ""))
+                    + (status.lastError.map { "; last error: \($0)" } ?? "")
+                    + (status.stream.map { "; GET stream: \($0)" } ?? ""))
         }
     }
 
@@ -456,6 +457,7 @@ struct ServersCommand: AsyncParsableCommand {
             await runtime.gateway.listUpstreams()
             let statuses = runtime.gateway.upstreams.status
             ServersCommand.print(statuses)
+            await runtime.gateway.upstreams.shutdown()
             await runtime.gateway.executor.shutdown()
             if statuses.contains(where: { $0.state != "listed" }) { throw ExitCode(1) }
         }

@@ -198,8 +198,18 @@ struct ToolDispatch: Sendable {
             let params = try await callParams(
                 server: server, tool: String(call.tool.dropFirst(server.count + 1)), arguments: call.arguments,
                 session: context.session, progress: context.progress != nil)
-            let result = try await client.call(
-                params: params, timeout: .milliseconds(limits.wallMs), cap: limits.outputBytes + 65_536)
+            let progress = context.progress?.deliver
+            let timeout = Duration.milliseconds(limits.wallMs)
+            let cap = limits.outputBytes + 65_536
+            let result: [UInt8]
+            if let cancellation = context.cancellation {
+                // The client's cancellation cancels the request's own task: the client tells the
+                // server and the call ends `cancelled` (this task goes on to record the outcome).
+                let request = Task { try await client.call(params: params, timeout: timeout, cap: cap, progress: progress) }
+                result = try await cancellation.whileRunning(onCancel: { request.cancel() }) { try await request.value }
+            } else {
+                result = try await client.call(params: params, timeout: timeout, cap: cap, progress: progress)
+            }
             return ToolExecution(
                 outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
         } catch let failure as UpstreamFailure {

@@ -8,9 +8,11 @@ import Synchronization
 /// The upstream MCP servers of this runner: their configuration, the tools each reported, and
 /// how each is doing (for `GET /api/v1/servers` and `leasehold servers`).
 ///
-/// A server's tools are listed by a process of its own that holds no tenant's data (an empty
-/// workspace, no tenant in its environment), at start and whenever a call's process says its
-/// tools changed. Calls go to processes shared as the server's `isolation` says.
+/// A stdio server's tools are listed by a process of its own that holds no tenant's data (an
+/// empty workspace, no tenant in its environment), at start and whenever a call's process says
+/// its tools changed. Calls go to processes shared as the server's `isolation` says. An http
+/// server is reached from the runner by its ``HTTPUpstream`` (one HTTP client for them all), listed
+/// at start and whenever it says its tools changed (``UpstreamListeners``).
 public final class UpstreamRegistry: Sendable {
     /// How a server is doing.
     public struct Status: Sendable, Codable, Hashable {
@@ -28,9 +30,13 @@ public final class UpstreamRegistry: Sendable {
         public var lastError: String?
         /// When it was last listed.
         public var listedAt: Date?
+        /// An http server's standalone GET stream, which brings its tool list changes: `open`,
+        /// `reconnecting in N ms: why`, or `not offered ...` (nil for stdio servers, and until
+        /// `serve` first opens it).
+        public var stream: String?
 
         enum CodingKeys: String, CodingKey {
-            case id, isolation, network, tools, state
+            case id, isolation, network, tools, state, stream
             case lastError = "last_error"
             case listedAt = "listed_at"
         }
@@ -50,15 +56,25 @@ public final class UpstreamRegistry: Sendable {
     /// Clients of the `transport: http` servers, by id.
     var httpClients: [String: HTTPUpstream] { configured.withLock { $0.http } }
     private let statuses: Mutex<[String: Status]>
+    /// The one HTTP client every http server's client uses.
+    let http: UpstreamHTTPClient
+    /// Every http client made, to be listened to (``UpstreamListeners``); ends at ``shutdown()``.
+    let clientsToListen: AsyncStream<HTTPUpstream>
+    private let newClients: AsyncStream<HTTPUpstream>.Continuation
 
     /// Creates the registry; `emptyRoot` is created (empty, read-only to workers) if missing.
     public init(servers: [UpstreamServer], emptyRoot: String, identity: UpstreamIdentity?) throws {
-        self.configured = Mutex(
-            (
-                Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) }),
-                Dictionary(
-                    uniqueKeysWithValues: servers.filter { $0.transport == .http }.map { ($0.id, HTTPUpstream(server: $0)) })
-            ))
+        let http = UpstreamHTTPClient()
+        let clients = Dictionary(
+            uniqueKeysWithValues: servers.filter { $0.transport == .http }.map {
+                ($0.id, HTTPUpstream(server: $0, http: http))
+            })
+        self.http = http
+        self.configured = Mutex((Dictionary(uniqueKeysWithValues: servers.map { ($0.id, $0) }), clients))
+        let (listen, newClients) = AsyncStream<HTTPUpstream>.makeStream()
+        for (_, client) in clients.sorted(by: { $0.key < $1.key }) { newClients.yield(client) }
+        self.clientsToListen = listen
+        self.newClients = newClients
         self.emptyRoot = emptyRoot
         self.identity = identity
         try FileManager.default.createDirectory(atPath: emptyRoot, withIntermediateDirectories: true)
@@ -92,8 +108,12 @@ public final class UpstreamRegistry: Sendable {
             change.added = Set(next.keys).subtracting(state.servers.keys)
             change.changed = Set(next.keys.filter { state.servers[$0] != nil && state.servers[$0] != next[$0] })
             var http = state.http.filter { next[$0.key] != nil && !change.changed.contains($0.key) }
+            // The old client of a removed or changed server stops listening; its calls in flight go on.
+            for (id, client) in state.http where http[id] == nil { client.stop() }
             for server in servers where server.transport == .http && http[server.id] == nil {
-                http[server.id] = HTTPUpstream(server: server)
+                let client = HTTPUpstream(server: server, http: self.http)
+                http[server.id] = client
+                newClients.yield(client)
             }
             state = (next, http)
             return change
@@ -116,6 +136,26 @@ public final class UpstreamRegistry: Sendable {
 
     /// Every server's status, by id.
     public var status: [Status] { statuses.withLock { $0.values.sorted { $0.id < $1.id } } }
+
+    /// Records how `client`'s GET stream is doing, while it is its server's client; true when
+    /// that changed what the status says.
+    func record(_ client: HTTPUpstream, stream: HTTPUpstream.StreamState) -> Bool {
+        guard configured.withLock({ $0.http[client.server.id] === client }) else { return false }
+        let text = stream.description
+        return statuses.withLock { statuses in
+            guard statuses[client.server.id] != nil, statuses[client.server.id]?.stream != text else { return false }
+            statuses[client.server.id]?.stream = text
+            return true
+        }
+    }
+
+    /// Stops every http client's listening and shuts the HTTP client down (runner exit; also
+    /// after a one-off listing such as `leasehold servers check`).
+    public func shutdown() async {
+        newClients.finish()
+        for client in httpClients.values { client.stop() }
+        await http.shutdown()
+    }
 
     /// The default tiers of servers' tools (`tier:`), for the policy.
     public var defaultTiers: [String: String] {

@@ -356,6 +356,8 @@ public struct Runtime: Sendable {
                         ServersReload(
                             configFile: file, rules: workspaceRules, stateDir: stateDir, gateway: gateway, logger: logger)
                     })))
+        // http upstream servers' GET streams and the listings their list changes ask for.
+        services.append(.init(service: UpstreamListeners(gateway: gateway)))
         services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
         // Last in, first out: on shutdown the workers die before anything else stops.
         services.append(.init(service: WorkerTimers(pool: pool)))
@@ -363,6 +365,7 @@ public struct Runtime: Sendable {
             configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         await gateway.connections.removeAll()
+        await gateway.upstreams.shutdown()
         await pool.shutdown()
         await gateway.flushRefusalSamples()
         // Anything the lines above recorded after the checkpointer stopped (normally nothing).
@@ -541,6 +544,43 @@ struct ServersReload: Sendable {
             logger.error(
                 "servers: reload rejected; the servers in force stay",
                 metadata: ["file": "\(configFile)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Listens to every http upstream server (``HTTPUpstream/listen(onToolsChanged:onStream:)``): its
+/// GET stream, and a new listing, swapped into the catalog, whenever it says its tools changed
+/// (and when it can be reached again after its listing failed). Clients of servers a reload adds
+/// or changes join as they are made; those it removes or changes stop. Ends on graceful shutdown.
+struct UpstreamListeners: Service {
+    let gateway: Gateway
+
+    func run() async throws {
+        let upstreams = gateway.upstreams
+        let logger = gateway.logger
+        await withDiscardingTaskGroup { group in
+            for await client in upstreams.clientsToListen.cancelOnGracefulShutdown() {
+                group.addTask {
+                    await client.listen(
+                        onToolsChanged: { id in await gateway.refreshUpstream(id) },
+                        onStream: { state in
+                            // Reachable again after a listing at start (or a reload) failed: list it now.
+                            if state == .open || state == .notOffered,
+                                upstreams.status.first(where: { $0.id == client.server.id })?.state == "failed"
+                            {
+                                client.signals.toolsChanged()
+                            }
+                            guard upstreams.record(client, stream: state) else { return }
+                            let metadata: Logger.Metadata = ["server": "\(client.server.id)", "stream": "\(state)"]
+                            if case .open = state {
+                                logger.info("upstream GET stream open", metadata: metadata)
+                            } else {
+                                logger.notice("upstream GET stream not open", metadata: metadata)
+                            }
+                        })
+                }
+            }
+            group.cancelAll()
         }
     }
 }
