@@ -64,6 +64,11 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .long, help: "Register the demo tenants acme and globex and print a ready claim.")
     var demo = false
 
+    @Option(
+        name: .long,
+        help: "HOST:PORT of a listener serving only /metrics, without a key (bind it to a private interface).")
+    var metrics: String?
+
     func run() async throws {
         Leasehold.bootstrapLogging()
         let runtime = try await state.runtime()
@@ -80,14 +85,23 @@ struct Serve: AsyncParsableCommand {
         let demoSession = demo ? try await Demo.prepare(runtime) : nil
         let source = runtime.operatorKeySource
         let host = settings?.host ?? "127.0.0.1"
-        try await runtime.serve(http: settings, stdio: stdio, stdioClaim: claim) { port in
-            let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-            printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
-            printError("leasehold: operator key: \(source)")
-            if let (session, claim) = demoSession {
-                printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
-            }
-        }
+        let metricsListen = try (metrics ?? runtime.config.metrics?.listen).map(parseHostPort)
+        try await runtime.serve(
+            http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
+            onHTTPReady: { port in
+                let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+                printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
+                printError("leasehold: operator key: \(source)")
+                if let (session, claim) = demoSession {
+                    printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
+                }
+            },
+            onMetricsReady: { port in
+                let metricsHost = metricsListen?.host ?? "127.0.0.1"
+                printError(
+                    "leasehold: metrics on http://\(metricsHost.contains(":") ? "[\(metricsHost)]" : metricsHost):\(port)/metrics"
+                )
+            })
     }
 }
 

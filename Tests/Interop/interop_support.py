@@ -201,9 +201,10 @@ class LeaseholdServer:
 
     def __init__(
         self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None,
-        extra_env: dict[str, str] | None = None,
+        extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None,
     ):
         self.preexec = preexec
+        self.extra_args = list(extra_args or [])
         self.extra_env = dict(extra_env or {})
         self.binary = binary
         self.state_dir = state_dir
@@ -225,6 +226,7 @@ class LeaseholdServer:
         ]
         if self.config is not None:
             args += ["--config", str(self.config)]
+        args += self.extra_args
         env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
         env.update(self.extra_env)

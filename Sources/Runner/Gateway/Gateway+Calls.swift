@@ -25,6 +25,25 @@ extension Gateway {
     public func answer(
         _ tool: String, arguments: [String: Value]?, in context: CallContext, requestID: String? = nil
     ) async throws(Refusal) -> CallAnswer {
+        let started = ContinuousClock.now
+        var tier: String? = nil
+        do {
+            let answer = try await decideAndRun(
+                tool, arguments: arguments, in: context, requestID: requestID, tier: &tier)
+            observeCall(tool, tier: tier, answer: answer, refusal: nil, in: context, since: started)
+            return answer
+        } catch {
+            observeCall(tool, tier: tier, answer: nil, refusal: error, in: context, since: started)
+            throw error
+        }
+    }
+
+    /// ``answer(_:arguments:in:requestID:)`` unmeasured: `system.execute_tool` comes back here for
+    /// its target, so a call is measured once. `tier` is set to the deciding tier once known.
+    private func decideAndRun(
+        _ tool: String, arguments: [String: Value]?, in context: CallContext, requestID: String?,
+        tier observedTier: inout String?
+    ) async throws(Refusal) -> CallAnswer {
         // One resolver for the whole call, so the tier and the policy version recorded agree.
         let resolver = self.resolver
         let decision = resolver.decide(tool, in: context.scope)
@@ -46,6 +65,7 @@ extension Gateway {
                 policyVersion: resolver.policy.version)
             throw refusal
         }
+        observedTier = tier
         switch tool {
         case BuiltinTools.searchTools:
             return await searchTools(arguments, resolver: resolver, in: context, requestID: requestID)
@@ -69,7 +89,8 @@ extension Gateway {
                     Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"), tool: tool,
                     in: context, requestID: requestID)
             }
-            return try await answer(target, arguments: targetArguments, in: context, requestID: requestID)
+            return try await decideAndRun(
+                target, arguments: targetArguments, in: context, requestID: requestID, tier: &observedTier)
         default:
             return await execute(
                 tool, tier: tier, resolver: resolver, arguments: arguments, in: context, requestID: requestID)
@@ -165,6 +186,7 @@ extension Gateway {
         // on in any case (a runner crash loses neither), fsynced first only for `full`.
         let sync = call.tier.auditSync
         let (cached, generation) = dispatch.cached(call)
+        if call.cacheTTL != nil { metrics.cacheLookup(hit: cached != nil) }
         if let cached {
             intent.event = "call.cached"
             intent.outcome = "cached"

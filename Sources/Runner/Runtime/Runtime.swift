@@ -125,6 +125,7 @@ public struct Runtime: Sendable {
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
             signer: auditKey, checkpointEvery: auditCheckpoints.records,
             syncInterval: try config.auditBatchedSyncInterval(), logger: logger)
+        let metrics = LeaseholdMetrics(perTenantLabels: config.metrics?.perTenantLabels ?? false)
         let launch = try WorkerLaunch(
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
@@ -133,7 +134,10 @@ public struct Runtime: Sendable {
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
             maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(),
             cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
-            onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
+            onEvent: { event in
+                metrics.worker(event)
+                await audit.appendWithoutWaiting(AuditEvent(worker: event))
+            })
         Self.logLimitEnforcement(pool.limitEnforcement, policy: policy, catalog: catalog, logger: logger)
         let upstreams = try UpstreamRegistry(
             servers: try Self.upstreamServers(
@@ -149,7 +153,7 @@ public struct Runtime: Sendable {
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: try config.refusalSampling(), diskQuotas: try config.diskQuotas(),
-            auditReserve: reserve, upstreams: upstreams, logger: logger)
+            auditReserve: reserve, upstreams: upstreams, metrics: metrics, logger: logger)
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -282,7 +286,9 @@ public struct Runtime: Sendable {
 
     /// Serves until shutdown: HTTP when `http` is set, stdio when `stdio` is true (stdin EOF ends the run).
     public func serve(
-        http: HTTPSettings?, stdio: Bool, stdioClaim: String?, onHTTPReady: @escaping @Sendable (Int) async -> Void
+        http: HTTPSettings?, stdio: Bool, stdioClaim: String?, metricsListen: (host: String, port: Int)? = nil,
+        onHTTPReady: @escaping @Sendable (Int) async -> Void,
+        onMetricsReady: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
         // the default action of SIGXFSZ would instead kill the runner for every tenant.
@@ -336,6 +342,14 @@ public struct Runtime: Sendable {
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
                 logger: logger)
             services.append(.init(service: app))
+        }
+        if let metricsListen {
+            services.append(
+                .init(
+                    service: MetricsEndpoint.application(
+                        gateway: gateway, host: metricsListen.host, port: metricsListen.port,
+                        onServerRunning: { channel in await onMetricsReady(channel.localAddress?.port ?? metricsListen.port) },
+                        logger: logger)))
         }
         if stdio {
             services.append(

@@ -62,6 +62,21 @@ public enum HTTPServer {
                 await mcp.handle(request, endpointServer: context.parameters.get("server_id"), context: context)
             }
         }
+        // The operator's view of the whole runner: the operator key only (a tenant admin key would
+        // see every tenant's tools and volumes). `--metrics HOST:PORT` serves it without a key on
+        // a listener of its own (docs/observability.md).
+        router.get("/metrics") { request, _ in
+            let principal: Principal
+            do {
+                principal = try await admin.principal(forKey: MCPHandlers.bearer(request.headers[.authorization]))
+            } catch let error as APIError {
+                return HTTPJSON.error(error, headers: [.wwwAuthenticate: "Bearer realm=\"leasehold-admin\""])
+            }
+            guard principal == .operator else {
+                return HTTPJSON.error(APIError.forbidden("/metrics needs the operator key"))
+            }
+            return await MetricsEndpoint.response(gateway: gateway)
+        }
         AdminRoutes(admin: admin).register(on: router)
         (oauth ?? TokenExchange(admin: admin, config: OAuthConfig(), verifier: nil)).register(on: router)
         return router
