@@ -19,12 +19,33 @@ struct Leasehold: AsyncParsableCommand {
             ServersCommand.self,
         ])
 
-    static func bootstrapLogging() {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .notice
-            return handler
+    /// Log lines on standard error: text (the default), or one JSON object per line (`serve
+    /// --log-format json` or `LEASEHOLD_LOG_FORMAT=json`). `LOG_LEVEL` sets the level; without it,
+    /// text logs from notice up and JSON from info up (one `mcp.request` line per request).
+    static func bootstrapLogging(format: LogFormat? = nil) {
+        let environment = ProcessInfo.processInfo.environment
+        let format = format ?? LogFormat(rawValue: environment["LEASEHOLD_LOG_FORMAT"] ?? "") ?? .text
+        let level = Logger.Level(rawValue: environment["LOG_LEVEL"] ?? "")
+        switch format {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level ?? .notice
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level ?? .info
+                return handler
+            }
         }
+    }
+
+    /// `--log-format`.
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text
+        case json
     }
 }
 
@@ -69,8 +90,15 @@ struct Serve: AsyncParsableCommand {
         help: "HOST:PORT of a listener serving only /metrics, without a key (bind it to a private interface).")
     var metrics: String?
 
+    @Option(
+        name: .long,
+        help:
+            "Log lines as text or json (one object per line, with an mcp.request line per request at info; default: LEASEHOLD_LOG_FORMAT, else text)."
+    )
+    var logFormat: Leasehold.LogFormat?
+
     func run() async throws {
-        Leasehold.bootstrapLogging()
+        Leasehold.bootstrapLogging(format: logFormat)
         let runtime = try await state.runtime()
         var settings: HTTPSettings?
         if http != nil || !stdio {

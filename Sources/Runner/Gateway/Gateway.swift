@@ -124,20 +124,20 @@ public final class Gateway: Sendable {
     }
 
     /// The tools visible in `context`.
-    public func listTools(in context: CallContext) async -> [Tool] {
+    public func listTools(in context: CallContext, requestID: String? = nil) async -> [Tool] {
         let started = ContinuousClock.now
         let tools = resolver.listing(in: context.scope)
         await connections.recordListed(tools.map(\.name), connectionID: context.connectionID, claim: context.claim)
-        observeList(in: context, since: started)
+        observeList(in: context, requestID: requestID, since: started)
         return tools
     }
 
     /// The `tools/list` result of `context` as JSON (same tools and bookkeeping as ``listTools(in:)``).
-    public func listToolsJSON(in context: CallContext) async -> Data {
+    public func listToolsJSON(in context: CallContext, requestID: String? = nil) async -> Data {
         let started = ContinuousClock.now
         let (names, json) = resolver.listingJSON(in: context.scope)
         await connections.recordListed(names, connectionID: context.connectionID, claim: context.claim)
-        observeList(in: context, since: started)
+        observeList(in: context, requestID: requestID, since: started)
         return json
     }
 

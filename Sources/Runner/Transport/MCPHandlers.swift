@@ -46,8 +46,9 @@ enum MCPHandlers {
         }
 
         await server.withMethodHandler(ListTools.self) { _ in
-            let context = try await context(requestID: currentRequestID())
-            return ListTools.Result(tools: await gateway.listTools(in: context))
+            let requestID = currentRequestID()
+            let context = try await context(requestID: requestID)
+            return ListTools.Result(tools: await gateway.listTools(in: context, requestID: requestID))
         }
         await server.withMethodHandler(CallTool.self) { [weak server] params in
             let requestID = currentRequestID()
