@@ -60,9 +60,9 @@ struct StateOptions: ParsableArguments {
     @Option(name: .long, help: "Policies directory (tiers.yaml, tools.yaml).")
     var policies = "./policies"
 
-    func runtime() async throws -> Runtime {
+    func runtime(otlpEndpoint: String? = nil) async throws -> Runtime {
         try await Runtime.bootstrap(
-            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies),
+            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies, otlpEndpoint: otlpEndpoint),
             logger: Logger(label: "leasehold"))
     }
 }
@@ -97,9 +97,16 @@ struct Serve: AsyncParsableCommand {
     )
     var logFormat: Leasehold.LogFormat?
 
+    @Option(
+        name: .long,
+        help:
+            "OpenTelemetry collector for traces, OTLP/HTTP protobuf (e.g. http://127.0.0.1:4318; /v1/traces is added). Default: otlp_endpoint in the config, else off."
+    )
+    var otlpEndpoint: String?
+
     func run() async throws {
         Leasehold.bootstrapLogging(format: logFormat)
-        let runtime = try await state.runtime()
+        let runtime = try await state.runtime(otlpEndpoint: otlpEndpoint)
         var settings: HTTPSettings?
         if http != nil || !stdio {
             let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")

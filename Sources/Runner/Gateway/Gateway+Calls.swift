@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MCP
 import Sandbox
+import Tracing
 
 // Stages 3-8 of a call, composed: scope decision, approval, intent record, execution (result
 // cache or confined worker), outcome record, and the answer to encode.
@@ -46,7 +47,16 @@ extension Gateway {
     ) async throws(Refusal) -> CallAnswer {
         // One resolver for the whole call, so the tier and the policy version recorded agree.
         let resolver = self.resolver
+        let scopeSpan = tracing?.child("leasehold.scope")
         let decision = resolver.decide(tool, in: context.scope)
+        if let scopeSpan {
+            if case .visible = decision {
+                scopeSpan.attributes["leasehold.scope.decision"] = "visible"
+            } else {
+                scopeSpan.attributes["leasehold.scope.decision"] = "hidden"
+            }
+            scopeSpan.end()
+        }
         guard case .visible(let tier) = decision else {
             var reason: String?
             if case .hidden(let why) = decision {
@@ -169,9 +179,15 @@ extension Gateway {
         let tier = call.tierName
         var approvalFingerprint: String?
         if call.tier.approval.required {
+            let approvalSpan = tracing?.child("leasehold.approval")
             switch await approvals.check(call, in: context, requestID: requestID) {
-            case .proceed(let fingerprint): approvalFingerprint = fingerprint
-            case .refuse(let answer): return answer
+            case .proceed(let fingerprint):
+                approvalSpan?.end()
+                approvalFingerprint = fingerprint
+            case .refuse(let answer):
+                if case .refusal(let refusal, _) = answer { LeaseholdTracing.fail(approvalSpan, refusal.code.rawValue) }
+                approvalSpan?.end()
+                return answer
             }
         }
         var intent = recorder.event("call.intent", tool: tool, in: context, requestID: requestID)
@@ -187,26 +203,57 @@ extension Gateway {
         let sync = call.tier.auditSync
         let (cached, generation) = dispatch.cached(call)
         if call.cacheTTL != nil { metrics.cacheLookup(hit: cached != nil) }
+        if let span = context.span {
+            span.attributes["leasehold.tier"] = tier
+            span.attributes["leasehold.isolation"] = call.tier.isolation.rawValue
+            span.attributes["leasehold.cache.hit"] = cached != nil
+        }
         if let cached {
             intent.event = "call.cached"
             intent.outcome = "cached"
+            let auditSpan = tracing?.child("leasehold.audit.commit")
+            defer { auditSpan?.end() }
             do {
                 try await recorder.commit(intent, sync: sync, otherwise: "the call was not answered")
             } catch {
+                LeaseholdTracing.fail(auditSpan, error.code.rawValue)
                 return .refusal(error)
             }
             return .tool(result: cached, isError: false)
         }
         // Intent first, committed: a tool never runs without its record.
         let intentSeq: Int64
+        let auditSpan = tracing?.child("leasehold.audit.commit")
         do {
             intentSeq = try await recorder.commit(intent, sync: sync)
+            auditSpan?.end()
         } catch {
+            LeaseholdTracing.fail(auditSpan, error.code.rawValue)
+            auditSpan?.end()
             return .refusal(error)
         }
         let started = ContinuousClock.now
-        let execution = await dispatch.run(
-            call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+        let execution: ToolExecution
+        if let tracing {
+            // The tool's span is the current context while it runs, so a worker spawned for it
+            // is its child (see Runtime's worker event hook).
+            let toolSpan = tracing.child("execute_tool \(ToolName.display(tool))")
+            toolSpan.attributes["gen_ai.operation.name"] = "execute_tool"
+            toolSpan.attributes["gen_ai.tool.name"] = ToolName.display(tool)
+            execution = await InstrumentationContext.withValue(toolSpan.context) {
+                await dispatch.run(
+                    call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+            }
+            if let worker = execution.workerID {
+                toolSpan.attributes["leasehold.worker.id"] = worker
+                context.span?.attributes["leasehold.worker.id"] = worker
+            }
+            toolSpan.attributes["leasehold.isolation"] = execution.isolation.rawValue
+            toolSpan.end()
+        } else {
+            execution = await dispatch.run(
+                call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+        }
         do {
             try await recorder.outcome(
                 of: intent, intentSeq: intentSeq, execution: execution, elapsed: ContinuousClock.now - started,

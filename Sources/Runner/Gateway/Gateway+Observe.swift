@@ -39,6 +39,9 @@ extension Gateway {
             }
         }
         if let code { metrics.refused(code, tenant: context.session.tenantID) }
+        if outcome != .ok {
+            LeaseholdTracing.fail(context.span, outcome == .refused ? (code ?? outcome.rawValue) : "tool_error")
+        }
         metrics.operation(
             method: "tools/call", tool: metricToolLabel(tool), tier: tier ?? "none", outcome: outcome.rawValue,
             tenant: context.session.tenantID, seconds: LeaseholdMetrics.seconds(elapsed))

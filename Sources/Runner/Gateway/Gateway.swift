@@ -69,6 +69,8 @@ public final class Gateway: Sendable {
     public let upstreams: UpstreamRegistry
     /// What `/metrics` shows.
     public let metrics: LeaseholdMetrics
+    /// OpenTelemetry spans, when an OTLP endpoint is configured (nil: no span is ever started).
+    public let tracing: LeaseholdTracing?
 
     /// Creates the gateway.
     public init(
@@ -78,12 +80,13 @@ public final class Gateway: Sendable {
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
         diskQuotas: DiskQuotas = DiskQuotas(), auditReserve: AuditReserve? = nil,
         upstreams: UpstreamRegistry = .none, metrics: LeaseholdMetrics = LeaseholdMetrics(),
-        logger: Logger = Logger(label: "leasehold.gateway"),
+        tracing: LeaseholdTracing? = nil, logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
         self.upstreams = upstreams
         self.metrics = metrics
+        self.tracing = tracing
         audit.metrics.withLock { $0 = metrics }
         self.unauthenticatedRefusals = UnauthenticatedRefusals(refusalSampling)
         let registry = WorkspaceRegistry(backend: store, rules: workspaceRules)

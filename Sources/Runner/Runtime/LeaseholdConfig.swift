@@ -80,6 +80,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var oauth: OAuthConfig?
     /// `/metrics` (`metrics:`; see ``MetricsConfig``).
     public var metrics: MetricsConfig?
+    /// Where OpenTelemetry spans go over OTLP/HTTP (`--otlp-endpoint` overrides; default: no tracing).
+    public var otlpEndpoint: String?
 
     /// `tenant_limits:` what every tenant may hold (the keys at its top) and per-tenant overrides
     /// of the same keys (`tenants: {ID: {...}}`); an absent value keeps its default.
@@ -170,6 +172,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case auditReserveMiB = "audit_reserve_mib"
         case oauth
         case metrics
+        case otlpEndpoint = "otlp_endpoint"
     }
 
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
