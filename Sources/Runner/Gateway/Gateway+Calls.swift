@@ -203,10 +203,10 @@ extension Gateway {
         let sync = call.tier.auditSync
         let (cached, generation) = dispatch.cached(call)
         if call.cacheTTL != nil { metrics.cacheLookup(hit: cached != nil) }
-        if let span = context.span {
-            span.attributes["leasehold.tier"] = tier
-            span.attributes["leasehold.isolation"] = call.tier.isolation.rawValue
-            span.attributes["leasehold.cache.hit"] = cached != nil
+        context.span?.updateAttributes { attributes in
+            attributes["leasehold.tier"] = tier
+            attributes["leasehold.isolation"] = call.tier.isolation.rawValue
+            attributes["leasehold.cache.hit"] = cached != nil
         }
         if let cached {
             intent.event = "call.cached"
@@ -238,17 +238,19 @@ extension Gateway {
             // The tool's span is the current context while it runs, so a worker spawned for it
             // is its child (see Runtime's worker event hook).
             let toolSpan = tracing.child("execute_tool \(ToolName.display(tool))")
-            toolSpan.attributes["gen_ai.operation.name"] = "execute_tool"
-            toolSpan.attributes["gen_ai.tool.name"] = ToolName.display(tool)
+            toolSpan.updateAttributes { attributes in
+                attributes["gen_ai.operation.name"] = "execute_tool"
+                attributes["gen_ai.tool.name"] = ToolName.display(tool)
+            }
             execution = await InstrumentationContext.withValue(toolSpan.context) {
                 await dispatch.run(
                     call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
             }
-            if let worker = execution.workerID {
-                toolSpan.attributes["leasehold.worker.id"] = worker
-                context.span?.attributes["leasehold.worker.id"] = worker
+            toolSpan.updateAttributes { attributes in
+                if let worker = execution.workerID { attributes["leasehold.worker.id"] = worker }
+                attributes["leasehold.isolation"] = execution.isolation.rawValue
             }
-            toolSpan.attributes["leasehold.isolation"] = execution.isolation.rawValue
+            if let worker = execution.workerID { context.span?.attributes["leasehold.worker.id"] = worker }
             toolSpan.end()
         } else {
             execution = await dispatch.run(

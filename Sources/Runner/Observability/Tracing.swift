@@ -61,17 +61,20 @@ public struct LeaseholdTracing: Sendable {
         if !carrier.isEmpty { tracer.extract(carrier, into: &parent, using: DictionaryExtractor()) }
         let name = tool.map { "\(method) \(ToolName.display($0))" } ?? method
         let span = tracer.startSpan(name, context: parent, ofKind: .server)
-        span.attributes["mcp.method.name"] = method
+        // Built whole and set once: each assignment to a span's attributes takes its lock.
+        var attributes = SpanAttributes()
+        attributes["mcp.method.name"] = method
         if let tool {
-            span.attributes["gen_ai.tool.name"] = ToolName.display(tool)
-            span.attributes["gen_ai.operation.name"] = "execute_tool"
+            attributes["gen_ai.tool.name"] = ToolName.display(tool)
+            attributes["gen_ai.operation.name"] = "execute_tool"
         }
-        span.attributes["jsonrpc.request.id"] = requestID
-        if let protocolVersion { span.attributes["mcp.protocol.version"] = protocolVersion }
+        attributes["jsonrpc.request.id"] = requestID
+        if let protocolVersion { attributes["mcp.protocol.version"] = protocolVersion }
         // Sessionless revisions have no MCP session to name.
-        if let sessionID, protocolVersion.map(Self.hasSessions) ?? true { span.attributes["mcp.session.id"] = sessionID }
-        span.attributes["network.transport"] = transport
-        if transport == "tcp" { span.attributes["network.protocol.name"] = "http" }
+        if let sessionID, protocolVersion.map(Self.hasSessions) ?? true { attributes["mcp.session.id"] = sessionID }
+        attributes["network.transport"] = transport
+        if transport == "tcp" { attributes["network.protocol.name"] = "http" }
+        span.attributes = attributes
         return span
     }
 
@@ -100,13 +103,14 @@ public struct LeaseholdTracing: Sendable {
     /// Names the request's Leasehold identities on its span once its claim verified: never the
     /// claim, only its fingerprint.
     static func identify(_ span: (any Span)?, _ context: CallContext) {
-        guard let span else { return }
-        span.attributes["leasehold.tenant.id"] = context.session.tenantID
-        span.attributes["leasehold.workspace.id"] = context.session.workspaceID
-        span.attributes["leasehold.session.id"] = context.session.id
-        span.attributes["leasehold.lease.id"] = context.session.lease.id
-        span.attributes["leasehold.actor.id"] = context.session.actorID
-        span.attributes["leasehold.claim.fingerprint"] = context.claim.fingerprint
+        span?.updateAttributes { attributes in
+            attributes["leasehold.tenant.id"] = context.session.tenantID
+            attributes["leasehold.workspace.id"] = context.session.workspaceID
+            attributes["leasehold.session.id"] = context.session.id
+            attributes["leasehold.lease.id"] = context.session.lease.id
+            attributes["leasehold.actor.id"] = context.session.actorID
+            attributes["leasehold.claim.fingerprint"] = context.claim.fingerprint
+        }
     }
 
     /// Marks a span failed with `type` (a refusal code, or `tool_error`).
