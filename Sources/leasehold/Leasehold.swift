@@ -107,6 +107,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         Leasehold.bootstrapLogging(format: logFormat)
         let runtime = try await state.runtime(otlpEndpoint: otlpEndpoint)
+        runtime.bootstrapMetricsSystem()
         var settings: HTTPSettings?
         if http != nil || !stdio {
             let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")

@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import Logging
 import MCP
+import Metrics
+import Prometheus
 import Sandbox
 import ServiceLifecycle
 import UnixSignals
@@ -307,6 +309,12 @@ public struct Runtime: Sendable {
         guard let resolved = realpath(path, nil) else { throw ConfigError("cannot resolve state directory \(path)") }
         defer { free(resolved) }
         return String(cString: resolved)
+    }
+
+    /// Points swift-metrics (the process-wide `MetricsSystem`) at this runner's registry, so what
+    /// any library counts through swift-metrics shows at `/metrics` too. Once per process: `serve`.
+    public func bootstrapMetricsSystem() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
     }
 
     /// Serves until shutdown: HTTP when `http` is set, stdio when `stdio` is true (stdin EOF ends the run).
