@@ -133,7 +133,8 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
                 {**headers, "traceparent": f"00-{HEADER_TRACE}-{HEADER_PARENT}-01"},
             )
             await raw_post(server.mcp_url, {"jsonrpc": "2.0", "id": "tr-3", "method": "tools/list"}, headers)
-        receiver.wait_for("tools/call repo.read_file", "tools/call shell.run", "tools/list",
+            await raw_post(server.mcp_url, call("tr-4", "made.up_tool_7", {}), headers)
+        receiver.wait_for("tools/call repo.read_file", "tools/call shell.run", "tools/list", "tools/call _unknown",
                           "execute_tool repo.read_file", "leasehold.worker.spawn")
         audit = server.admin("GET", f"/audit?session_id={session['id']}", expect=200).json()["records"]
     finally:
@@ -180,6 +181,11 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
     assert refused.trace_id.hex() == HEADER_TRACE and refused.parent_span_id.hex() == HEADER_PARENT
     assert attributes(refused.attributes)["error.type"] == "tool_not_in_scope"
     assert refused.status.code == Status.STATUS_CODE_ERROR
+
+    # A made-up name does not become a span name (names stay bounded); the attribute says what was asked.
+    unknown = next(s for s in spans if s.name == "tools/call _unknown")
+    assert attributes(unknown.attributes)["gen_ai.tool.name"] == "made.up_tool_7"
+    assert not any("made.up" in s.name for s in spans)
 
     listed = next(s for s in spans if s.name == "tools/list")
     assert attributes(listed.attributes)["jsonrpc.request.id"] == "tr-3"

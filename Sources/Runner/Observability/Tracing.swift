@@ -52,14 +52,16 @@ public struct LeaseholdTracing: Sendable {
     // MARK: Spans of a request
 
     /// The server span of one MCP request, its parent taken from `carrier` (`traceparent`,
-    /// `tracestate`: the request's `_meta` when it has them, else its HTTP headers).
+    /// `tracestate`: the request's `_meta` when it has them, else its HTTP headers). `nameTool`
+    /// is the tool as the span's name gives it: a name not in the catalog is `_unknown` there, so
+    /// made-up names do not make span names unbounded (the attribute keeps what was asked).
     func serverSpan(
-        method: String, tool: String?, requestID: String, carrier: [String: String], protocolVersion: String?,
-        sessionID: String?, transport: String
+        method: String, tool: String?, nameTool: String?, requestID: String, carrier: [String: String],
+        protocolVersion: String?, sessionID: String?, transport: String
     ) -> any Span {
         var parent = InstrumentationContext.topLevel
         if !carrier.isEmpty { tracer.extract(carrier, into: &parent, using: DictionaryExtractor()) }
-        let name = tool.map { "\(method) \(ToolName.display($0))" } ?? method
+        let name = nameTool.map { "\(method) \($0)" } ?? method
         let span = tracer.startSpan(name, context: parent, ofKind: .server)
         // Built whole and set once: each assignment to a span's attributes takes its lock.
         var attributes = SpanAttributes()

@@ -148,7 +148,8 @@ struct MCPEndpoint: Sendable {
             let span = hot.flatMap { call in
                 gateway.tracing.map { tracing in
                     tracing.serverSpan(
-                        method: call.methodName, tool: call.toolName, requestID: call.idText,
+                        method: call.methodName, tool: call.toolName,
+                        nameTool: call.toolName.map(gateway.metricToolLabel), requestID: call.idText,
                         carrier: call.traceCarrier.isEmpty ? traceHeaders(request) : call.traceCarrier,
                         protocolVersion: request.headers[HTTPField.Name("MCP-Protocol-Version")!],
                         sessionID: sessionHeader, transport: "tcp")
