@@ -111,7 +111,9 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
 ) -> None:
     (workspace_root / "secret.txt").write_text(SECRET_CONTENT)
     receiver = OTLPReceiver()
-    server = LeaseholdServer(binary, state_dir, POLICIES_DIR, extra_args=["--otlp-endpoint", receiver.endpoint]).start()
+    server = LeaseholdServer(
+        binary, state_dir, POLICIES_DIR, extra_args=["--otlp-endpoint", receiver.endpoint, "--log-format", "json"]
+    ).start()
     try:
         server.register_workspace(workspace_root)
         session, claim = server.create_session(denied_tool_names=["shell.*"])
@@ -186,6 +188,10 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
     unknown = next(s for s in spans if s.name == "tools/call _unknown")
     assert attributes(unknown.attributes)["gen_ai.tool.name"] == "made.up_tool_7"
     assert not any("made.up" in s.name for s in spans)
+
+    # The request's log line names its trace.
+    logged = server.wait_for_log('"request_id":"tr-1"', timeout=1)
+    assert logged is not None and f'"trace_id":"{META_TRACE}"' in logged, logged
 
     listed = next(s for s in spans if s.name == "tools/list")
     assert attributes(listed.attributes)["jsonrpc.request.id"] == "tr-3"

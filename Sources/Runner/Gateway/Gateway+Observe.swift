@@ -1,6 +1,8 @@
 import Foundation
 import Logging
 import MCP
+import OTel
+import Tracing
 
 // What each MCP request leaves behind besides its audit records: its duration and outcome in
 // `/metrics` (``LeaseholdMetrics``), and one `mcp.request` log line at info carrying the ids its
@@ -89,6 +91,8 @@ extension Gateway {
                 if let tier { metadata["tier"] = .string(tier) }
                 if let code { metadata["code"] = .string(code) }
                 if let requestID { metadata["request_id"] = .string(requestID) }
+                // The request's trace, when it is traced (hex, as trace backends show it).
+                if let traceID = context.span?.context.otelTraceID { metadata["trace_id"] = .string(traceID) }
                 return metadata
             }())
     }
