@@ -92,16 +92,16 @@ struct Serve: AsyncParsableCommand {
 
     @Option(
         name: .long,
-        help:
-            "Log lines as text or json (one object per line, with an mcp.request line per request at info; default: LEASEHOLD_LOG_FORMAT, else text)."
-    )
+        help: ArgumentHelp(
+            "Log lines as text or json (one object per line, with an mcp.request line per request at info; "
+                + "default: LEASEHOLD_LOG_FORMAT, else text)."))
     var logFormat: Leasehold.LogFormat?
 
     @Option(
         name: .long,
-        help:
-            "OpenTelemetry collector for traces, OTLP/HTTP protobuf (e.g. http://127.0.0.1:4318; /v1/traces is added). Default: otlp_endpoint in the config, else off."
-    )
+        help: ArgumentHelp(
+            "OpenTelemetry collector for traces, OTLP/HTTP protobuf (e.g. http://127.0.0.1:4318; /v1/traces is "
+                + "added). Default: otlp_endpoint in the config, else off."))
     var otlpEndpoint: String?
 
     func run() async throws {

@@ -1,14 +1,16 @@
 import Foundation
-@testable import Sandbox
 import Testing
 
 @testable import Runner
+@testable import Sandbox
 
 /// `/metrics` as the gateway fills it: what each call adds, and which labels never appear.
 @Suite(.timeLimit(.minutes(1))) struct MetricsTests {
     /// The value of the exposition's sample line that starts with `prefix` (name and labels).
     static func sample(_ text: String, _ prefix: String) -> Double? {
-        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap {
+            Double($0.split(separator: " ").last ?? "")
+        }
     }
 
     @Test func callsAreCountedByToolTierAndOutcome() async throws {

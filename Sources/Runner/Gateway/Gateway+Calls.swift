@@ -31,10 +31,12 @@ extension Gateway {
         do {
             let answer = try await decideAndRun(
                 tool, arguments: arguments, in: context, requestID: requestID, tier: &tier)
-            observeCall(tool, tier: tier, answer: answer, refusal: nil, in: context, requestID: requestID, since: started)
+            observeCall(
+                tool, tier: tier, answer: answer, refusal: nil, in: context, requestID: requestID, since: started)
             return answer
         } catch {
-            observeCall(tool, tier: tier, answer: nil, refusal: error, in: context, requestID: requestID, since: started)
+            observeCall(
+                tool, tier: tier, answer: nil, refusal: error, in: context, requestID: requestID, since: started)
             throw error
         }
     }

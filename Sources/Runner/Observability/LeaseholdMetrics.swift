@@ -83,7 +83,8 @@ public final class LeaseholdMetrics: Sendable {
     // MARK: Requests
 
     /// One MCP request handled: `outcome` is `ok`, `tool_error` or `refused`.
-    public func operation(method: String, tool: String, tier: String, outcome: String, tenant: String, seconds: Double) {
+    public func operation(method: String, tool: String, tier: String, outcome: String, tenant: String, seconds: Double)
+    {
         let key = OperationKey(
             method: method, tool: tool, tier: tier, outcome: outcome, tenant: perTenantLabels ? tenant : "")
         let histogram = operations.withLock { table in
@@ -151,9 +152,11 @@ public final class LeaseholdMetrics: Sendable {
         let tier = event.tier
         switch event.kind {
         case .spawned:
-            counter(workerSpawns, Pair(a: tier, b: tenant), name: "leasehold_workers_spawned_total",
-                    help: "Workers confined and started, by tier.", labels: [("tier", tier)], tenant: tenant)
-                .increment()
+            counter(
+                workerSpawns, Pair(a: tier, b: tenant), name: "leasehold_workers_spawned_total",
+                help: "Workers confined and started, by tier.", labels: [("tier", tier)], tenant: tenant
+            )
+            .increment()
             live(tier: tier, tenant: tenant).increment()
             if let duration = event.spawnDuration {
                 spawnLatency.record(Self.seconds(duration))
@@ -173,9 +176,11 @@ public final class LeaseholdMetrics: Sendable {
             }.increment()
             live(tier: tier, tenant: tenant).decrement()
         case .spawnFailed:
-            counter(workerSpawnFailures, Pair(a: tier, b: tenant), name: "leasehold_worker_spawn_failures_total",
-                    help: "Workers that could not be started, by tier.", labels: [("tier", tier)], tenant: tenant)
-                .increment()
+            counter(
+                workerSpawnFailures, Pair(a: tier, b: tenant), name: "leasehold_worker_spawn_failures_total",
+                help: "Workers that could not be started, by tier.", labels: [("tier", tier)], tenant: tenant
+            )
+            .increment()
         }
     }
 
@@ -210,9 +215,13 @@ public final class LeaseholdMetrics: Sendable {
 
     /// Sets the gauges read at scrape time: open MCP connections and their sessions, pending
     /// approvals, and each upstream server's state (1 for its current state, 0 for the others).
-    public func observe(connections: Int, sessions: Int, pendingApprovals: Int?, upstreams: [(id: String, state: String)]) {
-        registry.makeGauge(name: "leasehold_mcp_connections_open", help: "Open MCP connections (HTTP sessions and stdio).")
-            .set(to: Double(connections))
+    public func observe(
+        connections: Int, sessions: Int, pendingApprovals: Int?, upstreams: [(id: String, state: String)]
+    ) {
+        registry.makeGauge(
+            name: "leasehold_mcp_connections_open", help: "Open MCP connections (HTTP sessions and stdio)."
+        )
+        .set(to: Double(connections))
         registry.makeGauge(name: "leasehold_sessions_active", help: "Sessions with at least one open MCP connection.")
             .set(to: Double(sessions))
         if let pendingApprovals {

@@ -22,7 +22,8 @@ public enum MetricsEndpoint {
         var headers = HTTPFields()
         headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
         return Response(
-            status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: gateway.metrics.exposition())))
+            status: .ok, headers: headers,
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: gateway.metrics.exposition())))
     }
 
     /// A listener that serves only `/metrics`, without a key (`--metrics HOST:PORT`, config

@@ -27,7 +27,9 @@ public struct LeaseholdTracing: Sendable {
     /// batches and exports its spans (run it in the runner's service group: it flushes on
     /// shutdown). `endpoint` is the collector's base URL (`http://collector:4318`, to which
     /// `/v1/traces` is added) or the full traces URL (ending in `/v1/traces`).
-    public static func otlp(endpoint: String, logger: Logger) throws -> (tracing: LeaseholdTracing, service: any Service) {
+    public static func otlp(endpoint: String, logger: Logger) throws -> (
+        tracing: LeaseholdTracing, service: any Service
+    ) {
         var configuration = OTel.Configuration.default
         configuration.serviceName = "leasehold"
         configuration.resourceAttributes = ["service.version": LeaseholdVersion.current]
@@ -89,7 +91,8 @@ public struct LeaseholdTracing: Sendable {
     /// once it is over).
     func finishedChild(_ name: String, lasted duration: Duration, attributes: [String: String]) {
         guard let current = InstrumentationContext.current else { return }
-        let nanoseconds = UInt64(max(0, duration.components.seconds)) * 1_000_000_000
+        let nanoseconds =
+            UInt64(max(0, duration.components.seconds)) * 1_000_000_000
             + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
         let now = DefaultTracerClock.now
         let start = DefaultTracerClock.Timestamp(

@@ -383,7 +383,9 @@ public struct Runtime: Sendable {
                 .init(
                     service: MetricsEndpoint.application(
                         gateway: gateway, host: metricsListen.host, port: metricsListen.port,
-                        onServerRunning: { channel in await onMetricsReady(channel.localAddress?.port ?? metricsListen.port) },
+                        onServerRunning: { channel in
+                            await onMetricsReady(channel.localAddress?.port ?? metricsListen.port)
+                        },
                         logger: logger)))
         }
         if stdio {

@@ -90,7 +90,8 @@ enum HotMethodEdge {
     static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
         switch call.method {
         case .list:
-            return envelope(id: call.id, key: "result", value: await gateway.listToolsJSON(in: context, requestID: call.idText))
+            return envelope(
+                id: call.id, key: "result", value: await gateway.listToolsJSON(in: context, requestID: call.idText))
         case .call(let name, let arguments):
             do {
                 let answer = try await gateway.answer(name, arguments: arguments, in: context, requestID: call.idText)
