@@ -207,3 +207,51 @@ async def test_no_span_is_sent_without_an_endpoint(server) -> None:
     """Tracing is off unless configured: the default runner starts no exporter (nothing to receive
     at all); its calls still work (covered everywhere else), and it logs no tracing line."""
     assert not any("tracing:" in line for line in server.log)
+
+
+async def test_stdio_requests_are_traced_with_the_callers_meta_context(
+    binary: Path, state_dir: Path, workspace_root: Path, tmp_path: Path
+) -> None:
+    """Over stdio the SDK's handlers answer: the same server span (transport `pipe`), its parent from
+    `params._meta.traceparent`, claim verification and the stages as children."""
+    import json
+
+    from interop_support import WORKSPACE, ACTOR, assert_read_fixture, run_cli
+    from mcp_compat import ClientSession, StdioServerParameters, stdio_client
+
+    run_cli(binary, "workspace", "add", "--state-dir", str(state_dir), "--policies", str(POLICIES_DIR),
+            "--tenant", TENANT, "--workspace", WORKSPACE, "--root", str(workspace_root))
+    created = json.loads(run_cli(binary, "session", "create", "--state-dir", str(state_dir), "--policies",
+                                 str(POLICIES_DIR), "--tenant", TENANT, "--actor", ACTOR, "--workspace", WORKSPACE))
+    claim = created["claim"]
+    receiver = OTLPReceiver()
+    try:
+        params = StdioServerParameters(
+            command=str(binary),
+            args=["serve", "--stdio", "--state-dir", str(state_dir), "--policies", str(POLICIES_DIR),
+                  "--otlp-endpoint", receiver.endpoint],
+            env={"LEASEHOLD_CLAIM": claim},
+        )
+        with open(tmp_path / "stdio-stderr.log", "a") as errlog:
+            async with stdio_client(params, errlog=errlog) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    assert_read_fixture(await session.call_tool(
+                        "repo.read_file", {"path": "README.md"},
+                        meta={"traceparent": f"00-{META_TRACE}-{META_PARENT}-01"}))
+                    receiver.wait_for("tools/call repo.read_file", "execute_tool repo.read_file")
+    finally:
+        receiver.close()
+
+    spans = [span for _, span in receiver.spans]
+    server_span = next(s for s in spans if s.name == "tools/call repo.read_file")
+    assert server_span.kind == Span.SPAN_KIND_SERVER
+    assert server_span.trace_id.hex() == META_TRACE and server_span.parent_span_id.hex() == META_PARENT
+    attrs = attributes(server_span.attributes)
+    assert attrs["network.transport"] == "pipe" and attrs["mcp.method.name"] == "tools/call"
+    assert attrs["leasehold.tenant.id"] == TENANT and attrs["leasehold.tier"] == "read"
+    assert "mcp.session.id" not in attrs
+    children = {s.name for s in spans if s.parent_span_id == server_span.span_id}
+    assert {"leasehold.claim.verify", "leasehold.scope", "leasehold.audit.commit",
+            "execute_tool repo.read_file"} <= children, children
+    assert claim.encode() not in b"".join(receiver.bodies)
