@@ -10,6 +10,8 @@ build:
 	$(SWIFT) build
 
 DEMO_CONFIG ?= $(STATE_DIR)-demo.yaml
+# More `serve` flags, e.g. SERVE_FLAGS="--metrics 127.0.0.1:9464 --otlp-endpoint http://127.0.0.1:4318 --log-format json".
+SERVE_FLAGS ?=
 
 ## Leasehold with its embedded default: SQLite state, a generated dev key, demo tenants acme and globex,
 ## and the 500-tool knowledge-base server (examples/kb_server.py) as upstream `vivi`, one process per tenant.
@@ -23,7 +25,7 @@ run: build
 	  "    isolation: tenant" \
 	  "    workspace: true" \
 	  "    tier: upstream" > $(DEMO_CONFIG)
-	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies --config $(DEMO_CONFIG)
+	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies --config $(DEMO_CONFIG) $(SERVE_FLAGS)
 
 ## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), the Python
 ## client package, and a benchmark smoke run.

@@ -11,6 +11,7 @@ Figures (goals from issue 8):
   throughput  64 concurrent sessions calling warm repo.read_file (wrk) vs 64 filesystem-mcp servers
   memory      RSS/PSS of the leasehold-worker processes of 200 idle warm sessions, and the runner's
   search      repo.search for a literal over a ~200 MB tree vs `grep -rn` on the same tree
+  tracing     warm repo.read_file with OpenTelemetry tracing off and on (OTLP/HTTP to a local sink), same run
 
 The latency client is deliberately thin: a raw HTTP/1.1 keep-alive socket per session with the
 headers pre-built and the JSON-RPC body json.dumps'ed per call, the same framing the Python MCP SDK's
@@ -676,6 +677,72 @@ def wrk_sessions(server, n, work, name):
     return lua, dict(os.environ, LEASEHOLD_SESSIONS=listing)
 
 
+class OTLPSink:
+    """A local OTLP/HTTP endpoint that accepts every export (200, empty body) and counts what came:
+    the traced runner's spans leave the process as they would to a collector."""
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        sink = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                sink.requests += 1
+                sink.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def figure_tracing(off_server, on_server, sink, args):
+    """Warm repo.read_file (cache off) on two runners of the same build and policy, one exporting
+    spans; measured in alternating rounds so drift on the machine hits both alike."""
+    args_read = {"path": "file4k.txt"}
+    off, on = off_server.session("bench"), on_server.session("bench")
+    expect_ok(off.call("repo.read_file", args_read), "repo.read_file (tracing off)")
+    expect_ok(on.call("repo.read_file", args_read), "repo.read_file (tracing on)")
+    rounds = 4
+    per = max(50, args.read_samples // rounds)
+    results = {"off": [], "on": []}
+    for _ in range(rounds):
+        results["off"].append(time_calls(lambda: off.call("repo.read_file", args_read), per, args.warmup))
+        results["on"].append(time_calls(lambda: on.call("repo.read_file", args_read), per, args.warmup))
+    off.close()
+    on.close()
+
+    def median_of(rows, key):
+        values = sorted(r[key] for r in rows)
+        return (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+
+    figure = {
+        "rounds": rounds, "samples_per_round": per,
+        "off_median_us": median_of(results["off"], "median_us"), "on_median_us": median_of(results["on"], "median_us"),
+        "off_p99_us": median_of(results["off"], "p99_us"), "on_p99_us": median_of(results["on"], "p99_us"),
+        "exports": sink.requests, "export_bytes": sink.bytes, "rows": results,
+    }
+    note("tracing: read_file median off %.0f us, on %.0f us (%d exports, %d bytes)" % (
+        figure["off_median_us"], figure["on_median_us"], sink.requests, sink.bytes))
+    return figure
+
+
 def figure_throughput(server, peer_cmd, root, work, args):
     n = args.sessions
     lua, env = wrk_sessions(server, n, work, "throughput")
@@ -1115,8 +1182,20 @@ def measure(args):
             srv.workspace("bench", workspace_root)
             return srv
 
+        def tracing_figure():
+            sink = OTLPSink()
+            try:
+                traced = Leasehold(args.leasehold, os.path.join(work, "state-traced"), nocache, bases,
+                                   extra={"otlp_endpoint": sink.endpoint}).start()
+                servers.append(traced)
+                traced.workspace("bench", root)
+                return figure_tracing(server, traced, sink, args)
+            finally:
+                sink.close()
+
         figures = [
             ("spawn", lambda: figure_spawn(server, args)),
+            ("tracing", tracing_figure),
             ("read", lambda: figure_read(server, cached, full_server, peer_cmd, root, args)),
             ("throughput", lambda: figure_throughput(server, peer_cmd, root, work, args)),
             ("search", lambda: figure_search(server, tree, args)),
@@ -1598,6 +1677,25 @@ def render(args):
                 w(" The executor (the worker's walk and scan) is %s of the %s." % (
                     us(se["executor"]["median_us"]), us(lh["median_us"])))
             profile_md(w, se.get("profile"), "three searches")
+        w("")
+    tr = f.get("tracing")
+    if tr:
+        w("### Tracing overhead")
+        w("")
+        w("Warm `repo.read_file` (4 KiB, result cache off) on two runners of the same build and policy in the same"
+          " run, one with `--otlp-endpoint` exporting every request's spans (server span and its 4-5 children) over"
+          " OTLP/HTTP to a local sink that accepts them; %d alternating rounds of %d calls, medians of the rounds'"
+          " figures." % (tr["rounds"], tr["samples_per_round"]))
+        w("")
+        w("| tracing | median | p99 |")
+        w("|---|---|---|")
+        w("| off | %s | %s |" % (us(tr["off_median_us"]), us(tr["off_p99_us"])))
+        w("| on | %s | %s |" % (us(tr["on_median_us"]), us(tr["on_p99_us"])))
+        w("")
+        w("Overhead: %s per call (%+.0f%%); the sink received %d exports, %d bytes." % (
+            us(tr["on_median_us"] - tr["off_median_us"]),
+            (tr["on_median_us"] / tr["off_median_us"] - 1) * 100 if tr["off_median_us"] else 0.0,
+            tr["exports"], tr["export_bytes"]))
         w("")
     table = ["| figure | Leasehold median / p99 | peer, same run | ratio | client CPU / call | goal | status |",
              "|---|---|---|---|---|---|---|"]

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 # handshake comes from it (INITIALIZE_BODY offers mcp_compat.HANDSHAKE_PROTOCOL_VERSION).
 run=(
     test_approvals.py test_audit.py test_claims.py test_client_negotiation.py test_exact_bytes.py
-    test_http_basics.py test_lifecycle.py test_list_changed.py test_policy.py test_protocol.py
-    test_scope_catalog.py test_stdio.py test_token_exchange.py test_upstream_http.py test_upstream_progress.py
+    test_http_basics.py test_lifecycle.py test_list_changed.py test_logs.py test_metrics.py test_policy.py test_protocol.py
+    test_scope_catalog.py test_stdio.py test_token_exchange.py test_traces.py test_upstream_http.py test_upstream_progress.py
     test_workspace_tools.py
 )
 # Not run here by default, each with its reason (they pass under 2.x too: --all runs them).

@@ -39,6 +39,8 @@ public struct WorkerEvent: Sendable, Hashable {
     public var reason: WorkerRetirement?
     /// Operator-facing detail.
     public var detail: String?
+    /// For `spawned`: from the spawn request to the worker's handshake (metrics).
+    public var spawnDuration: Duration? = nil
 }
 
 /// Runs authorized invocations in confined workers (DESIGN.md §2 WorkerPool, §3 invariant 2).
@@ -614,6 +616,7 @@ public actor WorkerPool: ToolExecutor {
             await destroy(id, reason: .idle, detail: "made room under the runner's worker limit")
         }
         let id = "wkr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
+        let spawnStarted = ContinuousClock.now
         let result = await spawnConfined(id: id, binding: binding)
         switch result {
         case .success(let worker):
@@ -627,7 +630,9 @@ public actor WorkerPool: ToolExecutor {
                 unenforced.isEmpty
                 ? "pid \(worker.pid)"
                 : "pid \(worker.pid); best-effort, not enforced on this host: \(unenforced.joined(separator: ", "))"
-            await onEvent(event(.spawned, id, binding, reason: nil, detail: detail))
+            var spawned = event(.spawned, id, binding, reason: nil, detail: detail)
+            spawned.spawnDuration = ContinuousClock.now - spawnStarted
+            await onEvent(spawned)
             // A retirement that ran while this worker was being confined could not see it.
             if voided(invocation) {
                 await destroy(id, reason: .sessionRevoked, detail: "retired while it was being confined")

@@ -19,12 +19,33 @@ struct Leasehold: AsyncParsableCommand {
             ServersCommand.self,
         ])
 
-    static func bootstrapLogging() {
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .notice
-            return handler
+    /// Log lines on standard error: text (the default), or one JSON object per line (`serve
+    /// --log-format json` or `LEASEHOLD_LOG_FORMAT=json`). `LOG_LEVEL` sets the level; without it,
+    /// text logs from notice up and JSON from info up (one `mcp.request` line per request).
+    static func bootstrapLogging(format: LogFormat? = nil) {
+        let environment = ProcessInfo.processInfo.environment
+        let format = format ?? LogFormat(rawValue: environment["LEASEHOLD_LOG_FORMAT"] ?? "") ?? .text
+        let level = Logger.Level(rawValue: environment["LOG_LEVEL"] ?? "")
+        switch format {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level ?? .notice
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level ?? .info
+                return handler
+            }
         }
+    }
+
+    /// `--log-format`.
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case text
+        case json
     }
 }
 
@@ -39,9 +60,9 @@ struct StateOptions: ParsableArguments {
     @Option(name: .long, help: "Policies directory (tiers.yaml, tools.yaml).")
     var policies = "./policies"
 
-    func runtime() async throws -> Runtime {
+    func runtime(otlpEndpoint: String? = nil) async throws -> Runtime {
         try await Runtime.bootstrap(
-            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies),
+            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies, otlpEndpoint: otlpEndpoint),
             logger: Logger(label: "leasehold"))
     }
 }
@@ -64,9 +85,29 @@ struct Serve: AsyncParsableCommand {
     @Flag(name: .long, help: "Register the demo tenants acme and globex and print a ready claim.")
     var demo = false
 
+    @Option(
+        name: .long,
+        help: "HOST:PORT of a listener serving only /metrics, without a key (bind it to a private interface).")
+    var metrics: String?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Log lines as text or json (one object per line, with an mcp.request line per request at info; "
+                + "default: LEASEHOLD_LOG_FORMAT, else text)."))
+    var logFormat: Leasehold.LogFormat?
+
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "OpenTelemetry collector for traces, OTLP/HTTP protobuf (e.g. http://127.0.0.1:4318; /v1/traces is "
+                + "added). Default: otlp_endpoint in the config, else off."))
+    var otlpEndpoint: String?
+
     func run() async throws {
-        Leasehold.bootstrapLogging()
-        let runtime = try await state.runtime()
+        Leasehold.bootstrapLogging(format: logFormat)
+        let runtime = try await state.runtime(otlpEndpoint: otlpEndpoint)
+        runtime.bootstrapMetricsSystem()
         var settings: HTTPSettings?
         if http != nil || !stdio {
             let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")
@@ -80,14 +121,23 @@ struct Serve: AsyncParsableCommand {
         let demoSession = demo ? try await Demo.prepare(runtime) : nil
         let source = runtime.operatorKeySource
         let host = settings?.host ?? "127.0.0.1"
-        try await runtime.serve(http: settings, stdio: stdio, stdioClaim: claim) { port in
-            let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-            printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
-            printError("leasehold: operator key: \(source)")
-            if let (session, claim) = demoSession {
-                printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
-            }
-        }
+        let metricsListen = try (metrics ?? runtime.config.metrics?.listen).map(parseHostPort)
+        try await runtime.serve(
+            http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
+            onHTTPReady: { port in
+                let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+                printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
+                printError("leasehold: operator key: \(source)")
+                if let (session, claim) = demoSession {
+                    printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
+                }
+            },
+            onMetricsReady: { port in
+                let metricsHost = metricsListen?.host ?? "127.0.0.1"
+                printError(
+                    "leasehold: metrics on http://\(metricsHost.contains(":") ? "[\(metricsHost)]" : metricsHost):\(port)/metrics"
+                )
+            })
     }
 }
 

@@ -175,6 +175,8 @@ public actor AuditLog {
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
     public nonisolated let node: String
+    /// Where group commits are counted (`/metrics`): set once by the runner's gateway.
+    nonisolated let metrics = Mutex<LeaseholdMetrics?>(nil)
     /// Records waiting for the writer.
     private var pending: [Queued] = []
     /// Whether the writer loop runs: committing, or parked until a WAL sync falls due.
@@ -513,7 +515,12 @@ public actor AuditLog {
                 failure = AuditUnavailable(description: refusal)
             } else {
                 do {
+                    let started = ContinuousClock.now
                     let written = try insertFreeingReserve(batch.map(\.encoded), sync: sync)
+                    if let metrics = metrics.withLock({ $0 }) {
+                        metrics.auditCommitted(
+                            records: batch.count, seconds: LeaseholdMetrics.seconds(ContinuousClock.now - started))
+                    }
                     head = written.head
                     lastCheckpointSeq = written.checkpoint ?? lastCheckpointSeq
                     committed(sync)

@@ -8,6 +8,7 @@ import MCP
 struct ApprovalGate: Sendable {
     let store: any LeaseholdStore
     let recorder: CallRecorder
+    let metrics: LeaseholdMetrics
     let now: @Sendable () -> Date
 
     enum ApprovalCheck {
@@ -109,6 +110,9 @@ struct ApprovalGate: Sendable {
                     : spent.actorID != session.actorID
                         ? "was granted for another actor's call"
                         : spent.status == .exhausted ? "has no uses left" : "has expired"
+                if spent.status == .granted && spent.leaseID == session.lease.id && spent.actorID == session.actorID {
+                    metrics.approval("expired")
+                }
                 let fresh = try await ask(
                     tool: tool, workspace: workspace, digest: digest, arguments: arguments, in: context,
                     requestID: requestID)
@@ -166,6 +170,7 @@ struct ApprovalGate: Sendable {
         event.detail = "approval \(approval.id)"
         try await recorder.audit.append(event)
         try await store.insertApproval(approval)
+        metrics.approval("requested")
         return approval
     }
 

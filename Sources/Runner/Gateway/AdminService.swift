@@ -645,6 +645,7 @@ public struct AdminService: Sendable {
             return true
         }
         try await record(decision: "approval.granted", on: updated, by: principal, detail: "\(ttl) s, \(count) use(s)")
+        gateway.metrics.approval("granted")
         return updated
     }
 
@@ -661,6 +662,7 @@ public struct AdminService: Sendable {
             return true
         }
         try await record(decision: "approval.denied", on: updated, by: principal, detail: nil)
+        gateway.metrics.approval("denied")
         return updated
     }
 

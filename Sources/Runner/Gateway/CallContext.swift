@@ -1,5 +1,6 @@
 import Foundation
 import Sandbox
+import Tracing
 
 /// Everything the gateway established about one request before deciding it.
 public struct CallContext: Sendable {
@@ -19,4 +20,7 @@ public struct CallContext: Sendable {
     public var progress: ProgressSink? = nil
     /// The client's `notifications/cancelled` for this request; set by the transport.
     public var cancellation: CallCancellation? = nil
+    /// The request's server span when tracing is on; set by the transport. The gateway names the
+    /// tier, isolation, worker and outcome on it.
+    public var span: (any Span)? = nil
 }

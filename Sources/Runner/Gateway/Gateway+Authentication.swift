@@ -29,6 +29,7 @@ extension Gateway {
         do {
             verified = try authenticator.verify(token)
         } catch {
+            metrics.refused(error.code.rawValue, tenant: nil)
             await refusedUnauthenticated(error, token: token, requestID: requestID, source: source ?? "unknown")
             throw error
         }
@@ -47,6 +48,7 @@ extension Gateway {
                 claim: verified, session: bound.session, scope: scope, connectionID: connectionID,
                 readAt: bound.readAt)
         } catch {
+            metrics.refused(error.code.rawValue, tenant: verified.claim.tenantID)
             // The claim verified: whoever holds it is known, so each refusal is its own record.
             _ = try? await audit.append(refusalEvent(error, token: token, requestID: requestID, of: verified))
             throw error
@@ -61,6 +63,7 @@ extension Gateway {
             try await binder.bind(context.claim, session: context.session, connectionID: context.connectionID)
             watchLease(of: context.session)
         } catch {
+            metrics.refused(error.code.rawValue, tenant: context.session.tenantID)
             _ = try? await audit.append(refusalEvent(error, token: nil, requestID: requestID, of: context.claim))
             throw error
         }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MCP
 import Sandbox
+import Tracing
 
 // Stages 3-8 of a call, composed: scope decision, approval, intent record, execution (result
 // cache or confined worker), outcome record, and the answer to encode.
@@ -25,9 +26,39 @@ extension Gateway {
     public func answer(
         _ tool: String, arguments: [String: Value]?, in context: CallContext, requestID: String? = nil
     ) async throws(Refusal) -> CallAnswer {
+        let started = ContinuousClock.now
+        var tier: String? = nil
+        do {
+            let answer = try await decideAndRun(
+                tool, arguments: arguments, in: context, requestID: requestID, tier: &tier)
+            observeCall(
+                tool, tier: tier, answer: answer, refusal: nil, in: context, requestID: requestID, since: started)
+            return answer
+        } catch {
+            observeCall(
+                tool, tier: tier, answer: nil, refusal: error, in: context, requestID: requestID, since: started)
+            throw error
+        }
+    }
+
+    /// ``answer(_:arguments:in:requestID:)`` unmeasured: `system.execute_tool` comes back here for
+    /// its target, so a call is measured once. `tier` is set to the deciding tier once known.
+    private func decideAndRun(
+        _ tool: String, arguments: [String: Value]?, in context: CallContext, requestID: String?,
+        tier observedTier: inout String?
+    ) async throws(Refusal) -> CallAnswer {
         // One resolver for the whole call, so the tier and the policy version recorded agree.
         let resolver = self.resolver
+        let scopeSpan = tracing?.child("leasehold.scope")
         let decision = resolver.decide(tool, in: context.scope)
+        if let scopeSpan {
+            if case .visible = decision {
+                scopeSpan.attributes["leasehold.scope.decision"] = "visible"
+            } else {
+                scopeSpan.attributes["leasehold.scope.decision"] = "hidden"
+            }
+            scopeSpan.end()
+        }
         guard case .visible(let tier) = decision else {
             var reason: String?
             if case .hidden(let why) = decision {
@@ -46,6 +77,7 @@ extension Gateway {
                 policyVersion: resolver.policy.version)
             throw refusal
         }
+        observedTier = tier
         switch tool {
         case BuiltinTools.searchTools:
             return await searchTools(arguments, resolver: resolver, in: context, requestID: requestID)
@@ -69,7 +101,8 @@ extension Gateway {
                     Refusal(.invalidArguments, "system.execute_tool \"arguments\" must be an object"), tool: tool,
                     in: context, requestID: requestID)
             }
-            return try await answer(target, arguments: targetArguments, in: context, requestID: requestID)
+            return try await decideAndRun(
+                target, arguments: targetArguments, in: context, requestID: requestID, tier: &observedTier)
         default:
             return await execute(
                 tool, tier: tier, resolver: resolver, arguments: arguments, in: context, requestID: requestID)
@@ -148,9 +181,15 @@ extension Gateway {
         let tier = call.tierName
         var approvalFingerprint: String?
         if call.tier.approval.required {
+            let approvalSpan = tracing?.child("leasehold.approval")
             switch await approvals.check(call, in: context, requestID: requestID) {
-            case .proceed(let fingerprint): approvalFingerprint = fingerprint
-            case .refuse(let answer): return answer
+            case .proceed(let fingerprint):
+                approvalSpan?.end()
+                approvalFingerprint = fingerprint
+            case .refuse(let answer):
+                if case .refusal(let refusal, _) = answer { LeaseholdTracing.fail(approvalSpan, refusal.code.rawValue) }
+                approvalSpan?.end()
+                return answer
             }
         }
         var intent = recorder.event("call.intent", tool: tool, in: context, requestID: requestID)
@@ -165,26 +204,60 @@ extension Gateway {
         // on in any case (a runner crash loses neither), fsynced first only for `full`.
         let sync = call.tier.auditSync
         let (cached, generation) = dispatch.cached(call)
+        if call.cacheTTL != nil { metrics.cacheLookup(hit: cached != nil) }
+        context.span?.updateAttributes { attributes in
+            attributes["leasehold.tier"] = tier
+            attributes["leasehold.isolation"] = call.tier.isolation.rawValue
+            attributes["leasehold.cache.hit"] = cached != nil
+        }
         if let cached {
             intent.event = "call.cached"
             intent.outcome = "cached"
+            let auditSpan = tracing?.child("leasehold.audit.commit")
+            defer { auditSpan?.end() }
             do {
                 try await recorder.commit(intent, sync: sync, otherwise: "the call was not answered")
             } catch {
+                LeaseholdTracing.fail(auditSpan, error.code.rawValue)
                 return .refusal(error)
             }
             return .tool(result: cached, isError: false)
         }
         // Intent first, committed: a tool never runs without its record.
         let intentSeq: Int64
+        let auditSpan = tracing?.child("leasehold.audit.commit")
         do {
             intentSeq = try await recorder.commit(intent, sync: sync)
+            auditSpan?.end()
         } catch {
+            LeaseholdTracing.fail(auditSpan, error.code.rawValue)
+            auditSpan?.end()
             return .refusal(error)
         }
         let started = ContinuousClock.now
-        let execution = await dispatch.run(
-            call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+        let execution: ToolExecution
+        if let tracing {
+            // The tool's span is the current context while it runs, so a worker spawned for it
+            // is its child (see Runtime's worker event hook).
+            let toolSpan = tracing.child("execute_tool \(ToolName.display(tool))")
+            toolSpan.updateAttributes { attributes in
+                attributes["gen_ai.operation.name"] = "execute_tool"
+                attributes["gen_ai.tool.name"] = ToolName.display(tool)
+            }
+            execution = await InstrumentationContext.withValue(toolSpan.context) {
+                await dispatch.run(
+                    call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+            }
+            toolSpan.updateAttributes { attributes in
+                if let worker = execution.workerID { attributes["leasehold.worker.id"] = worker }
+                attributes["leasehold.isolation"] = execution.isolation.rawValue
+            }
+            if let worker = execution.workerID { context.span?.attributes["leasehold.worker.id"] = worker }
+            toolSpan.end()
+        } else {
+            execution = await dispatch.run(
+                call, generation: generation, frozen: admission.frozen && admission.change == .exec, in: context)
+        }
         do {
             try await recorder.outcome(
                 of: intent, intentSeq: intentSeq, execution: execution, elapsed: ContinuousClock.now - started,

@@ -67,6 +67,10 @@ public final class Gateway: Sendable {
     public let unauthenticatedRefusals: UnauthenticatedRefusals
     /// Upstream MCP servers (`servers:`), whose tools join the catalog.
     public let upstreams: UpstreamRegistry
+    /// What `/metrics` shows.
+    public let metrics: LeaseholdMetrics
+    /// OpenTelemetry spans, when an OTLP endpoint is configured (nil: no span is ever started).
+    public let tracing: LeaseholdTracing?
 
     /// Creates the gateway.
     public init(
@@ -75,12 +79,15 @@ public final class Gateway: Sendable {
         workspaceRules: WorkspaceRules = WorkspaceRules(), hostIDs: TenantHostIDs? = nil,
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
         diskQuotas: DiskQuotas = DiskQuotas(), auditReserve: AuditReserve? = nil,
-        upstreams: UpstreamRegistry = .none,
-        logger: Logger = Logger(label: "leasehold.gateway"),
+        upstreams: UpstreamRegistry = .none, metrics: LeaseholdMetrics = LeaseholdMetrics(),
+        tracing: LeaseholdTracing? = nil, logger: Logger = Logger(label: "leasehold.gateway"),
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.store = store
         self.upstreams = upstreams
+        self.metrics = metrics
+        self.tracing = tracing
+        audit.metrics.withLock { $0 = metrics }
         self.unauthenticatedRefusals = UnauthenticatedRefusals(refusalSampling)
         let registry = WorkspaceRegistry(backend: store, rules: workspaceRules)
         self.registry = registry
@@ -98,7 +105,7 @@ public final class Gateway: Sendable {
         let recorder = CallRecorder(audit: audit, logger: logger)
         self.authenticator = ClaimAuthenticator(verifier: verifier, now: now)
         self.binder = SessionBinder(store: store, connections: connections, now: now)
-        self.approvals = ApprovalGate(store: store, recorder: recorder, now: now)
+        self.approvals = ApprovalGate(store: store, recorder: recorder, metrics: metrics, now: now)
         self.recorder = recorder
         self.dispatch = ToolDispatch(
             registry: registry, executor: executor, upstreams: upstreams, cache: cache, kernel: kernel, hostIDs: hostIDs,
@@ -120,16 +127,20 @@ public final class Gateway: Sendable {
     }
 
     /// The tools visible in `context`.
-    public func listTools(in context: CallContext) async -> [Tool] {
+    public func listTools(in context: CallContext, requestID: String? = nil) async -> [Tool] {
+        let started = ContinuousClock.now
         let tools = resolver.listing(in: context.scope)
         await connections.recordListed(tools.map(\.name), connectionID: context.connectionID, claim: context.claim)
+        observeList(in: context, requestID: requestID, since: started)
         return tools
     }
 
     /// The `tools/list` result of `context` as JSON (same tools and bookkeeping as ``listTools(in:)``).
-    public func listToolsJSON(in context: CallContext) async -> Data {
+    public func listToolsJSON(in context: CallContext, requestID: String? = nil) async -> Data {
+        let started = ContinuousClock.now
         let (names, json) = resolver.listingJSON(in: context.scope)
         await connections.recordListed(names, connectionID: context.connectionID, claim: context.claim)
+        observeList(in: context, requestID: requestID, since: started)
         return json
     }
 

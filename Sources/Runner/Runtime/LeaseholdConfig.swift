@@ -78,6 +78,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var auditReserveMiB: Int?
     /// The token endpoint's trusted issuers (`oauth:`; see ``OAuthConfig``).
     public var oauth: OAuthConfig?
+    /// `/metrics` (`metrics:`; see ``MetricsConfig``).
+    public var metrics: MetricsConfig?
+    /// Where OpenTelemetry spans go over OTLP/HTTP (`--otlp-endpoint` overrides; default: no tracing).
+    public var otlpEndpoint: String?
 
     /// `tenant_limits:` what every tenant may hold (the keys at its top) and per-tenant overrides
     /// of the same keys (`tenants: {ID: {...}}`); an absent value keeps its default.
@@ -167,6 +171,8 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case workerCgroups = "worker_cgroups"
         case auditReserveMiB = "audit_reserve_mib"
         case oauth
+        case metrics
+        case otlpEndpoint = "otlp_endpoint"
     }
 
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).

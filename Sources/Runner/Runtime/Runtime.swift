@@ -2,6 +2,8 @@ import Foundation
 import Hummingbird
 import Logging
 import MCP
+import Metrics
+import Prometheus
 import Sandbox
 import ServiceLifecycle
 import UnixSignals
@@ -19,12 +21,18 @@ public struct RuntimeOptions: Sendable {
     public var configFile: String?
     /// Policies directory.
     public var policiesDir: String
+    /// Where spans go (OTLP/HTTP); nil: the config's `otlp_endpoint`, else no tracing.
+    public var otlpEndpoint: String?
 
     /// Creates options.
-    public init(stateDir: String = "./.leasehold", configFile: String? = nil, policiesDir: String = "./policies") {
+    public init(
+        stateDir: String = "./.leasehold", configFile: String? = nil, policiesDir: String = "./policies",
+        otlpEndpoint: String? = nil
+    ) {
         self.stateDir = stateDir
         self.configFile = configFile
         self.policiesDir = policiesDir
+        self.otlpEndpoint = otlpEndpoint
     }
 }
 
@@ -52,6 +60,8 @@ public struct Runtime: Sendable {
     let configFile: String?
     /// The root rules, which also bound upstream servers' mounts.
     let workspaceRules: WorkspaceRules
+    /// Batches and exports spans when tracing is on.
+    let tracingService: (any Service)?
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -125,6 +135,14 @@ public struct Runtime: Sendable {
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
             signer: auditKey, checkpointEvery: auditCheckpoints.records,
             syncInterval: try config.auditBatchedSyncInterval(), logger: logger)
+        let metrics = LeaseholdMetrics(perTenantLabels: config.metrics?.perTenantLabels ?? false)
+        let otlpEndpoint = options.otlpEndpoint ?? config.otlpEndpoint
+        let tracingBackend = try otlpEndpoint.map { try LeaseholdTracing.otlp(endpoint: $0, logger: logger) }
+        let tracing = tracingBackend?.tracing
+        let tracingService = tracingBackend?.service
+        if let otlpEndpoint {
+            logger.notice("tracing: spans exported over OTLP/HTTP", metadata: ["endpoint": "\(otlpEndpoint)"])
+        }
         let launch = try WorkerLaunch(
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
@@ -133,7 +151,20 @@ public struct Runtime: Sendable {
             maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
             maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(),
             cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
-            onEvent: { event in await audit.appendWithoutWaiting(AuditEvent(worker: event)) })
+            onEvent: { event in
+                metrics.worker(event)
+                // Spawned for a traced call: the worker's confinement, as a child of the tool's span
+                // (the pool runs in the call's task, so its task-local context is the tool's).
+                if let tracing, event.kind == .spawned, let duration = event.spawnDuration {
+                    tracing.finishedChild(
+                        "leasehold.worker.spawn", lasted: duration,
+                        attributes: [
+                            "leasehold.worker.id": event.workerID ?? "", "leasehold.tier": event.tier,
+                            "leasehold.isolation": event.isolation.rawValue,
+                        ])
+                }
+                await audit.appendWithoutWaiting(AuditEvent(worker: event))
+            })
         Self.logLimitEnforcement(pool.limitEnforcement, policy: policy, catalog: catalog, logger: logger)
         let upstreams = try UpstreamRegistry(
             servers: try Self.upstreamServers(
@@ -149,7 +180,7 @@ public struct Runtime: Sendable {
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: try config.refusalSampling(), diskQuotas: try config.diskQuotas(),
-            auditReserve: reserve, upstreams: upstreams, logger: logger)
+            auditReserve: reserve, upstreams: upstreams, metrics: metrics, tracing: tracing, logger: logger)
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -168,7 +199,7 @@ public struct Runtime: Sendable {
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
             keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
-            configFile: options.configFile, workspaceRules: rules, logger: logger)
+            configFile: options.configFile, workspaceRules: rules, tracingService: tracingService, logger: logger)
     }
 
     /// `servers:` of the config, checked against what else the runner knows: each server's
@@ -280,9 +311,17 @@ public struct Runtime: Sendable {
         return String(cString: resolved)
     }
 
+    /// Points swift-metrics (the process-wide `MetricsSystem`) at this runner's registry, so what
+    /// any library counts through swift-metrics shows at `/metrics` too. Once per process: `serve`.
+    public func bootstrapMetricsSystem() {
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: gateway.metrics.registry))
+    }
+
     /// Serves until shutdown: HTTP when `http` is set, stdio when `stdio` is true (stdin EOF ends the run).
     public func serve(
-        http: HTTPSettings?, stdio: Bool, stdioClaim: String?, onHTTPReady: @escaping @Sendable (Int) async -> Void
+        http: HTTPSettings?, stdio: Bool, stdioClaim: String?, metricsListen: (host: String, port: Int)? = nil,
+        onHTTPReady: @escaping @Sendable (Int) async -> Void,
+        onMetricsReady: @escaping @Sendable (Int) async -> Void = { _ in }
     ) async throws {
         // A file-size limit (or a full disk) must make an audit write fail, which refuses the call;
         // the default action of SIGXFSZ would instead kill the runner for every tenant.
@@ -308,10 +347,12 @@ public struct Runtime: Sendable {
         // that cannot be listed has none; `GET /api/v1/servers` says why).
         await gateway.listUpstreams()
         // First in, last out: the final checkpoint on shutdown covers what every other service wrote.
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // Before everything: it stops last, so the spans of the last requests are exported.
+        if let tracingService { services.append(.init(service: tracingService)) }
+        services.append(
             .init(
-                service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger))
-        ]
+                service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger)))
         // Unauthenticated refusals are counted per source and written once per interval; the last
         // interval's counts are written at shutdown, after the HTTP server has drained.
         services.append(.init(service: RefusalSampleFlusher(gateway: gateway)))
@@ -336,6 +377,16 @@ public struct Runtime: Sendable {
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
                 logger: logger)
             services.append(.init(service: app))
+        }
+        if let metricsListen {
+            services.append(
+                .init(
+                    service: MetricsEndpoint.application(
+                        gateway: gateway, host: metricsListen.host, port: metricsListen.port,
+                        onServerRunning: { channel in
+                            await onMetricsReady(channel.localAddress?.port ?? metricsListen.port)
+                        },
+                        logger: logger)))
         }
         if stdio {
             services.append(

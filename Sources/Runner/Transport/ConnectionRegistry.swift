@@ -116,6 +116,11 @@ public actor ConnectionRegistry {
         entries[connectionID]?.claimAllowedTools = claim.claim.allowedTools
     }
 
+    /// Open connections and the sessions among them (`/metrics`).
+    func counts() -> (connections: Int, sessions: Int) {
+        (entries.count, Set(entries.values.compactMap(\.sessionID)).count)
+    }
+
     /// Session ids with at least one connection.
     func sessionIDs() -> Set<String> {
         Set(entries.values.compactMap(\.sessionID))

@@ -7,6 +7,7 @@ import MCP
 import NIOCore
 import Sandbox
 import ServiceLifecycle
+import Tracing
 import WorkspaceRegistry
 
 /// Builds the Hummingbird application: `/mcp`, `/mcp/servers/{id}`, `/api/v1/...`, `/healthz`, `/readyz`.
@@ -61,6 +62,21 @@ public enum HTTPServer {
             router.on("/mcp/servers/:server_id", method: method) { request, context in
                 await mcp.handle(request, endpointServer: context.parameters.get("server_id"), context: context)
             }
+        }
+        // The operator's view of the whole runner: the operator key only (a tenant admin key would
+        // see every tenant's tools and volumes). `--metrics HOST:PORT` serves it without a key on
+        // a listener of its own (docs/observability.md).
+        router.get("/metrics") { request, _ in
+            let principal: Principal
+            do {
+                principal = try await admin.principal(forKey: MCPHandlers.bearer(request.headers[.authorization]))
+            } catch let error as APIError {
+                return HTTPJSON.error(error, headers: [.wwwAuthenticate: "Bearer realm=\"leasehold-admin\""])
+            }
+            guard principal == .operator else {
+                return HTTPJSON.error(APIError.forbidden("/metrics needs the operator key"))
+            }
+            return await MetricsEndpoint.response(gateway: gateway)
         }
         AdminRoutes(admin: admin).register(on: router)
         (oauth ?? TokenExchange(admin: admin, config: OAuthConfig(), verifier: nil)).register(on: router)
@@ -128,15 +144,33 @@ struct MCPEndpoint: Sendable {
             }
             connectionID = sessionHeader
             transport = existing
+            // A hot request is traced from here, so claim verification is a child of its span.
+            let span = hot.flatMap { call in
+                gateway.tracing.map { tracing in
+                    tracing.serverSpan(
+                        method: call.methodName, tool: call.toolName,
+                        nameTool: call.toolName.map(gateway.metricToolLabel), requestID: call.idText,
+                        carrier: call.traceCarrier.isEmpty ? traceHeaders(request) : call.traceCarrier,
+                        protocolVersion: request.headers[HTTPField.Name("MCP-Protocol-Version")!],
+                        sessionID: sessionHeader, transport: "tcp")
+                }
+            }
+            let verifySpan = span.flatMap { gateway.tracing?.child("leasehold.claim.verify", of: $0) }
             do {
                 context = try await gateway.authenticate(
                     token: token, connectionID: connectionID, endpointServer: endpointServer,
                     requestID: requestID, source: source)
+                verifySpan?.end()
             } catch {
+                LeaseholdTracing.fail(verifySpan, error.code.rawValue)
+                verifySpan?.end()
+                LeaseholdTracing.fail(span, error.code.rawValue)
+                span?.end()
                 return unauthorized(error)
             }
             if let call = hot {
-                return await answer(call, request: request, context: context, connectionID: connectionID)
+                LeaseholdTracing.identify(span, context)
+                return await answer(call, request: request, context: context, connectionID: connectionID, span: span)
             }
             // A client's cancellation of a call in flight on this connection reaches the call;
             // the SDK then answers the notification as usual (202).
@@ -250,12 +284,18 @@ struct MCPEndpoint: Sendable {
     /// `tools/call` on an established connection, answered by the lean edge with the context this
     /// request was authenticated with (once): the same header checks as the SDK transport, the same
     /// in-flight id guard, and a plain JSON response.
-    private func answer(_ call: HotMethodEdge.Call, request: Request, context: CallContext, connectionID: String) async
-        -> Response
-    {
-        if let refusal = checkPostHeaders(request) { return refusal }
+    private func answer(
+        _ call: HotMethodEdge.Call, request: Request, context: CallContext, connectionID: String, span: (any Span)?
+    ) async -> Response {
+        if let refusal = checkPostHeaders(request) {
+            LeaseholdTracing.fail(span, "invalid_request")
+            span?.end()
+            return refusal
+        }
         if let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!], !Version.supported.contains(version)
         {
+            LeaseholdTracing.fail(span, "invalid_request")
+            span?.end()
             return jsonRPCError(
                 status: .badRequest, code: -32600,
                 message:
@@ -264,10 +304,13 @@ struct MCPEndpoint: Sendable {
         }
         // A call can be cancelled by the client (`notifications/cancelled`) until it finishes.
         var context = context
+        context.span = span
         let cancellation: CallCancellation? = if case .call = call.method { CallCancellation() } else { nil }
         context.cancellation = cancellation
         guard await gateway.connections.startRequests([call.idText], on: connectionID, cancellation: cancellation)
         else {
+            LeaseholdTracing.fail(span, "invalid_request")
+            span?.end()
             return jsonRPCError(
                 status: .conflict, code: -32600,
                 message: "invalid_request: a request with this id is already in flight on this MCP session")
@@ -282,7 +325,15 @@ struct MCPEndpoint: Sendable {
                 body: progressStream(
                     call, token: token, context: context, cancellation: cancellation, connectionID: connectionID))
         }
-        let body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
+        let body: Data
+        if let span {
+            body = await InstrumentationContext.withValue(span.context) {
+                await HotMethodEdge.answer(call, gateway: gateway, context: context)
+            }
+            span.end()
+        } else {
+            body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
+        }
         await gateway.connections.finishRequests([call.idText], on: connectionID)
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
@@ -302,7 +353,11 @@ struct MCPEndpoint: Sendable {
         let gateway = self.gateway
         let token = UncheckedToken(value: token)
         let task = Task {
-            let body = await HotMethodEdge.answer(call, gateway: gateway, context: context)
+            let span = context.span
+            let body = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
+                await HotMethodEdge.answer(call, gateway: gateway, context: context)
+            }
+            span?.end()
             continuation.finish()
             await gateway.connections.finishRequests([call.idText], on: connectionID)
             return body
@@ -322,6 +377,14 @@ struct MCPEndpoint: Sendable {
                 throw error
             }
         }
+    }
+
+    /// `traceparent` / `tracestate` of the request's HTTP headers (W3C Trace Context).
+    private func traceHeaders(_ request: Request) -> [String: String] {
+        var carrier: [String: String] = [:]
+        if let parent = request.headers[HTTPField.Name("traceparent")!] { carrier["traceparent"] = parent }
+        if let state = request.headers[HTTPField.Name("tracestate")!] { carrier["tracestate"] = state }
+        return carrier
     }
 
     /// DNS-rebinding protection: a foreign `Origin` or an unexpected `Host` gets 403.

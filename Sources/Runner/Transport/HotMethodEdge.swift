@@ -25,6 +25,28 @@ enum HotMethodEdge {
         let method: Method
         /// The client's `_meta.progressToken` (a string or an integer), if it asked for progress.
         var progressToken: Any? = nil
+        /// `traceparent` and `tracestate` from `params._meta`, when the client propagates a trace there.
+        var traceCarrier: [String: String] = [:]
+
+        /// `tools/call` or `tools/list`.
+        var methodName: String {
+            if case .call = method { "tools/call" } else { "tools/list" }
+        }
+
+        /// The called tool's name (nil for `tools/list`).
+        var toolName: String? {
+            if case .call(let name, _) = method { name } else { nil }
+        }
+    }
+
+    /// `traceparent` / `tracestate` in `params._meta` (the MCP conventions' propagation).
+    static func traceCarrier(inParams params: [String: Any]?) -> [String: String] {
+        guard let meta = params?["_meta"] as? [String: Any] else { return [:] }
+        var carrier: [String: String] = [:]
+        for key in ["traceparent", "tracestate"] {
+            if let value = meta[key] as? String, value.utf8.count <= 512 { carrier[key] = value }
+        }
+        return carrier
     }
 
     /// The single `tools/call` or `tools/list` request in `body`; nil for anything else (batches,
@@ -36,8 +58,10 @@ enum HotMethodEdge {
             id is String || (id as? NSNumber).map({ String(cString: $0.objCType) != "c" }) == true
         else { return nil }
         let idText = String(describing: id).prefix(128).description
-        guard method == "tools/call" else { return Call(id: id, idText: idText, method: .list) }
         let params = message["params"] as? [String: Any]
+        guard method == "tools/call" else {
+            return Call(id: id, idText: idText, method: .list, traceCarrier: traceCarrier(inParams: params))
+        }
         guard let name = params?["name"] as? String else { return nil }
         var arguments: [String: Value]? = nil
         if let raw = params?["arguments"] {
@@ -46,7 +70,7 @@ enum HotMethodEdge {
         }
         return Call(
             id: id, idText: idText, method: .call(name: name, arguments: arguments),
-            progressToken: ProgressRelay.token(inParams: params))
+            progressToken: ProgressRelay.token(inParams: params), traceCarrier: traceCarrier(inParams: params))
     }
 
     /// The JSON-RPC id (as text, the way ``Call/idText`` and the in-flight guard spell it) of the
@@ -66,7 +90,8 @@ enum HotMethodEdge {
     static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
         switch call.method {
         case .list:
-            return envelope(id: call.id, key: "result", value: await gateway.listToolsJSON(in: context))
+            return envelope(
+                id: call.id, key: "result", value: await gateway.listToolsJSON(in: context, requestID: call.idText))
         case .call(let name, let arguments):
             do {
                 let answer = try await gateway.answer(name, arguments: arguments, in: context, requestID: call.idText)

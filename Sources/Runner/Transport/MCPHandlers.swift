@@ -1,6 +1,7 @@
 import Foundation
 import MCP
 import Sandbox
+import Tracing
 
 /// Builds the MCP server for one connection, with every handler going through the gateway.
 enum MCPHandlers {
@@ -45,13 +46,45 @@ enum MCPHandlers {
             }
         }
 
+        /// The server span of a request this path answers (stdio, or an HTTP request the SDK
+        /// handles), and its context once its claim verified (nil span: tracing is off).
+        @Sendable func traced(_ method: String, tool: String?, meta: Metadata?, requestID: String?) async throws
+            -> (CallContext, (any Span)?)
+        {
+            guard let tracing = gateway.tracing else { return (try await context(requestID: requestID), nil) }
+            var carrier: [String: String] = [:]
+            for key in ["traceparent", "tracestate"] {
+                if let value = meta?[key]?.stringValue, value.utf8.count <= 512 { carrier[key] = value }
+            }
+            let span = tracing.serverSpan(
+                method: method, tool: tool, nameTool: tool.map(gateway.metricToolLabel), requestID: requestID ?? "",
+                carrier: carrier, protocolVersion: nil, sessionID: nil, transport: stdio != nil ? "pipe" : "tcp")
+            let verify = tracing.child("leasehold.claim.verify", of: span)
+            do {
+                var context = try await context(requestID: requestID)
+                verify.end()
+                LeaseholdTracing.identify(span, context)
+                context.span = span
+                return (context, span)
+            } catch {
+                LeaseholdTracing.fail(verify, "claim_refused")
+                verify.end()
+                LeaseholdTracing.fail(span, "claim_refused")
+                span.end()
+                throw error
+            }
+        }
+
         await server.withMethodHandler(ListTools.self) { _ in
-            let context = try await context(requestID: currentRequestID())
-            return ListTools.Result(tools: await gateway.listTools(in: context))
+            let requestID = currentRequestID()
+            let (context, span) = try await traced("tools/list", tool: nil, meta: nil, requestID: requestID)
+            defer { span?.end() }
+            return ListTools.Result(tools: await gateway.listTools(in: context, requestID: requestID))
         }
         await server.withMethodHandler(CallTool.self) { [weak server] params in
             let requestID = currentRequestID()
-            var context = try await context(requestID: requestID)
+            var (context, span) = try await traced("tools/call", tool: params.name, meta: params._meta, requestID: requestID)
+            defer { span?.end() }
             // The arguments exactly as the client sent them: the SDK's decoding of `params`
             // rewrites strings that look like data URLs (see ExactJSON).
             guard let body = Server.currentHandlerContext?.httpContext?.body,
@@ -83,7 +116,20 @@ enum MCPHandlers {
             let cancellation = CallCancellation()
             context.cancellation = cancellation
             let running = Task { [context] () async throws(Refusal) -> CallAnswer in
-                try await gateway.answer(params.name, arguments: arguments, in: context, requestID: requestID)
+                guard let span = context.span else {
+                    return try await gateway.answer(params.name, arguments: arguments, in: context, requestID: requestID)
+                }
+                // The stages' spans are children of this request's.
+                let result = await InstrumentationContext.withValue(span.context) {
+                    () async -> Result<CallAnswer, Refusal> in
+                    do throws(Refusal) {
+                        return .success(
+                            try await gateway.answer(params.name, arguments: arguments, in: context, requestID: requestID))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                return try result.get()
             }
             defer { relay?.cancel() }
             do {
