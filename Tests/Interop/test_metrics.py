@@ -70,6 +70,12 @@ async def test_metrics_count_the_calls_made(binary: Path, state_dir: Path, works
                 raw_headers("not-a-claim", conn.mcp_session_id, conn.protocol_version),
             )
             assert_refused(response, "claim_invalid")
+            # A refusal at the HTTP edge, before any claim is read.
+            foreign = await raw_post(
+                server.mcp_url, {"jsonrpc": "2.0", "id": 8, "method": "tools/list"},
+                {**raw_headers(claim, conn.mcp_session_id, conn.protocol_version), "Origin": "https://evil.example"},
+            )
+            assert foreign.status_code == 403, foreign.text
 
         async with httpx.AsyncClient(timeout=10) as client:
             open_text = (await client.get(metrics_url)).text
@@ -97,6 +103,7 @@ async def test_metrics_count_the_calls_made(binary: Path, state_dir: Path, works
 
     assert value(parsed, "leasehold_refusals_total", code="tool_not_in_scope") == 3
     assert value(parsed, "leasehold_refusals_total", code="claim_invalid") == 1
+    assert value(parsed, "leasehold_refusals_total", code="forbidden_origin") == 1
 
     assert value(parsed, "leasehold_workers_spawned_total") >= 1
     assert value(parsed, "leasehold_worker_spawn_duration_seconds_count") >= 1

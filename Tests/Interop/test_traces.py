@@ -137,7 +137,8 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
             await raw_post(server.mcp_url, {"jsonrpc": "2.0", "id": "tr-3", "method": "tools/list"}, headers)
             await raw_post(server.mcp_url, call("tr-4", "made.up_tool_7", {}), headers)
         receiver.wait_for("tools/call repo.read_file", "tools/call shell.run", "tools/list", "tools/call _unknown",
-                          "execute_tool repo.read_file", "leasehold.worker.spawn")
+                          "execute_tool repo.read_file", "leasehold.worker.spawn", "initialize",
+                          "notifications/initialized")
         audit = server.admin("GET", f"/audit?session_id={session['id']}", expect=200).json()["records"]
     finally:
         server.stop()
@@ -192,6 +193,12 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
     # The request's log line names its trace.
     logged = server.wait_for_log('"request_id":"tr-1"', timeout=1)
     assert logged is not None and f'"trace_id":"{META_TRACE}"' in logged, logged
+
+    # Requests the SDK answers have server spans too, named by their method.
+    initialize = next(s for s in spans if s.name == "initialize")
+    assert initialize.kind == Span.SPAN_KIND_SERVER
+    assert attributes(initialize.attributes)["mcp.method.name"] == "initialize"
+    assert any(s.name == "notifications/initialized" for s in spans)
 
     listed = next(s for s in spans if s.name == "tools/list")
     assert attributes(listed.attributes)["jsonrpc.request.id"] == "tr-3"

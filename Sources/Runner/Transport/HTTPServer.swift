@@ -254,7 +254,14 @@ struct MCPEndpoint: Sendable {
         let release = RequestRelease(
             registry: gateway.connections, connectionID: connectionID, ids: ids, contexts: gateway.requestContexts,
             contextToken: contextToken)
-        let response = await transport.handleRequest(sdkRequest)
+        // A request the SDK answers (initialize, notifications, other methods, a batch) gets its
+        // server span here; the hot methods have theirs in the lean edge.
+        let span = request.method == .post ? edgeSpan(bodyData, request: request, sessionID: connectionID) : nil
+        let response = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
+            await transport.handleRequest(sdkRequest)
+        }
+        if response.statusCode >= 400 { LeaseholdTracing.fail(span, "http_\(response.statusCode)") }
+        span?.end()
         if sessionHeader == nil {
             // The connection opened only if the SDK accepted the request and named it; otherwise
             // nothing of it stays, and the claim was never bound.
@@ -380,6 +387,30 @@ struct MCPEndpoint: Sendable {
     }
 
     /// `traceparent` / `tracestate` of the request's HTTP headers (W3C Trace Context).
+    /// The server span of a POST the SDK answers (nil when tracing is off): named by its JSON-RPC
+    /// method (`batch` for several messages), its id when it is a request. For a streamed answer it
+    /// ends when the stream starts.
+    private func edgeSpan(_ body: Data, request: Request, sessionID: String) -> (any Span)? {
+        guard let tracing = gateway.tracing else { return nil }
+        let parsed = try? JSONSerialization.jsonObject(with: body, options: [])
+        let message = parsed as? [String: Any]
+        let method = message.map { ($0["method"] as? String) ?? "response" } ?? (parsed is [Any] ? "batch" : "invalid")
+        // Leasehold's own names only in the span name: a made-up method is `_unknown` there.
+        let known = method.hasPrefix("notifications/") || Self.sdkMethods.contains(method)
+        let requestID = message?["id"].map { String(describing: $0).prefix(128).description } ?? ""
+        let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!]
+        return tracing.serverSpan(
+            method: known ? method : "_unknown", tool: nil, nameTool: nil, requestID: requestID,
+            carrier: traceHeaders(request), protocolVersion: version, sessionID: sessionID, transport: "tcp")
+    }
+
+    /// Methods the SDK answers, as span names (anything else is named `_unknown`).
+    private static let sdkMethods: Set<String> = [
+        "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "resources/templates/list",
+        "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
+        "logging/setLevel", "batch", "response", "invalid",
+    ]
+
     private func traceHeaders(_ request: Request) -> [String: String] {
         var carrier: [String: String] = [:]
         if let parent = request.headers[HTTPField.Name("traceparent")!] { carrier["traceparent"] = parent }
@@ -445,12 +476,25 @@ struct MCPEndpoint: Sendable {
         headers[.wwwAuthenticate] =
             "Bearer realm=\"leasehold\", error=\"invalid_token\", error_code=\"\(refusal.code.rawValue)\", error_description=\"\(description)\""
         logger.info("refused", metadata: ["code": "\(refusal.code)"])
-        return jsonRPCError(status: .unauthorized, code: -32001, message: refusal.description, headers: headers)
+        return jsonRPCError(
+            status: .unauthorized, code: -32001, message: refusal.description, headers: headers, counted: true)
     }
 
-    private func jsonRPCError(status: HTTPResponse.Status, code: Int, message: String, headers: HTTPFields = [:])
-        -> Response
-    {
+    /// A refusal at the HTTP edge, counted in `leasehold_refusals_total` under the code its message
+    /// starts with (`body_too_large: ...`); `counted` when the gateway has counted it already
+    /// (claims and sessions, see ``unauthorized(_:)``). Only codes of Leasehold's own messages
+    /// (lower-case words and underscores) become labels, so a label set stays bounded.
+    private func jsonRPCError(
+        status: HTTPResponse.Status, code: Int, message: String, headers: HTTPFields = [:], counted: Bool = false
+    ) -> Response {
+        if !counted, let colon = message.firstIndex(of: ":") {
+            let prefix = message[..<colon]
+            if (1...40).contains(prefix.utf8.count),
+                prefix.utf8.allSatisfy({ ($0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z")) || $0 == UInt8(ascii: "_") })
+            {
+                gateway.metrics.refused(String(prefix), tenant: nil)
+            }
+        }
         struct Body: Encodable {
             struct ErrorBody: Encodable {
                 let code: Int
