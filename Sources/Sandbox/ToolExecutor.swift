@@ -145,6 +145,9 @@ public struct ToolExecution: Sendable, Hashable {
     public var isolation: WorkerTier.Isolation
     /// An upstream server said its tools changed (the runner lists them again).
     public var upstreamToolsChanged = false
+    /// How long the call waited for its worker (a spare, its session's lane, a spawn) before it
+    /// ran there; nil when it never got one (traces: `leasehold.worker.acquire`).
+    public var acquired: Duration? = nil
 
     /// Creates an execution record.
     public init(outcome: ToolOutcome, workerID: String?, isolation: WorkerTier.Isolation) {

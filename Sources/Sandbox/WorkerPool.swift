@@ -264,6 +264,7 @@ public actor WorkerPool: ToolExecutor {
     /// Runs one invocation in the worker its tier's isolation calls for.
     public func execute(_ invocation: ToolInvocation) async -> ToolExecution {
         let isolation = invocation.tier.isolation
+        let entered = ContinuousClock.now
         guard !shuttingDown else {
             return ToolExecution(
                 outcome: .failed(code: SandboxError.Code.shuttingDown.rawValue, message: "the runner is shutting down"),
@@ -327,10 +328,13 @@ public actor WorkerPool: ToolExecutor {
             // The session's next call of this tier gets a fresh worker, confined while this one
             // runs (not after it: an agent's next call can follow the answer within a millisecond).
             spareContinuation.yield(invocation)
+            let acquired = ContinuousClock.now - entered
             let outcome = await run(invocation, on: worker)
             // A per-call worker never serves a second call, whatever happened in this one.
             await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
-            return ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+            var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+            execution.acquired = acquired
+            return execution
         case .session:
             let key = WarmKey(invocation)
             if let wait = upstreamBackoff(key) {
@@ -368,6 +372,7 @@ public actor WorkerPool: ToolExecutor {
             }
             guard let worker else { preconditionFailure("a worker was spawned or found above") }
             limitCPUForNextCall(worker, seconds: invocation.tier.limits.cpuSeconds)
+            let acquired = ContinuousClock.now - entered
             let outcome = await run(invocation, on: worker)
             if let retirement = outcomeRetirement(outcome) {
                 // Killed by a limit or crashed: the session goes on with a fresh worker next call.
@@ -383,6 +388,7 @@ public actor WorkerPool: ToolExecutor {
                 if invocation.upstream != nil { upstreamFailures[key] = nil }
             }
             var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+            execution.acquired = acquired
             if let server = invocation.upstream?.launch.server {
                 execution.upstreamToolsChanged = toolsChangedServers.remove(server) != nil
             }

@@ -137,7 +137,7 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
             await raw_post(server.mcp_url, {"jsonrpc": "2.0", "id": "tr-3", "method": "tools/list"}, headers)
             await raw_post(server.mcp_url, call("tr-4", "made.up_tool_7", {}), headers)
         receiver.wait_for("tools/call repo.read_file", "tools/call shell.run", "tools/list", "tools/call _unknown",
-                          "execute_tool repo.read_file", "leasehold.worker.spawn", "initialize",
+                          "execute_tool repo.read_file", "leasehold.worker.spawn", "leasehold.worker.acquire", "initialize",
                           "notifications/initialized")
         audit = server.admin("GET", f"/audit?session_id={session['id']}", expect=200).json()["records"]
     finally:
@@ -178,6 +178,9 @@ async def test_spans_follow_the_mcp_conventions_and_the_callers_trace(
     spawn = next(s for s in spans if s.name == "leasehold.worker.spawn")
     assert spawn.parent_span_id == tool_span.span_id, "the spawn is not a child of the tool's span"
     assert by_id[spawn.parent_span_id].name == "execute_tool repo.read_file"
+    # Getting the worker is the first part of the tool's span.
+    acquire = next(s for s in spans if s.name == "leasehold.worker.acquire" and s.parent_span_id == tool_span.span_id)
+    assert tool_span.start_time_unix_nano <= acquire.start_time_unix_nano <= acquire.end_time_unix_nano <= tool_span.end_time_unix_nano
 
     # The refused call: in the trace its HTTP headers named, with the refusal code as error.type.
     refused = next(s for s in spans if s.name == "tools/call shell.run")

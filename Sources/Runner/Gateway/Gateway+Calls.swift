@@ -239,6 +239,7 @@ extension Gateway {
         if let tracing {
             // The tool's span is the current context while it runs, so a worker spawned for it
             // is its child (see Runtime's worker event hook).
+            let toolStarted = DefaultTracerClock.now
             let toolSpan = tracing.child("execute_tool \(ToolName.display(tool))")
             toolSpan.updateAttributes { attributes in
                 attributes["gen_ai.operation.name"] = "execute_tool"
@@ -253,6 +254,10 @@ extension Gateway {
                 attributes["leasehold.isolation"] = execution.isolation.rawValue
             }
             if let worker = execution.workerID { context.span?.attributes["leasehold.worker.id"] = worker }
+            // Waiting for a spare, the session's lane or a spawn: the first part of the tool's span.
+            if let acquired = execution.acquired {
+                tracing.child("leasehold.worker.acquire", of: toolSpan, from: toolStarted, lasting: acquired)
+            }
             toolSpan.end()
         } else {
             execution = await dispatch.run(

@@ -102,6 +102,18 @@ public struct LeaseholdTracing: Sendable {
         span.end(at: now)
     }
 
+    /// A child of `parent` from `start` for `duration` (a stage measured by another module's
+    /// clock, e.g. the worker pool's acquisition).
+    func child(
+        _ name: String, of parent: any Span, from start: DefaultTracerClock.Timestamp, lasting duration: Duration
+    ) {
+        let nanoseconds =
+            UInt64(max(0, duration.components.seconds)) * 1_000_000_000
+            + UInt64(max(0, duration.components.attoseconds) / 1_000_000_000)
+        let span = tracer.startSpan(name, context: parent.context, ofKind: .internal, at: start)
+        span.end(at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: start.nanosecondsSinceEpoch + nanoseconds))
+    }
+
     /// Protocol revisions before 2026-07-28 have `Mcp-Session-Id` sessions.
     static func hasSessions(_ version: String) -> Bool { version < "2026-07-28" }
 
