@@ -239,8 +239,8 @@ extension Gateway {
         if let tracing {
             // The tool's span is the current context while it runs, so a worker spawned for it
             // is its child (see Runtime's worker event hook).
-            let toolStarted = DefaultTracerClock.now
             let toolSpan = tracing.child("execute_tool \(ToolName.display(tool))")
+            let toolStarted = DefaultTracerClock.now
             toolSpan.updateAttributes { attributes in
                 attributes["gen_ai.operation.name"] = "execute_tool"
                 attributes["gen_ai.tool.name"] = ToolName.display(tool)
