@@ -249,7 +249,9 @@ async def test_stdio_requests_are_traced_with_the_callers_meta_context(
                     assert_read_fixture(await session.call_tool(
                         "repo.read_file", {"path": "README.md"},
                         meta={"traceparent": f"00-{META_TRACE}-{META_PARENT}-01"}))
-                    receiver.wait_for("tools/call repo.read_file", "execute_tool repo.read_file")
+                    await session.send_ping()
+                    receiver.wait_for("tools/call repo.read_file", "execute_tool repo.read_file", "initialize",
+                                      "notifications/initialized", "ping")
     finally:
         receiver.close()
 
@@ -264,4 +266,8 @@ async def test_stdio_requests_are_traced_with_the_callers_meta_context(
     children = {s.name for s in spans if s.parent_span_id == server_span.span_id}
     assert {"leasehold.claim.verify", "leasehold.scope", "leasehold.audit.commit",
             "execute_tool repo.read_file"} <= children, children
+    # The requests the SDK answers over stdio have server spans too.
+    for name in ("initialize", "notifications/initialized", "ping"):
+        span = next(s for s in spans if s.name == name)
+        assert span.kind == Span.SPAN_KIND_SERVER and attributes(span.attributes)["network.transport"] == "pipe"
     assert claim.encode() not in b"".join(receiver.bodies)

@@ -114,6 +114,19 @@ public struct LeaseholdTracing: Sendable {
         span.end(at: DefaultTracerClock.Timestamp(nanosecondsSinceEpoch: start.nanosecondsSinceEpoch + nanoseconds))
     }
 
+    /// Whether `method` may name a span (a method Leasehold does not know is `_unknown` there, so a
+    /// client cannot make span names unbounded): the MCP methods, any notification, and the
+    /// edge's `batch`, `response` and `invalid`.
+    static func isKnownMethod(_ method: String) -> Bool {
+        method.hasPrefix("notifications/") || knownMethods.contains(method)
+    }
+
+    private static let knownMethods: Set<String> = [
+        "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "resources/templates/list",
+        "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
+        "logging/setLevel", "batch", "response", "invalid",
+    ]
+
     /// Protocol revisions before 2026-07-28 have `Mcp-Session-Id` sessions.
     static func hasSessions(_ version: String) -> Bool { version < "2026-07-28" }
 

@@ -494,7 +494,8 @@ struct StdioService: Service {
 
     func run() async throws {
         let connectionID = RandomID.make(prefix: "stdio")
-        let transport = ClaimCarryingTransport(wrapping: StdioTransport(logger: logger), logger: logger)
+        let transport = ClaimCarryingTransport(
+            wrapping: StdioTransport(logger: logger), logger: logger, tracing: gateway.tracing)
         let server = await MCPHandlers.makeServer(
             gateway: gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim,
             stdio: transport)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MCP
+import Tracing
 
 /// Wraps a stdio transport so each request's `params._meta["dev.leasehold/claim"]` reaches the
 /// handlers (``claim(for:)``), and its raw bytes too, the way an HTTP request's body does
@@ -18,11 +19,17 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
 
     /// Exact `tools/call` results by request id (see ``ExactResults``).
     let exactResults = ExactResults()
+    /// Where the server spans of requests the SDK answers go (nil: tracing is off). `tools/call`
+    /// and `tools/list` have theirs in the handlers (``MCPHandlers``).
+    private let tracing: LeaseholdTracing?
+    /// Their spans, by request id, until the response is sent.
+    private var spans: [String: any Span] = [:]
 
     /// Wraps `inner`.
-    public init(wrapping inner: any Transport, logger: Logger) {
+    public init(wrapping inner: any Transport, logger: Logger, tracing: LeaseholdTracing? = nil) {
         self.inner = inner
         self.logger = logger
+        self.tracing = tracing
     }
 
     public func connect() async throws { try await inner.connect() }
@@ -32,6 +39,12 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     public func send(_ data: Data) async throws {
         var data = data
         if let id = try? JSONDecoder().decode(ResponseEnvelope.self, from: data).id {
+            if let span = spans.removeValue(forKey: id.description) {
+                if data.range(of: Data(#""error":"#.utf8)) != nil, (try? JSONDecoder().decode(ErrorEnvelope.self, from: data))?.error != nil {
+                    LeaseholdTracing.fail(span, "jsonrpc_error")
+                }
+                span.end()
+            }
             claims.removeValue(forKey: id.description)
             bodies.removeValue(forKey: id.description)
             if let exact = exactResults.take(id.description),
@@ -54,9 +67,19 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     }
 
     private func record(_ data: Data) {
-        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data), let id = envelope.id else {
-            return
+        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data) else { return }
+        if let tracing, let method = envelope.method, method != "tools/call", method != "tools/list" {
+            var carrier: [String: String] = [:]
+            if let parent = envelope.params?.meta?.traceparent { carrier["traceparent"] = parent }
+            if let state = envelope.params?.meta?.tracestate { carrier["tracestate"] = state }
+            let span = tracing.serverSpan(
+                method: LeaseholdTracing.isKnownMethod(method) ? method : "_unknown", tool: nil, nameTool: nil,
+                requestID: envelope.id.map { String($0.description.prefix(128)) } ?? "", carrier: carrier,
+                protocolVersion: nil, sessionID: nil, transport: "pipe")
+            // A notification has no response: its span is its arrival.
+            if let id = envelope.id { spans[id.description] = span } else { span.end() }
         }
+        guard let id = envelope.id else { return }
         bodies[id.description] = data
         if let claim = envelope.params?.meta?.claim {
             claims[id.description] = claim
@@ -79,17 +102,28 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
         struct Params: Decodable {
             struct Meta: Decodable {
                 let claim: String?
-                enum CodingKeys: String, CodingKey { case claim = "dev.leasehold/claim" }
+                let traceparent: String?
+                let tracestate: String?
+                enum CodingKeys: String, CodingKey {
+                    case claim = "dev.leasehold/claim"
+                    case traceparent, tracestate
+                }
             }
             let meta: Meta?
             enum CodingKeys: String, CodingKey { case meta = "_meta" }
         }
         let id: ID?
+        let method: String?
         let params: Params?
     }
 
     private struct ResponseEnvelope: Decodable {
         let id: ID?
+    }
+
+    private struct ErrorEnvelope: Decodable {
+        struct Body: Decodable { let code: Int? }
+        let error: Body?
     }
 }
 

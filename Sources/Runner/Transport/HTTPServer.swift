@@ -396,20 +396,13 @@ struct MCPEndpoint: Sendable {
         let message = parsed as? [String: Any]
         let method = message.map { ($0["method"] as? String) ?? "response" } ?? (parsed is [Any] ? "batch" : "invalid")
         // Leasehold's own names only in the span name: a made-up method is `_unknown` there.
-        let known = method.hasPrefix("notifications/") || Self.sdkMethods.contains(method)
+        let known = LeaseholdTracing.isKnownMethod(method)
         let requestID = message?["id"].map { String(describing: $0).prefix(128).description } ?? ""
         let version = request.headers[HTTPField.Name("MCP-Protocol-Version")!]
         return tracing.serverSpan(
             method: known ? method : "_unknown", tool: nil, nameTool: nil, requestID: requestID,
             carrier: traceHeaders(request), protocolVersion: version, sessionID: sessionID, transport: "tcp")
     }
-
-    /// Methods the SDK answers, as span names (anything else is named `_unknown`).
-    private static let sdkMethods: Set<String> = [
-        "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "resources/templates/list",
-        "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
-        "logging/setLevel", "batch", "response", "invalid",
-    ]
 
     private func traceHeaders(_ request: Request) -> [String: String] {
         var carrier: [String: String] = [:]
