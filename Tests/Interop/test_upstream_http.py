@@ -157,12 +157,10 @@ async def test_an_answer_over_the_cap_fails_as_soon_as_it_passes_it(runner: Leas
     _, claim = runner.create_session(allowed_tool_names=["raw.*"])
     begun = stats(upstream)["huge_started"]
     async with http_mcp(runner.mcp_url, claim) as conn:
-        started = time.monotonic()
         result = await conn.session.call_tool("raw.huge", {})
-        elapsed = time.monotonic() - started
     error = assert_tool_error(result, "limit_exceeded", "raw.huge")
-    # The server would take a minute to send its 60 MB; the cap (64 KiB + 64 KiB) passes in ~0.15 s.
-    assert elapsed < 10, f"raw.huge took {elapsed:.1f} s: the answer was read past the cap"
+    # The server would take a minute to send its 60 MB; the cap (64 KiB + 64 KiB) passes early, which
+    # the bytes it managed to send before the runner left (below) show, whatever the machine's speed.
     assert "65536" in json.dumps(error) or "131072" in json.dumps(error), error
     # The runner closed the connection: the server stopped sending long before the end.
     after = wait_for("the server to see the client leave", lambda: (s := stats(upstream))["huge_sent"] is not None
@@ -180,7 +178,8 @@ async def test_no_answer_in_time_is_upstream_timeout_and_the_server_is_told(
         result = await conn.session.call_tool("raw.hang", {})
         elapsed = time.monotonic() - started
         assert_tool_error(result, "upstream_timeout", "raw.hang")
-        assert 2.0 <= elapsed < 10, elapsed
+        # Not before the tier's wall clock (2.5 s; a hang would end at the test's own timeout).
+        assert elapsed >= 2.0, elapsed
         # The server is still fine for the next call.
         assert_ok(await conn.session.call_tool("raw.ask", {}), "raw.ask")
     cancelled = wait_for("notifications/cancelled", lambda: stats(upstream)["cancelled"][seen:])
