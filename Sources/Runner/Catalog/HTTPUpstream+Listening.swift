@@ -120,6 +120,8 @@ extension HTTPUpstream {
                 if healthy { delay = Self.firstReconnectDelay }
                 onStream(.reconnecting(why: why, after: delay))
             }
+            // Backoff before reopening the stream: a server that is down must not be asked in a
+            // tight loop (cancelled when the server is removed or the runner stops).
             do { try await Task.sleep(for: delay) } catch { return }
             delay = min(delay * 2, Self.maximumReconnectDelay)
         }

@@ -195,6 +195,8 @@ actor HTTPUpstream {
                 do throws(UpstreamFailure) { return .success(try await body()) } catch { return .failure(error) }
             }
             group.addTask {
+                // The request's deadline (the tier's wall clock) racing its answer; cancelled when
+                // the answer comes first.
                 do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
                 return .failure(
                     UpstreamFailure(

@@ -454,6 +454,8 @@ struct UpstreamRelister: Service {
         var failures: [String: (count: Int, due: ContinuousClock.Instant)] = [:]
         while !Task.isShuttingDownGracefully {
             do {
+                // A tick, not an event: a failed server sends nothing when it comes back, so the
+                // only way to learn it is to ask again (the backoff below spaces the asking).
                 try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
             } catch {
                 return
