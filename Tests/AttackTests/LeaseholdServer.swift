@@ -103,7 +103,16 @@ final class LeaseholdServer: @unchecked Sendable {
     }
 
     deinit {
-        if process.isRunning { process.terminate() }
+        stop()
+        removeStateDirectories()
+    }
+
+    /// Removes the state directory and its `-workspaces` sibling once the server has exited, so a
+    /// test run leaves nothing in the temporary directory (each holds an audit reserve of tens of MiB).
+    private func removeStateDirectories() {
+        for path in [stateDir, stateDir + "-workspaces"] {
+            try? FileManager.default.removeItem(atPath: path)
+        }
     }
 
     /// Everything the server wrote to stderr so far.
