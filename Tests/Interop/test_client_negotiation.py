@@ -2,9 +2,9 @@
 at protocol 2026-07-28 and falls back to `initialize` on any JSON-RPC error, over the same
 transport and with the same credentials.
 
-Leasehold speaks the handshake era (up to 2025-11-25), so the probe is refused and the fallback
-must then work with the same claim, over stdio and over Streamable HTTP: a first request the
-server refuses opens no connection and binds no claim (it used to bind it, so the fallback's
+Leasehold answers the probe (it speaks 2026-07-28 beside the handshake era), so `auto` adopts the
+new revision and `legacy` still negotiates 2025-11-25 with the same claim. A first request the
+server refuses opens no connection and binds no claim (it used to bind it, so a fallback's
 `initialize` got `claim_replayed`).
 """
 
@@ -46,7 +46,8 @@ def needs_mcp2() -> None:
 
 async def test_a_refused_first_request_does_not_use_up_the_claim(server) -> None:
     _, claim = server.create_session()
-    for first, version in ((DISCOVER, "2026-07-28"), (DISCOVER, None), ({"jsonrpc": "2.0", "id": 1, "method": "ping"}, None)):
+    # A probe without its version header (-32020) and a ping before initialize are refused.
+    for first, version in ((DISCOVER, None), ({"jsonrpc": "2.0", "id": 1, "method": "ping"}, None)):
         response = await raw_post(server.mcp_url, first, raw_headers(claim, None, version))
         assert response.status_code == 400, response.text
         assert "mcp-session-id" not in {k.lower() for k in response.headers}
@@ -54,8 +55,8 @@ async def test_a_refused_first_request_does_not_use_up_the_claim(server) -> None
     assert response.status_code == 200, response.text
 
 
-async def check_client(client) -> None:
-    assert client.protocol_version == "2025-11-25"  # the probe was refused; the handshake negotiated
+async def check_client(client, version: str = "2025-11-25") -> None:
+    assert client.protocol_version == version
     names = {t.name for t in (await client.list_tools()).tools}
     assert names == set(BUILTIN_SYSTEM_TOOLS) | set(BUILTIN_WORKSPACE_TOOLS)
     assert_read_fixture(await client.call_tool("repo.read_file", {"path": "README.md"}))
@@ -70,7 +71,7 @@ async def http_client_run(server, mode: str) -> None:
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {claim}"}, timeout=30) as http:
         with anyio.fail_after(30):
             async with Client(streamable_http_client(server.mcp_url, http_client=http), mode=mode) as client:
-                await check_client(client)
+                await check_client(client, "2025-11-25" if mode == "legacy" else "2026-07-28")
 
 
 async def test_client_legacy_mode_over_http(server) -> None:
@@ -96,7 +97,8 @@ async def test_client_auto_mode_over_stdio(binary: Path, state_dir: Path, worksp
         args=["serve", "--stdio", "--state-dir", str(state_dir), "--policies", str(POLICIES_DIR)],
         env={"LEASEHOLD_CLAIM": created["claim"]},
     )
-    # The probe is answered -32601 (unknown method) over stdio; the fallback initialize is served.
+    # The probe is answered over stdio too: the client adopts 2026-07-28.
     with anyio.fail_after(30):
         async with Client(params) as client:
-            await check_client(client)
+            await check_client(client, "2026-07-28")
+

@@ -60,6 +60,8 @@ public final class Gateway: Sendable {
     public let disk: DiskLedger
     /// Contexts of HTTP requests in the SDK's hands, authenticated once by the endpoint.
     let requestContexts = RequestContexts()
+    /// Signed `requestState`s of approvals asked inside a call (MCP 2026-07-28).
+    let requestStates: RequestStates
     /// Leases with a timer set, so each is watched once.
     let watchedLeases = Mutex<Set<String>>([])
     /// Refusals of requests without a verified claim, counted per source and interval rather than
@@ -107,6 +109,7 @@ public final class Gateway: Sendable {
         self.binder = SessionBinder(store: store, connections: connections, now: now)
         self.approvals = ApprovalGate(store: store, recorder: recorder, metrics: metrics, now: now)
         self.recorder = recorder
+        self.requestStates = RequestStates(now: now)
         self.dispatch = ToolDispatch(
             registry: registry, executor: executor, upstreams: upstreams, cache: cache, kernel: kernel, hostIDs: hostIDs,
             logger: logger, now: now)

@@ -51,6 +51,13 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         /// The call needs approval and its arguments are larger than an approval carries
         /// (``Approval/maximumArgumentsBytes``); nothing was stored.
         public static let approvalArgumentsTooLarge = Code("approval_arguments_too_large")
+        /// A `requestState` (MCP 2026-07-28) that this runner did not sign, or that was changed, or
+        /// that names another session, lease, claim binding, tool or arguments.
+        public static let requestStateInvalid = Code("request_state_invalid")
+        /// A `requestState` past its expiry: start the call again.
+        public static let requestStateExpired = Code("request_state_expired")
+        /// A `requestState` whose one retry was already accepted.
+        public static let requestStateReplayed = Code("request_state_replayed")
         /// The tool's tier cannot run here (not defined by the deciding policy, or a kernel feature it
         /// requires is missing).
         public static let tierUnavailable = Code("tier_unavailable")

@@ -502,6 +502,10 @@ struct StdioService: Service {
             gateway: gateway, connectionID: connectionID, endpointServer: nil, fallbackClaim: claim,
             stdio: transport)
         await gateway.connections.register(connectionID, server: server, httpTransport: nil, endpointServer: nil)
+        await transport.serveModern(
+            with: ModernStdio(gateway: gateway, connectionID: connectionID, fallbackClaim: claim) { [transport] data in
+                try? await transport.send(data)
+            })
         try await server.start(transport: transport)
         // Ends when stdin closes (the client went away) or the group shuts down, whichever is first.
         await withTaskGroup(of: Void.self) { group in

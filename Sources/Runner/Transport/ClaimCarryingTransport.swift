@@ -60,10 +60,22 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     public func receive() -> AsyncThrowingStream<Data, any Swift.Error> {
         let upstream = IteratorBox(inner: inner)
         return AsyncThrowingStream {
-            guard let data = try await upstream.next() else { return nil }
-            await self.record(data)
-            return data
+            while true {
+                guard let data = try await upstream.next() else { return nil }
+                // A 2026-07-28 message is answered beside the SDK, which speaks the handshake era.
+                if let modern = await self.modern, await modern.take(data) { continue }
+                await self.record(data)
+                return data
+            }
         }
+    }
+
+    /// Who answers MCP 2026-07-28 messages on this pipe (nil: they go to the SDK).
+    private var modern: ModernStdio?
+
+    /// Sends 2026-07-28 messages to `handler` instead of the SDK.
+    func serveModern(with handler: ModernStdio) {
+        modern = handler
     }
 
     private func record(_ data: Data) {

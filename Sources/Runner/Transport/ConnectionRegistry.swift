@@ -18,6 +18,21 @@ public actor ConnectionRegistry {
         var inFlight: Set<String> = []
         /// How to cancel the calls among them that can be (`notifications/cancelled`).
         var cancellations: [String: CallCancellation] = [:]
+        /// A claim's sessionless binding (MCP 2026-07-28): no transport of its own, reaped when
+        /// idle and not listening.
+        var sessionless = false
+        /// Open `subscriptions/listen` streams (2026-07-28) by listener id: where this
+        /// connection's `list_changed` goes instead of the SDK server.
+        var listeners: [String: Listener] = [:]
+    }
+
+    /// One `subscriptions/listen` stream: frames are stamped with its request id.
+    struct Listener {
+        /// The `subscriptions/listen` request (its id stamps the frames).
+        let request: ModernProtocol.Request
+        /// Whether it asked for `notifications/tools/list_changed`.
+        let toolsListChanged: Bool
+        let frames: AsyncStream<Data>.Continuation
     }
 
     /// What the gateway needs to recompute a connection's visible set.
@@ -49,6 +64,30 @@ public actor ConnectionRegistry {
         entry.endpointServer = endpointServer
         entry.lastActive = Date()
         entries[connectionID] = entry
+    }
+
+    /// Registers (or touches) the sessionless binding of a claim (MCP 2026-07-28).
+    func registerSessionless(_ connectionID: String, endpointServer: String?) {
+        var entry = entries[connectionID] ?? Entry(lastActive: Date())
+        entry.sessionless = true
+        entry.endpointServer = endpointServer
+        entry.lastActive = Date()
+        entries[connectionID] = entry
+    }
+
+    /// Adds a `subscriptions/listen` stream to a connection; false when the connection is gone
+    /// (the stream then ends at once). `listenerID` removes it again.
+    func listen(_ listenerID: String, on connectionID: String, _ listener: Listener) -> Bool {
+        guard entries[connectionID] != nil else { return false }
+        entries[connectionID]?.listeners[listenerID] = listener
+        entries[connectionID]?.lastActive = Date()
+        return true
+    }
+
+    /// Removes a `subscriptions/listen` stream (its client went away).
+    func stopListening(_ listenerID: String, on connectionID: String) {
+        entries[connectionID]?.listeners.removeValue(forKey: listenerID)?.frames.finish()
+        entries[connectionID]?.lastActive = Date()
     }
 
     /// Sets the server once started (stdio registers first, then starts).
@@ -138,21 +177,35 @@ public actor ConnectionRegistry {
 
     /// Sends `notifications/tools/list_changed` when `visible` differs from what was last listed.
     func notifyIfChanged(connectionID: String, visible: [String]) async {
-        guard let entry = entries[connectionID], let server = entry.server else { return }
+        guard let entry = entries[connectionID], entry.server != nil || !entry.listeners.isEmpty else { return }
         guard entry.lastVisible != visible else { return }
         entries[connectionID]?.lastVisible = visible
-        try? await server.notify(ToolListChangedNotification.message())
+        // A 2026-07-28 client hears of changes on its listen streams only; older clients through
+        // the SDK server (stdio serves both, one client at a time).
+        if !entry.listeners.isEmpty {
+            for listener in entry.listeners.values where listener.toolsListChanged {
+                listener.frames.yield(
+                    ModernProtocol.listenFrame(
+                        method: "notifications/tools/list_changed", subscriptionID: listener.request.id))
+            }
+        } else if let server = entry.server {
+            try? await server.notify(ToolListChangedNotification.message())
+        }
     }
 
     /// Removes a connection and stops its server.
     func remove(_ connectionID: String) async {
         guard let entry = entries.removeValue(forKey: connectionID) else { return }
+        for listener in entry.listeners.values { listener.frames.finish() }
         await entry.server?.stop()
     }
 
     /// Removes connections idle since before `cutoff`.
     func reapIdle(before cutoff: Date) async -> Int {
-        let idle = entries.filter { $0.value.lastActive < cutoff && $0.value.httpTransport != nil }.map(\.key)
+        let idle = entries.filter { _, entry in
+            entry.lastActive < cutoff
+                && (entry.httpTransport != nil || (entry.sessionless && entry.listeners.isEmpty))
+        }.map(\.key)
         for id in idle { await remove(id) }
         return idle.count
     }

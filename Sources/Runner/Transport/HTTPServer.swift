@@ -125,6 +125,24 @@ struct MCPEndpoint: Sendable {
         let token = MCPHandlers.bearer(request.headers[.authorization])
         let bodyData = Data(buffer: body)
         let sessionHeader = request.headers[HTTPField.Name("Mcp-Session-Id")!]
+        // MCP 2026-07-28 has no protocol session: its requests (named by their version header or
+        // their per-request envelope) go to the sessionless edge; a session id with them is refused.
+        let versionHeader = request.headers[HTTPField.Name("MCP-Protocol-Version")!]
+        if let versionHeader, ModernProtocol.versions.contains(versionHeader), sessionHeader != nil {
+            return jsonRPCError(
+                status: .badRequest, code: -32600,
+                message: "invalid_request: protocol \(versionHeader) has no Mcp-Session-Id; send requests without it")
+        }
+        if sessionHeader == nil {
+            let message =
+                request.method == .post
+                ? (try? JSONSerialization.jsonObject(with: bodyData, options: [])) as? [String: Any] : nil
+            if ModernProtocol.claims(message, versionHeader: versionHeader) {
+                return await handleModern(
+                    request, body: bodyData, message: message, token: token, endpointServer: endpointServer,
+                    http: http)
+            }
+        }
         // Parsed once: the ids guard against duplicates in flight, and a single request's id goes
         // into the audit record of a refusal. A hot method on an established connection is parsed
         // by the edge, which then answers it from that same parse.
@@ -448,7 +466,7 @@ struct MCPEndpoint: Sendable {
     }
 
     /// The transport checks these too; checking first keeps a malformed initialize from binding a claim.
-    private func checkPostHeaders(_ request: Request) -> Response? {
+    func checkPostHeaders(_ request: Request) -> Response? {
         let accept = request.headers[.accept] ?? ""
         guard accept.contains("application/json"), accept.contains("text/event-stream") else {
             return jsonRPCError(
@@ -463,7 +481,7 @@ struct MCPEndpoint: Sendable {
         return nil
     }
 
-    private func unauthorized(_ refusal: Refusal) -> Response {
+    func unauthorized(_ refusal: Refusal) -> Response {
         var headers = HTTPFields()
         let description = refusal.message.replacingOccurrences(of: "\"", with: "'")
         headers[.wwwAuthenticate] =
