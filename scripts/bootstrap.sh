@@ -17,6 +17,8 @@ fi
 packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuzz bubblewrap firejail wrk procps python3 strace curl)
 # python3-venv: the unprivileged attack run builds its venv from Debian's /usr/bin/python3.
 packages+=(python3-venv)
+# chromium, chromium-driver: the console's browser tests (Tests/Interop/test_console.py, Selenium).
+packages+=(chromium chromium-driver)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -212,6 +212,10 @@ public protocol ToolExecutor: Sendable {
     /// Destroys every process of the upstream server `server` (its configuration changed or it
     /// was removed).
     func retire(upstream server: String) async
+
+    /// Warm workers held for each session (a session's own workers, spares excluded), for the
+    /// console's live sessions.
+    func warmWorkersBySession() async -> [String: Int]
 }
 
 extension ToolExecutor {
@@ -220,4 +224,7 @@ extension ToolExecutor {
 
     /// An executor that starts no processes has none to destroy.
     public func retire(upstream server: String) async {}
+
+    /// An executor that starts no processes holds no warm workers.
+    public func warmWorkersBySession() async -> [String: Int] { [:] }
 }

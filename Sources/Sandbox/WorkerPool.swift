@@ -253,6 +253,17 @@ public actor WorkerPool: ToolExecutor {
     /// Live workers (for `/metrics`, doctor and tests).
     public var liveWorkerCount: Int { live.count }
 
+    /// Warm workers per session, those of its current lease (spares and upstream processes shared
+    /// by a tenant or the runner excluded): what the console shows for a live session.
+    public func warmWorkersBySession() -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for entry in live.values {
+            guard let key = entry.warmKey, key.leaseID == entry.binding.leaseID, !key.leaseID.isEmpty else { continue }
+            counts[key.sessionID, default: 0] += 1
+        }
+        return counts
+    }
+
     /// Spares ready or being confined (tests check the bounds).
     var spareCount: Int { spares.count }
 

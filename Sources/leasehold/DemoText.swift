@@ -9,6 +9,9 @@ enum DemoText {
         Tenants acme and globex each have a workspace "demo". A session for acme/alice:
           session: \(session.id)   lease: \(session.lease.id)   (shell.* denied)
 
+        Console (approvals inbox, live sessions, audit explorer, policy): open \(base)/ui
+        and sign in with the operator key: \(operatorKeyHint(operatorKeySource))
+
         export CLAIM='\(claim)'
 
         # curl: initialize, then list tools (the claim binds to this MCP session)
@@ -35,5 +38,10 @@ enum DemoText {
         asyncio.run(main())'
         ──────────────────────────────────────────────────────────────────────────────
         """
+    }
+
+    /// Where to read the operator key from, as a reader would type it.
+    static func operatorKeyHint(_ source: String) -> String {
+        source.hasPrefix("environment") ? "the value of $LEASEHOLD_OPERATOR_KEY" : "cat \(source)"
     }
 }

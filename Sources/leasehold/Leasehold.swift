@@ -126,7 +126,9 @@ struct Serve: AsyncParsableCommand {
             http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
             onHTTPReady: { port in
                 let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-                printError("leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1)")
+                printError(
+                    "leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1, console at \(base)/ui)"
+                )
                 printError("leasehold: operator key: \(source)")
                 if let (session, claim) = demoSession {
                     printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))

@@ -60,6 +60,8 @@ public struct Approval: Codable, Sendable, Hashable {
     public var uses: Int?
     /// Uses left.
     public var usesLeft: Int?
+    /// Why a human denied it, as they wrote it (at most ``maximumReasonBytes``).
+    public var denyReason: String?
 
     /// The value a claim's `approval_fingerprint` carries to name this approval (derived from the
     /// id once, and stored with it so API output and store rows carry it).
@@ -92,6 +94,8 @@ public struct Approval: Codable, Sendable, Hashable {
     /// limit (4 MiB over HTTP) would otherwise let one request store megabytes per approval, and no
     /// human reads that much before granting.
     public static let maximumArgumentsBytes = 64 * 1024
+    /// The longest deny reason kept, in UTF-8 bytes.
+    public static let maximumReasonBytes = 1024
     /// How many bytes of the arguments' rendering the one-line summary shows.
     public static let summaryArgumentsBytes = 157
 
@@ -145,6 +149,7 @@ public struct Approval: Codable, Sendable, Hashable {
         case decidedAt = "decided_at"
         case expiresAt = "expires_at"
         case usesLeft = "uses_left"
+        case denyReason = "deny_reason"
     }
 
     /// A pending approval of one exact call; `arguments` is the canonical JSON text of the call's

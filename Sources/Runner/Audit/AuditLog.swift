@@ -935,6 +935,9 @@ public actor AuditLog {
         case broken(seq: Int64, reason: String)
     }
 
+    /// The public half of the key signing this runner's checkpoints; nil when it signs none.
+    public nonisolated var checkpointPublicKey: AuditPublicKey? { signer?.publicKey }
+
     /// Walks the whole log: consecutive sequence numbers from 1, each record's `prev_hash` equal to
     /// the previous record's hash, each hash recomputed from its contents. Any edit, deletion,
     /// insertion or reordering breaks one of the three. (Cutting records off the end leaves a

@@ -649,9 +649,16 @@ public struct AdminService: Sendable {
         return updated
     }
 
-    /// Denies a pending approval.
-    public func denyApproval(id: String, by principal: Principal) async throws(APIError) -> Approval {
+    /// Denies a pending approval, keeping the approver's `reason` (shown to whoever reads the
+    /// approval, and in the `approval.denied` record).
+    public func denyApproval(id: String, reason: String? = nil, by principal: Principal) async throws(APIError)
+        -> Approval
+    {
         _ = try await approval(id: id, by: principal)
+        if let reason, reason.utf8.count > Approval.maximumReasonBytes {
+            throw APIError.invalid("reason is limited to \(Approval.maximumReasonBytes) bytes")
+        }
+        let kept = reason.flatMap { $0.isEmpty ? nil : $0 }
         let now = gateway.now()
         let decidedBy = principal.auditName
         let updated = try await decide(id) { approval in
@@ -659,9 +666,12 @@ public struct AdminService: Sendable {
             approval.status = .denied
             approval.decidedBy = decidedBy
             approval.decidedAt = now
+            approval.denyReason = kept
             return true
         }
-        try await record(decision: "approval.denied", on: updated, by: principal, detail: nil)
+        try await record(
+            decision: "approval.denied", on: updated, by: principal,
+            detail: kept.map { "reason: " + Approval.displayText($0) })
         gateway.metrics.approval("denied")
         return updated
     }

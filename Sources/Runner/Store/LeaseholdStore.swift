@@ -49,6 +49,10 @@ public protocol LeaseholdStore: WorkspaceBackend {
     func insertSession(_ session: Session, livePerTenant limit: Int?, now: Date) async throws -> Bool
     /// Reads a session.
     func session(id: String) async throws -> Session?
+    /// Sessions not revoked whose lease has not run out at `now` (a revoked lease still counts: the
+    /// session can be renewed), of one tenant or of every tenant when nil, latest lease end first,
+    /// at most `limit`: the console's live sessions.
+    func liveSessions(tenantID: String?, now: Date, limit: Int) async throws -> [Session]
     /// Read-modify-write of one session under the store's write lock; returns the new record,
     /// or nil when no session has that id.
     func updateSession(id: String, _ mutate: @Sendable (inout Session) throws -> Void) async throws -> Session?

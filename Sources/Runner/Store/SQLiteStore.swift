@@ -279,6 +279,19 @@ public final class SQLiteStore: LeaseholdStore {
         return session
     }
 
+    public func liveSessions(tenantID: String?, now: Date, limit: Int) async throws -> [Session] {
+        let tenantClause = tenantID == nil ? "" : " AND tenant_id = ?"
+        let sql = "SELECT body FROM sessions WHERE live_until > ?\(tenantClause) ORDER BY live_until DESC, id LIMIT ?"
+        let cutoff = now.timeIntervalSince1970
+        let count = min(max(limit, 1), 10_000)
+        let bodies = try await pool.read { db in
+            let arguments: StatementArguments =
+                tenantID.map { [cutoff, $0, count] } ?? [cutoff, count]
+            return try Data.fetchAll(db, sql: sql, arguments: arguments)
+        }
+        return try bodies.map { try decoder.decode(Session.self, from: $0) }
+    }
+
     /// What the cache holds under `version`; a new version empties the cache first.
     private func cachedUnderVersion<T>(_ version: Int64, _ read: (SessionCache) -> T?) -> T? {
         sessionCache.withLock { cache in

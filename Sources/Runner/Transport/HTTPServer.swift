@@ -79,6 +79,9 @@ public enum HTTPServer {
             return await MetricsEndpoint.response(gateway: gateway)
         }
         AdminRoutes(admin: admin).register(on: router)
+        ConsoleRoutes(
+            admin: admin, settings: settings, sessions: ConsoleSessions(), limiter: ConsoleSignInLimiter()
+        ).register(on: router)
         (oauth ?? TokenExchange(admin: admin, config: OAuthConfig(), verifier: nil)).register(on: router)
         return router
     }
