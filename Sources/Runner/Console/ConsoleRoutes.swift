@@ -302,7 +302,7 @@ struct ConsoleRoutes: Sendable {
         if changes {
             if let refusal = checkOrigin(request) { return refusal }
             let sent = request.headers[HTTPField.Name("X-CSRF-Token")!] ?? ""
-            guard Self.constantTimeEqual(sent, session.csrfToken) else {
+            guard AdminService.constantTimeEqual(sent, session.csrfToken) else {
                 return secured(
                     HTTPJSON.error(
                         APIError(403, "csrf_failed", "the request lacks this session's CSRF token; reload the page")))
@@ -388,15 +388,6 @@ struct ConsoleRoutes: Sendable {
     static func tenant(of principal: Principal) -> String? {
         if case .tenant(let own) = principal { return own }
         return nil
-    }
-
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8)
-        let y = Array(b.utf8)
-        guard x.count == y.count, !x.isEmpty else { return false }
-        var difference: UInt8 = 0
-        for index in 0..<x.count { difference |= x[index] ^ y[index] }
-        return difference == 0
     }
 }
 
