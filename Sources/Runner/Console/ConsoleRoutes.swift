@@ -19,6 +19,8 @@ struct ConsoleRoutes: Sendable {
     let settings: HTTPSettings
     let sessions: ConsoleSessions
     let limiter: ConsoleSignInLimiter
+    /// The chain's last verification, shared by every console page for a few seconds.
+    let chainStatus = AuditChainCache()
 
     /// The session cookie's name.
     static let cookieName = "lh_console"
@@ -187,7 +189,7 @@ struct ConsoleRoutes: Sendable {
         }
         api.get("/audit/verify") { request, _ in
             await handle(request, changes: false) { _, session in
-                HTTPJSON.response(.ok, try admin.auditChainStatus(by: session.principal))
+                HTTPJSON.response(.ok, try await admin.auditChainStatus(by: session.principal, cache: chainStatus))
             }
         }
     }
