@@ -203,12 +203,15 @@ def test_narrow_then_revoke_a_live_session(world: World, browser: Any) -> None:
     client = Client(world.server.mcp_url, claim)
     before = client.tools()
     assert "repo.read_file" in before and "shell.run" in before
+    # A read-tier call leaves the session a warm worker (isolation: session).
+    assert "structuredContent" in client.call("repo.read_file", {"path": "missing.txt"})
     sign_in(browser, world, OPERATOR_KEY)
     open_view(browser, "sessions")
     row = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, f'#sessions-table tr[data-id="{session["id"]}"]'),
                "the session in the live list")
     assert row.find_element(By.CSS_SELECTOR, "td.connections").text == "1"
     assert row.find_element(By.CSS_SELECTOR, "td.visible-tools").text == str(len(before))
+    assert row.find_element(By.CSS_SELECTOR, "td.warm-workers").text == "1"
     shot(browser, "sessions")
 
     row.find_element(By.CSS_SELECTOR, "input.deny-patterns").send_keys("shell.*")

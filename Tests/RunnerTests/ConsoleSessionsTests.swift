@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import Runner
@@ -65,5 +66,23 @@ import Testing
         limiter.failed("203.0.113.9", now: start)
         for index in 0..<3 { limiter.failed("192.0.2.\(index)", now: start.addingTimeInterval(1)) }
         #expect(!limiter.allows("192.0.2.200", now: start.addingTimeInterval(2)))
+    }
+
+    @Test func theChainIsWalkedOncePerIntervalAndShownToTenantsAsItsStatusOnly() async throws {
+        let cache = AuditChainCache(lifetime: 5)
+        let walks = Mutex(0)
+        let walk: @Sendable () throws(APIError) -> AuditChainStatus = {
+            walks.withLock { $0 += 1 }
+            return AuditChainStatus(status: "ok", records: 42, head: "abc")
+        }
+        for offset in [0.0, 1, 4.9] {
+            _ = try await cache.status(now: start.addingTimeInterval(offset), compute: walk)
+        }
+        #expect(walks.withLock { $0 } == 1)
+        let later = try await cache.status(now: start.addingTimeInterval(5), compute: walk)
+        #expect(walks.withLock { $0 } == 2)
+        #expect(later.visible(to: .operator).records == 42)
+        let tenant = later.visible(to: .tenant("globex"))
+        #expect(tenant.status == "ok" && tenant.records == nil && tenant.head == nil)
     }
 }

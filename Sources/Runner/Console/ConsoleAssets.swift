@@ -305,7 +305,7 @@ enum ConsoleAssets {
             el("td", {}, s.id), el("td", {}, s.tenant_id), el("td", {}, s.actor_id), el("td", {}, s.workspace_id),
             el("td", {}, scope), el("td", { class: "visible-tools" }, view.visible_tools === undefined ? "?" : String(view.visible_tools)),
             el("td", { class: "lease" }, lease), el("td", { class: "connections" }, String(view.connections)),
-            el("td", {}, String(view.warm_workers)),
+            el("td", { class: "warm-workers" }, String(view.warm_workers)),
             el("td", { class: "actions" }, allow, deny, apply, revokeLease, revoke));
         }
 

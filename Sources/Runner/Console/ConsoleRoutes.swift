@@ -19,6 +19,8 @@ struct ConsoleRoutes: Sendable {
     let settings: HTTPSettings
     let sessions: ConsoleSessions
     let limiter: ConsoleSignInLimiter
+    /// The chain's last verification, shared by every console page for a few seconds.
+    let chainStatus = AuditChainCache()
 
     /// The session cookie's name.
     static let cookieName = "lh_console"
@@ -187,7 +189,7 @@ struct ConsoleRoutes: Sendable {
         }
         api.get("/audit/verify") { request, _ in
             await handle(request, changes: false) { _, session in
-                HTTPJSON.response(.ok, try admin.auditChainStatus(by: session.principal))
+                HTTPJSON.response(.ok, try await admin.auditChainStatus(by: session.principal, cache: chainStatus))
             }
         }
     }
@@ -302,7 +304,7 @@ struct ConsoleRoutes: Sendable {
         if changes {
             if let refusal = checkOrigin(request) { return refusal }
             let sent = request.headers[HTTPField.Name("X-CSRF-Token")!] ?? ""
-            guard Self.constantTimeEqual(sent, session.csrfToken) else {
+            guard AdminService.constantTimeEqual(sent, session.csrfToken) else {
                 return secured(
                     HTTPJSON.error(
                         APIError(403, "csrf_failed", "the request lacks this session's CSRF token; reload the page")))
@@ -388,15 +390,6 @@ struct ConsoleRoutes: Sendable {
     static func tenant(of principal: Principal) -> String? {
         if case .tenant(let own) = principal { return own }
         return nil
-    }
-
-    private static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
-        let x = Array(a.utf8)
-        let y = Array(b.utf8)
-        guard x.count == y.count, !x.isEmpty else { return false }
-        var difference: UInt8 = 0
-        for index in 0..<x.count { difference |= x[index] ^ y[index] }
-        return difference == 0
     }
 }
 

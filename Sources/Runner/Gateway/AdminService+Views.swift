@@ -99,6 +99,33 @@ public struct AuditChainStatus: Encodable, Sendable {
         case lastSignedSeq = "last_signed_seq"
         case checkpointFailures = "checkpoint_failures"
     }
+
+    /// What `principal` may see of it: everything for the operator, whether it holds for a tenant
+    /// admin (the whole log's size, head and break point span every tenant).
+    public func visible(to principal: Principal) -> AuditChainStatus {
+        principal == .operator ? self : AuditChainStatus(status: status)
+    }
+}
+
+/// The chain's verification walks the whole log. The console keeps one result for a few seconds
+/// and computes it one caller at a time (the actor queues them), so pages reloading, or a tenant
+/// admin asking in a loop, cost one walk per interval rather than one per request.
+actor AuditChainCache {
+    private var cached: (at: Date, status: AuditChainStatus)?
+    /// How long one result is served.
+    let lifetime: TimeInterval
+
+    init(lifetime: TimeInterval = 5) { self.lifetime = lifetime }
+
+    /// The cached status while it is fresh at `now`, else `compute`'s, kept.
+    func status(now: Date, compute: @Sendable () throws(APIError) -> AuditChainStatus) throws(APIError)
+        -> AuditChainStatus
+    {
+        if let cached, now.timeIntervalSince(cached.at) < lifetime, now >= cached.at { return cached.status }
+        let status = try compute()
+        cached = (now, status)
+        return status
+    }
 }
 
 /// Tiers and the tool→tier map as one tenant sees them.
@@ -204,6 +231,18 @@ extension AdminService {
     }
 
     /// The chain's verification (and its signed checkpoints'); a tenant admin learns only whether
+    /// it holds, not the whole log's size or head. `cache` (the console's) spares repeated walks.
+    func auditChainStatus(by principal: Principal, cache: AuditChainCache) async throws(APIError)
+        -> AuditChainStatus
+    {
+        let admin = self
+        let full = try await cache.status(now: gateway.now()) { () throws(APIError) in
+            try admin.auditChainStatus(by: .operator)
+        }
+        return full.visible(to: principal)
+    }
+
+    /// The chain's verification (and its signed checkpoints'); a tenant admin learns only whether
     /// it holds, not the whole log's size or head.
     public func auditChainStatus(by principal: Principal) throws(APIError) -> AuditChainStatus {
         var status: AuditChainStatus
@@ -224,8 +263,7 @@ extension AdminService {
         } catch {
             throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
         }
-        guard principal == .operator else { return AuditChainStatus(status: status.status) }
-        return status
+        return status.visible(to: principal)
     }
 
     /// The last load and the last rejected reload (operator only: errors name the policy's files

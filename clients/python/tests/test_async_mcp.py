@@ -158,8 +158,8 @@ async def test_approvals_flow(runner: Runner) -> None:
 
             granted = await lh.approvals.grant(approval_id, ttl_seconds=60, uses=1)
             assert granted.status == "granted" and granted.uses_left == 1 and granted.decided_by == "operator"
-            denied = await lh.approvals.deny(other_id)
-            assert denied.status == "denied"
+            denied = await lh.approvals.deny(other_id, reason="q4 is not public yet")
+            assert denied.status == "denied" and denied.deny_reason == "q4 is not public yet"
             with pytest.raises(ConflictError) as decided:
                 await lh.approvals.deny(approval_id)
             assert decided.value.code == "approval_decided"

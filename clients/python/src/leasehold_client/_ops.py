@@ -301,8 +301,9 @@ def grant_approval(approval_id: str, ttl_seconds: int | None, uses: int | None) 
     return _json_op("POST", f"/api/v1/approvals/{_segment(approval_id)}/grant", body or None, _reader(_approval))
 
 
-def deny_approval(approval_id: str) -> Op[Approval]:
-    return Op("POST", f"/api/v1/approvals/{_segment(approval_id)}/deny", _reader(_approval))
+def deny_approval(approval_id: str, reason: str | None = None) -> Op[Approval]:
+    body = _compact(reason=reason)
+    return _json_op("POST", f"/api/v1/approvals/{_segment(approval_id)}/deny", body or None, _reader(_approval))
 
 
 # Audit -------------------------------------------------------------------------------------------

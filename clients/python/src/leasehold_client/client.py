@@ -209,8 +209,8 @@ class Approvals(_Resource):
         return self._run(ops.grant_approval(approval_id, ttl_seconds, uses))
 
     @operation("POST", "/api/v1/approvals/{id}/deny")
-    def deny(self, approval_id: str) -> Approval:
-        return self._run(ops.deny_approval(approval_id))
+    def deny(self, approval_id: str, *, reason: str | None = None) -> Approval:
+        return self._run(ops.deny_approval(approval_id, reason))
 
 
 class Audit(_Resource):
@@ -451,8 +451,8 @@ class AsyncApprovals(_AsyncResource):
         return await self._run(ops.grant_approval(approval_id, ttl_seconds, uses))
 
     @operation("POST", "/api/v1/approvals/{id}/deny")
-    async def deny(self, approval_id: str) -> Approval:
-        return await self._run(ops.deny_approval(approval_id))
+    async def deny(self, approval_id: str, *, reason: str | None = None) -> Approval:
+        return await self._run(ops.deny_approval(approval_id, reason))
 
 
 class AsyncAudit(_AsyncResource):

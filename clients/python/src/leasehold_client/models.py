@@ -176,6 +176,7 @@ class Approval:
     expires_at: datetime | None = None
     uses: int | None = None
     uses_left: int | None = None
+    deny_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -188,7 +189,7 @@ class Approval:
             arguments=data.get("arguments"), arguments_sha256=data.get("arguments_sha256"),
             summary_truncated=bool(data.get("summary_truncated", False)), decided_by=data.get("decided_by"),
             decided_at=_time(data.get("decided_at")), expires_at=_time(data.get("expires_at")),
-            uses=data.get("uses"), uses_left=data.get("uses_left"), raw=data,
+            uses=data.get("uses"), uses_left=data.get("uses_left"), deny_reason=data.get("deny_reason"), raw=data,
         )
 
 
