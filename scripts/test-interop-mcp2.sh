@@ -32,6 +32,7 @@ declare -A skipped=(
     [test_attacks_memory.py]="attack suite: raw JSON-RPC (attack_support.Agent), cgroup files and doctor, no mcp client; same bytes as the 1.x run"
     [test_audit_outcome.py]="raw JSON-RPC over httpx and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
     [test_fuzz.py]="mcp-fuzzer drives the server with its own client, not the mcp package"
+    [test_faults.py]="raw JSON-RPC, sqlite locks, a tmpfs, signals to workers and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
     [test_worker_ops.py]="drives leasehold-worker's fd-3 frame channel directly, no MCP at all"
 )
 
