@@ -22,6 +22,9 @@ declare -A sources=(
     [frame_codec]="Sources/SandboxProtocol/Frame.swift Sources/SandboxProtocol/JSONSpan.swift Sources/SandboxProtocol/WorkerProtocol.swift"
     [unified_diff]="Sources/leasehold-worker/UnifiedDiff.swift"
     [gitignore_glob]="Sources/leasehold-worker/GitIgnore.swift Sources/leasehold-worker/Glob.swift"
+    # The worker's patch application needs the whole worker module (its tool plumbing), which
+    # imports SandboxProtocol and CWorker: built as modules of their own (see build_worker_target).
+    [apply_patch]="worker"
     [tool_pattern]="Sources/Runner/Policy/ToolPattern.swift Sources/Runner/Policy/ToolName.swift"
 )
 
@@ -31,6 +34,27 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 mkdir -p "$FUZZ_OUT/bin"
+
+# A target inside the worker executable: every worker source but main.swift, with SandboxProtocol
+# as a module of its own and CWorker's C compiled with ASan and coverage (its modulemap again without
+# the static-link lines the worker's -static-executable needs).
+build_worker_target() {
+    local target=$1 binary=$2 modules="$FUZZ_OUT/modules"
+    mkdir -p "$modules/cworker"
+    printf 'module CWorker {\n    header "%s/Sources/CWorker/include/cworker.h"\n    export *\n}\n' "$PWD" \
+        > "$modules/cworker/module.modulemap"
+    "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -module-name SandboxProtocol -emit-module \
+        -emit-module-path "$modules/SandboxProtocol.swiftmodule" -wmo -c Sources/SandboxProtocol/*.swift \
+        -o "$modules/SandboxProtocol.o"
+    clang -fsanitize=address,fuzzer-no-link -c Sources/CWorker/cworker.c -I Sources/CWorker/include \
+        -o "$modules/cworker.o"
+    local worker=()
+    mapfile -t worker < <(find Sources/leasehold-worker -name '*.swift' ! -name main.swift | sort)
+    "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name "Fuzz_$target" \
+        -I "$modules" -I "$modules/cworker" "${worker[@]}" "Fuzz/targets/$target.swift" \
+        "$modules/SandboxProtocol.o" "$modules/cworker.o" -o "$binary"
+}
+
 failed=()
 for target in "${targets[@]}"; do
     if [ -z "${sources[$target]+x}" ]; then
@@ -38,12 +62,19 @@ for target in "${targets[@]}"; do
         exit 2
     fi
     binary="$FUZZ_OUT/bin/$target"
-    # shellcheck disable=SC2086 # the source lists are space-separated on purpose
-    "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name "Fuzz_$target" \
-        ${sources[$target]} "Fuzz/targets/$target.swift" -o "$binary" 2> "$FUZZ_OUT/$target.build.log" || {
-        cat "$FUZZ_OUT/$target.build.log" >&2
-        exit 1
-    }
+    if [ "${sources[$target]}" = worker ]; then
+        build_worker_target "$target" "$binary" 2> "$FUZZ_OUT/$target.build.log" || {
+            cat "$FUZZ_OUT/$target.build.log" >&2
+            exit 1
+        }
+    else
+        # shellcheck disable=SC2086 # the source lists are space-separated on purpose
+        "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name "Fuzz_$target" \
+            ${sources[$target]} "Fuzz/targets/$target.swift" -o "$binary" 2> "$FUZZ_OUT/$target.build.log" || {
+            cat "$FUZZ_OUT/$target.build.log" >&2
+            exit 1
+        }
+    fi
     corpus="$FUZZ_OUT/corpus/$target"
     crashes="$FUZZ_OUT/crashes/$target"
     mkdir -p "$corpus" "$crashes"
