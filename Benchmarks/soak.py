@@ -276,6 +276,7 @@ def drive(server: LeaseholdServer, seconds: int, drivers: int, binary: Path) -> 
         samples.append(entry)
 
     sample()
+    load_before = os.getloadavg()
     for thread in threads:
         thread.start()
     deadline = start + seconds
@@ -293,7 +294,9 @@ def drive(server: LeaseholdServer, seconds: int, drivers: int, binary: Path) -> 
         if after["workers"] <= 16 or time.monotonic() > drained_deadline:
             break
         stop.wait(1.0)
-    return report(samples, after, stats, seconds, drivers, binary, [t.failure for t in threads if t.failure])
+    result = report(samples, after, stats, seconds, drivers, binary, [t.failure for t in threads if t.failure])
+    result["load_average"] = {"start": load_before, "end": os.getloadavg()}
+    return result
 
 
 def report(samples: list[dict[str, float]], after: dict[str, float], stats: Stats, seconds: int, drivers: int,
@@ -362,7 +365,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"## Soak ({result['date']})", "",
         f"Machine: {result['machine']}; binary `{Path(result['binary']).relative_to(REPO) if str(result['binary']).startswith(str(REPO)) else result['binary']}`; "
-        f"{result['seconds']} s, {result['drivers']} drivers, {result['calls']} calls and admin requests. "
+        f"{result['seconds']} s, {result['drivers']} drivers, {result['calls']} calls and admin requests; "
+        f"load average {result['load_average']['start'][0]:.1f} at the start, {result['load_average']['end'][0]:.1f} at the end "
+        "(other work on the machine shares its cores). "
         f"Result: **{'ok' if result['ok'] else 'FAILED'}**" + ("" if result["ok"] else f" ({'; '.join(result['problems'])})"), "",
         f"Second half (the level-off rule): RSS {result['second_half']['rss_growth_mib']:+} MiB "
         f"(limit {result['second_half']['rss_limit_mib']}), descriptors {result['second_half']['fd_growth']:+} "
