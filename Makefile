@@ -35,8 +35,9 @@ test:
 	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client test-fuzz
 	Benchmarks/run.sh --smoke
 
+## In a scratch TMPDIR removed afterwards: the tests leave hundreds of temporary directories.
 test-swift:
-	$(SWIFT) test --skip-build
+	scripts/with-scratch-tmpdir.sh $(SWIFT) test --skip-build
 
 ## Production runs Leasehold unprivileged: run the same Swift tests again as a non-root user.
 test-nonroot:
