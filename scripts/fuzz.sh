@@ -17,6 +17,8 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 FUZZ_OUT=${FUZZ_OUT:-.build-fuzz}
 SWIFTC=${SWIFTC:-swiftc}
+# The toolchain's own clang: its sanitizer and libFuzzer runtimes are the ones swiftc links.
+CLANG=${CLANG:-$(dirname "$(command -v "$SWIFTC")")/clang}
 
 declare -A sources=(
     [frame_codec]="Sources/SandboxProtocol/Frame.swift Sources/SandboxProtocol/JSONSpan.swift Sources/SandboxProtocol/WorkerProtocol.swift"
@@ -46,7 +48,7 @@ build_worker_target() {
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -module-name SandboxProtocol -emit-module \
         -emit-module-path "$modules/SandboxProtocol.swiftmodule" -wmo -c Sources/SandboxProtocol/*.swift \
         -o "$modules/SandboxProtocol.o"
-    clang -fsanitize=address,fuzzer-no-link -c Sources/CWorker/cworker.c -I Sources/CWorker/include \
+    "$CLANG" -fsanitize=address,fuzzer-no-link -c Sources/CWorker/cworker.c -I Sources/CWorker/include \
         -o "$modules/cworker.o"
     local worker=()
     mapfile -t worker < <(find Sources/leasehold-worker -name '*.swift' ! -name main.swift | sort)
