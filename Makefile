@@ -3,7 +3,7 @@ SWIFT ?= swift
 STATE_DIR ?= ./.leasehold
 HTTP ?= 127.0.0.1:8080
 
-.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client bench build clean
+.PHONY: run test test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client test-fuzz fuzz soak bench build clean
 
 build:
 	scripts/bootstrap.sh
@@ -32,11 +32,12 @@ run: build
 test:
 	scripts/bootstrap.sh --python
 	$(SWIFT) build --build-tests
-	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client
+	$(MAKE) test-swift test-nonroot test-interop test-interop-nonroot test-interop-mcp2 test-client test-fuzz
 	Benchmarks/run.sh --smoke
 
+## In a scratch TMPDIR removed afterwards: the tests leave hundreds of temporary directories.
 test-swift:
-	$(SWIFT) test --skip-build
+	scripts/with-scratch-tmpdir.sh $(SWIFT) test --skip-build
 
 ## Production runs Leasehold unprivileged: run the same Swift tests again as a non-root user.
 test-nonroot:
@@ -57,6 +58,25 @@ test-interop-nonroot:
 ## The interop tests that use the Python MCP client again, with its 2.x line (.venv-mcp2).
 test-interop-mcp2:
 	scripts/test-interop-mcp2.sh
+
+## Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the parsers that read untrusted bytes,
+## FUZZ_SECONDS per target (default 60); a crash fails it and leaves its input in .build-fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+## The short fuzz pass `make test` runs: 10 s per target.
+test-fuzz:
+	FUZZ_SECONDS=10 scripts/fuzz.sh
+
+## Soak: a mixed workload for SOAK_SECONDS (default 600, at most 3600) with the runner's RSS,
+## descriptors, threads and workers sampled; fails on growth that does not level off. Writes the
+## soak section of RELIABILITY.md. Not part of `make test`.
+SOAK_SECONDS ?= 600
+soak:
+	scripts/bootstrap.sh --python
+	$(SWIFT) build
+	SOAK_SECONDS=$(SOAK_SECONDS) .venv/bin/python Benchmarks/soak.py --reliability RELIABILITY.md
 
 ## Full benchmarks with peers; writes BENCHMARKS.md.
 bench:

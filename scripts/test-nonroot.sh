@@ -20,5 +20,10 @@ echo "test-nonroot: running the Swift tests as $user (uid $(id -u "$user"))"
 # worker_cgroups: off).
 # The suites run in parallel in one process and each holds databases, sockets and workers: raise
 # the soft open-files limit to the hard one, as a production unit does (LimitNOFILE).
-scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR=/tmp LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
+# The tests' temporary directories go in a scratch TMPDIR removed at the end (the tests never
+# remove theirs; see scripts/with-scratch-tmpdir.sh).
+scratch=$(mktemp -d /tmp/lh-tests-nonroot.XXXXXX)
+chmod 1777 "$scratch"
+trap 'rm -rf --one-file-system "$scratch" 2>/dev/null || echo "test-nonroot: could not remove all of $scratch" >&2' EXIT
+scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR="$scratch" LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
     bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$@"' _ "$bundle" --testing-library swift-testing

@@ -223,6 +223,14 @@ public struct WorkerCgroups: Sendable, Hashable {
         }
     }
 
+    /// Removes this runner's `runner-<pid>` groups at a clean stop, once its workers are gone (a
+    /// group still holding a process refuses rmdir and stays for the next runner's sweep). Without
+    /// it every clean stop left its empty groups until the next runner on the host started. Only
+    /// the runner calls it: other pools of the same process (tests) share the directories.
+    public func removeRunnerGroups() {
+        for parent in Set(parents.values) { Self.removeTree(parent) }
+    }
+
     /// rmdir of a cgroup directory and the groups below it (their files are the kernel's).
     static func removeTree(_ directory: String) {
         for child in subgroups(of: directory) { removeTree(directory + "/" + child) }

@@ -276,6 +276,60 @@ import Testing
     }
 }
 
+extension AuditLatchTests {
+    /// Issue 21: a write that finds the disk full with no audit reserve to free refuses that
+    /// commit's records but does not latch: SQLite rolled the transaction back whole, so once space
+    /// is back the log takes records again and the chain is whole. (`max_page_count` on the writer
+    /// connection stands in for the full disk: SQLite answers `SQLITE_FULL` as it does for ENOSPC.
+    /// Test_faults.py fills a real tmpfs through the binary.)
+    @Test func aFullDiskRefusesAppendsUntilSpaceIsBackWithoutLatching() async throws {
+        let path = try temporaryPath()
+        let log = try AuditLog(path: path, node: "n1")
+        try await log.append(AuditEvent("call.intent"))
+        let pages = try await log.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0 }
+        try await log.pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+        }
+        var big = AuditEvent("session.created")
+        big.detail = String(repeating: "x", count: 64 * 1024)
+        do {
+            try await log.append(big)
+            Issue.record("appended past a full disk")
+        } catch {
+            #expect(error.description.contains("full"), "\(error)")
+        }
+        #expect(await log.unavailableReason == nil, "a full disk does not latch the log")
+        #expect(try log.tail(1).first?.seq == 1, "nothing was written while the disk was full")
+
+        try await log.pool.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = 1073741823")
+        }
+        #expect(try await log.append(big) == 2)
+        guard case .ok(let count, _) = try log.verify() else {
+            Issue.record("chain broken")
+            return
+        }
+        #expect(count == 2)
+    }
+}
+
+extension AuditLatchTests {
+    /// Issue 21: a runner stopped cleanly leaves no presence file behind (each clean stop used to
+    /// leave one in `audit-runners/` until the next start); while it serves, its file is there.
+    @Test func aCleanStopRemovesTheRunnersPresenceFile() async throws {
+        let path = try temporaryPath()
+        let directory = (path as NSString).deletingLastPathComponent + "/audit-runners"
+        let log = try AuditLog(path: path, node: "n1")
+        try log.announceRunner()
+        let announced = try FileManager.default.contentsOfDirectory(atPath: directory)
+        #expect(announced.count == 1 && announced[0].hasSuffix(".lock"), "\(announced)")
+        #expect(AuditRunnerPresence.liveFrom(logPath: path) == 0)
+        log.retireRunner()
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory).isEmpty)
+        #expect(AuditRunnerPresence.liveFrom(logPath: path) == nil)
+    }
+}
+
 /// Issue 13: outcome records that do not hold the response, and "outcome unknown" for intents left
 /// without one.
 @Suite struct AuditOutcomeTests {
@@ -464,13 +518,13 @@ import Testing
         let crashed = try await earlier.append(Self.intent(request: "1"))
         let runner = try AuditLog(path: path, node: "n1")
         #expect(runner.openedAtSeq == 1)
-        let fd = try AuditRunnerPresence.announce(logPath: path, from: runner.openedAtSeq)
+        let announced = try AuditRunnerPresence.announce(logPath: path, from: runner.openedAtSeq)
         let running = try await runner.append(Self.intent(request: "2"))
         let verifier = try AuditLog(path: path, node: "cli")
         var report = try verifier.callOutcomes()
         #expect(report.liveRunnerFrom == 1)
         #expect(report.unknown.map(\.seq) == [crashed] && report.inFlight.map(\.seq) == [running])
-        close(fd)
+        close(announced.fd)
         // A worker being spawned by a test running alongside (clone, then execve) holds a copy of
         // every descriptor until its execve closes the close-on-exec ones, this lock's included:
         // the lock outlives `close` by those milliseconds. Bounded wait for the copy to go.
@@ -484,7 +538,7 @@ import Testing
         let directory = AuditRunnerPresence.directory(forLog: path)
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).count == 1, "the stale lock file")
         let next = try AuditRunnerPresence.announce(logPath: path, from: 2)
-        defer { close(next) }
+        defer { close(next.fd) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("1-") }.isEmpty)
         #expect(AuditRunnerPresence.liveFrom(logPath: path) == 2)
     }

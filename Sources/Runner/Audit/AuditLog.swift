@@ -130,11 +130,12 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// shutdown). It also remembers the head it last wrote and never chains onto a stored head that
 /// does not continue from it: a rewrite behind its back makes every later append fail.
 ///
-/// Fail closed: after any failed write (a moved chain, an I/O error, a full disk, a constraint, a
-/// failed fsync) every later append fails with ``AuditUnavailable`` until the runner restarts, so
-/// no call runs after one whose record may be missing. The one exception is a write that waited
-/// past the busy timeout for another process's lock (`SQLITE_BUSY`, e.g. a `leasehold` CLI command
-/// or an operator's `sqlite3` holding the file): nothing was written, so only the records of that
+/// Fail closed: after any failed write (a moved chain, an I/O error, a constraint, a failed fsync)
+/// every later append fails with ``AuditUnavailable`` until the runner restarts, so no call runs
+/// after one whose record may be missing. Two exceptions, where nothing was written: a write that
+/// waited past the busy timeout for another process's lock (`SQLITE_BUSY`, e.g. a `leasehold` CLI
+/// command or an operator's `sqlite3` holding the file), and a write that found the disk full with
+/// no audit reserve left to free (`SQLITE_FULL`, rolled back whole): only the records of that
 /// commit are refused and the next append tries again.
 ///
 /// One writer: every write — records, checkpoints, the `PRAGMA synchronous` switch, the WAL fsync —
@@ -205,9 +206,10 @@ public actor AuditLog {
     private var head: ChainHead
     /// The last record covered by a checkpoint this log wrote or found at open.
     private var lastCheckpointSeq: Int64
-    /// Set once a write failed (other than on another process's lock, see ``refuse(after:)``) or
-    /// the stored chain was found changed behind this log's back; every later append fails with it
-    /// (fail closed until an operator has looked and restarted the runner). Logged once, when set.
+    /// Set once a write failed (other than on another process's lock or a full disk, see
+    /// ``refuse(after:)``) or the stored chain was found changed behind this log's back; every later
+    /// append fails with it (fail closed until an operator has looked and restarted the runner).
+    /// Logged once, when set.
     private var latched: String?
     /// Whether the log refuses every append (a failed write or sync, or a chain changed behind its
     /// back) until a restart; `/readyz` reports it.
@@ -220,9 +222,9 @@ public actor AuditLog {
     /// unknown at once, not only after a restart. (A `Mutex` so that the nonisolated readers of
     /// the audit API see it without waiting behind the writer.)
     let lostOutcomes = Mutex<Set<Int64>>([])
-    /// The presence lock held while this process serves the log (see ``AuditRunnerPresence``); -1
-    /// when not announced.
-    let presence = Mutex<Int32>(-1)
+    /// The presence lock (descriptor and file) held while this process serves the log (see
+    /// ``AuditRunnerPresence``); nil when not announced.
+    let presence = Mutex<(fd: Int32, path: String)?>(nil)
     private let signer: AuditSigningKey?
     /// Records between checkpoints written inside a commit.
     public nonisolated let checkpointEvery: Int64
@@ -324,8 +326,8 @@ public actor AuditLog {
     }
 
     deinit {
-        presence.withLock { fd in
-            if fd >= 0 { close(fd) }
+        presence.withLock { held in
+            if let held { close(held.fd) }
         }
     }
 
@@ -668,8 +670,14 @@ public actor AuditLog {
     /// busy timeout. The transaction never wrote (or was rolled back whole), nothing acknowledged is
     /// in doubt, and latching would let any process that can open the file for reading and hold
     /// a lock — an operator's `sqlite3`, a slow CLI command — stop every tenant's calls until a
-    /// restart. Every other failure may have left the file or the page cache in a state the log
-    /// cannot vouch for (I/O error, full disk, corruption, a constraint or trigger, a moved chain).
+    /// restart. Nor `SQLITE_FULL` once the reserve is gone (``insertFreeingReserve(_:sync:)``): SQLite
+    /// rolls a transaction that failed for a full disk back whole (the WAL frames it managed to
+    /// append carry no commit mark, so no reader sees them and the next commit overwrites them), so
+    /// the records of that commit are refused and the log takes records again once space is back
+    /// (the next commit's ``continuedHead(_:from:)`` still checks that the chain is where this log
+    /// left it, and latches if not). A failed WAL fsync stays latched (``syncFailed``). Every other
+    /// failure may have left the file or the page cache in a state the log cannot vouch for (I/O
+    /// error, corruption, a constraint or trigger, a moved chain).
     private func refuse(after error: any Error) -> AuditUnavailable {
         if let database = error as? DatabaseError,
             database.resultCode == .SQLITE_BUSY || database.resultCode == .SQLITE_LOCKED
@@ -679,6 +687,15 @@ public actor AuditLog {
                 metadata: ["path": "\(path)", "error": "\(error)"])
             return AuditUnavailable(
                 description: "the audit log is locked by another process (\(error)); nothing was written")
+        }
+        if let database = error as? DatabaseError, database.resultCode.primaryResultCode == .SQLITE_FULL,
+            latched == nil
+        {
+            logger.warning(
+                "audit write refused: the audit database's filesystem is full; nothing was written, records are taken again once space is freed",
+                metadata: ["path": "\(path)", "error": "\(error)"])
+            return AuditUnavailable(
+                description: "the audit log's filesystem is full (\(error)); nothing was written")
         }
         if let latched { return AuditUnavailable(description: latched) }
         let reason: String

@@ -23,9 +23,9 @@ enum AuditRunnerPresence {
     }
 
     /// Announces this process as serving the log at `logPath` from record `seq` on. Returns the
-    /// descriptor holding the lock (close-on-exec, so no worker inherits it); closing it ends the
-    /// announcement, and so does the process's end.
-    static func announce(logPath: String, from seq: Int64) throws -> Int32 {
+    /// descriptor holding the lock (close-on-exec, so no worker inherits it) and the lock file;
+    /// closing it ends the announcement, and so does the process's end.
+    static func announce(logPath: String, from seq: Int64) throws -> (fd: Int32, path: String) {
         let directory = directory(forLog: logPath)
         try FileManager.default.createDirectory(
             atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -36,13 +36,14 @@ enum AuditRunnerPresence {
         let temporary = directory + "/.\(seq)-\(id).tmp"
         let fd = open(temporary, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw ConfigError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0, rename(temporary, directory + "/\(seq)-\(id).lock") == 0 else {
+        let path = directory + "/\(seq)-\(id).lock"
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0, rename(temporary, path) == 0 else {
             let message = String(cString: strerror(errno))
             close(fd)
             unlink(temporary)
             throw ConfigError("cannot announce the runner in \(directory): \(message)")
         }
-        return fd
+        return (fd, path)
     }
 
     /// The smallest record a live runner announced, or nil when no runner serves the log.
@@ -85,12 +86,26 @@ extension AuditLog {
     /// `leasehold audit verify` and the audit API then report this runner's calls without an
     /// outcome record as in flight rather than as outcome unknown.
     public nonisolated func announceRunner() throws {
-        let fd = try AuditRunnerPresence.announce(logPath: path, from: openedAtSeq)
+        let announced = try AuditRunnerPresence.announce(logPath: path, from: openedAtSeq)
         let previous = presence.withLock { held in
-            defer { held = fd }
+            defer { held = announced }
             return held
         }
-        if previous >= 0 { close(previous) }
+        if let previous { close(previous.fd) }
+    }
+
+    /// Ends the announcement at a clean stop: deletes the lock file while still holding its lock (so
+    /// no runner starting meanwhile sees it unlocked), then closes it. Without this every clean
+    /// stop left one file behind until the next start; a killed runner's is still deleted by the
+    /// next runner to start.
+    public nonisolated func retireRunner() {
+        let held = presence.withLock { held in
+            defer { held = nil }
+            return held
+        }
+        guard let held else { return }
+        unlink(held.path)
+        close(held.fd)
     }
 
     /// The line between calls in flight and outcomes unknown: intents after it may still be

@@ -33,15 +33,27 @@ extension Gateway {
     /// sessions whose visible set changed get `notifications/tools/list_changed`. An invalid
     /// policy is rejected and the one in force stays.
     ///
+    /// Files rewritten while they were read (a policy written in place, truncated then written) are
+    /// neither installed nor reported as rejected: what was parsed may be half a file, so the
+    /// caller reads them again once they hold still (``PolicyReloader``).
+    ///
     /// - Returns: the new version, or the problems that rejected it.
     @discardableResult
     public func reloadPolicy(directory: String) async -> Result<String, PolicyValidationError> {
+        let before = PolicyFiles.currentVersion(directory: directory)
         let loaded: RiskPolicy
         do {
             loaded = try RiskPolicy.load(directory: directory).withServerTiers(upstreams.defaultTiers)
         } catch {
+            guard PolicyFiles.currentVersion(directory: directory) == before else {
+                return .failure(policyChangedWhileRead(directory))
+            }
             rejectPolicy(error)
             return .failure(error)
+        }
+        // What was parsed is what was on disk before and is still there after: not half a file.
+        guard loaded.version == before, PolicyFiles.currentVersion(directory: directory) == before else {
+            return .failure(policyChangedWhileRead(directory))
         }
         let report = PolicyReport.check(loaded, catalog: resolver.catalog, enforcement: executor.limitEnforcement)
         guard report.errors.isEmpty else {
@@ -89,6 +101,18 @@ extension Gateway {
             }
         }
         return changed
+    }
+
+    /// The answer to a reload whose files changed while they were read; logged, not a rejection.
+    func policyChangedWhileRead(_ directory: String) -> PolicyValidationError {
+        logger.notice(
+            "policy files changed while they were read; the policy in force stays until they hold still",
+            metadata: ["directory": "\(directory)", "version_in_force": "\(resolver.policy.version)"])
+        return PolicyValidationError(diagnostics: [
+            PolicyDiagnostic(
+                file: directory, line: nil, column: nil,
+                message: "the policy files changed while they were read; read them again once they hold still")
+        ])
     }
 
     func rejectPolicy(_ error: PolicyValidationError) {

@@ -99,6 +99,26 @@ public enum PolicyFiles {
         }
     }
 
+    /// The version ``load(directory:)`` gives the files as they are on disk now. A reload compares it
+    /// with the version of the bytes it parsed: a file rewritten in place while it was read (even
+    /// back to the same bytes) gives a parse of a half-written file a version of its own, so the
+    /// reload can tell and read again instead of installing it.
+    public static func currentVersion(directory: String) -> String {
+        func text(_ path: String) -> String {
+            FileManager.default.contents(atPath: path).flatMap { String(data: $0, encoding: .utf8) } ?? ""
+        }
+        var versionInput = text(directory + "/tiers.yaml") + "\u{0}" + text(directory + "/tools.yaml")
+        let tenantsDirectory = directory + "/tenants"
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: tenantsDirectory)) ?? []).sorted()
+        for name in names where name.hasSuffix(".yaml") && Identifier.isValid(String(name.dropLast(".yaml".count))) {
+            guard let data = FileManager.default.contents(atPath: tenantsDirectory + "/" + name),
+                let text = String(data: data, encoding: .utf8)
+            else { continue }
+            versionInput += "\u{0}\(name)\u{0}" + text
+        }
+        return String(Digest.sha256Hex(Array(versionInput.utf8)).prefix(16))
+    }
+
     /// A content fingerprint of the policy files, to notice edits without parsing.
     public static func fingerprint(directory: String) -> String {
         var input: [UInt8] = []

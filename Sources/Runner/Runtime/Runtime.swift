@@ -418,9 +418,11 @@ public struct Runtime: Sendable {
         await gateway.connections.removeAll()
         await gateway.upstreams.shutdown()
         await pool.shutdown()
+        pool.limitEnforcement.cgroups?.removeRunnerGroups()
         await gateway.flushRefusalSamples()
         // Anything the lines above recorded after the checkpointer stopped (normally nothing).
         _ = try? await gateway.audit.checkpoint()
+        gateway.audit.retireRunner()
     }
 }
 
@@ -538,6 +540,9 @@ struct PolicyReloader: Service {
 
     private enum Trigger { case hangup, tick }
 
+    /// How long changed policy files must keep the same bytes before a tick reads them.
+    static let settle: Duration = .milliseconds(500)
+
     func run() async throws {
         var seen = PolicyFiles.fingerprint(directory: directory)
         var seenServers = servers?.fingerprint()
@@ -566,6 +571,14 @@ struct PolicyReloader: Service {
                 // A tick reloads only files that changed since the last attempt (applied or
                 // rejected), so a broken file is reported once, not every interval.
                 if trigger == .tick && fingerprint == seen { continue }
+                if trigger == .tick {
+                    // A file written in place (truncated, then written) is half a file for a
+                    // moment: a tick reads changed files only once they held still for
+                    // `settle`, else the next tick looks again. (The load itself also refuses bytes
+                    // that changed while it read them: Gateway.reloadPolicy.)
+                    try? await Task.sleep(for: Self.settle)
+                    guard PolicyFiles.fingerprint(directory: directory) == fingerprint else { continue }
+                }
                 seen = fingerprint
                 if trigger == .hangup {
                     logger.notice("SIGHUP: reloading policies", metadata: ["directory": "\(directory)"])
