@@ -183,3 +183,21 @@ async def test_an_approval_is_asked_inside_the_call(approval_server) -> None:
     assert result.structured_content["error"]["code"] == RAN, result  # past the gate: it ran
     records = (await server.aadmin("GET", f"/audit?session_id={session['id']}&limit=10000", expect=200)).json()
     assert sum(1 for r in records["records"] if r["event"].get("event") == "approval.used") == 1
+
+
+async def test_revoking_the_session_ends_its_listen_streams_and_its_claim(server) -> None:
+    from mcp_compat import MCPError
+
+    session, claim = server.create_session()
+    http, client = http_client(server.mcp_url, claim)
+    async with http:
+        with anyio.fail_after(30):
+            async with client:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    await server.aadmin("DELETE", f"/sessions/{session['id']}", expect=200)
+                    # The stream ends gracefully (the listen result), without an event.
+                    events = [event async for event in subscription]
+                    assert events == [], events
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("repo.read_file", {"path": "README.md"})
+                assert "session_revoked" in str(refused.value), refused.value
