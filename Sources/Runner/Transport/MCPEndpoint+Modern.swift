@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Tracing
 
 /// Streamable HTTP for MCP 2026-07-28: one self-contained POST per request, no `Mcp-Session-Id`.
 ///
@@ -68,21 +69,49 @@ extension MCPEndpoint {
         }
         let source = http.clientAddress
         let connectionID = Self.sessionlessID(token: token, source: source, endpointServer: endpointServer)
-        let context: CallContext
+        // The server span (tracing on): claim verification is its child, the call's stages too.
+        let tool = call.method == "tools/call" ? call.params["name"] as? String : nil
+        let span = gateway.tracing.map { tracing in
+            let carrier = HotMethodEdge.traceCarrier(inParams: call.params)
+            return tracing.serverSpan(
+                method: LeaseholdTracing.isKnownMethod(call.method) ? call.method : "_unknown", tool: tool,
+                nameTool: tool.map(gateway.metricToolLabel), requestID: call.idText,
+                carrier: carrier.isEmpty ? traceHeaders(request) : carrier, protocolVersion: ModernProtocol.version,
+                sessionID: nil, transport: "tcp")
+        }
+        let verifySpan = span.flatMap { gateway.tracing?.child("leasehold.claim.verify", of: $0) }
+        var context: CallContext
         do {
             context = try await gateway.authenticate(
                 token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: call.idText,
                 source: source)
+            verifySpan?.end()
         } catch {
+            LeaseholdTracing.fail(verifySpan, error.code.rawValue)
+            verifySpan?.end()
+            LeaseholdTracing.fail(span, error.code.rawValue)
+            span?.end()
             return unauthorized(error)
         }
+        LeaseholdTracing.identify(span, context)
+        context.span = span
         await gateway.connections.registerSessionless(connectionID, endpointServer: endpointServer)
         if call.method == "subscriptions/listen" {
+            span?.end()
             return await listen(call, context: context, http: http)
         }
         let base = approvalBase(request)
-        let reply = await ModernEdge(gateway: gateway).answer(call, context: context) { id in
-            "\(base)/api/v1/approvals/\(id)"
+        let edge = ModernEdge(gateway: gateway)
+        let answer = { [context] () async -> ModernEdge.Reply in
+            await edge.answer(call, context: context) { id in "\(base)/api/v1/approvals/\(id)" }
+        }
+        let reply: ModernEdge.Reply
+        if let span {
+            reply = await InstrumentationContext.withValue(span.context) { await answer() }
+            if reply.status >= 400 { LeaseholdTracing.fail(span, "http_\(reply.status)") }
+            span.end()
+        } else {
+            reply = await answer()
         }
         return Response(
             status: HTTPResponse.Status(code: reply.status), headers: [.contentType: "application/json"],

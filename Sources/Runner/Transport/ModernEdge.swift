@@ -11,7 +11,7 @@ struct ModernEdge: Sendable {
     let gateway: Gateway
 
     /// A JSON-RPC response message and the HTTP status the revision gives it.
-    struct Reply {
+    struct Reply: Sendable {
         let body: Data
         let status: Int
     }
