@@ -291,3 +291,13 @@ async def test_a_client_that_cannot_ask_its_user_gets_approval_required(approval
     result = response.json()["result"]
     assert result["resultType"] == "complete" and result["isError"] is True, result
     assert result["structuredContent"]["error"]["code"] == "approval_required", result
+
+
+async def test_a_method_the_revision_lacks_is_404_and_binds_nothing(server) -> None:
+    _, claim = server.create_session()
+    for method in ("initialize", "ping", "resources/list"):
+        response = await modern_post(server.mcp_url, claim, method)
+        assert response.status_code == 404 and error_of(response)["code"] == -32601, (method, response.text)
+    # Nothing was bound: the claim still opens a connection of an older revision.
+    opened = await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(claim))
+    assert opened.status_code == 200 and opened.headers.get("mcp-session-id"), opened.text

@@ -64,6 +64,13 @@ extension MCPEndpoint {
         case .success(let classified):
             call = classified
         }
+        // A method the revision does not have here is answered before the claim is looked at, so
+        // a misdirected request (an `initialize` sent with the new version) does not bind it.
+        guard ModernEdge.methods.contains(call.method) else {
+            return modernError(
+                id: call.id,
+                .init(code: ModernProtocol.ErrorCode.methodNotFound, message: "Method not found: \(call.method)"))
+        }
         if call.method == "subscriptions/listen", !(request.headers[.accept] ?? "").contains("text/event-stream") {
             return Response(status: .notAcceptable)
         }
