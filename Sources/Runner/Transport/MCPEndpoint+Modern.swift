@@ -182,8 +182,21 @@ extension MCPEndpoint {
                 ] as [String: Any], options: [.sortedKeys])) ?? Data("{}".utf8))
         let body = ResponseBody { writer in
             defer { slot.release() }
-            for await frame in frames {
-                try await writer.write(ProgressRelay.event(frame))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // A comment line every 15 s while nothing changes, as the reference server sends:
+                // a proxy's idle timeout does not cut the stream, and a peer gone without a FIN is
+                // noticed at the next write (the connection's closing then removes the listener).
+                group.addTask {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .seconds(15))
+                        continuation.yield(Data())
+                    }
+                }
+                for await frame in frames {
+                    try await writer.write(
+                        frame.isEmpty ? ByteBuffer(string: ": ping\n\n") : ProgressRelay.event(frame))
+                }
+                group.cancelAll()
             }
             try await writer.write(ProgressRelay.event(result))
             try await writer.finish(nil)
