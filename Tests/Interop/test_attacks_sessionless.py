@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,10 +20,8 @@ import pytest
 from interop_support import (
     INITIALIZE_BODY,
     assert_refused,
-    copy_policies,
     raw_headers,
     raw_post,
-    write_catalog_config,
 )
 
 pytestmark = pytest.mark.anyio
@@ -187,17 +184,6 @@ async def test_another_tenants_claim_sees_only_its_own_tools_and_workspace(serve
 # --------------------------------------------------------------------------------------------
 # Approvals inside the call
 # --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def approval_server(tmp_path: Path, start_server):
-    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
-    config = write_catalog_config(
-        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
-    )
-    server = start_server(policies=policies, config=config)
-    server.register_workspace(server.workspace_dir("globex"), tenant="globex")
-    return server
 
 
 ASKS = {"elicitation": {"url": {}}}

@@ -26,9 +26,7 @@ from interop_support import (
     TENANT,
     WORKSPACE,
     assert_read_fixture,
-    copy_policies,
     run_cli,
-    write_catalog_config,
 )
 from mcp_compat import MCP_MAJOR, StdioServerParameters
 
@@ -148,15 +146,6 @@ async def test_listen_hears_a_scope_patch_over_stdio(binary: Path, state_dir: Pa
         async with Client(params) as client:
             assert client.protocol_version == MODERN
             await patch_and_hear(client, patch)
-
-
-@pytest.fixture
-def approval_server(tmp_path: Path, start_server):
-    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
-    config = write_catalog_config(
-        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
-    )
-    return start_server(policies=policies, config=config)
 
 
 async def test_an_approval_is_asked_inside_the_call(approval_server) -> None:
