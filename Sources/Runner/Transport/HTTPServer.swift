@@ -85,7 +85,7 @@ public enum HTTPServer {
 }
 
 /// A progress token as JSONSerialization parsed it (an immutable NSString or NSNumber).
-private struct UncheckedToken: @unchecked Sendable {
+struct UncheckedToken: @unchecked Sendable {
     let value: Any
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Sandbox
 import Tracing
 
 /// Streamable HTTP for MCP 2026-07-28: one self-contained POST per request, no `Mcp-Session-Id`.
@@ -108,6 +109,9 @@ extension MCPEndpoint {
             return await listen(call, context: context, http: http)
         }
         let base = approvalBase(request)
+        if call.method == "tools/call", let token = call.progressToken {
+            return progressStream(call, token: UncheckedToken(value: token), context: context, approvalBase: base)
+        }
         let edge = ModernEdge(gateway: gateway)
         let answer = { [context] () async -> ModernEdge.Reply in
             await edge.answer(call, context: context) { id in "\(base)/api/v1/approvals/\(id)" }
@@ -200,6 +204,49 @@ extension MCPEndpoint {
             }
             try await writer.write(ProgressRelay.event(result))
             try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// A call whose client asked for progress: an SSE stream of its `notifications/progress` (under
+    /// the client's token), then the response. The revision has no `notifications/cancelled` over
+    /// HTTP: a client cancels by closing the stream, which cancels the call (its outcome is still
+    /// recorded, `cancelled`). At most 64 reports wait for a slow reader; older ones are dropped.
+    private func progressStream(
+        _ call: ModernProtocol.Request, token: UncheckedToken, context: CallContext, approvalBase: String
+    ) -> Response {
+        let (reports, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        var context = context
+        context.progress = ProgressSink { continuation.yield($0) }
+        let cancellation = CallCancellation()
+        context.cancellation = cancellation
+        let edge = ModernEdge(gateway: gateway)
+        // The call runs in a task of its own (as on the older revisions' progress path), so a
+        // client gone mid-stream cancels it and its outcome is still recorded.
+        let task = Task { [context] in
+            let span = context.span
+            let reply = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
+                await edge.answer(call, context: context) { id in "\(approvalBase)/api/v1/approvals/\(id)" }
+            }
+            span?.end()
+            continuation.finish()
+            return reply.body
+        }
+        let body = ResponseBody { writer in
+            do {
+                for await params in reports {
+                    if let notification = ProgressRelay.notification(token: token.value, params: params) {
+                        try await writer.write(ProgressRelay.event(notification))
+                    }
+                }
+                try await writer.write(ProgressRelay.event(await task.value))
+                try await writer.finish(nil)
+            } catch {
+                cancellation.cancel()
+                _ = await task.value
+                throw error
+            }
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
