@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from interop_support import TENANT, WORKSPACE, LeaseholdServer, POLICIES_DIR, leasehold_binary
+from interop_support import (
+    POLICIES_DIR,
+    TENANT,
+    WORKSPACE,
+    LeaseholdServer,
+    copy_policies,
+    leasehold_binary,
+    write_catalog_config,
+)
 
 
 @pytest.fixture
@@ -91,3 +99,16 @@ def world(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
     failed = request.session.testsfailed
     if failed:
         print("\n--- leasehold stderr (world) ---\n" + "\n".join(built.server.log[-100:]))
+
+
+@pytest.fixture
+def approval_server(tmp_path: Path, start_server) -> LeaseholdServer:
+    """A runner whose catalog has `kb.publish` in the `external` tier (approval required) and `kb.read`
+    in `read`, with a globex workspace beside acme's (test_approvals, the 2026-07-28 approval tests)."""
+    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
+    config = write_catalog_config(
+        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
+    )
+    server = start_server(policies=policies, config=config)
+    server.register_workspace(server.workspace_dir("globex"), tenant="globex")
+    return server

@@ -25,18 +25,6 @@ VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 RAN = "unknown_tool"
 
 
-@pytest.fixture
-def approval_server(tmp_path: Path, start_server):
-    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
-    config = write_catalog_config(
-        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
-    )
-    server = start_server(policies=policies, config=config)
-    globex_root = server.workspace_dir("globex")
-    server.register_workspace(globex_root, tenant="globex")
-    return server
-
-
 class Caller:
     """One MCP connection of one claim, calling tools with raw JSON-RPC."""
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,10 +20,8 @@ import pytest
 from interop_support import (
     INITIALIZE_BODY,
     assert_refused,
-    copy_policies,
     raw_headers,
     raw_post,
-    write_catalog_config,
 )
 
 pytestmark = pytest.mark.anyio
@@ -189,17 +186,6 @@ async def test_another_tenants_claim_sees_only_its_own_tools_and_workspace(serve
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def approval_server(tmp_path: Path, start_server):
-    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
-    config = write_catalog_config(
-        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
-    )
-    server = start_server(policies=policies, config=config)
-    server.register_workspace(server.workspace_dir("globex"), tenant="globex")
-    return server
-
-
 ASKS = {"elicitation": {"url": {}}}
 PUBLISH = {"name": "kb.publish", "arguments": {"page": "q3-results", "visibility": "public"}}
 
@@ -291,3 +277,13 @@ async def test_a_client_that_cannot_ask_its_user_gets_approval_required(approval
     result = response.json()["result"]
     assert result["resultType"] == "complete" and result["isError"] is True, result
     assert result["structuredContent"]["error"]["code"] == "approval_required", result
+
+
+async def test_a_method_the_revision_lacks_is_404_and_binds_nothing(server) -> None:
+    _, claim = server.create_session()
+    for method in ("initialize", "ping", "resources/list"):
+        response = await modern_post(server.mcp_url, claim, method)
+        assert response.status_code == 404 and error_of(response)["code"] == -32601, (method, response.text)
+    # Nothing was bound: the claim still opens a connection of an older revision.
+    opened = await raw_post(server.mcp_url, INITIALIZE_BODY, raw_headers(claim))
+    assert opened.status_code == 200 and opened.headers.get("mcp-session-id"), opened.text

@@ -26,9 +26,7 @@ from interop_support import (
     TENANT,
     WORKSPACE,
     assert_read_fixture,
-    copy_policies,
     run_cli,
-    write_catalog_config,
 )
 from mcp_compat import MCP_MAJOR, StdioServerParameters
 
@@ -150,15 +148,6 @@ async def test_listen_hears_a_scope_patch_over_stdio(binary: Path, state_dir: Pa
             await patch_and_hear(client, patch)
 
 
-@pytest.fixture
-def approval_server(tmp_path: Path, start_server):
-    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external"), ("kb.read", "read")])
-    config = write_catalog_config(
-        tmp_path / "leasehold.yaml", {"kb": [("kb.publish", "publish a page"), ("kb.read", "read a page")]}, {}
-    )
-    return start_server(policies=policies, config=config)
-
-
 async def test_an_approval_is_asked_inside_the_call(approval_server) -> None:
     import mcp.types as types
 
@@ -183,3 +172,21 @@ async def test_an_approval_is_asked_inside_the_call(approval_server) -> None:
     assert result.structured_content["error"]["code"] == RAN, result  # past the gate: it ran
     records = (await server.aadmin("GET", f"/audit?session_id={session['id']}&limit=10000", expect=200)).json()
     assert sum(1 for r in records["records"] if r["event"].get("event") == "approval.used") == 1
+
+
+async def test_revoking_the_session_ends_its_listen_streams_and_its_claim(server) -> None:
+    from mcp_compat import MCPError
+
+    session, claim = server.create_session()
+    http, client = http_client(server.mcp_url, claim)
+    async with http:
+        with anyio.fail_after(30):
+            async with client:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    await server.aadmin("DELETE", f"/sessions/{session['id']}", expect=200)
+                    # The stream ends gracefully (the listen result), without an event.
+                    events = [event async for event in subscription]
+                    assert events == [], events
+                with pytest.raises(MCPError) as refused:
+                    await client.call_tool("repo.read_file", {"path": "README.md"})
+                assert "session_revoked" in str(refused.value), refused.value

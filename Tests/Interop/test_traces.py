@@ -86,6 +86,15 @@ class OTLPReceiver:
                 assert left > 0, f"spans {set(names) - {s.name for _, s in self.spans}} never arrived"
                 self._changed.wait(left)
 
+    def wait_until(self, predicate: Any, what: str, timeout: float = 20.0) -> None:
+        """Waits (on the handler's notification) until `predicate(spans)` holds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate([span for _, span in self.spans]):
+                left = deadline - time.monotonic()
+                assert left > 0, f"{what} never arrived"
+                self._changed.wait(left)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -271,3 +280,49 @@ async def test_stdio_requests_are_traced_with_the_callers_meta_context(
         span = next(s for s in spans if s.name == name)
         assert span.kind == Span.SPAN_KIND_SERVER and attributes(span.attributes)["network.transport"] == "pipe"
     assert claim.encode() not in b"".join(receiver.bodies)
+
+
+async def test_sessionless_requests_are_traced(binary: Path, state_dir: Path, workspace_root: Path) -> None:
+    """MCP 2026-07-28 requests (no protocol session) get the same server spans, with the revision
+    named and no `mcp.session.id`; a refused one names its code."""
+    receiver = OTLPReceiver()
+    server = LeaseholdServer(binary, state_dir, POLICIES_DIR, extra_args=["--otlp-endpoint", receiver.endpoint]).start()
+    modern = "2026-07-28"
+    envelope = {"io.modelcontextprotocol/protocolVersion": modern, "io.modelcontextprotocol/clientCapabilities": {}}
+
+    def headers(claim: str, method: str, name: str | None = None) -> dict[str, str]:
+        out = {**raw_headers(claim, None, modern), "Mcp-Method": method}
+        if name:
+            out["Mcp-Name"] = name
+        return out
+
+    try:
+        server.register_workspace(workspace_root)
+        session, claim = server.create_session()
+        discover = {"jsonrpc": "2.0", "id": "sl-1", "method": "server/discover", "params": {"_meta": envelope}}
+        assert (await raw_post(server.mcp_url, discover, headers(claim, "server/discover"))).status_code == 200
+        read = {"jsonrpc": "2.0", "id": "sl-2", "method": "tools/call", "params": {
+            "name": "repo.read_file", "arguments": {"path": "README.md"},
+            "_meta": {**envelope, "traceparent": f"00-{META_TRACE}-{META_PARENT}-01"}}}
+        assert (await raw_post(server.mcp_url, read, headers(claim, "tools/call", "repo.read_file"))).status_code == 200
+        refused = {**discover, "id": "sl-3"}
+        response = await raw_post(server.mcp_url, refused, headers("not-a-claim", "server/discover"))
+        assert response.status_code == 401
+        receiver.wait_for("server/discover", "tools/call repo.read_file", "execute_tool repo.read_file")
+        receiver.wait_until(
+            lambda spans: any(attributes(s.attributes).get("jsonrpc.request.id") == "sl-3" for s in spans),
+            "the refused request's span")
+    finally:
+        server.stop()
+        receiver.close()
+    spans = [span for _, span in receiver.spans]
+    call_span = next(s for s in spans if s.name == "tools/call repo.read_file")
+    assert call_span.trace_id.hex() == META_TRACE and call_span.parent_span_id.hex() == META_PARENT
+    attrs = attributes(call_span.attributes)
+    assert attrs["mcp.protocol.version"] == modern and "mcp.session.id" not in attrs, attrs
+    assert attrs["leasehold.session.id"] == session["id"] and attrs["jsonrpc.request.id"] == "sl-2"
+    children = {s.name for s in spans if s.parent_span_id == call_span.span_id}
+    assert {"leasehold.claim.verify", "execute_tool repo.read_file"} <= children, children
+    discovered = [attributes(s.attributes) for s in spans if s.name == "server/discover"]
+    assert any(a["jsonrpc.request.id"] == "sl-1" and "error.type" not in a for a in discovered), discovered
+    assert any(a["jsonrpc.request.id"] == "sl-3" and a.get("error.type") == "claim_invalid" for a in discovered), discovered

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -158,6 +159,56 @@ def test_a_cancelled_call_ends_at_once_and_the_server_is_told(world: World) -> N
     finally:
         agent.close()
         intruder.close()
+
+
+MODERN = "2026-07-28"
+
+
+def wait_for_outcome(world: World, session_id: str, request_id: str, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Bounded poll of the audit trail until request `request_id` has its `call.outcome` record."""
+    key = world.admin_key("acme")
+    deadline = time.monotonic() + timeout
+    while True:
+        records = httpx.get(world.server.api_url + f"/audit?session_id={session_id}&limit=10000",
+                            headers={"Authorization": f"Bearer {key}"}, timeout=30).json()["records"]
+        outcome = [r["event"] for r in records
+                   if r["event"].get("request_id") == request_id and r["event"]["event"] == "call.outcome"]
+        if outcome or time.monotonic() > deadline:
+            return outcome
+        time.sleep(0.05)
+
+
+def modern_call(request_id: str, arguments: dict[str, Any], token: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """A sessionless (MCP 2026-07-28) `tools/call` of vivi.beta_00 asking for progress, and its headers."""
+    envelope = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {},
+                "progressToken": token}
+    body = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call",
+            "params": {"name": "vivi.beta_00", "arguments": arguments, "_meta": envelope}}
+    return body, {"Mcp-Method": "tools/call", "Mcp-Name": "vivi.beta_00"}
+
+
+def test_progress_and_cancellation_on_the_sessionless_revision(world: World) -> None:
+    """2026-07-28 has no sessions and no client notifications over HTTP: progress comes on the call's
+    own SSE response, and closing that response cancels the call (audited `cancelled`)."""
+    session_id, claim = session_claim(world)
+    body, extra = modern_call("p26", {"seconds": 0.4, "steps": 4}, "tok-26")
+    headers = {**raw_headers(claim, None, MODERN), **extra}
+    with httpx.Client(timeout=30) as http:
+        with http.stream("POST", world.server.mcp_url, json=body, headers=headers) as response:
+            assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+            messages = list(sse_messages(response))
+        progress = [m["params"] for m in messages[:-1]]
+        assert [(p["progressToken"], p["progress"]) for p in progress] == [("tok-26", i) for i in range(1, 5)], messages
+        assert messages[-1]["id"] == "p26" and messages[-1]["result"]["resultType"] == "complete", messages[-1]
+        assert messages[-1]["result"]["content"][0]["text"] == "done"
+
+        body, _ = modern_call("c26", {"seconds": 40, "steps": 40}, "tok-c26")
+        with http.stream("POST", world.server.mcp_url, json=body, headers=headers) as response:
+            first = next(sse_messages(response))
+            assert first["method"] == "notifications/progress" and first["params"]["progress"] == 1, first
+    # Closed: the call is cancelled and its outcome recorded.
+    outcome = wait_for_outcome(world, session_id, "c26")
+    assert outcome and outcome[-1].get("code") == "cancelled", outcome
 
 
 def test_cancelling_a_call_that_is_not_in_flight_changes_nothing(world: World) -> None:

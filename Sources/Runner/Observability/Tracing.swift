@@ -124,7 +124,7 @@ public struct LeaseholdTracing: Sendable {
     private static let knownMethods: Set<String> = [
         "initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read", "resources/templates/list",
         "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get", "completion/complete",
-        "logging/setLevel", "batch", "response", "invalid",
+        "logging/setLevel", "batch", "response", "invalid", "server/discover", "subscriptions/listen",
     ]
 
     /// Protocol revisions before 2026-07-28 have `Mcp-Session-Id` sessions.

@@ -88,7 +88,7 @@ public enum HTTPServer {
 }
 
 /// A progress token as JSONSerialization parsed it (an immutable NSString or NSNumber).
-private struct UncheckedToken: @unchecked Sendable {
+struct UncheckedToken: @unchecked Sendable {
     let value: Any
 }
 
@@ -425,7 +425,7 @@ struct MCPEndpoint: Sendable {
             carrier: traceHeaders(request), protocolVersion: version, sessionID: sessionID, transport: "tcp")
     }
 
-    private func traceHeaders(_ request: Request) -> [String: String] {
+    func traceHeaders(_ request: Request) -> [String: String] {
         var carrier: [String: String] = [:]
         if let parent = request.headers[HTTPField.Name("traceparent")!] { carrier["traceparent"] = parent }
         if let state = request.headers[HTTPField.Name("tracestate")!] { carrier["tracestate"] = state }

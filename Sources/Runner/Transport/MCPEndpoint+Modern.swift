@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Sandbox
+import Tracing
 
 /// Streamable HTTP for MCP 2026-07-28: one self-contained POST per request, no `Mcp-Session-Id`.
 ///
@@ -63,26 +65,64 @@ extension MCPEndpoint {
         case .success(let classified):
             call = classified
         }
+        // A method the revision does not have here is answered before the claim is looked at, so
+        // a misdirected request (an `initialize` sent with the new version) does not bind it.
+        guard ModernEdge.methods.contains(call.method) else {
+            return modernError(
+                id: call.id,
+                .init(code: ModernProtocol.ErrorCode.methodNotFound, message: "Method not found: \(call.method)"))
+        }
         if call.method == "subscriptions/listen", !(request.headers[.accept] ?? "").contains("text/event-stream") {
             return Response(status: .notAcceptable)
         }
         let source = http.clientAddress
         let connectionID = Self.sessionlessID(token: token, source: source, endpointServer: endpointServer)
-        let context: CallContext
+        // The server span (tracing on): claim verification is its child, the call's stages too.
+        let tool = call.method == "tools/call" ? call.params["name"] as? String : nil
+        let span = gateway.tracing.map { tracing in
+            let carrier = HotMethodEdge.traceCarrier(inParams: call.params)
+            return tracing.serverSpan(
+                method: LeaseholdTracing.isKnownMethod(call.method) ? call.method : "_unknown", tool: tool,
+                nameTool: tool.map(gateway.metricToolLabel), requestID: call.idText,
+                carrier: carrier.isEmpty ? traceHeaders(request) : carrier, protocolVersion: ModernProtocol.version,
+                sessionID: nil, transport: "tcp")
+        }
+        let verifySpan = span.flatMap { gateway.tracing?.child("leasehold.claim.verify", of: $0) }
+        var context: CallContext
         do {
             context = try await gateway.authenticate(
                 token: token, connectionID: connectionID, endpointServer: endpointServer, requestID: call.idText,
                 source: source)
+            verifySpan?.end()
         } catch {
+            LeaseholdTracing.fail(verifySpan, error.code.rawValue)
+            verifySpan?.end()
+            LeaseholdTracing.fail(span, error.code.rawValue)
+            span?.end()
             return unauthorized(error)
         }
+        LeaseholdTracing.identify(span, context)
+        context.span = span
         await gateway.connections.registerSessionless(connectionID, endpointServer: endpointServer)
         if call.method == "subscriptions/listen" {
+            span?.end()
             return await listen(call, context: context, http: http)
         }
         let base = approvalBase(request)
-        let reply = await ModernEdge(gateway: gateway).answer(call, context: context) { id in
-            "\(base)/api/v1/approvals/\(id)"
+        if call.method == "tools/call", let token = call.progressToken {
+            return progressStream(call, token: UncheckedToken(value: token), context: context, approvalBase: base)
+        }
+        let edge = ModernEdge(gateway: gateway)
+        let answer = { [context] () async -> ModernEdge.Reply in
+            await edge.answer(call, context: context) { id in "\(base)/api/v1/approvals/\(id)" }
+        }
+        let reply: ModernEdge.Reply
+        if let span {
+            reply = await InstrumentationContext.withValue(span.context) { await answer() }
+            if reply.status >= 400 { LeaseholdTracing.fail(span, "http_\(reply.status)") }
+            span.end()
+        } else {
+            reply = await answer()
         }
         return Response(
             status: HTTPResponse.Status(code: reply.status), headers: [.contentType: "application/json"],
@@ -146,11 +186,67 @@ extension MCPEndpoint {
                 ] as [String: Any], options: [.sortedKeys])) ?? Data("{}".utf8))
         let body = ResponseBody { writer in
             defer { slot.release() }
-            for await frame in frames {
-                try await writer.write(ProgressRelay.event(frame))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                // A comment line every 15 s while nothing changes, as the reference server sends:
+                // a proxy's idle timeout does not cut the stream, and a peer gone without a FIN is
+                // noticed at the next write (the connection's closing then removes the listener).
+                group.addTask {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: .seconds(15))
+                        continuation.yield(Data())
+                    }
+                }
+                for await frame in frames {
+                    try await writer.write(
+                        frame.isEmpty ? ByteBuffer(string: ": ping\n\n") : ProgressRelay.event(frame))
+                }
+                group.cancelAll()
             }
             try await writer.write(ProgressRelay.event(result))
             try await writer.finish(nil)
+        }
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
+    }
+
+    /// A call whose client asked for progress: an SSE stream of its `notifications/progress` (under
+    /// the client's token), then the response. The revision has no `notifications/cancelled` over
+    /// HTTP: a client cancels by closing the stream, which cancels the call (its outcome is still
+    /// recorded, `cancelled`). At most 64 reports wait for a slow reader; older ones are dropped.
+    private func progressStream(
+        _ call: ModernProtocol.Request, token: UncheckedToken, context: CallContext, approvalBase: String
+    ) -> Response {
+        let (reports, continuation) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingNewest(64))
+        var context = context
+        context.progress = ProgressSink { continuation.yield($0) }
+        let cancellation = CallCancellation()
+        context.cancellation = cancellation
+        let edge = ModernEdge(gateway: gateway)
+        // The call runs in a task of its own (as on the older revisions' progress path), so a
+        // client gone mid-stream cancels it and its outcome is still recorded.
+        let task = Task { [context] in
+            let span = context.span
+            let reply = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
+                await edge.answer(call, context: context) { id in "\(approvalBase)/api/v1/approvals/\(id)" }
+            }
+            span?.end()
+            continuation.finish()
+            return reply.body
+        }
+        let body = ResponseBody { writer in
+            do {
+                for await params in reports {
+                    if let notification = ProgressRelay.notification(token: token.value, params: params) {
+                        try await writer.write(ProgressRelay.event(notification))
+                    }
+                }
+                try await writer.write(ProgressRelay.event(await task.value))
+                try await writer.finish(nil)
+            } catch {
+                cancellation.cancel()
+                _ = await task.value
+                throw error
+            }
         }
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)

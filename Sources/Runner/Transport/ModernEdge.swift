@@ -10,8 +10,11 @@ import MCP
 struct ModernEdge: Sendable {
     let gateway: Gateway
 
+    /// The methods served on the revision.
+    static let methods: Set<String> = ["server/discover", "tools/list", "tools/call", "subscriptions/listen"]
+
     /// A JSON-RPC response message and the HTTP status the revision gives it.
-    struct Reply {
+    struct Reply: Sendable {
         let body: Data
         let status: Int
     }
