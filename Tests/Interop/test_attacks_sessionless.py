@@ -209,7 +209,7 @@ async def test_the_approval_round_trip_runs_the_call_exactly_once(approval_serve
     request = asked["inputRequests"]["leasehold_approval"]
     assert request["method"] == "elicitation/create" and request["params"]["mode"] == "url", request
     approval_id = request["params"]["url"].rsplit("/", 1)[1]
-    assert request["params"]["url"] == f"{server.mcp_url.rsplit('/mcp', 1)[0]}/api/v1/approvals/{approval_id}"
+    assert request["params"]["url"] == f"{server.mcp_url.rsplit('/mcp', 1)[0]}/ui#approvals/{approval_id}"
     assert "q3-results" in request["params"]["message"] and "sha256:" in request["params"]["message"]
 
     # Retried before anyone granted it: asked again, with a fresh state (the first one is spent).

@@ -114,7 +114,7 @@ extension MCPEndpoint {
         }
         let edge = ModernEdge(gateway: gateway)
         let answer = { [context] () async -> ModernEdge.Reply in
-            await edge.answer(call, context: context) { id in "\(base)/api/v1/approvals/\(id)" }
+            await edge.answer(call, context: context) { id in "\(base)/ui#approvals/\(id)" }
         }
         let reply: ModernEdge.Reply
         if let span {
@@ -227,7 +227,7 @@ extension MCPEndpoint {
         let task = Task { [context] in
             let span = context.span
             let reply = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
-                await edge.answer(call, context: context) { id in "\(approvalBase)/api/v1/approvals/\(id)" }
+                await edge.answer(call, context: context) { id in "\(approvalBase)/ui#approvals/\(id)" }
             }
             span?.end()
             continuation.finish()
