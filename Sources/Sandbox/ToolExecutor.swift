@@ -212,6 +212,12 @@ public protocol ToolExecutor: Sendable {
     /// Destroys every process of the upstream server `server` (its configuration changed or it
     /// was removed).
     func retire(upstream server: String) async
+
+    /// Calls `onEnd` once when the lease ends, whether or not its session holds a worker: the
+    /// executor's timer is the runner's one timer (leases end at a time, not at an event).
+    func watchLease(
+        session sessionID: String, lease leaseID: String, endsAt expiresAt: Date,
+        onEnd: @escaping @Sendable (_ sessionID: String, _ leaseID: String) async -> Void) async
 }
 
 extension ToolExecutor {
@@ -220,4 +226,11 @@ extension ToolExecutor {
 
     /// An executor that starts no processes has none to destroy.
     public func retire(upstream server: String) async {}
+
+    /// An executor without a timer (tests' fakes) watches no lease: a lease that ends is then
+    /// found over at the session's next request.
+    public func watchLease(
+        session sessionID: String, lease leaseID: String, endsAt expiresAt: Date,
+        onEnd: @escaping @Sendable (_ sessionID: String, _ leaseID: String) async -> Void
+    ) async {}
 }
