@@ -175,7 +175,9 @@ public struct AdminService: Sendable {
         do {
             if let tenant = try await gateway.store.tenantForAdminKey(hash: hash) { return .tenant(tenant) }
         } catch {
-            throw APIError(503, "store_unavailable", "the store cannot be read: \(error)")
+            // The store's own words go to the runner's log, never to whoever sent the key.
+            gateway.logger.error("the store cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
         }
         throw APIError(401, "unauthorized", "the admin key is not recognised")
     }
@@ -737,8 +739,7 @@ public struct AdminService: Sendable {
         } catch {
             gateway.logger.error(
                 "admin change made but not audited", metadata: ["event": "\(kind)", "error": "\(error)"])
-            throw APIError(
-                503, "audit_unavailable", "the change was made but its audit record could not be written: \(error)")
+            throw APIError(503, "audit_unavailable", "the change was made but its audit record could not be written")
         }
     }
 
@@ -755,7 +756,8 @@ public struct AdminService: Sendable {
                 allowedTools: allowedTools, approvalFingerprint: approvalFingerprint,
                 now: gateway.now())
         } catch {
-            throw APIError(500, "signing_failed", "the claim could not be signed: \(error)")
+            gateway.logger.error("a claim could not be signed", metadata: ["error": "\(error)"])
+            throw APIError(500, "signing_failed", "the claim could not be signed")
         }
     }
 

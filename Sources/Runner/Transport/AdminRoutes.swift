@@ -155,7 +155,8 @@ struct AdminRoutes: Sendable {
                         tenant: tenant, session: query.get("session_id"), since: since, afterSeq: after, limit: limit)
                     outcomes = try admin.gateway.audit.outcomeStatuses(of: records)
                 } catch {
-                    throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
+                    admin.gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(error)"])
+                    throw APIError(503, "audit_unavailable", "the audit log cannot be read; retry shortly")
                 }
                 return HTTPJSON.response(.ok, AuditPage(records: records, outcomes: outcomes))
             }
@@ -208,7 +209,9 @@ struct AdminRoutes: Sendable {
             if error.status == 401 { headers[.wwwAuthenticate] = "Bearer realm=\"leasehold-admin\"" }
             return HTTPJSON.error(error, headers: headers)
         } catch {
-            return HTTPJSON.error(APIError(500, "internal_error", "\(error)"))
+            // Whatever failed underneath is for the runner's log; the caller learns only that it did.
+            admin.gateway.logger.error("admin request failed", metadata: ["error": "\(error)"])
+            return HTTPJSON.error(APIError(500, "internal_error", "the request failed inside the runner"))
         }
     }
 
