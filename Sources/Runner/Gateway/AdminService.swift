@@ -157,6 +157,15 @@ public struct AdminService: Sendable {
     public static let maximumLeaseSeconds = 7 * 24 * 3600
     /// The default lease (1 hour).
     public static let defaultLeaseSeconds = 3600
+    /// `GET /approvals`: approvals per page by default, and at most (docs/admin-api.yaml says the same;
+    /// a test holds the two together).
+    public static let defaultApprovalsLimit = 100
+    /// See ``defaultApprovalsLimit``.
+    public static let maximumApprovalsLimit = 1000
+    /// `GET /audit`: records per page by default, and at most.
+    public static let defaultAuditLimit = 1000
+    /// See ``defaultAuditLimit``.
+    public static let maximumAuditLimit = 10_000
 
     /// Creates the service; `operatorKey` is compared by SHA-256, never stored in the clear.
     public init(gateway: Gateway, operatorKey: String, sessionLimits: TenantSessionLimits = TenantSessionLimits()) {
@@ -599,7 +608,8 @@ public struct AdminService: Sendable {
 
     /// Approvals the principal may see, newest first, at most `limit` (1-1000).
     public func approvals(
-        sessionID: String?, status: String?, tenantID: String?, limit: Int = 100, by principal: Principal
+        sessionID: String?, status: String?, tenantID: String?, limit: Int = defaultApprovalsLimit,
+        by principal: Principal
     ) async throws(APIError) -> [Approval] {
         var tenant = tenantID
         if case .tenant(let own) = principal {
@@ -615,7 +625,7 @@ public struct AdminService: Sendable {
         }
         do {
             return try await gateway.store.approvals(
-                tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), 1000))
+                tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), Self.maximumApprovalsLimit))
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }

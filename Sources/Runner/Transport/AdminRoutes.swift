@@ -103,7 +103,7 @@ struct AdminRoutes: Sendable {
                 let query = request.uri.queryParameters
                 let approvals = try await admin.approvals(
                     sessionID: query.get("session_id"), status: query.get("status"), tenantID: query.get("tenant_id"),
-                    limit: Int(query.get("limit") ?? "") ?? 100, by: principal)
+                    limit: Int(query.get("limit") ?? "") ?? AdminService.defaultApprovalsLimit, by: principal)
                 return HTTPJSON.response(.ok, ["approvals": approvals])
             }
         }
@@ -146,7 +146,8 @@ struct AdminRoutes: Sendable {
                     }
                     since = parsed
                 }
-                let limit = min(max(Int(query.get("limit") ?? "") ?? 1000, 1), 10_000)
+                let limit = min(
+                    max(Int(query.get("limit") ?? "") ?? AdminService.defaultAuditLimit, 1), AdminService.maximumAuditLimit)
                 let after = Int64(query.get("after_seq") ?? "") ?? 0
                 let records: [AuditRecord]
                 let outcomes: [Int64: CallOutcomeStatus]
