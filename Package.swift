@@ -74,9 +74,6 @@ let package = Package(
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
                 // `transport: http` upstream servers: streamed request bodies and SSE answers.
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
-                // The audit log's dedicated writer thread (an event loop as the actor's executor).
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),

@@ -2,8 +2,6 @@ import Foundation
 import GRDB
 import GRDBSQLite
 import Logging
-import NIOCore
-import NIOPosix
 import Sandbox
 import Synchronization
 
@@ -145,20 +143,7 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// (`db.cachedStatement`): the head query, the record INSERT and the checkpoint INSERT. Another
 /// process (the `leasehold` CLI) may append to the same file through its own writer; SQLite's write
 /// lock serialises the two and ``continuedHead(_:from:)`` checks that the chain continues.
-///
-/// The actor runs on a thread of its own (``writerThread``), not on the cooperative pool: its
-/// commits wait on SQLite and fsync, and a blocked cooperative thread (one of two on a 2-core
-/// host) would stall every other task of the runner meanwhile.
 public actor AuditLog {
-    /// The dedicated thread every audit log's work runs on (one serial executor; SQLite's write
-    /// lock would serialise their commits anyway).
-    static let writerThread: any EventLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1).next()
-
-    /// This actor's executor: ``writerThread``.
-    public nonisolated var unownedExecutor: UnownedSerialExecutor {
-        Self.writerThread.executor.asUnownedSerialExecutor()
-    }
-
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
     static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
