@@ -1,5 +1,6 @@
 // Kernel feature probes. These are C because Landlock and openat2 have no libc wrappers, and the
-// user-namespace probe forks a child that must only make async-signal-safe calls before _exit.
+// user-namespace probe clones a child (never a fork: the runner is multi-threaded) that only
+// calls _exit.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -10,7 +11,9 @@
 #include <linux/landlock.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -51,21 +54,30 @@ int csb_openat2_available(void) {
 #endif
 }
 
+// The child of the user-namespace probe: born in its own user namespace, it exits at once.
+static int csb_userns_probe_child(void *arg) {
+    (void)arg;
+    _exit(0);
+}
+
 int csb_userns_available(void) {
-    pid_t pid = fork();
-    if (pid < 0) return -errno;
-    if (pid == 0) {
-        // Child: only async-signal-safe calls until _exit.
-        if (unshare(CLONE_NEWUSER) != 0) _exit(errno & 0xff);
-        _exit(0);
-    }
+    // Never fork() the multi-threaded runner (DESIGN.md §5): clone(CLONE_VM | CLONE_VFORK) on a
+    // stack of its own, as csb_spawn does, with CLONE_NEWUSER so the child is born in a new user
+    // namespace (the same permission check unshare(CLONE_NEWUSER) makes). The stack lives in this
+    // frame: CLONE_VFORK suspends this thread until the child has exited. Signals stay blocked
+    // around clone, so no handler of the runner ever runs on the child's stack.
+    char stack[16384] __attribute__((aligned(16)));
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = clone(csb_userns_probe_child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | CLONE_NEWUSER | SIGCHLD,
+                      NULL);
+    int err = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) return -err;
     int status = 0;
     while (waitpid(pid, &status, 0) < 0) {
         if (errno != EINTR) return -errno;
     }
-    if (WIFEXITED(status)) {
-        int code = WEXITSTATUS(status);
-        return code == 0 ? 0 : -code;
-    }
-    return -ECHILD;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
 }

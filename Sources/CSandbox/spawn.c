@@ -5,12 +5,13 @@
 // runner's memory (CLONE_VM, the runner's thread suspended by CLONE_VFORK) and only issues
 // syscalls on that prepared context and its own stack.
 //
-// Child order (nsjail containProc, bubblewrap): uid/gid maps (unprivileged runner) -> hostname ->
-// egress listener (network grants only) -> private mounts -> tmpfs root with binds, /dev, /proc
-// (masked), /tmp, symlinks -> pivot_root -> tenant ids and user namespace (root runner) -> rlimits
-// -> PDEATHSIG and parent check -> setsid -> descriptors -> capabilities -> NO_NEW_PRIVS ->
-// Landlock -> seccomp -> execve. Any failure is written as {stage, errno} to a CLOEXEC pipe and the child _exit(127)s;
-// EOF on the pipe tells the parent that execve succeeded.
+// Child order (nsjail containProc, bubblewrap), one named function per stage in csb_child_stages:
+// signal defaults -> uid/gid maps (unprivileged runner) -> hostname -> egress listener (network
+// grants only) -> private mounts, tmpfs root with its directories and private /tmp -> binds ->
+// /dev, /proc (masked), symlinks -> pivot_root -> tenant ids and user namespace (root runner) ->
+// rlimits -> PDEATHSIG and parent check -> setsid -> descriptors and RLIMIT_NOFILE -> capabilities
+// -> NO_NEW_PRIVS -> Landlock -> seccomp -> execve. Any failure is written as {stage, errno} to a
+// CLOEXEC pipe and the child _exit(127)s; EOF on the pipe tells the parent that execve succeeded.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -488,43 +489,50 @@ static void csb_drop_caps(const struct csb_ctx *c) {
     CSB_TRY(c, syscall(SYS_capset, &hdr, data), CSB_STAGE_CAPS);
 }
 
-__attribute__((noreturn)) static void csb_child(struct csb_ctx *c);
+// ---- The child's stages, in order (nsjail containProc: confinement as a list of named calls) -----
+//
+// Each stage either succeeds or ends the child through csb_child_fail with {stage, errno}.
 
-// The entry point clone() calls on the child's own stack.
-static int csb_child_entry(void *arg) {
-    csb_child(arg);
-}
-
-__attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
-    const struct csb_spawn_spec *s = c->spec;
-
-    // The parent blocked every signal around clone: reset the runner's handlers and ignored
-    // signals to the defaults while still blocked; the mask is cleared right before execve.
+// The parent blocked every signal around clone: reset the runner's handlers and ignored signals
+// to the defaults while still blocked; the mask is cleared right before execve.
+static void csb_stage_reset_signals(struct csb_ctx *c) {
+    (void)c;
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL); // glibc-reserved: EINVAL
+}
 
-    // Unprivileged runner: the child was born in its own user namespace and maps its own (outer)
-    // euid/egid (case (a) of user_namespaces(7)), which needs setgroups denied first. A root
-    // runner's child does this later, as the tenant's ids (csb_become_host_user).
-    if (!s->host_ids_set) {
-        CSB_TRY(c, csb_write_file("/proc/self/setgroups", "deny"), CSB_STAGE_USERNS_MAP);
-        CSB_TRY(c, csb_write_file("/proc/self/uid_map", c->uid_map), CSB_STAGE_USERNS_MAP);
-        CSB_TRY(c, csb_write_file("/proc/self/gid_map", c->gid_map), CSB_STAGE_USERNS_MAP);
-    }
+// Unprivileged runner: the child was born in its own user namespace and maps its own (outer)
+// euid/egid (case (a) of user_namespaces(7)), which needs setgroups denied first. A root runner's
+// child does this later, as the tenant's ids (csb_stage_become_host_user).
+static void csb_stage_map_user(struct csb_ctx *c) {
+    if (c->spec->host_ids_set) return;
+    CSB_TRY(c, csb_write_file("/proc/self/setgroups", "deny"), CSB_STAGE_USERNS_MAP);
+    CSB_TRY(c, csb_write_file("/proc/self/uid_map", c->uid_map), CSB_STAGE_USERNS_MAP);
+    CSB_TRY(c, csb_write_file("/proc/self/gid_map", c->gid_map), CSB_STAGE_USERNS_MAP);
+}
 
-    if (s->hostname)
-        CSB_TRY(c, sethostname(s->hostname, strlen(s->hostname)), CSB_STAGE_HOSTNAME);
+static void csb_stage_hostname(struct csb_ctx *c) {
+    const char *name = c->spec->hostname;
+    if (name) CSB_TRY(c, sethostname(name, strlen(name)), CSB_STAGE_HOSTNAME);
+}
 
-    if (s->egress_port > 0) csb_setup_egress(c);
+// Network grants only: the egress listener inside the worker's network namespace.
+static void csb_stage_egress(struct csb_ctx *c) {
+    if (c->spec->egress_port > 0) csb_setup_egress(c);
+}
 
+// bubblewrap's technique: a tmpfs on /tmp becomes the root with the host's root at /oldroot, so
+// binds read their sources from /oldroot/... even when they live under the host's /tmp (which the
+// tmpfs would otherwise hide). The worker's root is a second tmpfs at /newroot, with the spec's
+// directories and, before the binds, its private /tmp: a bind whose target lies under /tmp (an
+// upstream server's program in a checkout under the host's /tmp) lands on top of it instead of
+// making /tmp exist before the tmpfs (EEXIST) or being hidden by it.
+static void csb_stage_root_tmpfs(struct csb_ctx *c) {
+    const struct csb_spawn_spec *s = c->spec;
     CSB_TRY(c, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), CSB_STAGE_MOUNT_PRIVATE);
-
-    // bubblewrap's technique: a tmpfs on /tmp becomes the root with the host's root at /oldroot,
-    // so binds read their sources from /oldroot/... even when they live under the host's /tmp
-    // (which the tmpfs would otherwise hide). The worker's root is a second tmpfs at /newroot.
     CSB_TRY(c, mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k"),
             CSB_STAGE_MOUNT_ROOT);
     CSB_TRY(c, chdir("/tmp"), CSB_STAGE_MOUNT_ROOT);
@@ -534,20 +542,18 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
     CSB_TRY(c, chdir("/"), CSB_STAGE_MOUNT_ROOT);
     CSB_TRY(c, mount("tmpfs", "/newroot", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
             CSB_STAGE_MOUNT_ROOT);
-
     for (int i = 0; i < s->directory_count; i++)
         CSB_TRY(c, csb_mkdirs(c->dirs[i], 1), CSB_STAGE_MOUNT_ROOT);
-
-    // The private /tmp before the binds: a bind whose target lies under /tmp (an upstream
-    // server's program in a checkout under the host's /tmp) lands on top of it instead of
-    // making /tmp exist before the tmpfs (EEXIST) or being hidden by it.
     if (s->tmp_size > 0) {
         CSB_TRY(c, mkdir("/newroot/tmp", 01777), CSB_STAGE_MOUNT_TMP);
         CSB_TRY(c, mount("tmpfs", "/newroot/tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts),
                 CSB_STAGE_MOUNT_TMP);
     }
+}
 
-
+// The spec's binds (the workspace, system directories for exec tiers, the executable), each
+// remounted with its own read-only and noexec flags.
+static void csb_stage_binds(struct csb_ctx *c) {
     for (int i = 0; i < c->bind_count; i++) {
         struct csb_prep_bind *b = &c->binds[i];
         if (!b->src) continue;
@@ -562,29 +568,40 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
                                    !(b->flags & CSB_BIND_EXEC), 1),
                 CSB_STAGE_MOUNT_BIND);
     }
+}
 
+// A minimal /dev, a fresh /proc with its dangerous parts masked, and the spec's symlinks.
+static void csb_stage_dev_proc_links(struct csb_ctx *c) {
     csb_setup_dev(c);
     csb_setup_proc(c);
-
-    for (int i = 0; i < s->symlink_count; i++) {
+    for (int i = 0; i < c->spec->symlink_count; i++) {
         CSB_TRY(c, csb_mkdirs(c->links[i], 0), CSB_STAGE_SYMLINK);
-        CSB_TRY(c, symlink(s->symlinks[i].target, c->links[i]), CSB_STAGE_SYMLINK);
+        CSB_TRY(c, symlink(c->spec->symlinks[i].target, c->links[i]), CSB_STAGE_SYMLINK);
     }
+}
 
-    // pivot_root(".", ".") stacks the old root on top of the new one; detaching it drops the
-    // whole host tree (including /oldroot) in one go.
+// pivot_root(".", ".") stacks the old root on top of the new one; detaching it drops the whole
+// host tree (including /oldroot) in one go. The root tmpfs only holds mount points: nothing may
+// be created there.
+static void csb_stage_pivot_root(struct csb_ctx *c) {
     CSB_TRY(c, chdir("/newroot"), CSB_STAGE_PIVOT_ROOT);
     CSB_TRY(c, syscall(SYS_pivot_root, ".", "."), CSB_STAGE_PIVOT_ROOT);
     CSB_TRY(c, umount2(".", MNT_DETACH), CSB_STAGE_PIVOT_ROOT);
     CSB_TRY(c, chdir("/"), CSB_STAGE_PIVOT_ROOT);
-    // The root tmpfs only holds mount points: nothing may be created there.
     CSB_TRY(c, mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL),
             CSB_STAGE_PIVOT_ROOT);
+}
 
-    if (s->host_ids_set) csb_become_host_user(c);
+static void csb_stage_become_host_user(struct csb_ctx *c) {
+    if (c->spec->host_ids_set) csb_become_host_user(c);
+}
 
-    // rlimits: a value above the current hard limit is clamped to it (raising it would need
-    // CAP_SYS_RESOURCE in the initial namespace; lower is what we want anyway).
+// rlimits: a value above the current hard limit is clamped to it (raising it would need
+// CAP_SYS_RESOURCE in the initial namespace; lower is what we want anyway). RLIMIT_NOFILE comes
+// later (csb_stage_descriptors): the child still holds every descriptor the runner had, and
+// moving them needs free slots above the worker's limit.
+static void csb_stage_rlimits(struct csb_ctx *c) {
+    const struct csb_spawn_spec *s = c->spec;
     struct {
         int resource;
         int64_t value;
@@ -593,8 +610,6 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
         {RLIMIT_CPU, s->limits.cpu_seconds},
         {RLIMIT_AS, s->limits.address_space},
         {RLIMIT_FSIZE, s->limits.file_size},
-        // RLIMIT_NOFILE comes after the descriptor shuffle below: the child still holds every
-        // descriptor the runner had, and moving them needs free slots above the worker's limit.
         {RLIMIT_NPROC, s->limits.processes},
     };
     for (size_t i = 0; i < sizeof lims / sizeof lims[0]; i++) {
@@ -610,39 +625,73 @@ __attribute__((noreturn)) static void csb_child(struct csb_ctx *c) {
         if (lims[i].resource == RLIMIT_CPU && (cur.rlim_max == RLIM_INFINITY || v < cur.rlim_max)) r.rlim_max = v + 1;
         CSB_TRY(c, setrlimit(lims[i].resource, &r), CSB_STAGE_RLIMIT);
     }
+}
 
+// PDEATHSIG, then the parent check: getppid() is 0 in a new pid namespace, so ask the pipe
+// instead: if the spawning thread's process is gone, nobody holds the read end and the write end
+// reports POLLERR.
+static void csb_stage_parent_death(struct csb_ctx *c) {
     CSB_TRY(c, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0), CSB_STAGE_PDEATHSIG);
-    // getppid() is 0 in a new pid namespace, so ask the pipe instead: if the spawning thread's
-    // process is gone, nobody holds the read end and the write end reports POLLERR.
     struct pollfd pfd = {.fd = c->err_fd, .events = POLLOUT};
     if (poll(&pfd, 1, 0) < 0 || (pfd.revents & POLLERR))
         csb_child_fail(c, CSB_STAGE_PARENT_GONE, ESRCH); // EPIPE at worst (SIGPIPE is blocked)
+}
 
+// A session of its own: no controlling terminal to push input into (TIOCSTI).
+static void csb_stage_setsid(struct csb_ctx *c) {
     CSB_TRY(c, setsid(), CSB_STAGE_SETSID);
+}
 
+// The child's descriptors in place, everything else closed, then RLIMIT_NOFILE.
+static void csb_stage_descriptors(struct csb_ctx *c) {
     csb_setup_fds(c);
-    if (s->limits.open_files >= 0) {
-        struct rlimit cur;
-        CSB_TRY(c, getrlimit(RLIMIT_NOFILE, &cur), CSB_STAGE_RLIMIT);
-        rlim_t v = (rlim_t)s->limits.open_files;
-        if (cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max) v = cur.rlim_max;
-        struct rlimit r = {v, v};
-        CSB_TRY(c, setrlimit(RLIMIT_NOFILE, &r), CSB_STAGE_RLIMIT);
-    }
+    if (c->spec->limits.open_files < 0) return;
+    struct rlimit cur;
+    CSB_TRY(c, getrlimit(RLIMIT_NOFILE, &cur), CSB_STAGE_RLIMIT);
+    rlim_t v = (rlim_t)c->spec->limits.open_files;
+    if (cur.rlim_max != RLIM_INFINITY && v > cur.rlim_max) v = cur.rlim_max;
+    struct rlimit r = {v, v};
+    CSB_TRY(c, setrlimit(RLIMIT_NOFILE, &r), CSB_STAGE_RLIMIT);
+}
+
+static void csb_stage_drop_caps(struct csb_ctx *c) {
     csb_drop_caps(c);
+}
+
+static void csb_stage_no_new_privs(struct csb_ctx *c) {
     CSB_TRY(c, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), CSB_STAGE_NO_NEW_PRIVS);
+}
 
-    if (csb_apply_landlock(c) < 0 && s->landlock_required)
+static void csb_stage_landlock(struct csb_ctx *c) {
+    if (csb_apply_landlock(c) < 0 && c->spec->landlock_required)
         csb_child_fail(c, CSB_STAGE_LANDLOCK, errno);
+}
 
-    struct sock_fprog prog = {.len = (unsigned short)s->filter_len,
-                              .filter = (struct sock_filter *)s->filter};
+// Last before execve: the runner's base filter (the tier's own is installed by the worker).
+static void csb_stage_seccomp(struct csb_ctx *c) {
+    struct sock_fprog prog = {.len = (unsigned short)c->spec->filter_len,
+                              .filter = (struct sock_filter *)c->spec->filter};
     CSB_TRY(c, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog), CSB_STAGE_SECCOMP);
+}
 
+// The order of confinement (file comment; DESIGN.md §5). A stage never returns on failure.
+static void (*const csb_child_stages[])(struct csb_ctx *) = {
+    csb_stage_reset_signals,   csb_stage_map_user,        csb_stage_hostname,
+    csb_stage_egress,          csb_stage_root_tmpfs,      csb_stage_binds,
+    csb_stage_dev_proc_links,  csb_stage_pivot_root,      csb_stage_become_host_user,
+    csb_stage_rlimits,         csb_stage_parent_death,    csb_stage_setsid,
+    csb_stage_descriptors,     csb_stage_drop_caps,       csb_stage_no_new_privs,
+    csb_stage_landlock,        csb_stage_seccomp,
+};
+
+// The entry point clone() calls on the child's own stack: every stage, then execve.
+static int csb_child_entry(void *arg) {
+    struct csb_ctx *c = arg;
+    for (size_t i = 0; i < sizeof csb_child_stages / sizeof csb_child_stages[0]; i++) csb_child_stages[i](c);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(s->exec_target, s->argv, s->envp);
+    execve(c->spec->exec_target, c->spec->argv, c->spec->envp);
     csb_child_fail(c, CSB_STAGE_EXEC, errno);
 }
 

@@ -29,6 +29,16 @@ public struct SandboxError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let retired = Code("worker_destroyed")
         /// The runner is shutting down.
         public static let shuttingDown = Code("runner_shutting_down")
+        /// The session already has its most calls in flight (`worker_max_calls_per_session`).
+        public static let tooManyCalls = Code("too_many_calls")
+        /// The client cancelled the call; the upstream server was told.
+        public static let cancelled = Code("cancelled")
+
+        /// Every code the sandbox reports (docs/operations.md's table is checked against it).
+        public static let allCases: [Code] = [
+            .spawnFailed, .tenantAtLimit, .upstreamUnavailable, .limitsUnenforceable, .protocolViolation,
+            .workerExited, .retired, .shuttingDown, .tooManyCalls, .cancelled,
+        ]
 
         /// The wire form.
         public var description: String { rawValue }

@@ -3,8 +3,9 @@
 /// These are the worker's built-in filters (DESIGN.md §5): every profile denies the dangerous
 /// syscalls listed there; `read` additionally denies writes, `execve` and `fork`; `write` allows
 /// writes beneath the workspace; `exec` allows running processes. Policy validation refuses any
-/// other name, so a typo cannot select "no filter".
-public enum SeccompProfileName: String, CaseIterable, Sendable, Comparable {
+/// other name, so a typo cannot select "no filter": a tier holds one of these from the moment
+/// its file is read, never a string compared later.
+public enum SeccompProfileName: String, CaseIterable, Sendable, Comparable, Codable {
     /// Read-only tools.
     case read
     /// Tools that write inside the workspace.

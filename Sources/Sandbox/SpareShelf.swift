@@ -1,11 +1,11 @@
 /// The bookkeeping of spares: per-call workers confined ahead of their key's next call, each for
 /// exactly one call. A value type so its bounds are tested without processes; ``WorkerPool``
-/// spawns and destroys what it decides.
+/// spawns and destroys what it decides. `Instant` is the pool's clock's (a test clock in tests).
 ///
 /// A key is whatever a spare must match to serve a call (the pool uses session, lease and tier,
 /// and checks the full binding again when it takes one). Ids are handed out once: ``take(_:)``
 /// removes what it returns, so a spare never serves two calls.
-struct SpareShelf<Key: Hashable & Sendable>: Sendable {
+struct SpareShelf<Key: Hashable & Sendable, Instant: Comparable & Sendable>: Sendable {
     /// Spares (ready or being confined) one key may have.
     let perKey: Int
     /// Spares (ready or being confined) on the whole shelf; 0 turns spares off.
@@ -17,7 +17,7 @@ struct SpareShelf<Key: Hashable & Sendable>: Sendable {
     private(set) var preparing: [Key: Int] = [:]
     /// When each key holding spares last asked for one: past ``maximum`` the key that asked least
     /// recently gives up a ready spare.
-    private var wanted: [Key: ContinuousClock.Instant] = [:]
+    private var wanted: [Key: Instant] = [:]
 
     /// What the pool does for a key that asked for a spare.
     enum Decision: Equatable {
@@ -44,7 +44,7 @@ struct SpareShelf<Key: Hashable & Sendable>: Sendable {
 
     /// A call of `key` asks for one more spare at `now`. Call again while it answers `.prepare` to
     /// fill the key's share.
-    mutating func want(_ key: Key, at now: ContinuousClock.Instant) -> Decision {
+    mutating func want(_ key: Key, at now: Instant) -> Decision {
         guard maximum > 0, perKey > 0, held(by: key) < perKey else { return .none }
         wanted[key] = now
         if count < maximum {

@@ -216,6 +216,12 @@ public protocol ToolExecutor: Sendable {
     /// Warm workers held for each session (a session's own workers, spares excluded), for the
     /// console's live sessions.
     func warmWorkersBySession() async -> [String: Int]
+
+    /// Calls `onEnd` once when the lease ends, whether or not its session holds a worker: the
+    /// executor's timer is the runner's one timer (leases end at a time, not at an event).
+    func watchLease(
+        session sessionID: String, lease leaseID: String, endsAt expiresAt: Date,
+        onEnd: @escaping @Sendable (_ sessionID: String, _ leaseID: String) async -> Void) async
 }
 
 extension ToolExecutor {
@@ -227,4 +233,11 @@ extension ToolExecutor {
 
     /// An executor that starts no processes holds no warm workers.
     public func warmWorkersBySession() async -> [String: Int] { [:] }
+
+    /// An executor without a timer (tests' fakes) watches no lease: a lease that ends is then
+    /// found over at the session's next request.
+    public func watchLease(
+        session sessionID: String, lease leaseID: String, endsAt expiresAt: Date,
+        onEnd: @escaping @Sendable (_ sessionID: String, _ leaseID: String) async -> Void
+    ) async {}
 }

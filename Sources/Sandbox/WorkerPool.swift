@@ -53,105 +53,12 @@ public struct WorkerEvent: Sendable, Hashable {
 /// Every worker dies (its whole process tree, via its pid namespace) at lease expiry (a timer),
 /// session revoke, lease renewal, hand-off, a policy change of its tier, workspace removal, idle
 /// timeout, shutdown; and after a limit is exceeded or it crashes. Each destruction is reported.
+///
+/// The rules live in ``StateMachine`` (synchronous, over a clock, tested without processes);
+/// this actor performs what it decides: spawns, exchanges, kills, resumes waiting calls, and
+/// sleeps until the machine's next deadline (the runner's one timer, lease ends included).
 public actor WorkerPool: ToolExecutor {
-    private struct Binding: Sendable, Hashable {
-        var tenantID: String
-        var workspaceID: String
-        var workspaceRoot: String
-        var workspaceReadOnly: Bool
-        var sessionID: String
-        var actorID: String
-        var leaseID: String
-        var tier: WorkerTier
-        var hostIdentity: WorkerHostIdentity?
-        /// The upstream server it runs (its tool name left out: one process serves every tool).
-        var upstream: UpstreamCall?
-
-        init(_ invocation: ToolInvocation) {
-            hostIdentity = invocation.hostIdentity
-            tenantID = invocation.tenantID
-            workspaceID = invocation.workspaceID
-            workspaceRoot = invocation.workspaceRoot
-            workspaceReadOnly = invocation.workspaceReadOnly
-            sessionID = invocation.sessionID
-            actorID = invocation.actorID
-            leaseID = invocation.leaseID
-            tier = invocation.tier
-            upstream = invocation.upstream.map { call in
-                var server = call
-                server.tool = ""
-                return server
-            }
-            // A process a tenant's sessions share belongs to none of them: it is not retired with
-            // a session, and a call of another session or actor of the tenant is served by it.
-            switch invocation.upstream?.scope {
-            case .tenant(let workspace)?:
-                sessionID = ""
-                actorID = ""
-                leaseID = ""
-                if !workspace { workspaceID = "" }
-            case .shared?:
-                // Every tenant's calls and the catalog's listing go to the one process, which
-                // runs as ids of its own (the runner passes those) and holds no workspace.
-                tenantID = ""
-                sessionID = ""
-                actorID = ""
-                leaseID = ""
-                workspaceID = ""
-            case .session?, nil:
-                break
-            }
-        }
-    }
-
-    private struct WarmKey: Hashable {
-        var sessionID: String
-        var leaseID: String
-        var tier: String
-        /// The upstream server, for a worker running one.
-        var server: String = ""
-
-        /// The warm key of a session's tier, or of the process an upstream call goes to.
-        init(_ invocation: ToolInvocation) {
-            sessionID = invocation.sessionID
-            leaseID = invocation.leaseID
-            tier = invocation.tier.name
-            guard let upstream = invocation.upstream else { return }
-            server = upstream.launch.server
-            switch upstream.scope {
-            case .session: break
-            case .tenant(let workspace):
-                sessionID = "tenant:" + invocation.tenantID + (workspace ? ":" + invocation.workspaceID : "")
-                leaseID = ""
-            case .shared:
-                sessionID = "shared"
-                leaseID = ""
-            }
-        }
-
-        init(sessionID: String, leaseID: String, tier: String) {
-            self.sessionID = sessionID
-            self.leaseID = leaseID
-            self.tier = tier
-        }
-    }
-
-    private struct Live {
-        var worker: WorkerProcess
-        var binding: Binding
-        /// The lease's end as the latest call saw it (the lease id is the identity; this is when).
-        var leaseExpiresAt: Date
-        var warmKey: WarmKey?
-        /// Set for a per-call worker prepared ahead of its call (a spare).
-        var spareKey: WarmKey?
-        var lastUsed: ContinuousClock.Instant
-    }
-
-    /// A FIFO lock per warm key: one exchange at a time per worker, callers served in order.
-    private final class Lane {
-        var busy = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
+    typealias Machine = StateMachine<ContinuousClock>
 
     let launch: WorkerLaunch
     let programs = SeccompPrograms()
@@ -172,40 +79,25 @@ public actor WorkerPool: ToolExecutor {
     /// Which tier limits hold on a whole worker on this runner.
     public nonisolated let limitEnforcement: LimitEnforcement
     private let onEvent: @Sendable (WorkerEvent) async -> Void
-    private let idleTimeout: Duration
     private let logger: Logger
 
-    private var live: [String: Live] = [:]
-    private var warm: [WarmKey: String] = [:]
-    /// Per-call workers confined ahead of their call, per (session, lease, tier), bounded per key
-    /// and on the whole runner.
-    private var spares: SpareShelf<WarmKey>
-    /// Calls waiting for a spare of their key that is being confined (a call that arrives
-    /// meanwhile takes it rather than queueing a spawn of its own behind it).
-    private var spareWaiters: [WarmKey: [CheckedContinuation<Void, Never>]] = [:]
-    /// When each session and workspace was last retired, and each session's lease in force after
-    /// its latest renewal: a call (or spare) authorized before such a moment never starts or keeps
-    /// a worker after it, however long it waited on a lane or a spawn. Entries older than an hour
-    /// are pruned past 10,000 (no call waits that long).
-    private var sessionRetiredAt: [String: ContinuousClock.Instant] = [:]
-    private var workspaceRetiredAt: [String: ContinuousClock.Instant] = [:]
-    private var leaseRenewedAt: [String: (lease: String, at: ContinuousClock.Instant)] = [:]
+    /// The books: which worker serves what, until when, and who waits.
+    private var machine: Machine
+    /// The processes of the workers on the books (and of those being destroyed, until killed).
+    private var workers: [String: WorkerProcess] = [:]
+    /// Calls waiting for their lane or for a spare, resumed when the machine says so.
+    private var waiting: [Machine.Waiter: CheckedContinuation<Void, Never>] = [:]
     private let spareRequests: AsyncStream<ToolInvocation>
     private let spareContinuation: AsyncStream<ToolInvocation>.Continuation
-    private let spareIdleTimeout: Duration
-    /// Calls in flight per session, and the most allowed: one session cannot hold the runner's
-    /// workers (found in review: 24 concurrent shell.run calls got 24 exec workers).
-    private var inFlight: [String: Int] = [:]
-    private let maximumCallsPerSession: Int
-    /// The most live workers (warm, spares and in-flight per-call workers) on this runner.
-    private let maximumWorkers: Int
-    /// What each tenant may hold: live workers and calls in flight.
-    private let shares: TenantShares
-    /// Calls in flight per tenant.
-    private var tenantInFlight: [String: Int] = [:]
-    private var lanes: [WarmKey: Lane] = [:]
     private var hellos: [HelloKey: [UInt8]] = [:]
-    private var shuttingDown = false
+    /// Upstream servers that said their tools changed, until a call of theirs reports it.
+    private var toolsChangedServers: Set<String> = []
+    /// Wakes the timer when something is due earlier than it sleeps for.
+    private let bell = TimerBell()
+    /// What the timer sleeps until (nil: until rung).
+    private var timerTarget: ContinuousClock.Instant?
+    /// Told when a watched lease ends (the gateway closes the session's connections).
+    private var onLeaseEnd: (@Sendable (_ sessionID: String, _ leaseID: String) async -> Void)?
 
     /// Creates the pool.
     ///
@@ -219,14 +111,18 @@ public actor WorkerPool: ToolExecutor {
     ///     the session that called least recently makes room. They count against
     ///     `maximumWorkers` too.
     ///   - shares: each tenant's caps on live workers and calls in flight (default: a quarter of
-    ///     `maximumWorkers` and 64 calls).
+    ///     `maximumWorkers` and 64 calls). Every default is ``Settings/defaults``.
     ///   - cgroups: where workers get their own cgroups (``WorkerCgroups/detect()`` by default;
     ///     nil: none, and tiers that need them are refused unless they accept best-effort limits).
     ///   - onEvent: receives every spawn and destruction (the runner audits them).
     public init(
-        launch: WorkerLaunch, idleTimeout: Duration = .seconds(300), spareIdleTimeout: Duration = .seconds(60),
-        sparesPerSession: Int = 2, maximumSpares: Int = 16, maximumCallsPerSession: Int = 8,
-        maximumWorkers: Int = 512, shares: TenantShares? = nil, cgroups: WorkerCgroups? = WorkerCgroups.detect(),
+        launch: WorkerLaunch, idleTimeout: Duration = Settings.defaults.idleTimeout,
+        spareIdleTimeout: Duration = Settings.defaults.spareIdleTimeout,
+        sparesPerSession: Int = Settings.defaults.sparesPerSession,
+        maximumSpares: Int = Settings.defaults.maximumSpares,
+        maximumCallsPerSession: Int = Settings.defaults.maximumCallsPerSession,
+        maximumWorkers: Int = Settings.defaults.maximumWorkers, shares: TenantShares? = nil,
+        cgroups: WorkerCgroups? = WorkerCgroups.detect(),
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "leasehold.sandbox"),
         onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
@@ -234,7 +130,6 @@ public actor WorkerPool: ToolExecutor {
         self.launch = launch
         self.cgroups = cgroups
         self.limitEnforcement = LimitEnforcement(cgroups: cgroups)
-        self.idleTimeout = idleTimeout
         self.group = group
         self.logger = logger
         self.onEvent = onEvent
@@ -242,16 +137,29 @@ public actor WorkerPool: ToolExecutor {
         self.spawnThread.start()
         self.reapThread = NIOThreadPool(numberOfThreads: 1)
         self.reapThread.start()
-        self.spareIdleTimeout = spareIdleTimeout
-        self.spares = SpareShelf(perKey: sparesPerSession, maximum: maximumSpares)
-        self.maximumCallsPerSession = maximumCallsPerSession
-        self.maximumWorkers = maximumWorkers
-        self.shares = shares ?? TenantShares(maximumWorkers: maximumWorkers)
+        self.machine = Machine(
+            settings: Settings(
+                idleTimeout: idleTimeout, spareIdleTimeout: spareIdleTimeout, sparesPerSession: sparesPerSession,
+                maximumSpares: maximumSpares, maximumCallsPerSession: maximumCallsPerSession,
+                maximumWorkers: maximumWorkers, shares: shares))
         (self.spareRequests, self.spareContinuation) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(256))
     }
 
+    /// Creates the pool with `settings` (``Settings/defaults`` unless configured).
+    public init(
+        launch: WorkerLaunch, settings: Settings, cgroups: WorkerCgroups? = WorkerCgroups.detect(),
+        logger: Logger = Logger(label: "leasehold.sandbox"),
+        onEvent: @escaping @Sendable (WorkerEvent) async -> Void = { _ in }
+    ) {
+        self.init(
+            launch: launch, idleTimeout: settings.idleTimeout, spareIdleTimeout: settings.spareIdleTimeout,
+            sparesPerSession: settings.sparesPerSession, maximumSpares: settings.maximumSpares,
+            maximumCallsPerSession: settings.maximumCallsPerSession, maximumWorkers: settings.maximumWorkers,
+            shares: settings.shares, cgroups: cgroups, logger: logger, onEvent: onEvent)
+    }
+
     /// Live workers (for `/metrics`, doctor and tests).
-    public var liveWorkerCount: Int { live.count }
+    public var liveWorkerCount: Int { machine.entries.count }
 
     /// Warm workers per session, those of its current lease (spares and upstream processes shared
     /// by a tenant or the runner excluded): what the console shows for a live session.
@@ -265,164 +173,147 @@ public actor WorkerPool: ToolExecutor {
     }
 
     /// Spares ready or being confined (tests check the bounds).
-    var spareCount: Int { spares.count }
+    var spareCount: Int { machine.spares.count }
 
     /// Process ids of live workers, by worker id (tests check their process trees die).
-    public var livePIDs: [String: Int32] { live.mapValues { $0.worker.pid } }
+    public var livePIDs: [String: Int32] {
+        var pids: [String: Int32] = [:]
+        for id in machine.entries.keys { if let worker = workers[id] { pids[id] = worker.pid } }
+        return pids
+    }
+
+    /// The machine's view of a call: its lease end and authorization moved onto the pool's clock.
+    private func call(_ invocation: ToolInvocation) -> Machine.Call {
+        let now = ContinuousClock.now
+        let leaseLeft = invocation.leaseExpiresAt.timeIntervalSinceNow
+        return Machine.Call(
+            invocation, authorizedAt: invocation.authorizedAt,
+            leaseEnd: leaseLeft > 3_153_600_000 ? nil : now.advanced(by: .milliseconds(Int64(leaseLeft * 1000))))
+    }
 
     // MARK: Executing
 
     /// Runs one invocation in the worker its tier's isolation calls for.
     public func execute(_ invocation: ToolInvocation) async -> ToolExecution {
-        let isolation = invocation.tier.isolation
         let entered = ContinuousClock.now
-        guard !shuttingDown else {
+        let call = self.call(invocation)
+        let isolation = invocation.tier.isolation
+        if let refusal = machine.callArrived(call, now: entered) {
             return ToolExecution(
-                outcome: .failed(code: SandboxError.Code.shuttingDown.rawValue, message: "the runner is shutting down"),
-                workerID: nil, isolation: isolation)
+                outcome: .failed(code: refusal.code, message: refusal.message), workerID: nil, isolation: isolation)
         }
-        guard !voided(invocation) else { return voidedResult(invocation) }
-        guard inFlight[invocation.sessionID, default: 0] < maximumCallsPerSession else {
-            return ToolExecution(
-                outcome: .failed(
-                    code: "too_many_calls",
-                    message: "session \(invocation.sessionID) already has \(maximumCallsPerSession) calls in flight; wait for one to finish"),
-                workerID: nil, isolation: isolation)
+        defer { machine.callLeft(call) }
+        switch call.isolation {
+        case .call: return await executePerCall(call, entered: entered)
+        case .session: return await executeWarm(call, entered: entered)
         }
-        let tenantCalls = shares.caps(invocation.tenantID).callsInFlight
-        guard tenantInFlight[invocation.tenantID, default: 0] < tenantCalls else {
-            return ToolExecution(
-                outcome: .failed(
-                    code: SandboxError.Code.tenantAtLimit.rawValue,
-                    message: "tenant \(invocation.tenantID) already has \(tenantCalls) calls in flight; wait for one to finish"),
-                workerID: nil, isolation: isolation)
-        }
-        inFlight[invocation.sessionID, default: 0] += 1
-        tenantInFlight[invocation.tenantID, default: 0] += 1
-        defer {
-            inFlight[invocation.sessionID, default: 1] -= 1
-            if inFlight[invocation.sessionID] == 0 { inFlight[invocation.sessionID] = nil }
-            tenantInFlight[invocation.tenantID, default: 1] -= 1
-            if tenantInFlight[invocation.tenantID] == 0 { tenantInFlight[invocation.tenantID] = nil }
-        }
-        switch invocation.upstream == nil ? isolation : .session {
-        case .call:
-            let key = WarmKey(invocation)
-            let binding = Binding(invocation)
-            var worker: WorkerProcess?
-            while spares.ready[key] == nil, spares.isPreparing(key) {
-                await withCheckedContinuation { spareWaiters[key, default: []].append($0) }
-                guard !voided(invocation) else { return voidedResult(invocation) }
-            }
-            // Taken off the shelf before anything else: no other call can be handed it.
-            while worker == nil, let id = spares.take(key) {
-                guard let entry = live[id] else { continue }
-                live[id]?.spareKey = nil
-                if entry.binding == binding {
-                    worker = entry.worker
-                } else {
-                    // Same session, lease and tier name, but the tier's settings, the actor or the
-                    // workspace moved: the spare belongs to what was.
-                    await destroy(id, reason: entry.binding.tier != binding.tier ? .tierChanged : .handOff)
-                }
-            }
-            if worker == nil {
-                switch await spawn(for: invocation, warmKey: nil) {
-                case .success(let spawned): worker = spawned
-                case .failure(let error):
-                    return ToolExecution(
-                        outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
-                        isolation: isolation)
-                }
-            }
-            guard let worker else { preconditionFailure("a worker was taken or spawned above") }
-            // The session's next call of this tier gets a fresh worker, confined while this one
-            // runs (not after it: an agent's next call can follow the answer within a millisecond).
-            spareContinuation.yield(invocation)
-            let acquired = ContinuousClock.now - entered
-            let outcome = await run(invocation, on: worker)
-            // A per-call worker never serves a second call, whatever happened in this one.
-            await destroy(worker.id, reason: outcomeRetirement(outcome) ?? .callFinished)
-            var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
-            execution.acquired = acquired
-            return execution
-        case .session:
-            let key = WarmKey(invocation)
-            if let wait = upstreamBackoff(key) {
+    }
+
+    private func executePerCall(_ call: Machine.Call, entered: ContinuousClock.Instant) async -> ToolExecution {
+        let invocation = call.invocation
+        let isolation = invocation.tier.isolation
+        var worker: WorkerProcess?
+        while worker == nil {
+            switch machine.takeSpare(for: call) {
+            case .voided:
                 return ToolExecution(
-                    outcome: .failed(
-                        code: "upstream_unavailable",
-                        message: "server \(invocation.upstream?.launch.server ?? "") failed to start or crashed; it is restarted in \(wait) ms"),
-                    workerID: nil, isolation: isolation)
-            }
-            await acquire(key)
-            defer { release(key) }
-            // Waiting on the lane may have taken long: a revoke meanwhile voids the call.
-            guard !voided(invocation) else { return voidedResult(invocation) }
-            let binding = Binding(invocation)
-            var worker: WorkerProcess?
-            if let id = warm[key], let entry = live[id] {
-                if entry.binding == binding {
-                    worker = entry.worker
-                } else {
-                    // Same session and lease, but the tier settings, actor or workspace moved:
-                    // the warm worker belongs to what was, never to what is.
-                    let reason: WorkerRetirement = entry.binding.tier != binding.tier ? .tierChanged : .handOff
-                    await destroy(id, reason: reason)
-                }
-            }
-            if worker == nil {
-                switch await spawn(for: invocation, warmKey: key) {
+                    outcome: .failed(code: Machine.voided.code, message: Machine.voided.message), workerID: nil,
+                    isolation: isolation)
+            case .wait(let waiter):
+                await withCheckedContinuation { waiting[waiter] = $0 }
+            case .use(let id, let destroyed):
+                await perform(destroyed)
+                worker = workers[id]
+                if worker == nil { preconditionFailure("a spare on the books has a process") }
+            case .spawn(let destroyed):
+                await perform(destroyed)
+                switch await spawn(for: call, warmKey: nil) {
                 case .success(let spawned): worker = spawned
                 case .failure(let error):
-                    if invocation.upstream != nil { noteUpstreamFailure(key) }
                     return ToolExecution(
                         outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
                         isolation: isolation)
                 }
             }
-            guard let worker else { preconditionFailure("a worker was spawned or found above") }
-            limitCPUForNextCall(worker, seconds: invocation.tier.limits.cpuSeconds)
-            let acquired = ContinuousClock.now - entered
-            let outcome = await run(invocation, on: worker)
-            if let retirement = outcomeRetirement(outcome) {
-                // Killed by a limit or crashed: the session goes on with a fresh worker next call.
-                await destroy(worker.id, reason: retirement)
-            } else if invocation.upstream != nil, Self.isUpstreamFatal(outcome) {
-                // The server exited or broke the protocol: the worker has exited too. The next
-                // call starts a fresh one, after a backoff that grows with each failure in a row.
-                await destroy(worker.id, reason: .crashed, detail: "its upstream server failed")
-                noteUpstreamFailure(key)
-            } else {
-                live[worker.id]?.lastUsed = .now
-                live[worker.id]?.leaseExpiresAt = Self.leaseEnd(of: invocation)
-                if invocation.upstream != nil { upstreamFailures[key] = nil }
-            }
-            var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
-            execution.acquired = acquired
-            if let server = invocation.upstream?.launch.server {
-                execution.upstreamToolsChanged = toolsChangedServers.remove(server) != nil
-            }
-            return execution
         }
+        guard let worker else { preconditionFailure("a worker was taken or spawned above") }
+        // The session's next call of this tier gets a fresh worker, confined while this one
+        // runs (not after it: an agent's next call can follow the answer within a millisecond).
+        spareContinuation.yield(invocation)
+        let acquired = ContinuousClock.now - entered
+        let outcome = await run(invocation, on: worker)
+        // A per-call worker never serves a second call, whatever happened in this one.
+        if let destroy = machine.callFinished(on: worker.id, call, retirement: outcomeRetirement(outcome), now: .now) {
+            await perform([destroy])
+        }
+        var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+        execution.acquired = acquired
+        return execution
+    }
+
+    private func executeWarm(_ call: Machine.Call, entered: ContinuousClock.Instant) async -> ToolExecution {
+        let invocation = call.invocation
+        let isolation = invocation.tier.isolation
+        let key = call.warmKey
+        if let waiter = machine.enterLane(key) {
+            await withCheckedContinuation { waiting[waiter] = $0 }
+        }
+        defer { if let next = machine.leaveLane(key) { waiting.removeValue(forKey: next)?.resume() } }
+        var worker: WorkerProcess?
+        switch machine.warmWorker(for: call) {
+        case .voided:
+            // Waiting on the lane may have taken long: a revoke meanwhile voids the call.
+            return ToolExecution(
+                outcome: .failed(code: Machine.voided.code, message: Machine.voided.message), workerID: nil,
+                isolation: isolation)
+        case .use(let id):
+            worker = workers[id]
+        case .spawn(let destroy):
+            if let destroy { await perform([destroy]) }
+        }
+        if worker == nil {
+            switch await spawn(for: call, warmKey: key) {
+            case .success(let spawned): worker = spawned
+            case .failure(let error):
+                if invocation.upstream != nil { machine.upstreamFailed(key, now: .now) }
+                return ToolExecution(
+                    outcome: .failed(code: error.code.rawValue, message: error.description), workerID: nil,
+                    isolation: isolation)
+            }
+        }
+        guard let worker else { preconditionFailure("a worker was spawned or found above") }
+        limitCPUForNextCall(worker, seconds: invocation.tier.limits.cpuSeconds)
+        let acquired = ContinuousClock.now - entered
+        let outcome = await run(invocation, on: worker)
+        if let retirement = outcomeRetirement(outcome) {
+            // Killed by a limit or crashed: the session goes on with a fresh worker next call.
+            if let destroy = machine.callFinished(on: worker.id, call, retirement: retirement, now: .now) {
+                await perform([destroy])
+            }
+        } else if invocation.upstream != nil, Self.isUpstreamFatal(outcome) {
+            // The server exited or broke the protocol: the worker has exited too. The next
+            // call starts a fresh one, after a backoff that grows with each failure in a row.
+            if let destroy = machine.callFinished(
+                on: worker.id, call, retirement: .crashed, detail: "its upstream server failed", now: .now)
+            {
+                await perform([destroy])
+            }
+            machine.upstreamFailed(key, now: .now)
+        } else {
+            _ = machine.callFinished(on: worker.id, call, retirement: nil, now: .now)
+            scheduleTimer(machine.deadline(of: worker.id))
+            if invocation.upstream != nil { machine.upstreamAnswered(key) }
+        }
+        var execution = ToolExecution(outcome: outcome, workerID: worker.id, isolation: isolation)
+        execution.acquired = acquired
+        if let server = invocation.upstream?.launch.server {
+            execution.upstreamToolsChanged = toolsChangedServers.remove(server) != nil
+        }
+        return execution
     }
 
     // MARK: Upstream servers
 
-    /// Consecutive failures (spawn, crash, protocol) of the upstream process of a key, and when
-    /// the next start may be tried.
-    private var upstreamFailures: [WarmKey: (count: Int, retryAt: ContinuousClock.Instant)] = [:]
-    /// Upstream servers that said their tools changed, until a call of theirs reports it.
-    private var toolsChangedServers: Set<String> = []
-
-    /// When a process its tenant's sessions share ends: with the runner (its idle timeout still
-    /// applies); a session's own ends with its lease.
-    private static func leaseEnd(of invocation: ToolInvocation) -> Date {
-        switch invocation.upstream?.scope {
-        case .tenant?, .shared?: .distantFuture
-        case .session?, nil: invocation.leaseExpiresAt
-        }
-    }
 
     /// A failure that ended the worker's upstream server (the worker exits after answering).
     private static func isUpstreamFatal(_ outcome: ToolOutcome) -> Bool {
@@ -431,28 +322,12 @@ public actor WorkerPool: ToolExecutor {
             || result.starts(with: Array(#"{"error":{"code":"upstream_protocol""#.utf8))
     }
 
-    /// Backs off restarting a failing upstream: at once after the first failure, then 250 ms,
-    /// doubling to at most 30 s.
-    private func noteUpstreamFailure(_ key: WarmKey) {
-        let count = (upstreamFailures[key]?.count ?? 0) + 1
-        let delay: Duration = count <= 1 ? .zero : .milliseconds(min(30_000, 250 << min(count - 2, 7)))
-        upstreamFailures[key] = (count, .now + delay)
-        if upstreamFailures.count > 10_000 { upstreamFailures = upstreamFailures.filter { $0.value.retryAt > .now } }
-    }
-
-    /// Milliseconds until the upstream of `key` may be started again, nil when it may be now.
-    private func upstreamBackoff(_ key: WarmKey) -> Int? {
-        guard key.server != "", let failure = upstreamFailures[key], failure.retryAt > .now else { return nil }
-        let left = failure.retryAt - .now
-        return Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
-    }
-
     private func outcomeRetirement(_ outcome: ToolOutcome) -> WorkerRetirement? {
         switch outcome {
         case .completed: nil
         case .limitExceeded: .limitExceeded
         // A cancelled call's server was told and goes on serving.
-        case .failed(let code, _) where code == "cancelled": nil
+        case .failed(let code, _) where code == SandboxError.Code.cancelled.rawValue: nil
         case .failed: .crashed
         }
     }
@@ -484,7 +359,7 @@ public actor WorkerPool: ToolExecutor {
         guard frame.kind == .response, let response = WorkerMessage.parseResponse(frame.payload) else {
             let text = String(decoding: frame.payload.prefix(200), as: UTF8.self)
             worker.destroy(.crashed)
-            return .failed(code: "worker_protocol", message: "the worker answered with an unexpected frame: \(text)")
+            return .failed(code: SandboxError.Code.protocolViolation.rawValue, message: "the worker answered with an unexpected frame: \(text)")
         }
         // The worker caps content at output_bytes; JSON escaping can grow it up to six times. More
         // than that means the worker did not hold its limit.
@@ -511,42 +386,27 @@ public actor WorkerPool: ToolExecutor {
                 message: "the call's processes together used more than the tier's \(limits.memoryMiB) MiB and the kernel killed one",
                 partial: response.isError ? nil : result)
         }
-        if invocation.tool == "shell.run", !response.isError,
-            let exceeded = Self.commandLimit(result: result, arguments: invocation.arguments, limits: limits)
-        {
-            return .limitExceeded(limit: exceeded.limit, message: exceeded.message, partial: result)
+        if let killed = response.killedBy, !response.isError {
+            return .limitExceeded(
+                limit: killed.policyName, message: Self.killMessage(killed, limits: limits), partial: result)
         }
         return .completed(result: result, isError: response.isError)
     }
 
     /// The outcome of a call the client cancelled before its answer.
     static let cancelled = ToolOutcome.failed(
-        code: "cancelled", message: "the client cancelled the call; the upstream server was told")
+        code: SandboxError.Code.cancelled.rawValue, message: "the client cancelled the call; the upstream server was told")
 
-    /// A command that `shell.run` reports killed by a tier limit: SIGXCPU (`cpu_seconds`), SIGXFSZ
-    /// (`file_size_mib`), or stopped at the tier's wall clock rather than at a shorter
-    /// `timeout_ms` the caller chose (`wall_ms`). A caller's own timeout is an ordinary result.
-    static func commandLimit(result: [UInt8], arguments: [UInt8], limits: WorkerLimits) -> (limit: String, message: String)? {
-        // The common case without a parse: the worker writes compact JSON, and an unescaped
-        // `"key":value` can only be a key of the result object itself (inside a string every
-        // quote is escaped), so these two say no signal and no timeout.
-        if result.contains(Self.noSignal), result.contains(Self.notTimedOut) { return nil }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(result)) as? [String: Any] else { return nil }
-        switch object["signal"] as? String {
-        case "SIGXCPU":
-            return ("cpu_seconds", "the command used more than the tier's \(limits.cpuSeconds) CPU seconds and was killed")
-        case "SIGXFSZ":
-            return ("file_size_mib", "the command wrote past the tier's file size limit of \(limits.fileSizeMiB) MiB and was killed")
-        default: break
+    /// What the caller reads when a tier limit killed the command a call ran (the worker reports
+    /// which limit in its response frame).
+    static func killMessage(_ limit: WorkerMessage.LimitKill, limits: WorkerLimits) -> String {
+        switch limit {
+        case .cpuSeconds: "the command used more than the tier's \(limits.cpuSeconds) CPU seconds and was killed"
+        case .fileSizeMiB:
+            "the command wrote past the tier's file size limit of \(limits.fileSizeMiB) MiB and was killed"
+        case .wallMs: "the command ran past the tier's wall-clock limit of \(limits.wallMs) ms and was killed"
         }
-        guard object["timed_out"] as? Bool == true else { return nil }
-        let requested = (try? JSONSerialization.jsonObject(with: Data(arguments)) as? [String: Any])?["timeout_ms"] as? Int
-        guard requested.map({ $0 >= limits.wallMs }) ?? true else { return nil }
-        return ("wall_ms", "the command ran past the tier's wall-clock limit of \(limits.wallMs) ms and was killed")
     }
-
-    private static let noSignal = Array(#""signal":null"#.utf8)
-    private static let notTimedOut = Array(#""timed_out":false"#.utf8)
 
     private func failure(_ error: ExchangeError, worker: WorkerProcess, limits: WorkerLimits) async -> ToolOutcome {
         switch error {
@@ -555,12 +415,12 @@ public actor WorkerPool: ToolExecutor {
                 limit: "wall_ms", message: "the call ran past the tier's wall-clock limit of \(limits.wallMs) ms and its worker was killed")
         case .malformed(let reason):
             worker.destroy(.crashed)
-            return .failed(code: "worker_protocol", message: "the worker sent a malformed frame (\(reason))")
+            return .failed(code: SandboxError.Code.protocolViolation.rawValue, message: "the worker sent a malformed frame (\(reason))")
         case .closed:
             let termination = await worker.termination()
             if let retirement = worker.retirement {
                 return .failed(
-                    code: "worker_destroyed",
+                    code: SandboxError.Code.retired.rawValue,
                     message: "the worker was destroyed during the call (\(retirement.rawValue))")
             }
             if worker.newOOMKills() {
@@ -577,10 +437,10 @@ public actor WorkerPool: ToolExecutor {
                     limit: "file_size_mib", message: "the call wrote past the tier's file size limit of \(limits.fileSizeMiB) MiB")
             case .signaled(let signal):
                 return .failed(
-                    code: "worker_crashed",
+                    code: SandboxError.Code.workerExited.rawValue,
                     message: "the worker died of signal \(signal) (\(String(cString: strsignal(signal)))); its memory limit is \(limits.memoryMiB) MiB")
             case .exited(let code):
-                return .failed(code: "worker_crashed", message: "the worker exited with status \(code) before answering")
+                return .failed(code: SandboxError.Code.workerExited.rawValue, message: "the worker exited with status \(code) before answering")
             }
         }
     }
@@ -594,10 +454,12 @@ public actor WorkerPool: ToolExecutor {
 
     // MARK: Spawning
 
+    /// Spawns a worker for `call` after making room for it (the machine picks the idle workers
+    /// to destroy), and puts it on the books as the key's warm worker, a spare, or a per-call one.
     private func spawn(
-        for invocation: ToolInvocation, warmKey: WarmKey?, spareKey: WarmKey? = nil
+        for call: Machine.Call, warmKey: WarmKey?, spareKey: WarmKey? = nil
     ) async -> Result<WorkerProcess, SandboxError> {
-        let binding = Binding(invocation)
+        let binding = call.binding
         let unenforceable = limitEnforcement.unenforceable(binding.tier)
         guard unenforceable.isEmpty else {
             return .failure(
@@ -605,42 +467,17 @@ public actor WorkerPool: ToolExecutor {
                     .limitsUnenforceable,
                     "tier \(binding.tier.name)'s \(unenforceable.joined(separator: ", ")) cannot be enforced on a whole worker on this host"))
         }
-        let tenant = invocation.tenantID
-        let tenantCap = shares.caps(tenant).workers
-        // A spare is only a head start: it never takes a slot by destroying a worker.
-        if spareKey != nil,
-            live.count >= maximumWorkers || live.values.count(where: { $0.binding.tenantID == tenant }) >= tenantCap
-        {
-            return .failure(SandboxError(.tenantAtLimit, "no room for a spare of tenant \(tenant)"))
-        }
-        // Loops, not ifs: destroying awaits, and other calls may spawn meanwhile.
-        while live.values.count(where: { $0.binding.tenantID == tenant }) >= tenantCap {
-            // At its own cap a tenant makes room among its own idle workers, never others'.
-            guard let id = evictable(from: tenant) else {
-                return .failure(
-                    SandboxError(
-                        .tenantAtLimit,
-                        "tenant \(tenant) holds its limit of \(tenantCap) live workers, all in calls; retry shortly"))
-            }
-            await destroy(id, reason: .idle, detail: "made room under the tenant's worker limit")
-        }
-        while live.count >= maximumWorkers {
-            guard let id = evictable(from: nil) else {
-                return .failure(
-                    SandboxError(
-                        .spawnFailed, "the runner is at its limit of \(maximumWorkers) live workers, all in calls; retry shortly"))
-            }
-            await destroy(id, reason: .idle, detail: "made room under the runner's worker limit")
-        }
+        let room = machine.makeRoom(for: call, spare: spareKey != nil)
+        await perform(room.destroy)
+        if let refusal = room.refusal { return .failure(refusal) }
         let id = "wkr_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(20)
         let spawnStarted = ContinuousClock.now
         let result = await spawnConfined(id: id, binding: binding)
         switch result {
         case .success(let worker):
-            live[id] = Live(
-                worker: worker, binding: binding, leaseExpiresAt: Self.leaseEnd(of: invocation), warmKey: warmKey,
-                spareKey: spareKey, lastUsed: .now)
-            if let warmKey { warm[warmKey] = id }
+            workers[id] = worker
+            let voided = machine.spawned(id, for: call, warmKey: warmKey, spareKey: spareKey, now: .now)
+            scheduleTimer(machine.deadline(of: id))
             // A best-effort limit in effect is recorded with every worker that runs without it.
             let unenforced = limitEnforcement.bestEffortInEffect(binding.tier)
             let detail =
@@ -650,9 +487,13 @@ public actor WorkerPool: ToolExecutor {
             var spawned = event(.spawned, id, binding, reason: nil, detail: detail)
             spawned.spawnDuration = ContinuousClock.now - spawnStarted
             await onEvent(spawned)
-            // A retirement that ran while this worker was being confined could not see it.
-            if voided(invocation) {
-                await destroy(id, reason: .sessionRevoked, detail: "retired while it was being confined")
+            // A retirement that ran while this worker was being confined could not see it (nor
+            // one that ran while its spawn was reported).
+            if voided || machine.isVoided(call) || machine.shuttingDown {
+                let reason: WorkerRetirement = machine.shuttingDown ? .shutdown : .sessionRevoked
+                if let destroy = machine.remove(id, reason: reason, detail: "retired while it was being confined") {
+                    await perform([destroy])
+                }
                 return .failure(SandboxError(.retired, "the session, its lease or its workspace was retired meanwhile"))
             }
         case .failure(let error):
@@ -660,28 +501,6 @@ public actor WorkerPool: ToolExecutor {
             await onEvent(event(.spawnFailed, nil, binding, reason: nil, detail: error.description))
         }
         return result
-    }
-
-    /// The worker to destroy to make room: a spare first (only a head start), then the warm worker
-    /// idle longest (none in a call or with calls queued for it) — of `tenant` when given, else
-    /// of the tenants holding more than an equal share of the runner's workers, else of anyone.
-    private func evictable(from tenant: String?) -> String? {
-        let candidates = live.filter { _, entry in
-            guard tenant == nil || entry.binding.tenantID == tenant else { return false }
-            if entry.spareKey != nil { return true }
-            guard let key = entry.warmKey, warm[key] != nil else { return false }
-            guard let lane = lanes[key] else { return true }
-            return !lane.busy && lane.waiters.isEmpty
-        }
-        if let spare = candidates.first(where: { $0.value.spareKey != nil }) { return spare.key }
-        var held: [String: Int] = [:]
-        for entry in live.values { held[entry.binding.tenantID, default: 0] += 1 }
-        let share = maximumWorkers / max(1, held.count)
-        let oldest = { (pool: [String: Live]) in pool.min { $0.value.lastUsed < $1.value.lastUsed }?.key }
-        if tenant == nil, let above = oldest(candidates.filter { held[$0.value.binding.tenantID, default: 0] > share }) {
-            return above
-        }
-        return oldest(candidates)
     }
 
     private func spawnConfined(id: String, binding: Binding) async -> Result<WorkerProcess, SandboxError> {
@@ -893,107 +712,57 @@ public actor WorkerPool: ToolExecutor {
 
     // MARK: Destroying
 
-    private func destroy(_ id: String, reason: WorkerRetirement, detail: String? = nil) async {
-        guard let entry = live.removeValue(forKey: id) else { return }
-        var detail = detail
-        if let egress = egressProxies.removeValue(forKey: id) {
-            let counts = egress.counters.snapshot
-            detail = [detail, "egress connections: \(counts.allowed) allowed, \(counts.denied) refused"]
-                .compactMap { $0 }.joined(separator: "; ")
-        }
-        if let key = entry.warmKey, warm[key] == id { warm[key] = nil }
-        if let key = entry.spareKey { spares.discard(id, of: key) }
-        entry.worker.destroy(reason)
-        await onEvent(event(.destroyed, id, entry.binding, reason: reason, detail: detail))
-    }
-
-    private func destroyAll(where matches: (Binding) -> Bool, reason: WorkerRetirement) async {
-        await destroyEntries(where: { matches($0.binding) }, reason: reason)
-    }
-
-    private func destroyEntries(where matches: (Live) -> Bool, reason: WorkerRetirement) async {
-        for (id, entry) in live where matches(entry) {
-            await destroy(id, reason: reason)
+    /// Kills what the machine took off the books (each whole process tree) and reports each.
+    private func perform(_ destroyed: [Machine.Destroy]) async {
+        for destroy in destroyed {
+            guard let worker = workers.removeValue(forKey: destroy.id) else { continue }
+            var detail = destroy.detail
+            if let egress = egressProxies.removeValue(forKey: destroy.id) {
+                let counts = egress.counters.snapshot
+                detail = [detail, "egress connections: \(counts.allowed) allowed, \(counts.denied) refused"]
+                    .compactMap { $0 }.joined(separator: "; ")
+            }
+            worker.destroy(destroy.reason)
+            await onEvent(event(.destroyed, destroy.id, destroy.binding, reason: destroy.reason, detail: detail))
         }
     }
 
     /// Destroys warm workers and spares of the named tiers (a policy change altered them).
     public func tiersChanged(_ tiers: Set<String>) async {
-        await destroyEntries(
-            where: { tiers.contains($0.binding.tier.name) && ($0.warmKey != nil || $0.spareKey != nil) },
-            reason: .tierChanged)
+        await perform(machine.tiersChanged(tiers))
     }
 
     /// Destroys every process of an upstream server (reconfigured or removed).
     public func retire(upstream server: String) async {
-        upstreamFailures = upstreamFailures.filter { $0.key.server != server }
-        await destroyEntries(where: { $0.binding.upstream?.launch.server == server }, reason: .upstreamChanged)
+        await perform(machine.retire(upstream: server))
     }
 
     /// Destroys every worker of the session (every lease).
     public func retire(session sessionID: String, reason: WorkerRetirement) async {
-        pruneRetirements()
-        sessionRetiredAt[sessionID] = .now
-        await destroyAll(where: { $0.sessionID == sessionID }, reason: reason)
+        await perform(machine.retire(session: sessionID, reason: reason, now: .now))
     }
 
     /// Destroys the session's workers of any lease but `currentLease`.
     public func retire(session sessionID: String, exceptLease currentLease: String?, reason: WorkerRetirement) async {
-        pruneRetirements()
-        if let currentLease {
-            leaseRenewedAt[sessionID] = (currentLease, .now)
-        } else {
-            sessionRetiredAt[sessionID] = .now
-        }
-        await destroyAll(where: { $0.sessionID == sessionID && $0.leaseID != currentLease }, reason: reason)
+        await perform(machine.retire(session: sessionID, exceptLease: currentLease, reason: reason, now: .now))
     }
 
     /// Destroys every worker bound to the workspace.
     public func retire(tenant tenantID: String, workspace workspaceID: String, reason: WorkerRetirement) async {
-        pruneRetirements()
-        workspaceRetiredAt[tenantID + "|" + workspaceID] = .now
-        await destroyAll(where: { $0.tenantID == tenantID && $0.workspaceID == workspaceID }, reason: reason)
+        await perform(machine.retire(tenant: tenantID, workspace: workspaceID, reason: reason, now: .now))
     }
 
     /// Destroys every worker and refuses new calls.
     public func shutdown() async {
-        shuttingDown = true
         spareContinuation.finish()
-        await destroyAll(where: { _ in true }, reason: .shutdown)
-    }
-
-    private func pruneRetirements() {
-        guard sessionRetiredAt.count + workspaceRetiredAt.count + leaseRenewedAt.count > 10_000 else { return }
-        let cutoff = ContinuousClock.now - .seconds(3600)
-        sessionRetiredAt = sessionRetiredAt.filter { $0.value > cutoff }
-        workspaceRetiredAt = workspaceRetiredAt.filter { $0.value > cutoff }
-        leaseRenewedAt = leaseRenewedAt.filter { $0.value.at > cutoff }
-    }
-
-    /// Whether something retired the invocation's session, lease or workspace at or after the
-    /// moment the gateway authorized it.
-    private func voided(_ invocation: ToolInvocation) -> Bool {
-        let since = invocation.authorizedAt
-        if let at = sessionRetiredAt[invocation.sessionID], at >= since { return true }
-        if let at = workspaceRetiredAt[invocation.tenantID + "|" + invocation.workspaceID], at >= since { return true }
-        if let renewal = leaseRenewedAt[invocation.sessionID], renewal.at >= since, renewal.lease != invocation.leaseID {
-            return true
-        }
-        return false
-    }
-
-    private func voidedResult(_ invocation: ToolInvocation) -> ToolExecution {
-        ToolExecution(
-            outcome: .failed(
-                code: "worker_destroyed",
-                message: "the session, its lease or its workspace was retired after this call was authorized; it did not run"),
-            workerID: nil, isolation: invocation.tier.isolation)
+        await perform(machine.shutdown())
+        bell.ring()
     }
 
     // MARK: Spares
 
     /// Prepares spares as calls ask for them (several at once, on the spawner threads like every
-    /// spawn) and runs the lease and idle timers. Returns on shutdown or cancellation.
+    /// spawn) and runs the timer (lease ends, idle timeouts). Returns on shutdown or cancellation.
     public func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask { await self.runTimers() }
@@ -1012,100 +781,66 @@ public actor WorkerPool: ToolExecutor {
     /// Reserves the spares the invocation's key lacks (making room under the runner's spare limit
     /// if need be) and returns how many to confine.
     private func reserveSpares(for invocation: ToolInvocation) async -> Int {
-        let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
-        var reserved = 0
-        // A spare is only a head start: it never takes a slot a call could use.
-        while !shuttingDown, !voided(invocation), invocation.leaseExpiresAt.timeIntervalSinceNow > 1,
-            live.count + spares.preparing.values.reduce(0, +) < maximumWorkers
-        {
-            guard case .prepare(let evicting) = spares.want(key, at: .now) else { break }
-            reserved += 1
-            if let evicting {
-                await destroy(evicting, reason: .idle, detail: "made room under the runner's spare limit")
-            }
-        }
-        return reserved
+        let reserved = machine.reserveSpares(for: call(invocation), now: .now)
+        await perform(reserved.destroy)
+        return reserved.count
     }
 
     /// Confines one spare reserved by ``reserveSpares(for:)`` and puts it on the shelf, unless its
     /// session, lease or workspace was retired (or the runner began shutting down) meanwhile.
     private func prepareSpare(for invocation: ToolInvocation) async {
-        let key = WarmKey(sessionID: invocation.sessionID, leaseID: invocation.leaseID, tier: invocation.tier.name)
+        let call = self.call(invocation)
+        let key = call.spareKey
         var readied: String?
         defer {
-            spares.prepared(key, id: readied)
-            for waiter in spareWaiters.removeValue(forKey: key) ?? [] { waiter.resume() }
+            for waiter in machine.sparePrepared(key, id: readied) { waiting.removeValue(forKey: waiter)?.resume() }
         }
-        // Marked as a spare from its first moment in `live`, so a policy change, a retirement or the
-        // runner's worker limit that comes while it is confined sees it as one.
-        guard case .success(let worker) = await spawn(for: invocation, warmKey: nil, spareKey: key),
-            live[worker.id] != nil
+        // Marked as a spare from its first moment on the books, so a policy change, a retirement
+        // or the runner's worker limit that comes while it is confined sees it as one.
+        guard case .success(let worker) = await spawn(for: call, warmKey: nil, spareKey: key),
+            machine.entries[worker.id] != nil
         else { return }
-        // The spawn took time: a retirement or shutdown may have come meanwhile.
-        if shuttingDown || voided(invocation) {
-            await destroy(worker.id, reason: shuttingDown ? .shutdown : .sessionRevoked)
-            return
-        }
         readied = worker.id
     }
 
     // MARK: Timers
 
     /// Acts on lease ends and idle timeouts when they come: destroys each worker at its lease's
-    /// `expires_at` and after `idleTimeout` without a call. Returns after ``shutdown()`` or when
-    /// the calling task is cancelled.
+    /// `expires_at` and after its idle timeout without a call, and tells the gateway of watched
+    /// leases that ended. Returns after ``shutdown()`` or when the calling task is cancelled.
     public func runTimers() async {
-        while !shuttingDown && !Task.isCancelled {
-            let now = Date()
-            let clock = ContinuousClock.now
-            var next = Self.timerGranularity
-            for (id, entry) in live {
-                let leaseLeft = entry.leaseExpiresAt.timeIntervalSince(now)
-                if leaseLeft <= 0 {
-                    await destroy(id, reason: .leaseExpired)
-                    continue
-                }
-                next = min(next, .milliseconds(Int64(leaseLeft * 1000) + 1))
-                if entry.warmKey != nil || entry.spareKey != nil {
-                    let idleLeft = (entry.spareKey != nil ? spareIdleTimeout : idleTimeout) - (clock - entry.lastUsed)
-                    if idleLeft <= .zero {
-                        await destroy(id, reason: .idle)
-                        continue
-                    }
-                    next = min(next, idleLeft)
-                }
+        while !machine.shuttingDown && !Task.isCancelled {
+            let due = machine.tick(now: .now)
+            await perform(due.destroy)
+            if let onLeaseEnd {
+                for lease in due.leasesEnded { await onLeaseEnd(lease.sessionID, lease.leaseID) }
             }
-            // A timer is the point here: leases end at a time, not at an event. The sleep is
-            // bounded so a worker spawned meanwhile with an earlier deadline waits at most that.
-            do {
-                try await Task.sleep(for: next)
-            } catch {
-                return
-            }
+            // A timer is the point here: leases end at a time, not at an event. It sleeps until
+            // the next deadline; a worker or lease with an earlier one rings the bell.
+            timerTarget = machine.deadline
+            await bell.wait(until: timerTarget)
         }
     }
 
-    /// The longest the timer sleeps before looking at newly spawned workers' deadlines.
-    static let timerGranularity = Duration.milliseconds(200)
-
-    private func acquire(_ key: WarmKey) async {
-        let lane = lanes[key] ?? Lane()
-        lanes[key] = lane
-        if !lane.busy {
-            lane.busy = true
-            return
+    /// Wakes the timer when `deadline` comes before what it sleeps until.
+    private func scheduleTimer(_ deadline: ContinuousClock.Instant?) {
+        guard let deadline else { return }
+        if timerTarget.map({ deadline < $0 }) ?? true {
+            timerTarget = deadline
+            bell.ring()
         }
-        await withCheckedContinuation { lane.waiters.append($0) }
     }
 
-    private func release(_ key: WarmKey) {
-        guard let lane = lanes[key] else { return }
-        if lane.waiters.isEmpty {
-            lane.busy = false
-            lanes[key] = nil
-        } else {
-            lane.waiters.removeFirst().resume()
-        }
+    /// Acts on a lease's end when it comes (`onEnd` with its session and lease ids), whether or
+    /// not the session holds a worker: the runner's one timer owns every deadline.
+    public func watchLease(
+        session sessionID: String, lease leaseID: String, endsAt expiresAt: Date,
+        onEnd: @escaping @Sendable (_ sessionID: String, _ leaseID: String) async -> Void
+    ) {
+        onLeaseEnd = onEnd
+        let at = ContinuousClock.now.advanced(by: .milliseconds(Int64(max(0, expiresAt.timeIntervalSinceNow) * 1000)))
+        guard machine.watchLease(Machine.LeaseEnd(sessionID: sessionID, leaseID: leaseID, at: at)) else { return }
+        scheduleTimer(at)
     }
 
     private func event(

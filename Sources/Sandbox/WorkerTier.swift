@@ -3,7 +3,7 @@
 /// serves a call decided under another (a policy change of its tier retires it).
 public struct WorkerTier: Sendable, Hashable {
     /// Worker lifetime.
-    public enum Isolation: String, Sendable, Hashable {
+    public enum Isolation: String, Sendable, Hashable, Codable {
         /// A fresh worker per call, destroyed after it; it never serves a second call.
         case call
         /// One warm worker per (session, lease, tier), spawned on first use.

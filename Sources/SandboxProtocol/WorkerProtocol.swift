@@ -13,7 +13,7 @@
 /// 2. worker -> `ready`: ``Frame/protocolVersion`` (one byte), once the filter is installed and
 ///    the workspace opened. Any failure before that: an `error` frame, then exit.
 /// 3. runner -> `request`: ``WorkerMessage/request(tool:arguments:)``.
-/// 4. worker -> `response`: ``WorkerMessage/response(isError:result:)``. A tool failure is a
+/// 4. worker -> `response`: ``WorkerMessage/response(isError:result:toolsChanged:killedBy:)``. A tool failure is a
 ///    response with an error result, never a crash; the worker then serves the next request.
 ///    Only for an upstream server's call: before the response, the worker may send `progress`
 ///    frames, and the runner may send one `cancel` frame (answered at once, error `cancelled`).
@@ -133,16 +133,53 @@ public enum WorkerMessage {
     }
 
     /// A `response` payload: one flag byte (bit 0: the tool reports an error; bit 1: an upstream
-    /// server said its tools changed since the last response), then the result JSON object. An
+    /// server said its tools changed since the last response; bit 2: a limit of the tier killed
+    /// what the call ran, and one byte of ``LimitKill`` follows), then the result JSON object. An
     /// error result is `{"error": {"code": "...", "message": "..."}}` plus any detail keys.
-    public static func response(isError: Bool, result: [UInt8], toolsChanged: Bool = false) -> [UInt8] {
-        [(isError ? 1 : 0) | (toolsChanged ? 2 : 0)] + result
+    public static func response(
+        isError: Bool, result: [UInt8], toolsChanged: Bool = false, killedBy limit: LimitKill? = nil
+    ) -> [UInt8] {
+        let flags: UInt8 = (isError ? 1 : 0) | (toolsChanged ? 2 : 0) | (limit == nil ? 0 : 4)
+        return [flags] + (limit.map { [$0.rawValue] } ?? []) + result
     }
 
-    /// Splits a `response` payload; nil when empty.
-    public static func parseResponse(_ payload: [UInt8]) -> (isError: Bool, result: ArraySlice<UInt8>)? {
+    /// A split `response` payload.
+    public struct Response {
+        /// The tool reports an error.
+        public var isError: Bool
+        /// The tier limit that killed what the call ran (the command `shell.run` started), when
+        /// one did; the result still holds what it produced until then.
+        public var killedBy: LimitKill?
+        /// The result JSON object.
+        public var result: ArraySlice<UInt8>
+    }
+
+    /// Splits a `response` payload; nil when empty or when its limit byte is missing or unknown.
+    public static func parseResponse(_ payload: [UInt8]) -> Response? {
         guard let first = payload.first else { return nil }
-        return (first & 1 != 0, payload.dropFirst())
+        guard first & 4 != 0 else { return Response(isError: first & 1 != 0, killedBy: nil, result: payload.dropFirst()) }
+        guard payload.count >= 2, let limit = LimitKill(rawValue: payload[1]) else { return nil }
+        return Response(isError: first & 1 != 0, killedBy: limit, result: payload.dropFirst(2))
+    }
+
+    /// A tier limit that killed what a call ran, as the worker saw it: typed in the response
+    /// frame, so the runner never parses a tool's result to learn it.
+    public enum LimitKill: UInt8, Sendable, Hashable, CaseIterable {
+        /// SIGXCPU: the tier's CPU seconds.
+        case cpuSeconds = 1
+        /// SIGXFSZ: the tier's file size limit.
+        case fileSizeMiB = 2
+        /// Stopped at the tier's wall clock (not at a shorter `timeout_ms` the caller chose).
+        case wallMs = 3
+
+        /// The limit's name in `policies/tiers.yaml` and in `limit_exceeded` outcomes.
+        public var policyName: String {
+            switch self {
+            case .cpuSeconds: "cpu_seconds"
+            case .fileSizeMiB: "file_size_mib"
+            case .wallMs: "wall_ms"
+            }
+        }
     }
 
     /// The most progress frames a worker sends for one call; later ones are dropped.

@@ -54,8 +54,11 @@ struct Server {
             case .request(let name, let payload): (tool, arguments) = (name, payload)
             case .end(let status): return status
             }
-            let (isError, result) = dispatch(tool: tool, arguments: arguments, context: context)
-            channel.send(Frame(kind: .response, payload: WorkerMessage.response(isError: isError, result: result)))
+            let (isError, result, killedBy) = dispatch(tool: tool, arguments: arguments, context: context)
+            channel.send(
+                Frame(
+                    kind: .response,
+                    payload: WorkerMessage.response(isError: isError, result: result, killedBy: killedBy)))
             Processes.reapAfterCall()
         }
     }
@@ -164,22 +167,27 @@ struct Server {
         return Context(hello: hello, workspace: fd)
     }
 
-    /// Runs one tool; a failure becomes an error result, never a crash.
-    private mutating func dispatch(tool: String, arguments: ArraySlice<UInt8>, context: Context) -> (Bool, [UInt8]) {
+    /// Runs one tool; a failure becomes an error result, never a crash. A command a tier limit
+    /// killed is reported with that limit, typed.
+    private mutating func dispatch(
+        tool: String, arguments: ArraySlice<UInt8>, context: Context
+    ) -> (Bool, [UInt8], WorkerMessage.LimitKill?) {
         do throws(ToolError) {
             switch tool {
-            case "repo.read_file": return (false, try ReadFile.run(arguments, context))
-            case "repo.list_dir": return (false, try ListDir.run(arguments, context))
-            case "repo.stat": return (false, try StatTool.run(arguments, context))
-            case "repo.search": return (false, try Search.run(arguments, context, buffer: &searchBuffer))
-            case "repo.write_file": return (false, try WriteFile.run(arguments, context))
-            case "repo.apply_patch": return (false, try ApplyPatch.run(arguments, context))
-            case "shell.run": return (false, try ShellRun.run(arguments, context))
+            case "repo.read_file": return (false, try ReadFile.run(arguments, context), nil)
+            case "repo.list_dir": return (false, try ListDir.run(arguments, context), nil)
+            case "repo.stat": return (false, try StatTool.run(arguments, context), nil)
+            case "repo.search": return (false, try Search.run(arguments, context, buffer: &searchBuffer), nil)
+            case "repo.write_file": return (false, try WriteFile.run(arguments, context), nil)
+            case "repo.apply_patch": return (false, try ApplyPatch.run(arguments, context), nil)
+            case "shell.run":
+                let ran = try ShellRun.run(arguments, context)
+                return (false, ran.result, ran.killedBy)
             default:
                 throw ToolError("unknown_tool", "this worker does not implement tool \(ToolError.quoted(tool))")
             }
         } catch {
-            return (true, Results.error(error))
+            return (true, Results.error(error), nil)
         }
     }
 }

@@ -413,3 +413,28 @@ def test_doctor_reports_the_http_bounds_in_force(tmp_path: Path) -> None:
     assert "http:            request head 32768 bytes / 100 fields, body 4194304 bytes" in out, out
     assert "http:            SSE (GET) streams: 3 per session" in out, out
     assert "the first per source every 5 s" in out, out
+
+
+def test_a_misspelt_key_anywhere_in_the_config_refuses_to_start_with_its_line(tmp_path: Path) -> None:
+    """A misspelt `allowed_hosts` used to be ignored: every Host header was then allowed. Every key
+    of leasehold.yaml is known or refused, with file:line like policies/, and nothing starts."""
+    cases = (
+        ("listen: 127.0.0.1:0\nallowed_host: [leasehold.example]\n", 2, 'leasehold.yaml: unknown key "allowed_host"'),
+        ("tenant_limits:\n  calls_in_flight: 4\n  worker_max_liv: 2\n", 3, 'tenant_limits: unknown key "worker_max_liv"'),
+        ("tenant_limits:\n  tenants:\n    acme:\n      sesions: 5\n", 4,
+         'tenant_limits.tenants.acme: unknown key "sesions"'),
+        ("http:\n  max_body_bytes: 4096\n  header_timout_seconds: 2\n", 3, 'http: unknown key "header_timout_seconds"'),
+    )
+    for text, line, expected in cases:
+        config = tmp_path / "leasehold.yaml"
+        config.write_text(text)
+        state = tmp_path / "state"
+        done = subprocess.run(
+            [str(leasehold_binary()), "serve", "--http", "127.0.0.1:0", "--state-dir", str(state),
+             "--policies", str(POLICIES_DIR), "--config", str(config)],
+            capture_output=True, text=True, timeout=30,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode != 0, output
+        assert f"{config}:{line}: {expected}" in output, output
+        assert not (state / "leasehold.sqlite").exists(), "nothing was started"

@@ -86,11 +86,20 @@ class Worker:
         return body[0], body[1:]
 
     def call(self, tool: str, arguments) -> tuple[bool, dict]:
+        is_error, _, result = self.call_with_limit(tool, arguments)
+        return is_error, result
+
+    def call_with_limit(self, tool: str, arguments) -> tuple[bool, int | None, dict]:
+        """The response's flags: bit 0 an error result; bit 2 a tier limit killed the command,
+        its kind in the next byte (1 cpu_seconds, 2 file_size_mib, 3 wall_ms)."""
         raw = arguments if isinstance(arguments, bytes) else json.dumps(arguments).encode()
         self.send(REQUEST, tool.encode() + b"\0" + raw)
         kind, payload = self.recv()
         assert kind == RESPONSE, (kind, payload)
-        return payload[0] != 0, json.loads(payload[1:])
+        flags = payload[0]
+        if flags & 4:
+            return bool(flags & 1), payload[1], json.loads(payload[2:])
+        return bool(flags & 1), None, json.loads(payload[1:])
 
     def ok(self, tool: str, arguments) -> dict:
         is_error, result = self.call(tool, arguments)
@@ -547,9 +556,13 @@ def test_shell_run(ws: Path, outside: Path) -> None:
     r = w.ok("shell.run", {"command": "head -c 100000 /dev/zero | tr '\\0' a; head -c 50000 /dev/zero >&2"})
     assert r["stdout_truncated"] and r["stderr_truncated"] and len(r["stdout"]) == 1000 and r["exit_code"] == 0
     started = time.monotonic()
-    r = w.ok("shell.run", {"command": "sleep 30", "timeout_ms": 300})
+    # Which tier limit killed a command is a typed field of the response frame (3: wall_ms); a
+    # shorter timeout the caller chose is an ordinary result, with none.
+    is_error, limit, r = w.call_with_limit("shell.run", {"command": "sleep 30", "timeout_ms": 300})
+    assert not is_error and limit is None, (limit, r)
     assert r["timed_out"] and r["signal"] == "SIGKILL" and time.monotonic() - started < 5
-    r = w.ok("shell.run", {"command": "sleep 30", "timeout_ms": 100000})  # capped by wall_ms
+    is_error, limit, r = w.call_with_limit("shell.run", {"command": "sleep 30", "timeout_ms": 100000})  # capped
+    assert not is_error and limit == 3, (limit, r)
     assert r["timed_out"] and r["duration_ms"] < 4500
     r = w.ok("shell.run", {"command": "echo $BASE $EXTRA", "env": {"EXTRA": "extra"}})
     assert r["stdout"] == "base extra\n"

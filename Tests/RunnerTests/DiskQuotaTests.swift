@@ -1,5 +1,6 @@
 import Foundation
 import MCP
+import Sandbox
 import Testing
 import WorkspaceRegistry
 import Yams
@@ -199,7 +200,7 @@ private final class Scratch {
         let scratch = try Scratch()
         try scratch.write("sub/old.txt", bytes: 20_000)
         let old = scratch.allocated("sub/old.txt")
-        func change(_ tool: String, _ arguments: [String: Value], profile: String = "write") -> DiskChange {
+        func change(_ tool: String, _ arguments: [String: Value], profile: SeccompProfileName = .write) -> DiskChange {
             WriteEstimate.change(tool: tool, profile: profile, arguments: arguments, root: scratch.path)
         }
         #expect(
@@ -221,8 +222,8 @@ private final class Scratch {
         #expect(change("repo.apply_patch", ["patch": .string(deleting)]) == .write(.zero))
         let creating = "--- /dev/null\n+++ b/n.txt\n@@ -0,0 +1 @@\n+hello\n"
         #expect(change("repo.apply_patch", ["patch": .string(creating)]) == .write(DiskUsage(bytes: 4096, files: 1)))
-        #expect(change("shell.run", ["command": "true"], profile: "exec") == .exec)
-        #expect(change("repo.read_file", ["path": "x"], profile: "read") == DiskChange.none)
+        #expect(change("shell.run", ["command": "true"], profile: .exec) == .exec)
+        #expect(change("repo.read_file", ["path": "x"], profile: .read) == DiskChange.none)
     }
 }
 

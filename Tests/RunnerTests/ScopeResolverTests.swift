@@ -15,7 +15,7 @@ import Testing
 
     static let policy: RiskPolicy = {
         let tier = RiskTier(
-            isolation: .session, approval: .init(required: false), seccompProfile: "read", limits: .init(),
+            isolation: .session, approval: .init(required: false), seccompProfile: .read, limits: .init(),
             network: "none",
             cacheable: false, requires: [])
         return try! RiskPolicy(
@@ -103,7 +103,7 @@ import Testing
 
     @Test func mostSpecificPolicyPatternWinsAndTiesAreReported() throws {
         let tier = RiskTier(
-            isolation: .call, approval: .init(required: false), seccompProfile: "x", limits: .init(), network: "none",
+            isolation: .call, approval: .init(required: false), seccompProfile: .exec, limits: .init(), network: "none",
             cacheable: false, requires: [])
         let policy = try RiskPolicy(
             tiers: ["read": tier, "exec": tier],
@@ -135,7 +135,7 @@ import Testing
             let bundlePatterns = (0..<3).map { _ in pattern() }
             let catalog = try Catalog(extra: tools, bundles: ["b": bundlePatterns])
             let tier = RiskTier(
-                isolation: .session, approval: .init(required: false), seccompProfile: "read", limits: .init(),
+                isolation: .session, approval: .init(required: false), seccompProfile: .read, limits: .init(),
                 network: "none", cacheable: false, requires: [])
             let policy = try RiskPolicy(
                 tiers: ["read": tier], rules: [("repo.*", "read"), ("kb*", "read"), ("crm.*_get", "read")])

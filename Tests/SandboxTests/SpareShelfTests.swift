@@ -8,7 +8,7 @@ import Testing
     let t0 = ContinuousClock.now
 
     @Test func aKeyGetsAtMostItsShare() {
-        var shelf = SpareShelf<String>(perKey: 2, maximum: 16)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 2, maximum: 16)
         #expect(shelf.want("s1", at: t0) == .prepare(evicting: nil))
         #expect(shelf.want("s1", at: t0) == .prepare(evicting: nil))
         #expect(shelf.want("s1", at: t0) == .none, "two per key, ready or being confined")
@@ -19,7 +19,7 @@ import Testing
     }
 
     @Test func everyIdIsHandedOutOnceOldestFirst() {
-        var shelf = SpareShelf<String>(perKey: 3, maximum: 16)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 3, maximum: 16)
         for _ in 0..<3 { _ = shelf.want("s1", at: t0) }
         shelf.prepared("s1", id: "w1")
         shelf.prepared("s1", id: "w2")
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func aKeyNeverTakesAnotherKeysSpare() {
-        var shelf = SpareShelf<String>(perKey: 1, maximum: 16)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 1, maximum: 16)
         _ = shelf.want("acme|s1", at: t0)
         shelf.prepared("acme|s1", id: "w1")
         #expect(shelf.take("globex|s2") == nil)
@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func theRunnerBoundEvictsTheLeastRecentlyUsedReadySpare() {
-        var shelf = SpareShelf<String>(perKey: 2, maximum: 3)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 2, maximum: 3)
         _ = shelf.want("s1", at: t0)
         _ = shelf.want("s1", at: t0)
         shelf.prepared("s1", id: "a1")
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func aFullShelfOfPreparationsOrOfTheKeysOwnSparesRefuses() {
-        var shelf = SpareShelf<String>(perKey: 2, maximum: 1)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 2, maximum: 1)
         _ = shelf.want("s1", at: t0)
         #expect(shelf.want("s2", at: t0 + .seconds(1)) == .none, "nothing ready to make room with")
         shelf.prepared("s1", id: "a1")
@@ -64,14 +64,14 @@ import Testing
     }
 
     @Test func zeroTurnsSparesOff() {
-        var off = SpareShelf<String>(perKey: 2, maximum: 0)
+        var off = SpareShelf<String, ContinuousClock.Instant>(perKey: 2, maximum: 0)
         #expect(off.want("s1", at: t0) == .none)
-        var none = SpareShelf<String>(perKey: 0, maximum: 16)
+        var none = SpareShelf<String, ContinuousClock.Instant>(perKey: 0, maximum: 16)
         #expect(none.want("s1", at: t0) == .none)
     }
 
     @Test func aDiscardedSpareIsNeverHandedOut() {
-        var shelf = SpareShelf<String>(perKey: 2, maximum: 16)
+        var shelf = SpareShelf<String, ContinuousClock.Instant>(perKey: 2, maximum: 16)
         _ = shelf.want("s1", at: t0)
         _ = shelf.want("s1", at: t0)
         shelf.prepared("s1", id: "w1")

@@ -128,7 +128,7 @@ struct ApprovalGate: Sendable {
         } catch {
             return .refuse(
                 await recorder.refused(
-                    Refusal(.approvalRequired, "the approval store is unavailable: \(error)"), tool: tool, in: context,
+                    Refusal(.approvalRequired, "the approval store is unavailable", cause: error), tool: tool, in: context,
                     requestID: requestID, digest: digest))
         }
     }

@@ -108,6 +108,11 @@ struct CallRecorder: Sendable {
         _ refusal: Refusal, tool: String, in context: CallContext, requestID: String?, digest: String? = nil,
         approval: Approval? = nil, extra: [String: Value] = [:]
     ) async -> CallAnswer {
+        if let cause = refusal.cause {
+            logger.warning(
+                "call refused on an internal failure",
+                metadata: ["code": "\(refusal.code)", "session": "\(context.session.id)", "cause": "\(cause)"])
+        }
         if !(await self.refusal(
             refusal, tool: tool, in: context, requestID: requestID, digest: digest, approval: approval))
         {

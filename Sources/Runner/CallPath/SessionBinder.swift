@@ -79,7 +79,7 @@ final class SessionBinder: Sendable {
         do {
             found = try await store.session(id: id)
         } catch {
-            throw Refusal(.sessionNotFound, "the session store is unavailable: \(error)")
+            throw Refusal(.sessionNotFound, "the session store is unavailable", cause: error)
         }
         guard let found else {
             throw Refusal(.sessionNotFound, "claim names session \(id), which does not exist")
@@ -109,7 +109,7 @@ final class SessionBinder: Sendable {
                     key, fingerprint: verified.fingerprint, connectionID: connectionID, sessionID: session.id,
                     expiresAt: Date(timeIntervalSince1970: TimeInterval(verified.claim.exp + 3600)))
             } catch {
-                throw Refusal(.claimInvalid, "the replay-binding store is unavailable: \(error)")
+                throw Refusal(.claimInvalid, "the replay-binding store is unavailable", cause: error)
             }
             guard result != .boundElsewhere else { throw Self.replayed(session) }
             confirmed.withLock { bindings in

@@ -38,7 +38,7 @@ struct ToolDispatch: Sendable {
         var isUpstream: Bool { upstream != nil || httpUpstream != nil }
         /// Whether the tool may change the workspace: its tier's seccomp profile allows writes,
         /// and it is not an upstream server's (those see their workspace read-only, or none).
-        var mayWrite: Bool { !isUpstream && tier.seccompProfile != SeccompProfileName.read.rawValue }
+        var mayWrite: Bool { !isUpstream && tier.seccompProfile != .read }
         /// How long a result of this tier is cached (nil: not cached). Upstream results are not:
         /// the cache holds a worker's result, not a server's whole `CallTool` result.
         var cacheTTL: Int? { tier.cacheable && !isUpstream ? tier.cacheTTLSeconds : nil }
@@ -90,7 +90,7 @@ struct ToolDispatch: Sendable {
         }
         // A read-only workspace is mounted read-only for every tier; refusing here says so plainly
         // instead of letting a write fail inside the worker.
-        if workspace.readOnly && settings.seccompProfile != SeccompProfileName.read.rawValue {
+        if workspace.readOnly && settings.seccompProfile != .read {
             throw Refusal(
                 .workspaceReadOnly,
                 "workspace \(workspace.workspaceID) is registered read-only; \(ToolName.display(tool)) (tier \(name)) may change it"
@@ -108,7 +108,7 @@ struct ToolDispatch: Sendable {
         switch upstreams.route(for: tool, tenant: workspace.tenantID) {
         case .stdio(let upstream, let seesWorkspace)?:
             // A server is a program: only a tier whose seccomp profile lets programs run can host it.
-            guard settings.seccompProfile == SeccompProfileName.exec.rawValue else {
+            guard settings.seccompProfile == .exec else {
                 throw Refusal(
                     .tierUnavailable,
                     "tier \(name) (seccomp_profile \(settings.seccompProfile)) cannot run upstream server \(upstream.launch.server); map its tools to a tier with seccomp_profile exec"
@@ -267,9 +267,9 @@ struct ToolDispatch: Sendable {
     static func workerTier(_ name: String, _ settings: RiskTier) -> WorkerTier {
         let defaults = WorkerLimits()
         let limits = settings.limits
-        let profile = SeccompProfileName(rawValue: settings.seccompProfile) ?? .read
+        let profile = settings.seccompProfile
         return WorkerTier(
-            name: name, isolation: settings.isolation == .call ? .call : .session, profile: profile,
+            name: name, isolation: settings.isolation, profile: profile,
             limits: WorkerLimits(
                 wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
                 memoryMiB: limits.memoryMiB ?? defaults.memoryMiB,

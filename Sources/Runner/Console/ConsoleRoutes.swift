@@ -316,7 +316,9 @@ struct ConsoleRoutes: Sendable {
         } catch let error as APIError {
             return secured(HTTPJSON.error(error))
         } catch {
-            return secured(HTTPJSON.error(APIError(500, "internal_error", "\(error)")))
+            // The cause is for the runner's log only, never the page.
+            admin.gateway.logger.error("console request failed", metadata: ["error": "\(error)"])
+            return secured(HTTPJSON.error(APIError(500, "internal_error", "the request failed; see the runner's log")))
         }
     }
 

@@ -19,11 +19,13 @@ import Sandbox
 enum WriteEstimate {
     static let block: Int64 = 4096
 
-    static func change(tool: String, profile: String, arguments: [String: Value]?, root: String) -> DiskChange {
-        switch SeccompProfileName(rawValue: profile) {
-        case .read?: return .none
-        case .exec?, nil: return .exec
-        default: break
+    static func change(
+        tool: String, profile: SeccompProfileName, arguments: [String: Value]?, root: String
+    ) -> DiskChange {
+        switch profile {
+        case .read: return .none
+        case .exec: return .exec
+        case .write: break
         }
         switch tool {
         case "repo.write_file":

@@ -176,7 +176,8 @@ extension AdminService {
         do {
             sessions = try await gateway.store.liveSessions(tenantID: tenant, now: now, limit: min(max(limit, 1), 1000))
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            gateway.logger.error("live sessions cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
         }
         let warm = await gateway.executor.warmWorkersBySession()
         let resolver = gateway.resolver
@@ -196,12 +197,13 @@ extension AdminService {
     /// Audit records matching `filter` after `afterSeq`, at most `limit`, scanning at most
     /// `scanBudget` records (the unindexed fields are matched while reading).
     public func auditRecords(
-        _ filter: AuditFilter, afterSeq: Int64 = 0, limit: Int = 1000, scanBudget: Int = 100_000,
+        _ filter: AuditFilter, afterSeq: Int64 = 0, limit: Int = AdminService.defaultAuditLimit,
+        scanBudget: Int = 100_000,
         by principal: Principal
     ) throws(APIError) -> AuditQueryResult {
         var filter = filter
         filter.tenant = try readableTenant(filter.tenant, by: principal, what: "audit records")
-        let limit = min(max(limit, 1), 10_000)
+        let limit = min(max(limit, 1), AdminService.maximumAuditLimit)
         let batch = 1000
         var cursor = afterSeq
         var scanned = 0
@@ -226,7 +228,9 @@ extension AdminService {
                 records: found, outcomes: try gateway.audit.outcomeStatuses(of: found), scannedThrough: cursor,
                 more: more)
         } catch {
-            throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
+            // The cause is for the runner's log only: store error text never reaches an API caller.
+            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "audit_unavailable", "the audit log cannot be read; retry shortly")
         }
     }
 
@@ -261,7 +265,9 @@ extension AdminService {
                 if !report.failures.isEmpty { status.status = "broken" }
             }
         } catch {
-            throw APIError(503, "audit_unavailable", "the audit log cannot be read: \(error)")
+            // The cause is for the runner's log only: store error text never reaches an API caller.
+            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "audit_unavailable", "the audit log cannot be read; retry shortly")
         }
         return status.visible(to: principal)
     }

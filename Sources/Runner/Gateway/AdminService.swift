@@ -157,6 +157,15 @@ public struct AdminService: Sendable {
     public static let maximumLeaseSeconds = 7 * 24 * 3600
     /// The default lease (1 hour).
     public static let defaultLeaseSeconds = 3600
+    /// `GET /approvals`: approvals per page by default, and at most (docs/admin-api.yaml says the same;
+    /// a test holds the two together).
+    public static let defaultApprovalsLimit = 100
+    /// See ``defaultApprovalsLimit``.
+    public static let maximumApprovalsLimit = 1000
+    /// `GET /audit`: records per page by default, and at most.
+    public static let defaultAuditLimit = 1000
+    /// See ``defaultAuditLimit``.
+    public static let maximumAuditLimit = 10_000
 
     /// Creates the service; `operatorKey` is compared by SHA-256, never stored in the clear.
     public init(gateway: Gateway, operatorKey: String, sessionLimits: TenantSessionLimits = TenantSessionLimits()) {
@@ -175,7 +184,9 @@ public struct AdminService: Sendable {
         do {
             if let tenant = try await gateway.store.tenantForAdminKey(hash: hash) { return .tenant(tenant) }
         } catch {
-            throw APIError(503, "store_unavailable", "the store cannot be read: \(error)")
+            // The store's own words go to the runner's log, never to whoever sent the key.
+            gateway.logger.error("the store cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
         }
         throw APIError(401, "unauthorized", "the admin key is not recognised")
     }
@@ -263,7 +274,8 @@ public struct AdminService: Sendable {
         do {
             return try await gateway.registry.list(tenantID: filter)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            gateway.logger.error("the workspace registry cannot be read", metadata: ["error": "\(error)"])
+            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
         }
     }
 
@@ -598,7 +610,8 @@ public struct AdminService: Sendable {
 
     /// Approvals the principal may see, newest first, at most `limit` (1-1000).
     public func approvals(
-        sessionID: String?, status: String?, tenantID: String?, limit: Int = 100, by principal: Principal
+        sessionID: String?, status: String?, tenantID: String?, limit: Int = defaultApprovalsLimit,
+        by principal: Principal
     ) async throws(APIError) -> [Approval] {
         var tenant = tenantID
         if case .tenant(let own) = principal {
@@ -614,7 +627,7 @@ public struct AdminService: Sendable {
         }
         do {
             return try await gateway.store.approvals(
-                tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), 1000))
+                tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), Self.maximumApprovalsLimit))
         } catch {
             throw APIError(503, "store_unavailable", "\(error)")
         }
@@ -748,8 +761,7 @@ public struct AdminService: Sendable {
         } catch {
             gateway.logger.error(
                 "admin change made but not audited", metadata: ["event": "\(kind)", "error": "\(error)"])
-            throw APIError(
-                503, "audit_unavailable", "the change was made but its audit record could not be written: \(error)")
+            throw APIError(503, "audit_unavailable", "the change was made but its audit record could not be written")
         }
     }
 
@@ -766,7 +778,8 @@ public struct AdminService: Sendable {
                 allowedTools: allowedTools, approvalFingerprint: approvalFingerprint,
                 now: gateway.now())
         } catch {
-            throw APIError(500, "signing_failed", "the claim could not be signed: \(error)")
+            gateway.logger.error("a claim could not be signed", metadata: ["error": "\(error)"])
+            throw APIError(500, "signing_failed", "the claim could not be signed")
         }
     }
 

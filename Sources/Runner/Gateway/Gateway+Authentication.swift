@@ -37,7 +37,7 @@ extension Gateway {
             let bound: SessionBinder.Bound
             if binding {
                 bound = try await binder.bind(verified, connectionID: connectionID)
-                watchLease(of: bound.session)
+                await watchLease(of: bound.session)
             } else {
                 bound = try await binder.check(verified)
             }
@@ -49,6 +49,11 @@ extension Gateway {
                 readAt: bound.readAt)
         } catch {
             metrics.refused(error.code.rawValue, tenant: verified.claim.tenantID)
+            if let cause = error.cause {
+                logger.warning(
+                    "request refused on an internal failure",
+                    metadata: ["code": "\(error.code)", "session": "\(verified.claim.sessionID)", "cause": "\(cause)"])
+            }
             // The claim verified: whoever holds it is known, so each refusal is its own record.
             _ = try? await audit.append(refusalEvent(error, token: token, requestID: requestID, of: verified))
             throw error
@@ -61,7 +66,7 @@ extension Gateway {
     func bindOpened(_ context: CallContext, requestID: String?) async throws(Refusal) {
         do {
             try await binder.bind(context.claim, session: context.session, connectionID: context.connectionID)
-            watchLease(of: context.session)
+            await watchLease(of: context.session)
         } catch {
             metrics.refused(error.code.rawValue, tenant: context.session.tenantID)
             _ = try? await audit.append(refusalEvent(error, token: nil, requestID: requestID, of: context.claim))
@@ -126,32 +131,37 @@ extension Gateway {
 
     /// Acts on a lease's end when it comes, not on the session's next request: at `expires_at` the
     /// session's live connections are closed and `lease.expired` is audited. A renewed lease is
-    /// watched in turn; a revoked one was already handled by the revocation.
-    func watchLease(of session: Session) {
+    /// watched in turn; a revoked one was already handled by the revocation. The executor's timer
+    /// (the worker pool's, the runner's one timer) owns the deadline.
+    func watchLease(of session: Session) async {
         let lease = session.lease
         guard watchedLeases.withLock({ $0.insert(lease.id).inserted }) else { return }
-        let delay = max(0, lease.expiresAt.timeIntervalSince(now()))
-        Task { [weak self] in
-            // A timer is the point: the lease ends at a time, not at an event. The 50 ms margin puts
-            // the wake-up past `expires_at`, so the re-read below sees the lease as over.
-            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000) + 50))
-            guard let self else { return }
-            self.watchedLeases.withLock { _ = $0.remove(lease.id) }
-            guard let current = try? await self.store.session(id: session.id), current.revokedAt == nil else { return }
-            if current.lease.id != lease.id || current.lease.isLive(at: self.now()) {
-                self.watchLease(of: current)  // renewed, or not over yet: watch the lease in force
-                return
-            }
-            // A revoked lease had its connections closed when it was revoked.
-            guard current.lease.revokedAt == nil else { return }
-            var event = AuditEvent("lease.expired")
-            event.tenant = current.tenantID
-            event.actor = current.actorID
-            event.session = current.id
-            event.lease = lease.id
-            event.workspace = current.workspaceID
-            _ = try? await self.audit.append(event)
-            await self.closeConnections(ofSession: current.id, reason: "lease expired")
+        // The 50 ms margin puts the moment past `expires_at`, so the re-read sees the lease as over.
+        await executor.watchLease(
+            session: session.id, lease: lease.id, endsAt: lease.expiresAt.addingTimeInterval(0.05)
+        ) { [weak self] _, leaseID in
+            await self?.leaseEnded(session.id, leaseID: leaseID)
         }
+    }
+
+    /// A watched lease's end came: audits `lease.expired` and closes the session's connections,
+    /// unless the lease was renewed (then the one in force is watched) or revoked meanwhile.
+    private func leaseEnded(_ sessionID: String, leaseID: String) async {
+        watchedLeases.withLock { _ = $0.remove(leaseID) }
+        guard let current = try? await store.session(id: sessionID), current.revokedAt == nil else { return }
+        if current.lease.id != leaseID || current.lease.isLive(at: now()) {
+            await watchLease(of: current)  // renewed, or not over yet: watch the lease in force
+            return
+        }
+        // A revoked lease had its connections closed when it was revoked.
+        guard current.lease.revokedAt == nil else { return }
+        var event = AuditEvent("lease.expired")
+        event.tenant = current.tenantID
+        event.actor = current.actorID
+        event.session = current.id
+        event.lease = leaseID
+        event.workspace = current.workspaceID
+        _ = try? await audit.append(event)
+        await closeConnections(ofSession: current.id, reason: "lease expired")
     }
 }

@@ -68,6 +68,15 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
         /// tenant's growing calls are refused.
         public static let quotaExceeded = Code("quota_exceeded")
 
+        /// Every code the gateway refuses with (docs/operations.md's table is checked against it).
+        public static let allCases: [Code] = [
+            .claimMissing, .claimInvalid, .claimExpired, .claimNotYetValid, .claimLifetimeExceeded, .claimReplayed,
+            .sessionNotFound, .sessionRevoked, .leaseExpired, .leaseReplaced, .boundaryMismatch, .toolNotInScope,
+            .workspaceNotFound, .invalidArguments, .workspaceReadOnly, .limitExceeded, .approvalRequired,
+            .approvalInvalid, .approvalDenied, .approvalArgumentsTooLarge, .tierUnavailable, .auditUnavailable,
+            .quotaExceeded,
+        ]
+
         /// The wire form.
         public var description: String { rawValue }
     }
@@ -76,13 +85,40 @@ public struct Refusal: Error, Sendable, Hashable, CustomStringConvertible {
     public let code: Code
     /// Why, in words an operator can act on.
     public let message: String
+    /// What failed underneath (a store's error, say), kept for the runner's log only: it is in
+    /// neither ``message`` nor ``description``, so it never reaches a client, a tenant admin or
+    /// the audit trail a tenant can read.
+    public let cause: ErrorCause?
 
-    /// Creates a refusal.
-    public init(_ code: Code, _ message: String) {
+    /// Creates a refusal; `cause` goes to the runner's log, never to the client.
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
         self.code = code
         self.message = message
+        self.cause = cause.map(ErrorCause.init)
+    }
+
+    /// Two refusals are the same when they say the same; the cause is for logs.
+    public static func == (lhs: Refusal, rhs: Refusal) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
     }
 
     /// `code: message`, the form sent in JSON-RPC error messages.
     public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The error underneath a refusal or an admin API error, as text for the runner's log (the
+/// error itself may not be `Sendable`; its words are all a log needs).
+public struct ErrorCause: Sendable, CustomStringConvertible {
+    /// The underlying error, described.
+    public let description: String
+
+    /// Keeps `error`'s description.
+    public init(_ error: any Error) {
+        description = String(describing: error)
+    }
 }

@@ -344,10 +344,11 @@ struct PolicyYAMLReader {
         let limits = f["limits"].flatMap { limitSettings($0, file: file, what: "\(what): limits") }
         guard diagnostics.count == before, let isolation, let profile, let network, let cacheable, let approval,
             let limits, let isolationValue = RiskTier.Isolation(rawValue: isolation),
+            let profileValue = SeccompProfileName(rawValue: profile),
             let auditSyncValue = auditSync.flatMap(AuditSync.init(rawValue:))
         else { return nil }
         return RiskTier(
-            isolation: isolationValue, approval: approval, seccompProfile: profile, limits: limits, network: network,
+            isolation: isolationValue, approval: approval, seccompProfile: profileValue, limits: limits, network: network,
             cacheable: cacheable, cacheTTLSeconds: cacheTTL, requires: requires, auditSync: auditSyncValue,
             bestEffort: bestEffort)
     }

@@ -4,13 +4,9 @@ import Yams
 
 /// One risk tier from `policies/tiers.yaml`: what a tool of that tier implies.
 public struct RiskTier: Codable, Sendable, Hashable {
-    /// Worker lifetime: a fresh worker per call, or the session's warm worker.
-    public enum Isolation: String, Codable, Sendable, Hashable {
-        /// A fresh worker per call, destroyed after it.
-        case call
-        /// One warm worker per session and lease.
-        case session
-    }
+    /// Worker lifetime: a fresh worker per call, or the session's warm worker (the sandbox's own
+    /// type: the policy and the pool cannot disagree on what it means).
+    public typealias Isolation = WorkerTier.Isolation
 
     /// Approval settings.
     public struct Approval: Codable, Sendable, Hashable {
@@ -60,8 +56,8 @@ public struct RiskTier: Codable, Sendable, Hashable {
     public var isolation: Isolation
     /// Approval settings.
     public var approval: Approval
-    /// Name of the seccomp profile (`policies/seccomp/<name>`).
-    public var seccompProfile: String
+    /// The seccomp profile, parsed when the policy is read (an unknown name is refused there).
+    public var seccompProfile: SeccompProfileName
     /// Resource limits.
     public var limits: Limits
     /// Network access: `none` unless the security team says otherwise.
@@ -113,11 +109,8 @@ extension RiskTier {
                 }
             }
         }
-        if let mine = SeccompProfileName(rawValue: seccompProfile),
-            let theirs = SeccompProfileName(rawValue: base.seccompProfile),
-            mine > theirs
-        {
-            looser.append("seccomp profile \(mine) allows more than \(theirs)")
+        if seccompProfile > base.seccompProfile {
+            looser.append("seccomp profile \(seccompProfile) allows more than \(base.seccompProfile)")
         }
         let limitPairs: [(String, Int?, Int?)] = [
             ("wall_ms", limits.wallMs, base.limits.wallMs), ("cpu_seconds", limits.cpuSeconds, base.limits.cpuSeconds),

@@ -112,7 +112,7 @@ public struct OAuthConfig: Decodable, Sendable, Hashable {
     }
 }
 
-/// Refuses keys a strict config section does not know.
+/// Refuses keys a strict config section does not know (every section of `leasehold.yaml`).
 enum StrictKeys {
     private struct AnyKey: CodingKey {
         var stringValue: String
@@ -121,12 +121,15 @@ enum StrictKeys {
         init?(intValue: Int) { nil }
     }
 
+    /// Throws for the first unknown key (sorted), with its path for `file:line`.
     static func check(_ decoder: any Decoder, known: [String], in section: String) throws {
         let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter {
             !known.contains($0)
         }
         if let first = unknown.sorted().first {
-            throw ConfigError("\(section): unknown key \"\(first)\" (known: \(known.joined(separator: ", ")))")
+            throw ConfigError(
+                "\(section): unknown key \"\(first)\" (known: \(known.joined(separator: ", ")))",
+                at: decoder.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue } + [first])
         }
     }
 }

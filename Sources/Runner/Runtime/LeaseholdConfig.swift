@@ -103,7 +103,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
             public var workspaceDiskMiB: Int?
             public var workspaceDiskFiles: Int?
 
-            enum CodingKeys: String, CodingKey {
+            enum CodingKeys: String, CodingKey, CaseIterable {
                 case workerMaxLive = "worker_max_live"
                 case callsInFlight = "calls_in_flight"
                 case sessions
@@ -111,6 +111,24 @@ public struct LeaseholdConfig: Decodable, Sendable {
                 case diskFiles = "disk_files"
                 case workspaceDiskMiB = "workspace_disk_mib"
                 case workspaceDiskFiles = "workspace_disk_files"
+            }
+
+            public init(from decoder: any Decoder) throws {
+                try self.init(from: decoder, alsoKnown: [])
+            }
+
+            /// Decodes the caps, refusing keys that are neither theirs nor `alsoKnown`.
+            init(from decoder: any Decoder, alsoKnown: [String]) throws {
+                let path = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+                try StrictKeys.check(decoder, known: CodingKeys.allCases.map(\.rawValue) + alsoKnown, in: path)
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                workerMaxLive = try container.decodeIfPresent(Int.self, forKey: .workerMaxLive)
+                callsInFlight = try container.decodeIfPresent(Int.self, forKey: .callsInFlight)
+                sessions = try container.decodeIfPresent(Int.self, forKey: .sessions)
+                diskMiB = try container.decodeIfPresent(Int.self, forKey: .diskMiB)
+                diskFiles = try container.decodeIfPresent(Int.self, forKey: .diskFiles)
+                workspaceDiskMiB = try container.decodeIfPresent(Int.self, forKey: .workspaceDiskMiB)
+                workspaceDiskFiles = try container.decodeIfPresent(Int.self, forKey: .workspaceDiskFiles)
             }
         }
 
@@ -120,7 +138,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
 
         public init(from decoder: any Decoder) throws {
             // The top-level keys are one TenantCaps; `tenants` is not among its keys.
-            standard = try TenantCaps(from: decoder)
+            standard = try TenantCaps(from: decoder, alsoKnown: [CodingKeys.tenants.rawValue])
             tenants = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(
                 [String: TenantCaps].self, forKey: .tenants)
         }
@@ -142,7 +160,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         }
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case listen, issuer, audience, catalog, workspaces
         case claimMaxLifetimeSeconds = "claim_max_lifetime_seconds"
         case clockSkewSeconds = "clock_skew_seconds"
@@ -175,6 +193,51 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case otlpEndpoint = "otlp_endpoint"
     }
 
+    /// Keys of `leasehold.yaml` read by other parts of the runner from the same file.
+    static let otherKeys = ["servers"]
+
+    /// Decodes the file, refusing keys it does not know: a misspelt `allowed_hosts` must not
+    /// silently leave every host allowed.
+    public init(from decoder: any Decoder) throws {
+        try StrictKeys.check(
+            decoder, known: CodingKeys.allCases.map(\.rawValue) + Self.otherKeys, in: "leasehold.yaml")
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        listen = try container.decodeIfPresent(String.self, forKey: .listen)
+        issuer = try container.decodeIfPresent(String.self, forKey: .issuer)
+        audience = try container.decodeIfPresent(String.self, forKey: .audience)
+        claimMaxLifetimeSeconds = try container.decodeIfPresent(Int.self, forKey: .claimMaxLifetimeSeconds)
+        clockSkewSeconds = try container.decodeIfPresent(Int.self, forKey: .clockSkewSeconds)
+        keysFile = try container.decodeIfPresent(String.self, forKey: .keysFile)
+        allowedOrigins = try container.decodeIfPresent([String].self, forKey: .allowedOrigins)
+        allowedHosts = try container.decodeIfPresent([String].self, forKey: .allowedHosts)
+        catalog = try container.decodeIfPresent(CatalogFile.self, forKey: .catalog)
+        catalogFile = try container.decodeIfPresent(String.self, forKey: .catalogFile)
+        workspaces = try container.decodeIfPresent([RegisterWorkspaceRequest].self, forKey: .workspaces)
+        workspaceBases = try container.decodeIfPresent([String].self, forKey: .workspaceBases)
+        workerHostIDs = try container.decodeIfPresent(HostIDRange.self, forKey: .workerHostIDs)
+        nodeID = try container.decodeIfPresent(String.self, forKey: .nodeID)
+        policyReloadIntervalSeconds = try container.decodeIfPresent(Int.self, forKey: .policyReloadIntervalSeconds)
+        workerExecutable = try container.decodeIfPresent(String.self, forKey: .workerExecutable)
+        workerIdleTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .workerIdleTimeoutSeconds)
+        workerMaxCallsPerSession = try container.decodeIfPresent(Int.self, forKey: .workerMaxCallsPerSession)
+        workerMaxLive = try container.decodeIfPresent(Int.self, forKey: .workerMaxLive)
+        workerMaxSpares = try container.decodeIfPresent(Int.self, forKey: .workerMaxSpares)
+        workerSparesPerSession = try container.decodeIfPresent(Int.self, forKey: .workerSparesPerSession)
+        workerSpareIdleTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .workerSpareIdleTimeoutSeconds)
+        auditCheckpointRecords = try container.decodeIfPresent(Int.self, forKey: .auditCheckpointRecords)
+        auditCheckpointSeconds = try container.decodeIfPresent(Int.self, forKey: .auditCheckpointSeconds)
+        auditBatchedSyncMs = try container.decodeIfPresent(Int.self, forKey: .auditBatchedSyncMs)
+        auditUnauthenticatedIntervalSeconds = try container.decodeIfPresent(Int.self, forKey: .auditUnauthenticatedIntervalSeconds)
+        auditUnauthenticatedSources = try container.decodeIfPresent(Int.self, forKey: .auditUnauthenticatedSources)
+        workerCgroups = try container.decodeIfPresent(String.self, forKey: .workerCgroups)
+        http = try container.decodeIfPresent(HTTPLimits.self, forKey: .http)
+        tenantLimits = try container.decodeIfPresent(TenantLimitsConfig.self, forKey: .tenantLimits)
+        auditReserveMiB = try container.decodeIfPresent(Int.self, forKey: .auditReserveMiB)
+        oauth = try container.decodeIfPresent(OAuthConfig.self, forKey: .oauth)
+        metrics = try container.decodeIfPresent(MetricsConfig.self, forKey: .metrics)
+        otlpEndpoint = try container.decodeIfPresent(String.self, forKey: .otlpEndpoint)
+    }
+
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
     public func usesWorkerCgroups() throws -> Bool {
         switch workerCgroups ?? "auto" {
@@ -190,6 +253,17 @@ public struct LeaseholdConfig: Decodable, Sendable {
         public var first: UInt32
         /// How many tenants the range holds.
         public var count: UInt32
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case first, count
+        }
+
+        public init(from decoder: any Decoder) throws {
+            try StrictKeys.check(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "worker_host_ids")
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            first = try container.decode(UInt32.self, forKey: .first)
+            count = try container.decode(UInt32.self, forKey: .count)
+        }
     }
 
     /// An empty configuration (every default).
@@ -202,9 +276,12 @@ public struct LeaseholdConfig: Decodable, Sendable {
         }
         do {
             return try YAMLDecoder().decode(LeaseholdConfig.self, from: text)
+        } catch let error as ConfigError {
+            throw error.placed(in: file, text: text)
         } catch DecodingError.dataCorrupted(let context) where context.underlyingError is ConfigError {
             // A strict section's own refusal (an unknown key), not the decoder's wrapping of it.
-            throw ConfigError("\(file): \(context.underlyingError.map { "\($0)" } ?? "")")
+            guard let error = context.underlyingError as? ConfigError else { throw ConfigError("\(file): \(context)") }
+            throw error.placed(in: file, text: text)
         } catch {
             throw ConfigError("\(file): \(error)")
         }
@@ -233,9 +310,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     /// How many spares the runner keeps and how long an untaken one lives, validated: a negative
     /// count or a zero or day-long idle time is refused at start rather than silently clamped.
     public func workerSpares() throws(ConfigError) -> (perSession: Int, maximum: Int, idleTimeout: Duration) {
-        let maximum = workerMaxSpares ?? 16
-        let perSession = workerSparesPerSession ?? 2
-        let seconds = workerSpareIdleTimeoutSeconds ?? 60
+        let defaults = WorkerPool.Settings.defaults
+        let maximum = workerMaxSpares ?? defaults.maximumSpares
+        let perSession = workerSparesPerSession ?? defaults.sparesPerSession
+        let seconds = workerSpareIdleTimeoutSeconds ?? Int(defaults.spareIdleTimeout.components.seconds)
         guard (0...4096).contains(maximum) else {
             throw ConfigError("worker_max_spares must be between 0 and 4096, not \(maximum)")
         }
@@ -325,7 +403,19 @@ public struct LeaseholdConfig: Decodable, Sendable {
     }
 
     /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).
-    public var maximumLiveWorkers: Int { max(1, workerMaxLive ?? 512) }
+    public var maximumLiveWorkers: Int { max(1, workerMaxLive ?? WorkerPool.Settings.defaults.maximumWorkers) }
+
+    /// The worker pool's settings: every `worker_*` key over ``WorkerPool/Settings/defaults``,
+    /// validated, and each tenant's share (`tenant_limits`).
+    public func workerPoolSettings() throws(ConfigError) -> WorkerPool.Settings {
+        let defaults = WorkerPool.Settings.defaults
+        let spares = try workerSpares()
+        return WorkerPool.Settings(
+            idleTimeout: workerIdleTimeoutSeconds.map { .seconds($0) } ?? defaults.idleTimeout,
+            spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
+            maximumCallsPerSession: max(1, workerMaxCallsPerSession ?? defaults.maximumCallsPerSession),
+            maximumWorkers: maximumLiveWorkers, shares: try tenantShares())
+    }
 
     /// The claim rules this configuration implies.
     public var claimPolicy: ClaimPolicy {
@@ -372,27 +462,12 @@ public struct HTTPLimits: Decodable, Sendable {
         case maxSSEStreamsPerSession = "max_sse_streams_per_session"
     }
 
-    private struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
     /// Creates limits with every key absent (every default).
     public init() {}
 
     /// Decodes `http:`, refusing keys it does not know.
     public init(from decoder: any Decoder) throws {
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue).filter {
-            !known.contains($0)
-        }
-        if let first = unknown.sorted().first {
-            throw ConfigError(
-                "http: unknown key \"\(first)\" (known: \(CodingKeys.allCases.map(\.rawValue).joined(separator: ", ")))"
-            )
-        }
+        try StrictKeys.check(decoder, known: CodingKeys.allCases.map(\.rawValue), in: "http")
         let container = try decoder.container(keyedBy: CodingKeys.self)
         headerTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .headerTimeoutSeconds)
         bodyTimeoutSeconds = try container.decodeIfPresent(Double.self, forKey: .bodyTimeoutSeconds)
@@ -476,8 +551,48 @@ public struct AuditCheckpointPolicy: Sendable, Equatable {
 public struct ConfigError: Error, Sendable, CustomStringConvertible {
     /// What is wrong.
     public let description: String
+    /// Where in the file, as the keys (and sequence indexes) leading to it, when it has a place.
+    let keyPath: [String]?
+
     /// Creates an error.
-    public init(_ description: String) { self.description = description }
+    public init(_ description: String) {
+        self.description = description
+        self.keyPath = nil
+    }
+
+    /// An error at `keyPath` (an unknown key: the path ends with it).
+    init(_ description: String, at keyPath: [String]) {
+        self.description = description
+        self.keyPath = keyPath
+    }
+
+    /// The error with its file, and its line when it has a place (`file:line: message`, like
+    /// `policies/`).
+    func placed(in file: String, text: String) -> ConfigError {
+        guard let keyPath, let line = Self.line(of: keyPath, in: text) else { return ConfigError("\(file): \(description)") }
+        return ConfigError("\(file):\(line): \(description)")
+    }
+
+    /// The 1-based line of the key at `path` in the YAML `text`.
+    static func line(of path: [String], in text: String) -> Int? {
+        guard var node = try? Yams.compose(yaml: text) else { return nil }
+        for (index, component) in path.enumerated() {
+            let last = index == path.count - 1
+            if let mapping = node.mapping {
+                guard let pair = mapping.first(where: { $0.key.string == component }) else { return nil }
+                if last { return pair.key.mark.map { $0.line } }
+                node = pair.value
+            } else if let sequence = node.sequence, let position = Int(component.filter(\.isNumber)),
+                sequence.indices.contains(position)
+            {
+                node = sequence[position]
+                if last { return node.mark.map { $0.line } }
+            } else {
+                return nil
+            }
+        }
+        return nil
+    }
 }
 
 /// Parses `HOST:PORT` (`[::1]:8080` for IPv6).

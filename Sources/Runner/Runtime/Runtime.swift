@@ -129,7 +129,7 @@ public struct Runtime: Sendable {
         let claimPolicy = config.claimPolicy
         // The audit key sits in the state directory, which no worker ever has mounted (invariant 14).
         let auditCheckpoints = try config.auditCheckpoints()
-        let spares = try config.workerSpares()
+        let poolSettings = try config.workerPoolSettings()
         let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
         let audit = try AuditLog(
             path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
@@ -146,10 +146,7 @@ public struct Runtime: Sendable {
         let launch = try WorkerLaunch(
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
-            launch: launch, idleTimeout: .seconds(config.workerIdleTimeoutSeconds ?? 300),
-            spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
-            maximumCallsPerSession: max(1, config.workerMaxCallsPerSession ?? 8),
-            maximumWorkers: config.maximumLiveWorkers, shares: try config.tenantShares(),
+            launch: launch, settings: poolSettings,
             cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
             onEvent: { event in
                 metrics.worker(event)
@@ -227,7 +224,7 @@ public struct Runtime: Sendable {
                 guard let settings = policy.tiers[tier] else {
                     throw ConfigError("server \(server.id): tier \(tier) is not defined in tiers.yaml")
                 }
-                guard server.transport == .http || settings.seccompProfile == SeccompProfileName.exec.rawValue else {
+                guard server.transport == .http || settings.seccompProfile == .exec else {
                     throw ConfigError(
                         "server \(server.id): tier \(tier) has seccomp_profile \(settings.seccompProfile), which cannot run a program; use a tier with seccomp_profile exec (shipped: upstream)"
                     )

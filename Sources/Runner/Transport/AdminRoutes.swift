@@ -103,7 +103,7 @@ struct AdminRoutes: Sendable {
                 let query = request.uri.queryParameters
                 let approvals = try await admin.approvals(
                     sessionID: query.get("session_id"), status: query.get("status"), tenantID: query.get("tenant_id"),
-                    limit: Int(query.get("limit") ?? "") ?? 100, by: principal)
+                    limit: Int(query.get("limit") ?? "") ?? AdminService.defaultApprovalsLimit, by: principal)
                 return HTTPJSON.response(.ok, ["approvals": approvals])
             }
         }
@@ -145,7 +145,8 @@ struct AdminRoutes: Sendable {
                 // Only indexed filters here: every record read matches, so the page fills at `limit`.
                 let page = try admin.auditRecords(
                     filter, afterSeq: Int64(query.get("after_seq") ?? "") ?? 0,
-                    limit: Int(query.get("limit") ?? "") ?? 1000, scanBudget: Int.max, by: principal)
+                    limit: Int(query.get("limit") ?? "") ?? AdminService.defaultAuditLimit, scanBudget: Int.max,
+                    by: principal)
                 let (records, outcomes) = (page.records, page.outcomes)
                 return HTTPJSON.response(.ok, AuditPage(records: records, outcomes: outcomes))
             }
@@ -195,7 +196,9 @@ struct AdminRoutes: Sendable {
             if error.status == 401 { headers[.wwwAuthenticate] = "Bearer realm=\"leasehold-admin\"" }
             return HTTPJSON.error(error, headers: headers)
         } catch {
-            return HTTPJSON.error(APIError(500, "internal_error", "\(error)"))
+            // Whatever failed underneath is for the runner's log; the caller learns only that it did.
+            admin.gateway.logger.error("admin request failed", metadata: ["error": "\(error)"])
+            return HTTPJSON.error(APIError(500, "internal_error", "the request failed inside the runner"))
         }
     }
 

@@ -1,4 +1,5 @@
 import CWorker
+import SandboxProtocol
 
 #if canImport(Glibc)
     import Glibc
@@ -62,7 +63,11 @@ enum ShellRun {
     /// Largest stdin a command may be given.
     static let maximumStdin = 16 << 20
 
-    static func run(_ raw: ArraySlice<UInt8>, _ context: Context) throws(ToolError) -> [UInt8] {
+    /// Runs the command; `killedBy` names the tier limit that killed it, if one did (a shorter
+    /// `timeout_ms` the caller chose is an ordinary result).
+    static func run(
+        _ raw: ArraySlice<UInt8>, _ context: Context
+    ) throws(ToolError) -> (result: [UInt8], killedBy: WorkerMessage.LimitKill?) {
         let args = try Arguments.decode(raw)
         guard context.mayExec else {
             throw ToolError(
@@ -91,7 +96,14 @@ enum ShellRun {
         let status = outcome.status
         let termSignal = status & 0x7f
         let exited = termSignal == 0
-        return Results.encode(
+        let killedBy: WorkerMessage.LimitKill? =
+            switch exited ? 0 : termSignal {
+            case SIGXCPU: .cpuSeconds
+            case SIGXFSZ: .fileSizeMiB
+            // Stopped at the tier's wall clock, not at a shorter timeout the caller chose.
+            default: outcome.timedOut && timeout >= wall ? .wallMs : nil
+            }
+        let result = Results.encode(
             Result(
                 exitCode: exited ? Int((status >> 8) & 0xff) : nil,
                 signal: exited ? nil : signalName(termSignal),
@@ -99,6 +111,7 @@ enum ShellRun {
                 stderr: String(decoding: outcome.stderr, as: UTF8.self),
                 stdoutTruncated: outcome.stdoutTruncated, stderrTruncated: outcome.stderrTruncated,
                 timedOut: outcome.timedOut, durationMs: outcome.durationMs))
+        return (result, killedBy)
     }
 
     /// The executable, its argv, and whether argv[0] is looked up in PATH.
