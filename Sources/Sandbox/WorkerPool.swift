@@ -165,7 +165,7 @@ public actor WorkerPool: ToolExecutor {
     /// by a tenant or the runner excluded): what the console shows for a live session.
     public func warmWorkersBySession() -> [String: Int] {
         var counts: [String: Int] = [:]
-        for entry in live.values {
+        for entry in machine.entries.values {
             guard let key = entry.warmKey, key.leaseID == entry.binding.leaseID, !key.leaseID.isEmpty else { continue }
             counts[key.sessionID, default: 0] += 1
         }
