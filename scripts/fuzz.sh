@@ -73,7 +73,7 @@ build_package_target() {
 }
 
 # Leaks in the toolchain's own libraries that are not Leasehold's (each says why).
-export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 failed=()
 for target in "${targets[@]}"; do
@@ -107,7 +107,10 @@ for target in "${targets[@]}"; do
     log="$FUZZ_OUT/$target.log"
     echo "fuzz: $target for ${FUZZ_SECONDS}s"
     # -rss_limit_mb and -timeout: a slow or huge input is a finding too (a hang or a memory blow-up).
-    if "$binary" "$corpus" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    # Scratch files a harness writes (policy_yaml's policies directory) go here and are removed.
+    scratch_tmp="$(cd "$FUZZ_OUT" && pwd)/tmp"
+    mkdir -p "$scratch_tmp"
+    if TMPDIR="$scratch_tmp" "$binary" "$corpus" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix="$crashes/" > "$log" 2>&1; then
         grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$log" | sed "s/^/  /" || true
     else
@@ -115,6 +118,7 @@ for target in "${targets[@]}"; do
         grep -E "ERROR|Fatal error|SUMMARY|Test unit written" "$log" | head -8 >&2 || tail -20 "$log" >&2
         failed+=("$target")
     fi
+    rm -rf "$scratch_tmp"
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: crashes in: ${failed[*]}" >&2
