@@ -6,6 +6,11 @@
 # would cost tens of minutes on a 2-core machine), then run for FUZZ_SECONDS from the seed corpus
 # Fuzz/corpus/<target>/ (copied: the repository's seeds stay as committed).
 #
+# The parsers behind jwt-kit and Yams (claims, policy files) cannot be compiled alone: their targets
+# are a small SwiftPM package, Fuzz/Package.swift (its own scratch path .build-fuzz-pkg; the fuzz
+# flags are on the targets that hold the parser, the dependencies are built plain). Building those
+# dependencies costs minutes, so `make test` runs only the per-file targets (Makefile FUZZ_CHEAP).
+#
 # Usage: scripts/fuzz.sh [target ...]      (default: every target)
 #   FUZZ_SECONDS  per target (default 60; `make test` runs 10)
 #   FUZZ_OUT      work dir (default .build-fuzz: corpora grown here, crashes in $FUZZ_OUT/crashes/)
@@ -28,6 +33,9 @@ declare -A sources=(
     # imports SandboxProtocol and CWorker: built as modules of their own (see build_worker_target).
     [apply_patch]="worker"
     [tool_pattern]="Sources/Runner/Policy/ToolPattern.swift Sources/Runner/Policy/ToolName.swift"
+    # Products of Fuzz/Package.swift (see build_package_target).
+    [claims]="package"
+    [policy_yaml]="package"
 )
 
 targets=("$@")
@@ -57,6 +65,16 @@ build_worker_target() {
         "$modules/SandboxProtocol.o" "$modules/cworker.o" -o "$binary"
 }
 
+# A product of Fuzz/Package.swift, copied next to the others.
+build_package_target() {
+    local target=$1 binary=$2 scratch="$PWD/.build-fuzz-pkg"
+    swift build --package-path Fuzz --scratch-path "$scratch" --product "$target" >&2
+    cp "$scratch/debug/$target" "$binary"
+}
+
+# Leaks in the toolchain's own libraries that are not Leasehold's (each says why).
+export LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+
 failed=()
 for target in "${targets[@]}"; do
     if [ -z "${sources[$target]+x}" ]; then
@@ -64,7 +82,12 @@ for target in "${targets[@]}"; do
         exit 2
     fi
     binary="$FUZZ_OUT/bin/$target"
-    if [ "${sources[$target]}" = worker ]; then
+    if [ "${sources[$target]}" = package ]; then
+        build_package_target "$target" "$binary" 2> "$FUZZ_OUT/$target.build.log" || {
+            cat "$FUZZ_OUT/$target.build.log" >&2
+            exit 1
+        }
+    elif [ "${sources[$target]}" = worker ]; then
         build_worker_target "$target" "$binary" 2> "$FUZZ_OUT/$target.build.log" || {
             cat "$FUZZ_OUT/$target.build.log" >&2
             exit 1
@@ -84,7 +107,10 @@ for target in "${targets[@]}"; do
     log="$FUZZ_OUT/$target.log"
     echo "fuzz: $target for ${FUZZ_SECONDS}s"
     # -rss_limit_mb and -timeout: a slow or huge input is a finding too (a hang or a memory blow-up).
-    if "$binary" "$corpus" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    # Scratch files a harness writes (policy_yaml's policies directory) go here and are removed.
+    scratch_tmp="$(cd "$FUZZ_OUT" && pwd)/tmp"
+    mkdir -p "$scratch_tmp"
+    if TMPDIR="$scratch_tmp" "$binary" "$corpus" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix="$crashes/" > "$log" 2>&1; then
         grep -E "^stat::(number_of_executed_units|new_units_added|peak_rss_mb)" "$log" | sed "s/^/  /" || true
     else
@@ -92,6 +118,7 @@ for target in "${targets[@]}"; do
         grep -E "ERROR|Fatal error|SUMMARY|Test unit written" "$log" | head -8 >&2 || tail -20 "$log" >&2
         failed+=("$target")
     fi
+    rm -rf "$scratch_tmp"
 done
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz: crashes in: ${failed[*]}" >&2

@@ -1,0 +1,1 @@
+../../../Sources/Sandbox/WorkerTier.swift

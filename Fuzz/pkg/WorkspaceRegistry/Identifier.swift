@@ -1,0 +1,1 @@
+../../../Sources/WorkspaceRegistry/Identifier.swift

@@ -1,0 +1,1 @@
+../../../Sources/Runner/Claims/KeySet.swift

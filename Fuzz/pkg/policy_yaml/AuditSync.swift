@@ -1,0 +1,1 @@
+../../../Sources/Runner/Audit/AuditSync.swift

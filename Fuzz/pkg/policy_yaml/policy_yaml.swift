@@ -1,0 +1,1 @@
+../../targets/policy_yaml.swift
