@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-extras/swift-extras-base64.git", from: "1.2.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/modelcontextprotocol/swift-sdk.git", exact: "0.12.1"),
     ],
     targets: [
         .executableTarget(
@@ -36,6 +37,9 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "pkg/policy_yaml", swiftSettings: fuzz, linkerSettings: link),
+        .executableTarget(
+            name: "jsonrpc_edge", dependencies: [.product(name: "MCP", package: "swift-sdk")],
+            path: "pkg/jsonrpc_edge", swiftSettings: fuzz, linkerSettings: link),
         // The two main-package modules the policy files import, reduced to the files they use
         // (the rest of Sandbox needs NIO); CSandbox is the main package's, whole.
         .target(name: "Sandbox", dependencies: ["CSandbox"], path: "pkg/Sandbox", swiftSettings: fuzz),

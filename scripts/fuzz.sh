@@ -6,9 +6,9 @@
 # would cost tens of minutes on a 2-core machine), then run for FUZZ_SECONDS from the seed corpus
 # Fuzz/corpus/<target>/ (copied: the repository's seeds stay as committed).
 #
-# The parsers behind jwt-kit and Yams (claims, policy files) cannot be compiled alone: their targets
-# are a small SwiftPM package, Fuzz/Package.swift (its own scratch path .build-fuzz-pkg; the fuzz
-# flags are on the targets that hold the parser, the dependencies are built plain). Building those
+# The parsers behind jwt-kit, Yams and the MCP SDK (claims, policy files, the edge's exact JSON)
+# cannot be compiled alone: their targets are a small SwiftPM package, Fuzz/Package.swift (its own
+# scratch path .build-fuzz-pkg; the fuzz flags are on the targets that hold the parser, the dependencies are built plain). Building those
 # dependencies costs minutes, so `make test` runs only the per-file targets (Makefile FUZZ_CHEAP).
 #
 # Usage: scripts/fuzz.sh [target ...]      (default: every target)
@@ -36,6 +36,7 @@ declare -A sources=(
     # Products of Fuzz/Package.swift (see build_package_target).
     [claims]="package"
     [policy_yaml]="package"
+    [jsonrpc_edge]="package"
 )
 
 targets=("$@")

@@ -1,0 +1,1 @@
+../../targets/jsonrpc_edge.swift
