@@ -8,8 +8,9 @@
 #
 # The parsers behind jwt-kit, Yams and the MCP SDK (claims, policy files, the edge's exact JSON)
 # cannot be compiled alone: their targets are a small SwiftPM package, Fuzz/Package.swift (its own
-# scratch path .build-fuzz-pkg; the fuzz flags are on the targets that hold the parser, the dependencies are built plain). Building those
-# dependencies costs minutes, so `make test` runs only the per-file targets (Makefile FUZZ_CHEAP).
+# scratch path .build-fuzz-pkg; the fuzz flags are on the targets that hold the parser, the
+# dependencies are built plain). Building those dependencies costs minutes, so `make test` runs
+# only the per-file targets (Makefile FUZZ_CHEAP).
 #
 # Usage: scripts/fuzz.sh [target ...]      (default: every target)
 #   FUZZ_SECONDS  per target (default 60; `make test` runs 10)
