@@ -61,8 +61,8 @@ test-interop-mcp2:
 
 ## Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the parsers that read untrusted bytes,
 ## FUZZ_SECONDS per target (default 60); a crash fails it and leaves its input in .build-fuzz/crashes/.
-## FUZZ_TARGETS names some (default: all). claims and policy_yaml build Fuzz/Package.swift's
-## dependencies first (.build-fuzz-pkg/; minutes the first time).
+## FUZZ_TARGETS names some (default: all). claims, policy_yaml and jsonrpc_edge build
+## Fuzz/Package.swift's dependencies first (.build-fuzz-pkg/; minutes the first time).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 fuzz:
