@@ -33,13 +33,24 @@ from typing import Any
 import httpx
 import pytest
 
-from interop_support import INITIALIZE_BODY, POLICIES_DIR, LeaseholdServer, jsonrpc_messages, leasehold_binary, raw_headers
+from interop_support import (
+    INITIALIZE_BODY,
+    POLICIES_DIR,
+    LeaseholdServer,
+    copy_policies,
+    jsonrpc_messages,
+    leasehold_binary,
+    raw_headers,
+)
 
 VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 # clock_skew_seconds: wide, so the set-up before a jump (worker spawns on a loaded machine) never
 # eats the margin a case relies on.
 SKEW_S = 120
+# What a call that got past its approval answers: kb.publish is a catalog tool with no upstream
+# server, so the confined worker it runs in answers unknown_tool (as in test_approvals.py).
+RAN = "unknown_tool"
 POLL_LIMIT_S = 20.0
 POLL_STEP_S = 0.05
 
@@ -92,6 +103,17 @@ class Session:
         self.sid = response.headers["mcp-session-id"]
         self.http.post(self.server.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"},
                        headers=raw_headers(claim, self.sid, VERSION))
+
+    def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The error of a tools/call that is answered isError (every call in the approval case is)."""
+        self.next_id += 1
+        body = {"jsonrpc": "2.0", "id": self.next_id, "method": "tools/call",
+                "params": {"name": name, "arguments": arguments}}
+        response = self.http.post(self.server.mcp_url, json=body, headers=raw_headers(self.claim, self.sid, VERSION))
+        assert response.status_code == 200, response.text
+        result = jsonrpc_messages(response)[0]["result"]
+        assert result["isError"] is True, result
+        return result["structuredContent"]["error"]
 
     def mint(self) -> httpx.Response:
         return self.server.admin("POST", f"/sessions/{self.id}/claims")
@@ -159,36 +181,45 @@ def epoch(timestamp: str) -> float:
 
 
 @pytest.fixture
-def jumpy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[LeaseholdServer, Clock, dict[str, Path]]]:
-    """A runner under libfaketime (offset +0 to start), workspaces acme/w1 and globex/g1."""
+def start_jumpy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Starts a runner under libfaketime (offset +0 to start), workspaces acme/w1 and globex/g1;
+    `policies` and `config` (a dict, JSON is YAML) may be given."""
     if not FAKETIME_LIB.is_file():
         pytest.fail(f"{FAKETIME_LIB} is missing: install the Debian package faketime (scripts/bootstrap.sh does)")
-    clock = Clock(tmp_path / "faketime")
-    env = {"LD_PRELOAD": str(FAKETIME_LIB), "DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1",
-           "FAKETIME_TIMESTAMP_FILE": str(clock.path)}
-    config = tmp_path / "leasehold.yaml"
-    config.write_text(json.dumps({"worker_max_spares": 0, "clock_skew_seconds": SKEW_S}))
-    # Started through sh's exec: executed straight from Python (or env(1)) with the preload, the
-    # binary sees no arguments (it prints its usage and exits 0); from a shell it starts normally.
-    server = LeaseholdServer(leasehold_binary(), tmp_path / "state", POLICIES_DIR, config, extra_env=env,
-                             launcher=["sh", "-c", 'exec "$@"', "sh"]).start()
-    roots = {}
-    try:
+    started: list[LeaseholdServer] = []
+
+    def start(policies: Path = POLICIES_DIR, config: dict[str, Any] | None = None) -> tuple[LeaseholdServer, Clock]:
+        clock = Clock(tmp_path / "faketime")
+        env = {"LD_PRELOAD": str(FAKETIME_LIB), "DONT_FAKE_MONOTONIC": "1", "FAKETIME_NO_CACHE": "1",
+               "FAKETIME_TIMESTAMP_FILE": str(clock.path)}
+        path = tmp_path / "leasehold.yaml"
+        path.write_text(json.dumps({"worker_max_spares": 0, "clock_skew_seconds": SKEW_S, **(config or {})}))
+        # Started through sh's exec: executed straight from Python (or env(1)) with the preload, the
+        # binary sees no arguments (it prints its usage and exits 0); from a shell it starts normally.
+        server = LeaseholdServer(leasehold_binary(), tmp_path / "state", policies, path, extra_env=env,
+                                 launcher=["sh", "-c", 'exec "$@"', "sh"]).start()
+        started.append(server)
         for tenant, workspace in (("acme", "w1"), ("globex", "g1")):
             root = server.workspace_dir(tenant, workspace)
             (root / "README.md").write_text(f"readme of {tenant}\n")
             server.register_workspace(root, tenant=tenant, workspace=workspace)
-            roots[tenant] = root
-        yield server, clock, roots
-    finally:
+        return server, clock
+
+    yield start
+    for server in started:
         if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
             print("\n".join(server.log[-60:]))
         server.stop()
-    assert server._process is not None and server._process.returncode == 0, server.log[-20:]
+        assert server._process is not None and server._process.returncode == 0, server.log[-20:]
+
+
+@pytest.fixture
+def jumpy(start_jumpy: Any) -> tuple[LeaseholdServer, Clock]:
+    return start_jumpy()
 
 
 def test_a_forward_jump_past_a_lease_end_ends_that_session_and_only_it(jumpy: Any) -> None:
-    server, clock, _ = jumpy
+    server, clock = jumpy
     runner = server._process.pid
     acme = Session(server, "acme", "w1", lease_ttl_seconds=600, claim_ttl_seconds=900)
     globex = Session(server, "globex", "g1", lease_ttl_seconds=7200, claim_ttl_seconds=900)
@@ -235,7 +266,7 @@ def test_a_forward_jump_past_a_lease_end_ends_that_session_and_only_it(jumpy: An
 
 
 def test_a_forward_jump_past_a_claims_exp_expires_it_and_a_claim_for_the_new_time_works(jumpy: Any) -> None:
-    server, clock, _ = jumpy
+    server, clock = jumpy
     acme = Session(server, "acme", "w1", lease_ttl_seconds=7200, claim_ttl_seconds=300)
     globex = Session(server, "globex", "g1", lease_ttl_seconds=7200, claim_ttl_seconds=900)
     try:
@@ -256,7 +287,7 @@ def test_a_forward_jump_past_a_claims_exp_expires_it_and_a_claim_for_the_new_tim
 
 
 def test_a_backward_jump_refuses_claims_from_the_future_and_shortens_no_lease(jumpy: Any) -> None:
-    server, clock, _ = jumpy
+    server, clock = jumpy
     acme = Session(server, "acme", "w1", lease_ttl_seconds=600, claim_ttl_seconds=900)
     globex = Session(server, "globex", "g1", lease_ttl_seconds=7200, claim_ttl_seconds=900)
     try:
@@ -299,5 +330,44 @@ def test_a_backward_jump_refuses_claims_from_the_future_and_shortens_no_lease(ju
     finally:
         acme.close()
         globex.close()
+    verified = audit_verify(server)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified.stdout + verified.stderr
+
+
+def test_an_approval_grant_expires_at_its_wall_clock_end_across_jumps(start_jumpy: Any, tmp_path: Path) -> None:
+    """A grant's TTL is wall-clock time: a forward jump past it expires the grant; a backward jump
+    leaves it usable (its end is a time, not a countdown) until its uses are spent."""
+    policies = copy_policies(tmp_path / "policies", [("kb.publish", "external")])
+    catalog = {"catalog": {"servers": [{"id": "kb", "tools": [{"name": "kb.publish", "description": "publish"}]}],
+                           "bundles": {}}}
+    server, clock = start_jumpy(policies, catalog)
+    acme = Session(server, "acme", "w1", lease_ttl_seconds=7200, claim_ttl_seconds=900)
+    try:
+        asked = acme.call("kb.publish", {"page": "a"})
+        assert asked["code"] == "approval_required", asked
+        server.admin("POST", f"/approvals/{asked['approval_id']}/grant", {"ttl_seconds": 300, "uses": 5}, expect=200)
+        assert acme.call("kb.publish", {"page": "a"})["code"] == RAN
+        clock.set("+400")
+        fresh = acme.mint()
+        assert fresh.status_code == 201, fresh.text
+        acme.connect(fresh.json()["claim"])
+        expired = acme.call("kb.publish", {"page": "a"})
+        assert expired["code"] == "approval_invalid" and "has expired" in expired["message"], expired
+
+        clock.set("+0")
+        acme.connect(acme.mint().json()["claim"])  # the one minted at +400 is from the future now
+        asked = acme.call("kb.publish", {"page": "b"})
+        assert asked["code"] == "approval_required", asked
+        server.admin("POST", f"/approvals/{asked['approval_id']}/grant", {"ttl_seconds": 300, "uses": 2}, expect=200)
+        clock.set("-2h")
+        fresh = acme.mint()
+        assert fresh.status_code == 201, fresh.text
+        acme.connect(fresh.json()["claim"])
+        assert acme.call("kb.publish", {"page": "b"})["code"] == RAN
+        assert acme.call("kb.publish", {"page": "b"})["code"] == RAN
+        spent = acme.call("kb.publish", {"page": "b"})
+        assert spent["code"] in ("approval_invalid", "approval_required"), spent
+    finally:
+        acme.close()
     verified = audit_verify(server)
     assert verified.returncode == 0 and verified.stdout.startswith("ok: "), verified.stdout + verified.stderr
