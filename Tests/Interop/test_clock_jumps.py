@@ -1,7 +1,7 @@
 """Wall-clock jumps under a running runner, through the real binary (issue 21), two tenants.
 
 The runner runs under libfaketime (Debian package `faketime`) with monotonic time left alone
-(`DONT_FAKE_MONOTONIC=1`, or the runner hangs at start): writing an offset such as "+615" or
+(`DONT_FAKE_MONOTONIC=1`, or the runner hangs at start): writing an offset such as "+610" or
 "-2h" into its timestamp file jumps the runner's CLOCK_REALTIME at once while CLOCK_MONOTONIC runs
 on. Workers are static executables, so the preload never reaches them. The test's own clock and
 `leasehold audit verify` are not faked.
