@@ -19,6 +19,8 @@ packages=(libseccomp-dev libcap-dev libsqlite3-dev pkg-config gcc libc6-dev wfuz
 packages+=(python3-venv)
 # chromium, chromium-driver: the console's browser tests (Tests/Interop/test_console.py, Selenium).
 packages+=(chromium chromium-driver)
+# faketime: libfaketime jumps the runner's wall clock in Tests/Interop/test_clock_jumps.py.
+packages+=(faketime)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

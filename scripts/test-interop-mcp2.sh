@@ -36,6 +36,8 @@ declare -A skipped=(
     [test_console.py]="the console in headless Chromium (Selenium) plus raw JSON-RPC over httpx, no mcp client"
     [test_fuzz.py]="mcp-fuzzer drives the server with its own client, not the mcp package"
     [test_faults.py]="raw JSON-RPC, sqlite locks, a tmpfs, signals to workers and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
+    [test_clock_jumps.py]="raw JSON-RPC over httpx against a runner under libfaketime, no mcp client; same bytes as the 1.x run"
+    [test_descriptor_exhaustion.py]="raw sockets and raw JSON-RPC (attack_support.Agent) against a runner with 96 open files, no mcp client; same bytes as the 1.x run"
     [test_http_edge.py]="raw sockets (malformed chunked bodies, pipelining), no mcp client; same bytes as the 1.x run"
     [test_worker_ops.py]="drives leasehold-worker's fd-3 frame channel directly, no MCP at all"
 )

@@ -219,7 +219,7 @@ struct Doctor: AsyncParsableCommand {
     /// The HTTP and audit bounds `serve` would hold with this configuration on this host.
     private func reportBounds() {
         let configuration: LeaseholdConfig
-        let settings: HTTPSettings
+        var settings: HTTPSettings
         let sampling: RefusalSampling
         let shares: TenantShares
         let sessions: TenantSessionLimits
@@ -237,6 +237,8 @@ struct Doctor: AsyncParsableCommand {
         var budget = DescriptorBudget.current(workers: configuration.maximumLiveWorkers)
         budget.softLimit = budget.hardLimit
         let connections = budget.connections(configured: settings.maximumConnections)
+        settings.maximumConnectionsPerAddress = DescriptorBudget.connectionsPerAddress(
+            configured: settings.maximumConnectionsPerAddress, connections: connections)
         print(
             "open files:      RLIMIT_NOFILE hard \(budget.hardLimit) (serve raises the soft limit to it); "
                 + "\(budget.reserve) reserved for the runner and \(budget.workers) workers"

@@ -201,9 +201,11 @@ class LeaseholdServer:
 
     def __init__(
         self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None,
-        extra_env: dict[str, str] | None = None, extra_args: Iterable[str] = (),
+        extra_env: dict[str, str] | None = None, extra_args: Iterable[str] = (), launcher: Iterable[str] = (),
     ):
         self.preexec = preexec
+        # A command that execs `leasehold serve ...` (its arguments appended), e.g. `sh -c 'exec "$@"' sh`.
+        self.launcher = list(launcher)
         self.extra_args = list(extra_args)
         self.extra_env = dict(extra_env or {})
         self.binary = binary
@@ -226,7 +228,7 @@ class LeaseholdServer:
         ]
         if self.config is not None:
             args += ["--config", str(self.config)]
-        args += self.extra_args
+        args = self.launcher + args + self.extra_args
         env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
         env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
         env.update(self.extra_env)

@@ -129,6 +129,17 @@ import Testing
         #expect(DescriptorBudget(softLimit: 1024, hardLimit: 1024, workers: 512).connections(configured: 4096) == 16)
     }
 
+    @Test func onePerAddressCapNeverCoversEveryConnection() {
+        // Enough connections: the configured per-address cap stands.
+        #expect(DescriptorBudget.connectionsPerAddress(configured: 256, connections: 4096) == 256)
+        #expect(DescriptorBudget.connectionsPerAddress(configured: 256, connections: 704) == 256)
+        // 16 connections left by a low open-file limit: one address may hold half of them.
+        #expect(DescriptorBudget.connectionsPerAddress(configured: 256, connections: 16) == 8)
+        #expect(DescriptorBudget.connectionsPerAddress(configured: 256, connections: 1) == 1)
+        // No per-address cap (a proxy in front) stays the operator's choice.
+        #expect(DescriptorBudget.connectionsPerAddress(configured: 0, connections: 16) == 0)
+    }
+
     @Test func aStreamSlotIsGivenBackOnceWhicheverWayItEnds() {
         let streams = SessionStreams(limit: 2)
         var first = streams.open(session: "s")

@@ -43,6 +43,15 @@ public struct DescriptorBudget: Sendable, Equatable {
         min(configured, max(Self.minimumConnections, softLimit - reserve))
     }
 
+    /// The per-address cap in force: the configured one, lowered to half of `connections` (the cap
+    /// ``connections(configured:)`` leaves) so that one client address never holds every connection.
+    /// Without that, a limit of 256 open files left 16 connections under a per-address cap of 256:
+    /// one client's idle keep-alive connections shut out every other tenant and the admin API until
+    /// they timed out. 0 (no per-address cap, e.g. behind a proxy) is the operator's choice and kept.
+    public static func connectionsPerAddress(configured: Int, connections: Int) -> Int {
+        configured == 0 ? 0 : min(configured, max(1, connections / 2))
+    }
+
     /// The limits as they are, without changing them (`doctor`).
     public static func current(workers: Int) -> DescriptorBudget {
         var limit = rlimit()

@@ -357,7 +357,7 @@ public struct Runtime: Sendable {
         // Connections and workers draw on the same descriptors: take all the kernel allows, and
         // leave workers theirs whatever the connection cap says (DescriptorBudget).
         let descriptors = DescriptorBudget.raisingSoftLimit(workers: config.maximumLiveWorkers)
-        if let http {
+        if var http {
             let connections = descriptors.connections(configured: http.maximumConnections)
             if connections < http.maximumConnections {
                 logger.warning(
@@ -367,11 +367,23 @@ public struct Runtime: Sendable {
                         "max_connections": "\(http.maximumConnections)", "in_force": "\(connections)",
                     ])
             }
+            let perAddress = DescriptorBudget.connectionsPerAddress(
+                configured: http.maximumConnectionsPerAddress, connections: connections)
+            if perAddress < http.maximumConnectionsPerAddress {
+                logger.warning(
+                    "the lowered connection cap lowers the per-address cap, so one client cannot hold every connection",
+                    metadata: [
+                        "max_connections_per_address": "\(http.maximumConnectionsPerAddress)",
+                        "in_force": "\(perAddress)",
+                    ])
+                http.maximumConnectionsPerAddress = perAddress
+            }
+            let port = http.port
             let oauth = try (config.oauth ?? OAuthConfig()).validated()
             let app = HTTPServer.application(
                 admin: admin, settings: http, maximumConnections: connections, oauth: oauth,
                 subjectTokens: oauth.issuers.isEmpty ? nil : try await SubjectTokenVerifier(config: oauth, logger: logger),
-                onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? http.port) },
+                onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? port) },
                 logger: logger)
             services.append(.init(service: app))
         }
