@@ -536,6 +536,15 @@ extension WorkerPool {
 
         /// A lease the runner acts on when it ends (the gateway closes the session's connections
         /// and audits `lease.expired`), whether or not the session holds a worker.
+        /// The wall clock stepped by `step` (forward: positive): every lease end, a wall-clock time
+        /// kept on this clock, comes `step` sooner.
+        mutating func wallClockStepped(by step: Duration) {
+            for (id, entry) in entries {
+                if let end = entry.leaseEnd { entries[id]?.leaseEnd = end.advanced(by: .zero - step) }
+            }
+            for (id, lease) in watchedLeases { watchedLeases[id]?.at = lease.at.advanced(by: .zero - step) }
+        }
+
         struct LeaseEnd: Sendable, Hashable {
             var sessionID: String
             var leaseID: String

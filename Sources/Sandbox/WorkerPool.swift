@@ -94,6 +94,10 @@ public actor WorkerPool: ToolExecutor {
     private var toolsChangedServers: Set<String> = []
     /// Wakes the timer when something is due earlier than it sleeps for.
     private let bell = TimerBell()
+    /// One reading of both clocks, and how far the wall clock has stepped from the monotonic one
+    /// since (``noticeWallClockStep()``).
+    private let epoch = (instant: ContinuousClock.now, date: Date())
+    private var wallOffset: Double = 0
     /// What the timer sleeps until (nil: until rung).
     private var timerTarget: ContinuousClock.Instant?
     /// Told when a watched lease ends (the gateway closes the session's connections).
@@ -818,8 +822,27 @@ public actor WorkerPool: ToolExecutor {
             // A timer is the point here: leases end at a time, not at an event. It sleeps until
             // the next deadline; a worker or lease with an earlier one rings the bell.
             timerTarget = machine.deadline
-            await bell.wait(until: timerTarget)
+            // At most a second on the monotonic clock, so that a step of the wall clock is seen.
+            await bell.wait(until: min(timerTarget ?? .now.advanced(by: .seconds(1)), .now.advanced(by: .seconds(1))))
+            noticeWallClockStep()
         }
+    }
+
+    /// Leases end at a wall-clock time (`expires_at`), moved onto the monotonic clock when a call
+    /// or watch arrives; idle timeouts are elapsed time. When the wall clock steps (an NTP step,
+    /// an operator's `date -s`), lease ends move by the step, so a forward step past a lease's end
+    /// destroys its workers at once and idle timeouts stay as they were.
+    private func noticeWallClockStep() {
+        let offset = Date().timeIntervalSince(epoch.date) - Self.seconds(epoch.instant.duration(to: .now))
+        let step = offset - wallOffset
+        guard abs(step) >= 0.25 else { return }
+        wallOffset = offset
+        machine.wallClockStepped(by: .milliseconds(Int64((step * 1000).rounded())))
+        logger.notice("the wall clock stepped; lease ends moved with it", metadata: ["step_seconds": "\(step)"])
+    }
+
+    private static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// Wakes the timer when `deadline` comes before what it sleeps until.
