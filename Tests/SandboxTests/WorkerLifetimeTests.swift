@@ -295,6 +295,26 @@ final class TestClock: Clock, Sendable {
         #expect(check34)
     }
 
+    @Test func aWallClockStepMovesLeaseEndsButNotIdleTimeouts() {
+        var machine = Machine(settings: Self.settings(idle: 60_000))
+        _ = Self.warmCall(&machine, Self.call(leaseEnd: 50_000), spawning: "w1", at: 0)
+        let watched = Machine.LeaseEnd(sessionID: "s2", leaseID: "l2", at: .ms(40_000))
+        let check35 = machine.watchLease(watched)
+        #expect(check35)
+        // The wall clock steps 55 s forward at 1 s: both lease ends are now behind it.
+        machine.wallClockStepped(by: .milliseconds(55_000))
+        #expect(machine.deadline == .ms(-15_000))
+        let due = machine.tick(now: .ms(1_000))
+        #expect(due.destroy.map(\.id) == ["w1"] && due.destroy.first?.reason == .leaseExpired)
+        #expect(due.leasesEnded.map(\.leaseID) == ["l2"])
+        // A backward step lengthens a lease's life by the step; the idle timeout stays elapsed time.
+        _ = Self.warmCall(&machine, Self.call(session: "s3", leaseEnd: 10_000), spawning: "w3", at: 2_000)
+        machine.wallClockStepped(by: .milliseconds(-100_000))
+        #expect(machine.deadline == .ms(62_000), "idle at 2 s + 60 s comes before the lease end at 110 s")
+        let check36 = machine.tick(now: .ms(62_000)).destroy.map(\.reason) == [.idle]
+        #expect(check36)
+    }
+
     // MARK: Retirements
 
     @Test func aRevokeKillsEveryLeaseOfTheSessionAndVoidsCallsAuthorizedBeforeIt() {
