@@ -390,21 +390,7 @@ struct MCPEndpoint: Sendable {
             await gateway.connections.finishRequests([call.idText], on: connectionID)
             return body
         }
-        return ResponseBody { writer in
-            do {
-                for await params in reports {
-                    if let notification = ProgressRelay.notification(token: token.value, params: params) {
-                        try await writer.write(ProgressRelay.event(notification))
-                    }
-                }
-                try await writer.write(ProgressRelay.event(await task.value))
-                try await writer.finish(nil)
-            } catch {
-                cancellation.cancel()
-                _ = await task.value
-                throw error
-            }
-        }
+        return ProgressRelay.eventStream(reports: reports, token: token, answer: task, cancellation: cancellation)
     }
 
     /// `traceparent` / `tracestate` of the request's HTTP headers (W3C Trace Context).

@@ -233,21 +233,7 @@ extension MCPEndpoint {
             continuation.finish()
             return reply.body
         }
-        let body = ResponseBody { writer in
-            do {
-                for await params in reports {
-                    if let notification = ProgressRelay.notification(token: token.value, params: params) {
-                        try await writer.write(ProgressRelay.event(notification))
-                    }
-                }
-                try await writer.write(ProgressRelay.event(await task.value))
-                try await writer.finish(nil)
-            } catch {
-                cancellation.cancel()
-                _ = await task.value
-                throw error
-            }
-        }
+        let body = ProgressRelay.eventStream(reports: reports, token: token, answer: task, cancellation: cancellation)
         return Response(
             status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }

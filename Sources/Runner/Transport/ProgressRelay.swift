@@ -1,6 +1,8 @@
 import Foundation
+import Hummingbird
 import MCP
 import NIOCore
+import Sandbox
 
 /// A client's progress token, and the notifications it gets under it.
 ///
@@ -71,5 +73,29 @@ enum ProgressRelay {
         }
         buffer.writeString("\n")
         return buffer
+    }
+
+    /// The SSE body of a call whose client asked for progress: each report under the client's
+    /// `token`, then `answer`'s response. A reader gone mid-stream cancels the call and waits for
+    /// its end, so its outcome is still recorded.
+    static func eventStream(
+        reports: AsyncStream<[UInt8]>, token: UncheckedToken, answer task: Task<Data, Never>,
+        cancellation: CallCancellation
+    ) -> ResponseBody {
+        ResponseBody { writer in
+            do {
+                for await params in reports {
+                    if let notification = notification(token: token.value, params: params) {
+                        try await writer.write(event(notification))
+                    }
+                }
+                try await writer.write(event(await task.value))
+                try await writer.finish(nil)
+            } catch {
+                cancellation.cancel()
+                _ = await task.value
+                throw error
+            }
+        }
     }
 }
