@@ -617,3 +617,18 @@ def run_cli(binary: Path, *args: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode == 0, f"leasehold {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}"
     return proc.stdout
+
+
+def poll(what: str, check: Any, limit: float = 30.0) -> Any:
+    """A bounded poll, never a bare sleep: calls `check` every 50 ms until it returns something
+    truthy (returned) or `limit` seconds pass (the test fails, naming `what`)."""
+    import pytest
+
+    deadline = time.monotonic() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not within {limit}s")
+        time.sleep(0.05)

@@ -34,6 +34,7 @@ import httpx
 import pytest
 
 from interop_support import (
+    poll,
     INITIALIZE_BODY,
     POLICIES_DIR,
     LeaseholdServer,
@@ -51,20 +52,7 @@ SKEW_S = 120
 # What a call that got past its approval answers: kb.publish is a catalog tool with no upstream
 # server, so the confined worker it runs in answers unknown_tool (as in test_approvals.py).
 RAN = "unknown_tool"
-POLL_LIMIT_S = 20.0
-POLL_STEP_S = 0.05
 
-
-def poll(what: str, check: Any, limit: float = POLL_LIMIT_S) -> Any:
-    """Calls `check` until it returns something truthy (returned) or `limit` passes (fails)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {limit}s")
-        time.sleep(POLL_STEP_S)
 
 
 class Clock:

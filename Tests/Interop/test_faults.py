@@ -43,6 +43,7 @@ import pytest
 
 from attack_support import Answer
 from interop_support import (
+    poll,
     ACTOR,
     INITIALIZE_BODY,
     OPERATOR_KEY,
@@ -57,21 +58,7 @@ from interop_support import (
 
 VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 MIB = 1 << 20
-# Bounded polls (never a bare sleep): how long a test waits for an event it polls for.
-POLL_LIMIT_S = 30.0
-POLL_STEP_S = 0.05
 
-
-def poll(what: str, check: Any, limit: float = POLL_LIMIT_S) -> Any:
-    """Calls `check` until it returns something truthy (returned) or `limit` passes (fails)."""
-    deadline = time.monotonic() + limit
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {limit}s")
-        time.sleep(POLL_STEP_S)
 
 
 class Caller:
