@@ -24,6 +24,8 @@ enum FuzzKeys {
             ClaimKey(
                 kid: "ed1", alg: .eddsa, publicKey: Base64URL.encode(signing.publicKey.rawRepresentation)),
         ])
+        // nonisolated(unsafe): written once by the task below before it signals `done`, read only
+        // after `done.wait()`; the semaphore orders the write before the read.
         nonisolated(unsafe) var made: ClaimVerifier?
         let done = DispatchSemaphore(value: 0)
         Task {
