@@ -21,6 +21,9 @@ packages+=(python3-venv)
 packages+=(chromium chromium-driver)
 # faketime: libfaketime jumps the runner's wall clock in Tests/Interop/test_clock_jumps.py.
 packages+=(faketime)
+# postgresql: a throwaway server (scripts/pg-throwaway.sh) for the PostgreSQL store and the cluster
+# tests; haproxy: the load balancer in front of the cluster tests' three nodes.
+packages+=(postgresql haproxy)
 missing=()
 for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -34,6 +34,10 @@ public struct LeaseholdConfig: Decodable, Sendable {
     public var workerHostIDs: HostIDRange?
     /// This runner's id in audit records (default: the host name).
     public var nodeID: String?
+    /// Where state lives: `sqlite:PATH` (default: the state directory) or
+    /// `postgres://USER@HOST:PORT/DATABASE` for several nodes (``StoreLocation``); `--store` and
+    /// `LEASEHOLD_STORE` take precedence.
+    public var store: String?
     /// How often `serve` looks for edited policy files, seconds (default 2; 0 = only on SIGHUP).
     public var policyReloadIntervalSeconds: Int?
     /// The statically linked worker executable (default: `leasehold-worker` beside `leasehold`,
@@ -170,6 +174,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         case catalogFile = "catalog_file"
         case policyReloadIntervalSeconds = "policy_reload_interval_seconds"
         case nodeID = "node_id"
+        case store
         case workerExecutable = "worker_executable"
         case workerIdleTimeoutSeconds = "worker_idle_timeout_seconds"
         case workerMaxCallsPerSession = "worker_max_calls_per_session"
@@ -216,6 +221,7 @@ public struct LeaseholdConfig: Decodable, Sendable {
         workspaceBases = try container.decodeIfPresent([String].self, forKey: .workspaceBases)
         workerHostIDs = try container.decodeIfPresent(HostIDRange.self, forKey: .workerHostIDs)
         nodeID = try container.decodeIfPresent(String.self, forKey: .nodeID)
+        store = try container.decodeIfPresent(String.self, forKey: .store)
         policyReloadIntervalSeconds = try container.decodeIfPresent(Int.self, forKey: .policyReloadIntervalSeconds)
         workerExecutable = try container.decodeIfPresent(String.self, forKey: .workerExecutable)
         workerIdleTimeoutSeconds = try container.decodeIfPresent(Int.self, forKey: .workerIdleTimeoutSeconds)

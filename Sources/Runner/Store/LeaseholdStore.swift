@@ -38,6 +38,19 @@ public struct ClaimBindingKey: Sendable, Hashable {
     }
 }
 
+/// A change another node (or this one) committed to shared state, as the store delivers it: the
+/// runner applies its effects on the connections and workers it holds (see `Gateway.apply(_:)`).
+public enum StoreChange: Sendable, Hashable {
+    /// A session was written (revoked, lease renewed or revoked, patched, handed off); `version`
+    /// is ``Session/version`` after the write. The store's cached copy is already dropped.
+    case session(id: String, version: Int)
+    /// A workspace registration was removed.
+    case workspaceRemoved(tenantID: String, workspaceID: String)
+    /// Changes may have been missed (the store's listener reconnected): every cached session was
+    /// dropped, and every session this node serves must be checked again.
+    case resynced
+}
+
 /// Persistence of sessions, replay bindings, admin keys and workspaces.
 ///
 /// A real seam: SQLite (GRDB) on one node, PostgreSQL for several runner nodes.
@@ -86,4 +99,13 @@ public protocol LeaseholdStore: WorkspaceBackend {
     /// The slot (0-based) of the tenant's unprivileged host ids in the operator's range, assigned
     /// on first use and never changed or reused; nil when all `capacity` slots are taken.
     func hostIDSlot(forTenant tenantID: String, capacity: Int) async throws -> Int?
+    /// Changes committed by any node sharing this store, this one included, for one consumer (the
+    /// gateway); it does not end while the store runs. A single-node store (SQLite) delivers none
+    /// and its stream ends at once: its one runner applies its own changes where it makes them.
+    var changes: AsyncStream<StoreChange> { get }
+}
+
+extension LeaseholdStore {
+    /// No other node shares the store: nothing to deliver (the stream ends at once).
+    public var changes: AsyncStream<StoreChange> { AsyncStream { _ in } }
 }
