@@ -31,8 +31,10 @@ enum ThrowawayPostgres {
     static func freshDatabase(poolSize: Int = 8) throws -> StoreLocation.PostgresLocation {
         let server = try started()
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(20)
-        try run(["/usr/bin/psql", "-h", "127.0.0.1", "-p", String(server.port), "-U", "leasehold", "-d", "postgres",
-            "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name)"])
+        try run([
+            "/usr/bin/psql", "-h", "127.0.0.1", "-p", String(server.port), "-U", "leasehold", "-d", "postgres",
+            "-v", "ON_ERROR_STOP=1", "-qc", "CREATE DATABASE \(name)",
+        ])
         return StoreLocation.PostgresLocation(
             host: "127.0.0.1", port: server.port, user: "leasehold", password: nil, database: String(name),
             poolSize: poolSize)

@@ -97,7 +97,8 @@ public enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .sqlite(let directory): return "sqlite:" + (directory ?? "")
         case .postgres(let location):
-            return "postgres://\(location.user)@\(location.host):\(location.port)/\(location.database)?pool=\(location.poolSize)"
+            let address = "\(location.host):\(location.port)"
+            return "postgres://\(location.user)@\(address)/\(location.database)?pool=\(location.poolSize)"
         }
     }
 }
