@@ -60,9 +60,19 @@ struct StateOptions: ParsableArguments {
     @Option(name: .long, help: "Policies directory (tiers.yaml, tools.yaml).")
     var policies = "./policies"
 
+    @Option(
+        name: .long,
+        help: """
+            Where sessions, approvals, workspaces, admin keys and the audit trail live: sqlite:DIR (default: the \
+            state directory) or postgres://USER@HOST:PORT/DB for several nodes (also LEASEHOLD_STORE, or store: in \
+            the config).
+            """)
+    var store: String?
+
     func runtime(otlpEndpoint: String? = nil) async throws -> Runtime {
         try await Runtime.bootstrap(
-            RuntimeOptions(stateDir: stateDir, configFile: config, policiesDir: policies, otlpEndpoint: otlpEndpoint),
+            RuntimeOptions(
+                stateDir: stateDir, configFile: config, policiesDir: policies, otlpEndpoint: otlpEndpoint, store: store),
             logger: Logger(label: "leasehold"))
     }
 }

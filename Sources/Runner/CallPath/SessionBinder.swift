@@ -118,7 +118,7 @@ final class SessionBinder: Sendable {
                 bindings[key] = binding
             }
         }
-        guard await connections.bindSession(session.id, to: connectionID) else {
+        guard await connections.bindSession(session.id, holder: session.holder, to: connectionID) else {
             throw Self.connectionOfAnotherSession(session)
         }
     }

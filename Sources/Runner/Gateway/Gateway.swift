@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import MCP
@@ -73,6 +74,10 @@ public final class Gateway: Sendable {
     public let metrics: LeaseholdMetrics
     /// OpenTelemetry spans, when an OTLP endpoint is configured (nil: no span is ever started).
     public let tracing: LeaseholdTracing?
+    /// Appended to every MCP connection id (`Mcp-Session-Id`) this node issues: `.<node>` when
+    /// several nodes share a store, so a load balancer routes a connection's requests to the node
+    /// holding it (docs/cluster.md); empty on a single node.
+    public let connectionIDSuffix: String
 
     /// Creates the gateway.
     public init(
@@ -82,9 +87,10 @@ public final class Gateway: Sendable {
         executor: any ToolExecutor, refusalSampling: RefusalSampling = RefusalSampling(),
         diskQuotas: DiskQuotas = DiskQuotas(), auditReserve: AuditReserve? = nil,
         upstreams: UpstreamRegistry = .none, metrics: LeaseholdMetrics = LeaseholdMetrics(),
-        tracing: LeaseholdTracing? = nil, logger: Logger = Logger(label: "leasehold.gateway"),
-        now: @escaping @Sendable () -> Date = { Date() }
+        tracing: LeaseholdTracing? = nil, connectionIDSuffix: String = "", requestStateKey: SymmetricKey? = nil,
+        logger: Logger = Logger(label: "leasehold.gateway"), now: @escaping @Sendable () -> Date = { Date() }
     ) {
+        self.connectionIDSuffix = connectionIDSuffix
         self.store = store
         self.upstreams = upstreams
         self.metrics = metrics
@@ -109,7 +115,7 @@ public final class Gateway: Sendable {
         self.binder = SessionBinder(store: store, connections: connections, now: now)
         self.approvals = ApprovalGate(store: store, recorder: recorder, metrics: metrics, now: now)
         self.recorder = recorder
-        self.requestStates = RequestStates(now: now)
+        self.requestStates = RequestStates(key: requestStateKey ?? SymmetricKey(size: .bits256), now: now)
         self.dispatch = ToolDispatch(
             registry: registry, executor: executor, upstreams: upstreams, cache: cache, kernel: kernel, hostIDs: hostIDs,
             logger: logger, now: now)

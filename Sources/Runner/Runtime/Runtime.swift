@@ -23,16 +23,20 @@ public struct RuntimeOptions: Sendable {
     public var policiesDir: String
     /// Where spans go (OTLP/HTTP); nil: the config's `otlp_endpoint`, else no tracing.
     public var otlpEndpoint: String?
+    /// `--store`: where state lives (``StoreLocation``); nil: `LEASEHOLD_STORE`, else the config's
+    /// `store:`, else SQLite in the state directory.
+    public var store: String?
 
     /// Creates options.
     public init(
         stateDir: String = "./.leasehold", configFile: String? = nil, policiesDir: String = "./policies",
-        otlpEndpoint: String? = nil
+        otlpEndpoint: String? = nil, store: String? = nil
     ) {
         self.stateDir = stateDir
         self.configFile = configFile
         self.policiesDir = policiesDir
         self.otlpEndpoint = otlpEndpoint
+        self.store = store
     }
 }
 

@@ -73,3 +73,9 @@ public struct Lease: Codable, Sendable, Hashable {
         revokedAt == nil && now < expiresAt
     }
 }
+
+extension Session {
+    /// Who holds the session: its actor in its workspace. A hand-off (PATCH of either) changes it,
+    /// and a connection bound for one holder never serves the next.
+    public var holder: String { actorID + "/" + workspaceID }
+}

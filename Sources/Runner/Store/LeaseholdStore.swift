@@ -103,9 +103,15 @@ public protocol LeaseholdStore: WorkspaceBackend {
     /// gateway); it does not end while the store runs. A single-node store (SQLite) delivers none
     /// and its stream ends at once: its one runner applies its own changes where it makes them.
     var changes: AsyncStream<StoreChange> { get }
+    /// Whether the store answers now (`/readyz`): a node that cannot reach its database gets no
+    /// new work from the load balancer.
+    func isReady() async -> Bool
 }
 
 extension LeaseholdStore {
     /// No other node shares the store: nothing to deliver (the stream ends at once).
     public var changes: AsyncStream<StoreChange> { AsyncStream { _ in } }
+
+    /// A local store answers while the process runs.
+    public func isReady() async -> Bool { true }
 }

@@ -10,6 +10,9 @@ public actor ConnectionRegistry {
         var httpTransport: StatefulHTTPServerTransport?
         var endpointServer: String?
         var sessionID: String?
+        /// Who held the session when it was bound here (``Session/holder``): a hand-off made on
+        /// another node shows as a different holder (see `Gateway.apply(_:)`).
+        var holder: String?
         var claimAllowedTools: [String]?
         /// In listing order (built-ins, then by name), which is deterministic, so arrays compare.
         var lastVisible: [String]?
@@ -111,10 +114,11 @@ public actor ConnectionRegistry {
 
     /// Binds the connection to a session on first use; false when it already serves another.
     /// Unregistered connection ids (tests calling the gateway directly) are tracked on the fly.
-    func bindSession(_ sessionID: String, to connectionID: String) -> Bool {
+    func bindSession(_ sessionID: String, holder: String? = nil, to connectionID: String) -> Bool {
         var entry = entries[connectionID] ?? Entry(lastActive: Date())
         if let existing = entry.sessionID, existing != sessionID { return false }
         entry.sessionID = sessionID
+        if let holder { entry.holder = holder }
         entry.lastActive = Date()
         entries[connectionID] = entry
         return true
@@ -163,6 +167,11 @@ public actor ConnectionRegistry {
     /// Session ids with at least one connection.
     func sessionIDs() -> Set<String> {
         Set(entries.values.compactMap(\.sessionID))
+    }
+
+    /// The holders (``Session/holder``) the connections of `sessionID` were bound for.
+    func holders(ofSession sessionID: String) -> Set<String> {
+        Set(entries.values.compactMap { $0.sessionID == sessionID ? $0.holder : nil })
     }
 
     /// The connections of one session.

@@ -45,15 +45,20 @@ public enum HTTPServer {
         let mcp = MCPEndpoint(gateway: gateway, settings: settings, logger: logger)
 
         // Liveness: the process answers. Readiness: it can run calls, which it cannot while the
-        // audit log refuses appends (every audited call is refused until an operator restarts it);
-        // a load balancer then sends tenants elsewhere. The reason is in the runner's log only.
+        // audit log refuses appends (every audited call is refused until an operator restarts it)
+        // or its store cannot be reached (a cluster node without its database); a load balancer
+        // then sends tenants elsewhere. The reason is in the runner's log only.
         router.get("/healthz") { _, _ in
             HTTPJSON.response(.ok, ["status": "ok", "version": LeaseholdVersion.current])
         }
         router.get("/readyz") { _, _ in
-            await gateway.audit.refusesAppends
-                ? HTTPJSON.response(.serviceUnavailable, ["status": "audit_unavailable"])
-                : HTTPJSON.response(.ok, ["status": "ready"])
+            if await gateway.audit.refusesAppends {
+                return HTTPJSON.response(.serviceUnavailable, ["status": "audit_unavailable"])
+            }
+            guard await gateway.store.isReady() else {
+                return HTTPJSON.response(.serviceUnavailable, ["status": "store_unavailable"])
+            }
+            return HTTPJSON.response(.ok, ["status": "ready"])
         }
         for method in [HTTPRequest.Method.post, .get, .delete] {
             router.on("/mcp", method: method) { request, context in
@@ -204,7 +209,7 @@ struct MCPEndpoint: Sendable {
                     status: .badRequest, code: -32600, message: "invalid_request: Mcp-Session-Id header required")
             }
             if let refusal = checkPostHeaders(request) { return refusal }
-            connectionID = RandomID.make(prefix: "mcp")
+            connectionID = RandomID.make(prefix: "mcp") + gateway.connectionIDSuffix
             // Checked but not bound yet: the claim is bound once the SDK has opened the connection
             // (below), so a first request it refuses (not `initialize`, an unsupported version, a
             // newer client's probe) does not use up the claim.
