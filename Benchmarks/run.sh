@@ -116,6 +116,14 @@ upstream_args=(--samples 2000 --warmup 100 --cold-samples 10)
 "$py" Benchmarks/upstream_bench.py render --json "$work/upstream.json" --out "$work/upstream.md"
 cat "$work/upstream.md" >>"$work/e2e.md"
 
+step "Several nodes on PostgreSQL behind HAProxy: throughput and cross-node revocation ($mode)"
+cluster_args=(--sessions 64 --duration 15 --revocations 200)
+[[ $mode == smoke ]] && cluster_args=(--sessions 4 --duration 1 --revocations 3)
+"$py" Benchmarks/cluster_bench.py measure --leasehold "$server_bin" --policies "$repo/policies" \
+    "${cluster_args[@]}" --json "$work/cluster.json"
+"$py" Benchmarks/cluster_bench.py render --json "$work/cluster.json" --out "$work/cluster.md"
+cat "$work/cluster.md" >>"$work/e2e.md"
+
 # --- profile missed goals (full runs only) ----------------------------------------------------
 profile_args=()
 if [[ $mode == smoke ]]; then

@@ -4,11 +4,17 @@ import Synchronization
 
 /// The `requestState` of an `InputRequiredResult` (MCP 2026-07-28): what Leasehold hands a client
 /// that must ask its user for an approval, echoed back on the retry. The client may not change it,
-/// so it is signed with a key of the runner's (HMAC-SHA256, a random key made at start that never
-/// leaves the process; never a tenant's key) and bound to the session, lease, claim binding, tool,
-/// arguments digest and approval it was issued for, with an expiry. Each state serves one retry:
-/// its nonce is spent when the retry is accepted, so a replayed state is refused however it was
-/// obtained. A runner restart voids outstanding states (the client starts the call again).
+/// so it is signed with a key of the runner's (HMAC-SHA256; never a tenant's key) and bound to the
+/// session, lease, claim binding, tool, arguments digest and approval it was issued for, with an
+/// expiry. Each state serves one retry: its nonce is spent when the retry is accepted, so a
+/// replayed state is refused however it was obtained.
+///
+/// The key: on one runner a random key made at start that never leaves the process (a restart
+/// voids outstanding states; the client starts the call again). On several nodes sharing a store,
+/// one every node derives alike from the audit signing key they share (``sharedKey(from:)``), so a
+/// retry is accepted by whichever node the load balancer picks. Spent nonces are kept per process:
+/// a state replayed to another node passes that check there and is stopped by the approval it
+/// names, whose use count is in the shared store (the call runs once).
 final class RequestStates: Sendable {
     /// What a state names.
     struct Payload: Codable, Equatable, Sendable {
@@ -51,6 +57,15 @@ final class RequestStates: Sendable {
         self.lifetime = lifetime
         self.key = key
         self.now = now
+    }
+
+    /// The key every node of a cluster derives alike from the audit signing key they share (HKDF,
+    /// its own label), so a client's retry is accepted by whichever node the load balancer picks.
+    /// The audit key never leaves the state directory; this derived key never leaves the process.
+    static func sharedKey(from auditKey: AuditSigningKey) -> SymmetricKey {
+        HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: auditKey.privateKey.rawRepresentation),
+            info: Data("leasehold requestState v1".utf8), outputByteCount: 32)
     }
 
     /// A signed state for this payload (its nonce and expiry are set here).
