@@ -126,4 +126,16 @@ import Testing
         await fixture.gateway.apply(.workspaceRemoved(tenantID: "acme", workspaceID: "main"))
         #expect(executor.retired.withLock { $0 } == ["workspace acme/main workspace_removed"])
     }
+
+    @Test func anotherNodesPolicyAsksThePolicyReloaderToReadTheFilesAgain() async throws {
+        let (fixture, _, _, _) = try await bound()
+        let inForce = fixture.gateway.resolver.policy.version
+        // This node's own version: nothing to do.
+        await fixture.gateway.apply(.policy(version: inForce, node: "n2"))
+        await fixture.gateway.apply(.policy(version: "another-version", node: "n2"))
+        fixture.gateway.policyAnnouncement.finish()
+        var announced: [String] = []
+        for await version in fixture.gateway.policyAnnouncements { announced.append(version) }
+        #expect(announced == ["another-version"])
+    }
 }

@@ -18,6 +18,8 @@ extension Gateway {
     /// - A workspace removed: its cached results and workers go.
     /// - After missed notifications (``StoreChange/resynced``): every session this node serves is
     ///   checked against the store again.
+    /// - Another node loaded a policy this node does not run: the policy reloader reads the files
+    ///   again at once (``policyAnnouncements``).
     public func apply(_ change: StoreChange) async {
         switch change {
         case .session(let id, _):
@@ -30,6 +32,12 @@ extension Gateway {
             var served = await connections.sessionIDs()
             served.formUnion(await executor.warmWorkersBySession().keys)
             for id in served.sorted() { await reconcile(sessionID: id) }
+        case .policy(let version, let node):
+            guard version != resolver.policy.version else { return }
+            logger.notice(
+                "another node loaded a policy this node does not run; reading the policy files again",
+                metadata: ["version": "\(version)", "node": "\(node)", "in_force": "\(resolver.policy.version)"])
+            policyAnnouncement.yield(version)
         }
     }
 

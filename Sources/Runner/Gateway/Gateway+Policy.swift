@@ -81,6 +81,10 @@ extension Gateway {
         logger.notice(
             "policy loaded",
             metadata: ["version": "\(loaded.version)", "previous": "\(previous)", "directory": "\(directory)"])
+        if loaded.version != previous {
+            // Other nodes read their files at once, not at their next tick (docs/cluster.md).
+            await store.announce(.policy(version: loaded.version, node: audit.node))
+        }
         return .success(loaded.version)
     }
 

@@ -78,6 +78,10 @@ public final class Gateway: Sendable {
     /// several nodes share a store, so a load balancer routes a connection's requests to the node
     /// holding it (docs/cluster.md); empty on a single node.
     public let connectionIDSuffix: String
+    /// Policy versions other nodes loaded and this one does not run (see `apply(_:)`): the policy
+    /// reloader reads the files again on each. Newest kept; one consumer.
+    let policyAnnouncements: AsyncStream<String>
+    let policyAnnouncement: AsyncStream<String>.Continuation
 
     /// Creates the gateway.
     public init(
@@ -91,6 +95,7 @@ public final class Gateway: Sendable {
         logger: Logger = Logger(label: "leasehold.gateway"), now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.connectionIDSuffix = connectionIDSuffix
+        (policyAnnouncements, policyAnnouncement) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
         self.store = store
         self.upstreams = upstreams
         self.metrics = metrics

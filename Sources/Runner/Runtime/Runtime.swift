@@ -551,7 +551,15 @@ struct PolicyReloader: Service {
     /// `servers:` of the config file, reloaded by the same signal and the same ticks.
     let servers: ServersReload?
 
-    private enum Trigger { case hangup, tick }
+    private enum Trigger {
+        case hangup, tick
+        /// Another node sharing the store loaded this policy version.
+        case announced(String)
+
+        var isTick: Bool {
+            if case .tick = self { true } else { false }
+        }
+    }
 
     /// How long changed policy files must keep the same bytes before a tick reads them.
     static let settle: Duration = .milliseconds(500)
@@ -564,6 +572,10 @@ struct PolicyReloader: Service {
             group.addTask {
                 for await _ in hangups { continuation.yield(.hangup) }
             }
+            // Another node sharing the store loaded a policy this one does not run.
+            group.addTask {
+                for await version in gateway.policyAnnouncements { continuation.yield(.announced(version)) }
+            }
             if let interval {
                 group.addTask {
                     while !Task.isCancelled {
@@ -575,7 +587,7 @@ struct PolicyReloader: Service {
             for await trigger in triggers.cancelOnGracefulShutdown() {
                 if let servers {
                     let fingerprint = servers.fingerprint()
-                    if trigger == .hangup || fingerprint != seenServers {
+                    if !trigger.isTick || fingerprint != seenServers {
                         seenServers = fingerprint
                         await servers.reload()
                     }
@@ -583,8 +595,8 @@ struct PolicyReloader: Service {
                 let fingerprint = PolicyFiles.fingerprint(directory: directory)
                 // A tick reloads only files that changed since the last attempt (applied or
                 // rejected), so a broken file is reported once, not every interval.
-                if trigger == .tick && fingerprint == seen { continue }
-                if trigger == .tick {
+                if trigger.isTick && fingerprint == seen { continue }
+                if trigger.isTick {
                     // A file written in place (truncated, then written) is half a file for a
                     // moment: a tick reads changed files only once they held still for
                     // `settle`, else the next tick looks again. (The load itself also refuses bytes
@@ -593,10 +605,15 @@ struct PolicyReloader: Service {
                     guard PolicyFiles.fingerprint(directory: directory) == fingerprint else { continue }
                 }
                 seen = fingerprint
-                if trigger == .hangup {
+                if case .hangup = trigger {
                     logger.notice("SIGHUP: reloading policies", metadata: ["directory": "\(directory)"])
                 }
-                await gateway.reloadPolicy(directory: directory)
+                let loaded = await gateway.reloadPolicy(directory: directory)
+                if case .announced(let version) = trigger, (try? loaded.get()) != version {
+                    logger.error(
+                        "another node runs a policy these files do not give: the nodes' policies directories differ",
+                        metadata: ["announced": "\(version)", "directory": "\(directory)"])
+                }
             }
             group.cancelAll()
         }

@@ -49,6 +49,9 @@ public enum StoreChange: Sendable, Hashable {
     /// Changes may have been missed (the store's listener reconnected): every cached session was
     /// dropped, and every session this node serves must be checked again.
     case resynced
+    /// A node loaded a new policy (its content hash); the others read their policy files again at
+    /// once rather than at their next reload tick.
+    case policy(version: String, node: String)
 }
 
 /// Persistence of sessions, replay bindings, admin keys and workspaces.
@@ -103,6 +106,9 @@ public protocol LeaseholdStore: WorkspaceBackend {
     /// gateway); it does not end while the store runs. A single-node store (SQLite) delivers none
     /// and its stream ends at once: its one runner applies its own changes where it makes them.
     var changes: AsyncStream<StoreChange> { get }
+    /// Tells every node sharing the store of a change that is not a write of its own
+    /// (``StoreChange/policy(version:node:)``); best effort, and a single-node store tells no one.
+    func announce(_ change: StoreChange) async
     /// Whether the store answers now (`/readyz`): a node that cannot reach its database gets no
     /// new work from the load balancer.
     func isReady() async -> Bool
@@ -111,6 +117,9 @@ public protocol LeaseholdStore: WorkspaceBackend {
 extension LeaseholdStore {
     /// No other node shares the store: nothing to deliver (the stream ends at once).
     public var changes: AsyncStream<StoreChange> { AsyncStream { _ in } }
+
+    /// No other node to tell.
+    public func announce(_ change: StoreChange) async {}
 
     /// A local store answers while the process runs.
     public func isReady() async -> Bool { true }
