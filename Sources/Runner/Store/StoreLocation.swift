@@ -30,6 +30,19 @@ public enum StoreLocation: Sendable, Equatable, CustomStringConvertible {
 
         /// The default pool size.
         public static let defaultPoolSize = 16
+
+        /// A location from its parts (``StoreLocation/init(parsing:environment:)`` reads one from a URL).
+        public init(
+            host: String, port: Int = 5432, user: String, password: String? = nil, database: String,
+            poolSize: Int = defaultPoolSize
+        ) {
+            self.host = host
+            self.port = port
+            self.user = user
+            self.password = password
+            self.database = database
+            self.poolSize = poolSize
+        }
     }
 
     /// A store location that cannot be used, with the reason.
