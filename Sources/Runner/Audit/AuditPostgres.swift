@@ -500,31 +500,47 @@ final class AuditPostgres: Sendable {
         }
     }
 
-    /// Feeds every record (from `afterSeq` on, of `session` if given) to `body` in `seq` order, in
+    /// Feeds every record (from `fromSeq` on, of `session` if given) to `body` in `seq` order, in
     /// pages of 5000 read in one REPEATABLE READ transaction: one snapshot, whatever other nodes
     /// append meanwhile. `body` returns false to stop.
     func forEachRecord(session: String? = nil, fromSeq: Int64 = 1, _ body: (AuditRecord) throws -> Bool) throws {
         try withReader { connection in
             _ = try run(connection, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             defer { _ = try? run(connection, "COMMIT") }
-            var after = fromSeq - 1
-            while true {
-                var bindings = PostgresBindings()
-                bindings.append(after)
-                var sql = "SELECT seq, body, prev_hash, hash FROM audit_records WHERE seq > $1"
-                if let session {
-                    bindings.append(session)
-                    sql += " AND session = $2"
-                }
-                let page = try run(
-                    connection, PostgresQuery(unsafeSQL: sql + " ORDER BY seq LIMIT 5000", binds: bindings))
-                for row in page {
-                    let record = try Self.record(row)
-                    guard try body(record) else { return }
-                    after = record.seq
-                }
-                if page.count < 5000 { return }
+            do {
+                try feed(connection, session: session, fromSeq: fromSeq, body)
+            } catch {
+                // Records were fed already: reading again would feed them twice.
+                throw ReadInterrupted(underlying: error)
             }
+        }
+    }
+
+    /// A read that failed after it fed records to its caller: not read again on a new connection.
+    struct ReadInterrupted: Error, CustomStringConvertible {
+        let underlying: any Error
+        var description: String { AuditPostgres.describe(underlying) }
+    }
+
+    private func feed(
+        _ connection: PostgresConnection, session: String?, fromSeq: Int64, _ body: (AuditRecord) throws -> Bool
+    ) throws {
+        var after = fromSeq - 1
+        while true {
+            var bindings = PostgresBindings()
+            bindings.append(after)
+            var sql = "SELECT seq, body, prev_hash, hash FROM audit_records WHERE seq > $1"
+            if let session {
+                bindings.append(session)
+                sql += " AND session = $2"
+            }
+            let page = try run(connection, PostgresQuery(unsafeSQL: sql + " ORDER BY seq LIMIT 5000", binds: bindings))
+            for row in page {
+                let record = try Self.record(row)
+                guard try body(record) else { return }
+                after = record.seq
+            }
+            if page.count < 5000 { return }
         }
     }
 
