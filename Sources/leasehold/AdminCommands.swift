@@ -357,7 +357,8 @@ struct AuditCommand: AsyncParsableCommand {
                 print("in flight: \(AuditCommand.describeIntent(record))")
             }
             if let from = outcomes.liveRunnerFrom, !outcomes.inFlight.isEmpty {
-                print("(a runner serving this state directory since record \(from) may still be running these)")
+                let served = store == nil ? "state directory" : "store"
+                print("(a runner serving this \(served) since record \(from) may still be running these)")
             }
             for record in outcomes.unknown {
                 print("outcome unknown: \(AuditCommand.describeIntent(record)); no call.outcome record")

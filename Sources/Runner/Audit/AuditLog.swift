@@ -144,6 +144,11 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// (`db.cachedStatement`): the head query, the record INSERT and the checkpoint INSERT. Another
 /// process (the `leasehold` CLI) may append to the same file through its own writer; SQLite's write
 /// lock serialises the two and ``continuedHead(_:from:)`` checks that the chain continues.
+///
+/// Or, for a cluster, the same log in a PostgreSQL database several nodes share
+/// (``init(postgres:node:signer:checkpointEvery:syncInterval:logger:)``, ``AuditPostgres``): one
+/// chain ordered by the database, every other node a writer whose records must chain like the
+/// CLI's; the group commit, the latch and the checkpoints are this type's on both storages.
 public actor AuditLog {
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
@@ -304,8 +309,10 @@ public actor AuditLog {
         logger: Logger = Logger(label: "leasehold.audit")
     ) throws {
         let postgres = try AuditPostgres(location: location, logger: logger)
-        let found = try postgres.head()
+        // The checkpoint first: other nodes append meanwhile, and the head read after it is at or
+        // after the record it covers.
         let checkpoint = try postgres.lastCheckpoint()
+        let found = try postgres.head()
         let checkpointHash = try checkpoint.flatMap { try postgres.hash(at: $0.seq) }
         self.init(
             storage: .postgres(postgres), path: StoreLocation.postgres(location).description, node: node,
