@@ -116,7 +116,7 @@ import Testing
         let cluster = 900 / (Double(clusterTime.components.seconds) + Double(clusterTime.components.attoseconds) / 1e18)
         print(
             "audit postgres: 1 writer \(Int(solo)) records/s, 3 writers \(Int(cluster)) records/s "
-                + "(20 concurrent appenders per node, half full, half batched; commits: "
+                + "(20 concurrent appenders per node, half full, half batched, beside the suite's other tests; commits: "
                 + "\(await nodes[0].commits)/\(await nodes[1].commits)/\(await nodes[2].commits))")
     }
 
@@ -203,6 +203,33 @@ import Testing
         try ThrowawayPostgres.psql(server, "ALTER DATABASE \(location.database) ALLOW_CONNECTIONS true")
         #expect(try await writer.append(Self.event("admin.test", "6")) == 4)
         #expect(try reader.verify() == .ok(records: 4, head: try reader.tail(1)[0].hash))
+    }
+
+    /// A COMMIT that fails is in doubt as far as the node knows, and a statement the server refuses
+    /// says something about the trail: both latch, as a failed SQLite write does. Here a trigger
+    /// deferred to COMMIT refuses it (the commit is answered with an error), and on a second trail
+    /// a trigger refuses the INSERT itself.
+    @Test(.timeLimit(.minutes(1))) func aFailedCommitOrARefusedInsertLatches() async throws {
+        for timing in ["DEFERRABLE INITIALLY DEFERRED", "NOT DEFERRABLE"] {
+            let (location, writer, reader) = try await Self.trail(2)
+            try ThrowawayPostgres.psql(
+                location,
+                """
+                CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                    BEGIN RAISE EXCEPTION 'refused by a trigger'; END $$;
+                CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON audit_records \(timing)
+                    FOR EACH ROW EXECUTE FUNCTION refuse();
+                """)
+            await #expect {
+                try await writer.append(Self.event("admin.test", "3"))
+            } throws: { error in
+                (error as? AuditUnavailable)?.description.contains("refused by a trigger") == true
+            }
+            #expect(await writer.refusesAppends, "\(timing): latched")
+            try ThrowawayPostgres.psql(location, "DROP TRIGGER refuse ON audit_records")
+            await #expect(throws: AuditUnavailable.self) { try await writer.append(Self.event("admin.test", "4")) }
+            #expect(try reader.verify() == .ok(records: 2, head: try reader.tail(1)[0].hash))
+        }
     }
 
     /// Connections killed in the middle of a load: some appends fail, none that was acknowledged
