@@ -255,9 +255,23 @@ struct AuditCommand: AsyncParsableCommand {
         commandName: "audit", abstract: "Verify and read the hash-chained audit trail.",
         subcommands: [Verify.self, Tail.self, Export.self])
 
-    /// Opens `<state dir>/audit.sqlite`, which must already exist.
-    static func open(_ stateDir: String) throws -> AuditLog {
-        let path = stateDir + "/audit.sqlite"
+    static let storeHelp = ArgumentHelp(
+        "The store holding the trail: postgres://USER@HOST:PORT/DATABASE for a cluster (password in "
+            + "LEASEHOLD_STORE_PASSWORD or PGPASSWORD), or sqlite:DIR (default: the state directory's audit.sqlite).")
+
+    /// Opens `<state dir>/audit.sqlite`, which must already exist, or with `store` (`--store`) the
+    /// trail of a cluster's PostgreSQL database, or the SQLite files of another directory.
+    static func open(_ stateDir: String, store: String? = nil) throws -> AuditLog {
+        var directory = stateDir
+        if let store {
+            switch try StoreLocation(parsing: store) {
+            case .postgres(let location):
+                return try AuditLog(postgres: location, node: "cli")
+            case .sqlite(let path):
+                directory = path ?? stateDir
+            }
+        }
+        let path = directory + "/audit.sqlite"
         guard FileManager.default.fileExists(atPath: path) else {
             throw ValidationError("no audit log at \(path); pass the server's --state-dir")
         }
@@ -284,6 +298,7 @@ struct AuditCommand: AsyncParsableCommand {
                 2 intact, but some calls' outcomes are unknown (0 with --allow-unknown-outcomes).
                 """)
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
+        @Option(help: AuditCommand.storeHelp) var store: String?
         @Option(help: "The audit public key (default <state dir>/audit-signing.pub).") var publicKey: String?
         @Option(help: "With no checkpoint at all, more records than this fail verification.")
         var checkpointRecords = AuditCheckpointPolicy.defaultRecords
@@ -293,7 +308,7 @@ struct AuditCommand: AsyncParsableCommand {
         var allowUnknownOutcomes = false
 
         func run() async throws {
-            let log = try AuditCommand.open(stateDir)
+            let log = try AuditCommand.open(stateDir, store: store)
             let (records, head): (Int64, String)
             switch try log.verify() {
             case .ok(let count, let hash):
@@ -342,7 +357,8 @@ struct AuditCommand: AsyncParsableCommand {
                 print("in flight: \(AuditCommand.describeIntent(record))")
             }
             if let from = outcomes.liveRunnerFrom, !outcomes.inFlight.isEmpty {
-                print("(a runner serving this state directory since record \(from) may still be running these)")
+                let served = store == nil ? "state directory" : "store"
+                print("(a runner serving this \(served) since record \(from) may still be running these)")
             }
             for record in outcomes.unknown {
                 print("outcome unknown: \(AuditCommand.describeIntent(record)); no call.outcome record")
@@ -360,10 +376,11 @@ struct AuditCommand: AsyncParsableCommand {
     struct Tail: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the last records, one JSON object per line.")
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
+        @Option(help: AuditCommand.storeHelp) var store: String?
         @Option(name: [.customShort("n"), .long], help: "How many records.") var count = 20
 
         func run() async throws {
-            for record in try AuditCommand.open(stateDir).tail(max(1, count)) {
+            for record in try AuditCommand.open(stateDir, store: store).tail(max(1, count)) {
                 print(AuditCommand.line(record))
             }
         }
@@ -372,12 +389,13 @@ struct AuditCommand: AsyncParsableCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write every record (or one tenant's) to stdout.")
         @Option(help: "The server's state directory.") var stateDir = "./.leasehold"
+        @Option(help: AuditCommand.storeHelp) var store: String?
         @Option(help: "Output format; only jsonl.") var format = "jsonl"
         @Option(help: "Only this tenant's records.") var tenant: String?
 
         func run() async throws {
             guard format == "jsonl" else { throw ValidationError("--format must be jsonl") }
-            let log = try AuditCommand.open(stateDir)
+            let log = try AuditCommand.open(stateDir, store: store)
             var after: Int64 = 0
             while true {
                 let page = try log.records(tenant: tenant, afterSeq: after, limit: 5000)

@@ -115,13 +115,28 @@ enum ThrowawayPostgres {
         }
         let out = output.fileHandleForReading.readDataToEndOfFile()
         let err = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
+        let status = exitStatus(of: process)
+        guard status == 0 else {
             throw Unavailable(
                 description:
-                    "\(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): "
-                    + String(decoding: err, as: UTF8.self))
+                    "\(arguments.joined(separator: " ")) failed (\(status)): " + String(decoding: err, as: UTF8.self))
         }
         return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Waits for `process` with waitpid. Foundation's `waitUntilExit()` never returned here for
+    /// `pg-throwaway.sh start` in the test process (the script's bash left as a zombie, its exit
+    /// never noticed), hanging every PostgreSQL test; when Foundation did reap the child first,
+    /// its own status is used.
+    private static func exitStatus(of process: Process) -> Int32 {
+        var status: Int32 = 0
+        var reaped = waitpid(process.processIdentifier, &status, 0)
+        while reaped < 0 && errno == EINTR { reaped = waitpid(process.processIdentifier, &status, 0) }
+        guard reaped == process.processIdentifier else {
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+        // WIFEXITED / WEXITSTATUS (macros Swift does not import): a signal's death is 128 + signal.
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }

@@ -52,32 +52,77 @@ extension AuditLog {
     /// not lose its outcome), and unknown otherwise: `verify` on a stopped runner's log reports
     /// every unpaired intent as unknown.
     public nonisolated func callOutcomes() throws -> OutcomeReport {
+        let lost = lostOutcomes.withLock { $0 }
+        if let postgres {
+            // Per node: each node's calls are judged by that node's presence (see
+            // ``postgresInFlight(_:_:live:lost:)``).
+            let live = try postgres.liveRunners()
+            var report = OutcomeReport()
+            report.liveRunnerFrom = live.values.min()
+            var matcher = OutcomeMatcher()
+            try postgres.forEachRecord { record in
+                Self.feed(record, to: &matcher, counting: &report)
+                return true
+            }
+            return try finish(
+                &report, matcher, body: postgres.body(at:),
+                inFlight: { seq, fields in self.postgresInFlight(seq, fields, live: live, lost: lost) })
+        }
         let live = AuditRunnerPresence.liveFrom(logPath: path)
         let boundary = min(openedAtSeq, live ?? .max)
-        let lost = lostOutcomes.withLock { $0 }
         return try pool.read { db in
             var report = OutcomeReport()
             report.liveRunnerFrom = live
             var matcher = OutcomeMatcher()
             let rows = try Row.fetchCursor(db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY seq")
             while let row = try rows.next() {
-                let record = Self.record(row)
-                guard let fields = CallFields.parse(record.body) else { continue }
-                if fields.event == CallFields.intent { report.intents += 1 }
-                _ = matcher.add(record, fields)
+                Self.feed(Self.record(row), to: &matcher, counting: &report)
             }
-            for orphan in matcher.orphans {
-                report.badLinks.append(try Self.describeBadLink(db, outcome: orphan.outcome, fields: orphan.fields))
-            }
-            for (seq, open) in matcher.open.sorted(by: { $0.key < $1.key }) {
-                if seq > boundary && !lost.contains(seq) {
-                    report.inFlight.append(open.record)
-                } else {
-                    report.unknown.append(open.record)
-                }
-            }
-            return report
+            return try finish(
+                &report, matcher,
+                body: { seq in try String.fetchOne(db, sql: "SELECT body FROM audit WHERE seq = ?", arguments: [seq]) },
+                inFlight: { seq, _ in seq > boundary && !lost.contains(seq) })
         }
+    }
+
+    private static func feed(
+        _ record: AuditRecord, to matcher: inout OutcomeMatcher, counting report: inout OutcomeReport
+    ) {
+        guard let fields = CallFields.parse(record.body) else { return }
+        if fields.event == CallFields.intent { report.intents += 1 }
+        _ = matcher.add(record, fields)
+    }
+
+    /// Fills `report` from a matcher fed every record: bad links, then the open intents.
+    private nonisolated func finish(
+        _ report: inout OutcomeReport, _ matcher: OutcomeMatcher, body: (Int64) throws -> String?,
+        inFlight: (Int64, CallFields) -> Bool
+    ) throws -> OutcomeReport {
+        for orphan in matcher.orphans {
+            report.badLinks.append(try Self.describeBadLink(outcome: orphan.outcome, fields: orphan.fields, body: body))
+        }
+        for (seq, open) in matcher.open.sorted(by: { $0.key < $1.key }) {
+            if inFlight(seq, open.fields) {
+                report.inFlight.append(open.record)
+            } else {
+                report.unknown.append(open.record)
+            }
+        }
+        return report
+    }
+
+    /// Whether an intent without an outcome record may still be running, on a trail several nodes
+    /// share: not when this log lost its outcome; yes when this node wrote it after this log
+    /// opened (as on SQLite); otherwise when a live runner of the node that wrote it (the
+    /// intent's `node`) started before it. Another live node's call is in flight, not unknown,
+    /// though this node did not write it; a gone node's is unknown.
+    nonisolated func postgresInFlight(_ seq: Int64, _ fields: CallFields, live: [String: Int64], lost: Set<Int64>)
+        -> Bool
+    {
+        guard !lost.contains(seq) else { return false }
+        if fields.node == node && seq > openedAtSeq { return true }
+        guard let writer = fields.node, let from = live[writer] else { return false }
+        return seq > from
     }
 
     /// The status of each `call.intent` among `records` (other records are left out), for the
@@ -91,63 +136,98 @@ extension AuditLog {
             }
         }
         guard !intents.isEmpty else { return [:] }
-        let boundary = inFlightBoundary()
         let lost = lostOutcomes.withLock { $0 }
-        return try pool.read { db in
-            var statuses: [Int64: CallOutcomeStatus] = [:]
-            let seqs = intents.keys.sorted()
-            for start in stride(from: 0, to: seqs.count, by: 500) {
-                let chunk = Array(seqs[start..<min(start + 500, seqs.count)])
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                let rows = try Row.fetchAll(
-                    db, sql: "SELECT seq, intent_seq, body FROM audit WHERE intent_seq IN (\(marks)) ORDER BY seq",
-                    arguments: StatementArguments(chunk))
-                for row in rows {
-                    let seq: Int64 = row["seq"]
-                    let target: Int64 = row["intent_seq"]
-                    // The column is an index; the hashed body is what counts.
-                    guard statuses[target] == nil, seq > target, let intent = intents[target]?.fields,
-                        let fields = CallFields.parse(row["body"]), fields.event == CallFields.outcome,
-                        fields.intentSeq == target, fields.session == intent.session, fields.tool == intent.tool
-                    else { continue }
-                    statuses[target] = .recorded(outcomeSeq: seq)
-                }
-            }
-            for seq in seqs where statuses[seq] == nil {
-                guard let intent = intents[seq] else { continue }
-                if let outcome = try Self.unlinkedOutcome(db, of: intent.record, intent.fields) {
-                    statuses[seq] = .recorded(outcomeSeq: outcome)
-                } else {
-                    statuses[seq] = seq > boundary && !lost.contains(seq) ? .inFlight : .unknown
-                }
-            }
-            return statuses
+        if let postgres {
+            let live = try postgres.liveRunners()
+            return try Self.statuses(
+                of: intents, linked: postgres.linkedOutcomes,
+                sessionRecords: { session, from, body in
+                    try postgres.forEachRecord(session: session, fromSeq: from, body)
+                },
+                inFlight: { seq, fields in self.postgresInFlight(seq, fields, live: live, lost: lost) })
         }
+        let boundary = inFlightBoundary()
+        return try pool.read { db in
+            try Self.statuses(
+                of: intents,
+                linked: { chunk in
+                    let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+                    return try Row.fetchAll(
+                        db, sql: "SELECT seq, intent_seq, body FROM audit WHERE intent_seq IN (\(marks)) ORDER BY seq",
+                        arguments: StatementArguments(chunk)
+                    ).map { row -> (Int64, Int64, String) in (row["seq"], row["intent_seq"], row["body"]) }
+                },
+                sessionRecords: { session, from, body in
+                    let rows = try Row.fetchCursor(
+                        db,
+                        sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE session = ? AND seq >= ? ORDER BY seq",
+                        arguments: [session, from])
+                    while let row = try rows.next() {
+                        guard try body(Self.record(row)) else { return }
+                    }
+                },
+                inFlight: { seq, _ in seq > boundary && !lost.contains(seq) })
+        }
+    }
+
+    /// ``outcomeStatuses(of:)`` over either storage: `linked` reads the outcomes whose index
+    /// column names one of some intents (seq, intent_seq, body); `sessionRecords` feeds a
+    /// session's records from a seq on until its body returns false.
+    private static func statuses(
+        of intents: [Int64: (record: AuditRecord, fields: CallFields)],
+        linked: ([Int64]) throws -> [(Int64, Int64, String)],
+        sessionRecords: (String, Int64, (AuditRecord) throws -> Bool) throws -> Void,
+        inFlight: (Int64, CallFields) -> Bool
+    ) throws -> [Int64: CallOutcomeStatus] {
+        var statuses: [Int64: CallOutcomeStatus] = [:]
+        let seqs = intents.keys.sorted()
+        for start in stride(from: 0, to: seqs.count, by: 500) {
+            for (seq, target, body) in try linked(Array(seqs[start..<min(start + 500, seqs.count)])) {
+                // The column is an index; the hashed body is what counts.
+                guard statuses[target] == nil, seq > target, let intent = intents[target]?.fields,
+                    let fields = CallFields.parse(body), fields.event == CallFields.outcome,
+                    fields.intentSeq == target, fields.session == intent.session, fields.tool == intent.tool
+                else { continue }
+                statuses[target] = .recorded(outcomeSeq: seq)
+            }
+        }
+        for seq in seqs where statuses[seq] == nil {
+            guard let intent = intents[seq] else { continue }
+            if let outcome = try unlinkedOutcome(of: intent.record, intent.fields, sessionRecords: sessionRecords) {
+                statuses[seq] = .recorded(outcomeSeq: outcome)
+            } else {
+                statuses[seq] = inFlight(seq, intent.fields) ? .inFlight : .unknown
+            }
+        }
+        return statuses
     }
 
     /// The outcome paired with `intent` by a pass over its session's records from it on.
-    private static func unlinkedOutcome(_ db: Database, of intent: AuditRecord, _ fields: CallFields) throws
-        -> Int64?
-    {
+    private static func unlinkedOutcome(
+        of intent: AuditRecord, _ fields: CallFields,
+        sessionRecords: (String, Int64, (AuditRecord) throws -> Bool) throws -> Void
+    ) throws -> Int64? {
         guard let session = fields.session else { return nil }
         var matcher = OutcomeMatcher()
-        let rows = try Row.fetchCursor(
-            db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE session = ? AND seq >= ? ORDER BY seq",
-            arguments: [session, intent.seq])
-        while let row = try rows.next() {
-            let record = Self.record(row)
-            guard let fields = CallFields.parse(record.body) else { continue }
-            if let paired = matcher.add(record, fields), paired.intent == intent.seq { return paired.outcome }
+        var found: Int64?
+        try sessionRecords(session, intent.seq) { record in
+            guard let fields = CallFields.parse(record.body) else { return true }
+            if let paired = matcher.add(record, fields), paired.intent == intent.seq {
+                found = paired.outcome
+                return false
+            }
+            return true
         }
-        return nil
+        return found
     }
 
-    private static func describeBadLink(_ db: Database, outcome: Int64, fields: CallFields) throws -> String {
+    private static func describeBadLink(outcome: Int64, fields: CallFields, body: (Int64) throws -> String?) throws
+        -> String
+    {
         let named = fields.intentSeq ?? 0
         let prefix = "outcome record \(outcome) names intent record \(named)"
         guard named < outcome else { return prefix + ", which comes after it" }
-        guard let body = try String.fetchOne(db, sql: "SELECT body FROM audit WHERE seq = ?", arguments: [named])
-        else { return prefix + ", which is not in the log" }
+        guard let body = try body(named) else { return prefix + ", which is not in the log" }
         guard let target = CallFields.parse(body), target.event == CallFields.intent else {
             return prefix + ", which is not a call.intent (records were deleted or moved, or the link was forged)"
         }

@@ -144,6 +144,11 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// (`db.cachedStatement`): the head query, the record INSERT and the checkpoint INSERT. Another
 /// process (the `leasehold` CLI) may append to the same file through its own writer; SQLite's write
 /// lock serialises the two and ``continuedHead(_:from:)`` checks that the chain continues.
+///
+/// Or, for a cluster, the same log in a PostgreSQL database several nodes share
+/// (``init(postgres:node:signer:checkpointEvery:syncInterval:logger:)``, ``AuditPostgres``): one
+/// chain ordered by the database, every other node a writer whose records must chain like the
+/// CLI's; the group commit, the latch and the checkpoints are this type's on both storages.
 public actor AuditLog {
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
@@ -171,8 +176,27 @@ public actor AuditLog {
         return decoder
     }()
 
-    let pool: DatabasePool
-    /// The database file.
+    /// Where the records are: a SQLite file, or a PostgreSQL database shared by several nodes.
+    enum Storage: Sendable {
+        case sqlite(DatabasePool)
+        case postgres(AuditPostgres)
+    }
+
+    let storage: Storage
+    /// The PostgreSQL storage, nil for a SQLite log.
+    nonisolated var postgres: AuditPostgres? {
+        if case .postgres(let postgres) = storage { return postgres }
+        return nil
+    }
+    /// The SQLite pool. Only the SQLite branches (each behind a check for ``postgres``) and the
+    /// SQLite tests read it; a PostgreSQL log has none.
+    nonisolated var pool: DatabasePool {
+        guard case .sqlite(let pool) = storage else {
+            preconditionFailure("the SQLite pool of an audit log stored in PostgreSQL")
+        }
+        return pool
+    }
+    /// The database file (for PostgreSQL, the store URL without its password).
     public nonisolated let path: String
     /// This runner's id, stamped on every record.
     public nonisolated let node: String
@@ -255,18 +279,89 @@ public actor AuditLog {
         path: String, node: String, signer: AuditSigningKey? = nil, checkpointEvery: Int = 256,
         syncInterval: Duration = .milliseconds(5), logger: Logger = Logger(label: "leasehold.audit")
     ) throws {
+        let pool = try Self.openSQLite(path: path)
+        let (found, checkpoint) = try pool.read { db in
+            (try Self.storedHead(db), try Self.lastCheckpoint(db))
+        }
+        let checkpointHash = try checkpoint.flatMap { checkpoint in
+            try pool.read { db in
+                try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [checkpoint.seq])
+            }
+        }
+        self.init(
+            storage: .sqlite(pool), path: path, node: node, signer: signer, checkpointEvery: checkpointEvery,
+            syncInterval: syncInterval, logger: logger, found: found, checkpoint: checkpoint,
+            checkpointHash: checkpointHash)
+    }
+
+    /// Opens (creating the tables if needed) the trail in a PostgreSQL database that several
+    /// runner nodes share: one chain, ordered by the database (see ``AuditPostgres``). Every node
+    /// stamps its `node` on its records and must sign checkpoints with the same key (the cluster's
+    /// nodes are given the same `audit-signing.key`, as they share `keys.json`), so that
+    /// ``verifyCheckpoints(publicKey:)`` checks the whole trail with one public key.
+    ///
+    /// The log owns its connections (one for the writer, one for readers; opened on first use,
+    /// again after a failure, closed when the log is freed); nothing needs to run beside it.
+    /// Throws when the database cannot be reached or migrated.
+    public init(
+        postgres location: StoreLocation.PostgresLocation, node: String, signer: AuditSigningKey? = nil,
+        checkpointEvery: Int = 256, syncInterval: Duration = .milliseconds(5),
+        logger: Logger = Logger(label: "leasehold.audit")
+    ) throws {
+        let postgres = try AuditPostgres(location: location, logger: logger)
+        // The checkpoint first: other nodes append meanwhile, and the head read after it is at or
+        // after the record it covers.
+        let checkpoint = try postgres.lastCheckpoint()
+        let found = try postgres.head()
+        let checkpointHash = try checkpoint.flatMap { try postgres.hash(at: $0.seq) }
+        self.init(
+            storage: .postgres(postgres), path: StoreLocation.postgres(location).description, node: node,
+            signer: signer, checkpointEvery: checkpointEvery, syncInterval: syncInterval, logger: logger, found: found,
+            checkpoint: checkpoint, checkpointHash: checkpointHash)
+    }
+
+    private init(
+        storage: Storage, path: String, node: String, signer: AuditSigningKey?, checkpointEvery: Int,
+        syncInterval: Duration, logger: Logger, found: ChainHead, checkpoint: AuditCheckpoint?,
+        checkpointHash: String?
+    ) {
+        self.storage = storage
+        self.path = path
+        self.syncInterval = syncInterval
+        self.node = node
+        self.signer = signer
+        self.checkpointEvery = Int64(max(1, checkpointEvery))
+        self.logger = logger
+        // The head at open is taken as found: `leasehold audit verify` is what judges a log at rest.
+        // But if the last checkpoint no longer matches its record, the log was rewritten while no
+        // runner watched it, and appending would sign the forgery: refuse from the start.
+        head = found
+        openedAtSeq = found.seq
+        lastCheckpointSeq = checkpoint?.seq ?? 0
+        if let checkpoint, let signer {
+            if checkpointHash != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
+                latched =
+                    "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
+                    + "run `leasehold audit verify`"
+                logger.error(
+                    "audit log rewritten while the runner was stopped; appends are refused",
+                    metadata: ["path": "\(path)", "checkpoint": "\(checkpoint.seq)"])
+            }
+        }
+    }
+
+    /// Opens the SQLite file at `path` and migrates it.
+    private static func openSQLite(path: String) throws -> DatabasePool {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
         }
-        pool = try DatabasePool(path: path, configuration: configuration)
+        let pool = try DatabasePool(path: path, configuration: configuration)
         // GRDB's WAL set-up runs after prepareDatabase and lowers the writer to NORMAL (an fsync
         // only at checkpoints; found with strace: 4 syncs in 400 commits). Commits sync unless a
         // batch asks for less (``writerSync`` tracks the setting from here on).
         try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
-        self.path = path
-        self.syncInterval = syncInterval
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1") { db in
             try db.create(table: "audit") { table in
@@ -297,32 +392,7 @@ public actor AuditLog {
             try db.execute(sql: "CREATE INDEX audit_intent_seq ON audit(intent_seq) WHERE intent_seq IS NOT NULL")
         }
         try migrator.migrate(pool)
-        self.node = node
-        self.signer = signer
-        self.checkpointEvery = Int64(max(1, checkpointEvery))
-        self.logger = logger
-        // The head at open is taken as found: `leasehold audit verify` is what judges a log at rest.
-        // But if the last checkpoint no longer matches its record, the log was rewritten while no
-        // runner watched it, and appending would sign the forgery: refuse from the start.
-        let (found, checkpoint) = try pool.read { db in
-            (try Self.storedHead(db), try Self.lastCheckpoint(db))
-        }
-        head = found
-        openedAtSeq = found.seq
-        lastCheckpointSeq = checkpoint?.seq ?? 0
-        if let checkpoint, let signer {
-            let stored = try pool.read { db in
-                try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [checkpoint.seq])
-            }
-            if stored != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
-                latched =
-                    "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
-                    + "run `leasehold audit verify`"
-                logger.error(
-                    "audit log rewritten while the runner was stopped; appends are refused",
-                    metadata: ["path": "\(path)", "checkpoint": "\(checkpoint.seq)"])
-            }
-        }
+        return pool
     }
 
     deinit {
@@ -351,7 +421,7 @@ public actor AuditLog {
     /// An event encoded by its caller, ready to be chained: encoding does not depend on the
     /// record's place in the log, so it runs concurrently in the callers' tasks and the single
     /// writer only hashes and inserts.
-    private struct Encoded: Sendable {
+    struct Encoded: Sendable {
         let body: String
         let time: String
         let tenant: String?
@@ -615,7 +685,11 @@ public actor AuditLog {
         // cleared so the writer loop ends and waiters learn of the failure.
         if syncFailed == nil {
             do {
-                try pool.writeWithoutTransaction { db in try Self.syncJournal(db) }
+                if let postgres {
+                    try postgres.syncWAL()
+                } else {
+                    try pool.writeWithoutTransaction { db in try Self.syncJournal(db) }
+                }
                 walSyncCount += 1
             } catch {
                 syncFailed =
@@ -678,7 +752,26 @@ public actor AuditLog {
     /// left it, and latches if not). A failed WAL fsync stays latched (``syncFailed``). Every other
     /// failure may have left the file or the page cache in a state the log cannot vouch for (I/O
     /// error, corruption, a constraint or trigger, a moved chain).
+    ///
+    /// On PostgreSQL, not latched either: a commit that wrote nothing for certain
+    /// (``AuditPostgres/Failure/notWritten``: no connection could be had, the connection was lost
+    /// before COMMIT was sent — the server aborts such a transaction —, or another node held the
+    /// append lock past `lock_timeout`). Latched: a commit whose COMMIT got no answer (it may have
+    /// committed), and every error the server gave for the trail itself (a constraint, a
+    /// permission, a moved chain).
     private func refuse(after error: any Error) -> AuditUnavailable {
+        if let failure = error as? AuditPostgres.Failure, failure.notWritten, latched == nil {
+            logger.warning(
+                "audit write refused: the PostgreSQL store could not be reached or lost the connection before the commit; nothing was written",
+                metadata: ["store": "\(path)", "error": "\(failure)"])
+            return AuditUnavailable(
+                description: "the audit store is unreachable (\(failure)); nothing was written")
+        }
+        // On PostgreSQL every other failure latches like on SQLite: judged by what it wraps.
+        let error: any Error =
+            if let failure = error as? AuditPostgres.Failure {
+                failure.underlying is AuditChainMoved ? failure.underlying : failure
+            } else { error }
         if let database = error as? DatabaseError,
             database.resultCode == .SQLITE_BUSY || database.resultCode == .SQLITE_LOCKED
         {
@@ -728,6 +821,26 @@ public actor AuditLog {
     {
         let checkpointEvery = checkpointEvery
         let signer = signer
+        if let postgres {
+            return try postgres.transaction(synchronous: sync == .full) { connection in
+                var current = try postgres.continuedHead(connection, from: expected)
+                var rows: [(seq: Int64, encoded: Encoded, previous: String, hash: String)] = []
+                rows.reserveCapacity(encoded.count)
+                for record in encoded {
+                    let seq = current.seq + 1
+                    let hash = AuditRecord.chainHash(previous: current.hash, seq: seq, body: record.body)
+                    rows.append((seq, record, current.hash, hash))
+                    current = ChainHead(seq: seq, hash: hash)
+                }
+                try postgres.insert(connection, rows)
+                var checkpoint: Int64?
+                if current.seq - lastCheckpoint >= checkpointEvery, let signer {
+                    try postgres.writeCheckpoint(connection, Self.signedCheckpoint(head: current, signer: signer))
+                    checkpoint = current.seq
+                }
+                return (rows.map { $0.seq }, current, checkpoint)
+            }
+        }
         return try transaction(sync: sync, writerSync: writerSync) { db in
             var current = try Self.continuedHead(db, from: expected)
             var seqs: [Int64] = []
@@ -764,7 +877,23 @@ public actor AuditLog {
     /// chains from it. Anything else — the last record gone, a different hash at the head, records
     /// after it that do not chain — means the file was changed behind this writer's back.
     private static func continuedHead(_ db: Database, from expected: ChainHead) throws -> ChainHead {
-        let stored = try storedHead(db)
+        try continuedHead(
+            stored: storedHead(db), expected: expected,
+            hashAt: { seq in try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [seq]) },
+            recordsAfter: { seq in
+                try Row.fetchAll(
+                    db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq", arguments: [seq]
+                ).map(record)
+            })
+    }
+
+    /// The check of ``continuedHead(_:from:)``, for either storage: `stored` is the head found,
+    /// `hashAt` the stored hash of a record, `recordsAfter` the records after one, in order.
+    /// On PostgreSQL the records after `expected` are other nodes' and must chain the same way.
+    static func continuedHead(
+        stored: ChainHead, expected: ChainHead, hashAt: (Int64) throws -> String?,
+        recordsAfter: (Int64) throws -> [AuditRecord]
+    ) throws -> ChainHead {
         if stored == expected { return stored }
         guard stored.seq > expected.seq else {
             throw AuditChainMoved(
@@ -773,7 +902,7 @@ public actor AuditLog {
                     + "the runner last wrote \(expected.seq) with hash \(expected.hash.prefix(12))…")
         }
         if expected.seq > 0 {
-            let hash = try String.fetchOne(db, sql: "SELECT hash FROM audit WHERE seq = ?", arguments: [expected.seq])
+            let hash = try hashAt(expected.seq)
             guard hash == expected.hash else {
                 throw AuditChainMoved(
                     description:
@@ -782,11 +911,7 @@ public actor AuditLog {
             }
         }
         var previous = expected
-        let rows = try Row.fetchCursor(
-            db, sql: "SELECT seq, body, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq",
-            arguments: [expected.seq])
-        while let row = try rows.next() {
-            let record = record(row)
+        for record in try recordsAfter(expected.seq) {
             guard record.seq == previous.seq + 1, record.previousHash == previous.hash,
                 AuditRecord.chainHash(previous: previous.hash, seq: record.seq, body: record.body) == record.hash
             else {
@@ -799,9 +924,12 @@ public actor AuditLog {
         return previous
     }
 
+    private static func signedCheckpoint(head: ChainHead, signer: AuditSigningKey) throws -> AuditCheckpoint {
+        try AuditCheckpoint.sign(seq: head.seq, headHash: head.hash, time: Date().formatted(timeFormat), with: signer)
+    }
+
     private static func writeCheckpoint(_ db: Database, head: ChainHead, signer: AuditSigningKey) throws {
-        let checkpoint = try AuditCheckpoint.sign(
-            seq: head.seq, headHash: head.hash, time: Date().formatted(timeFormat), with: signer)
+        let checkpoint = try signedCheckpoint(head: head, signer: signer)
         try db.cachedStatement(
             sql: """
                 INSERT OR REPLACE INTO checkpoints (seq, head_hash, record_count, time, key_id, signature)
@@ -832,8 +960,16 @@ public actor AuditLog {
         let expected = head
         let lastCheckpoint = lastCheckpointSeq
         let covered: ChainHead?
-        let write = { (writerSync: AuditSync?) in
-            try self.transaction(sync: .full, writerSync: writerSync) { db -> ChainHead? in
+        let write = { (writerSync: AuditSync?) throws -> ChainHead? in
+            if let postgres = self.postgres {
+                return try postgres.transaction(synchronous: true) { connection -> ChainHead? in
+                    let current = try postgres.continuedHead(connection, from: expected)
+                    guard current.seq > lastCheckpoint else { return nil }
+                    try postgres.writeCheckpoint(connection, Self.signedCheckpoint(head: current, signer: signer))
+                    return current
+                }
+            }
+            return try self.transaction(sync: .full, writerSync: writerSync) { db -> ChainHead? in
                 let current = try Self.continuedHead(db, from: expected)
                 guard current.seq > lastCheckpoint else { return nil }
                 try Self.writeCheckpoint(db, head: current, signer: signer)
@@ -923,6 +1059,11 @@ public actor AuditLog {
             clauses.append("time >= ?")
             arguments.append(since.formatted(AuditLog.timeFormat))
         }
+        if let postgres {
+            return try postgres.records(
+                tenant: tenant, session: session, since: since?.formatted(AuditLog.timeFormat), afterSeq: afterSeq,
+                limit: limit)
+        }
         let sql =
             "SELECT seq, body, prev_hash, hash FROM audit WHERE \(clauses.joined(separator: " AND ")) ORDER BY seq LIMIT ?"
         arguments.append(limit)
@@ -933,7 +1074,8 @@ public actor AuditLog {
 
     /// The last `count` records, oldest first.
     public nonisolated func tail(_ count: Int) throws -> [AuditRecord] {
-        try pool.read { db in
+        if let postgres { return try postgres.tail(count) }
+        return try pool.read { db in
             try Row.fetchAll(
                 db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY seq DESC LIMIT ?", arguments: [count]
             ).map(Self.record).reversed()
@@ -960,37 +1102,58 @@ public actor AuditLog {
     /// insertion or reordering breaks one of the three. (Cutting records off the end leaves a
     /// shorter valid chain: compare the printed head with one recorded elsewhere to catch that.)
     public nonisolated func verify() throws -> Verification {
-        try pool.read { db in
-            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY rowid")
-            var expectedSeq: Int64 = 1
-            var previous = Self.genesis
-            while let row = try cursor.next() {
-                let record = Self.record(row)
-                guard record.seq == expectedSeq else {
-                    return .broken(
-                        seq: record.seq,
-                        reason:
-                            "expected record \(expectedSeq) here, found \(record.seq) (a record was deleted, inserted or moved)"
-                    )
-                }
-                guard record.previousHash == previous else {
-                    return .broken(seq: record.seq, reason: "prev_hash does not match record \(record.seq - 1)'s hash")
-                }
-                guard AuditRecord.chainHash(previous: previous, seq: record.seq, body: record.body) == record.hash
-                else {
-                    return .broken(
-                        seq: record.seq, reason: "contents do not match the record's hash (the record was edited)")
-                }
-                previous = record.hash
-                expectedSeq += 1
-            }
-            return .ok(records: expectedSeq - 1, head: previous)
+        var walk = ChainWalk()
+        if let postgres {
+            try postgres.forEachRecord { record in walk.add(record) }
+            return walk.result
         }
+        return try pool.read { db in
+            let cursor = try Row.fetchCursor(db, sql: "SELECT seq, body, prev_hash, hash FROM audit ORDER BY rowid")
+            while let row = try cursor.next() {
+                guard walk.add(Self.record(row)) else { break }
+            }
+            return walk.result
+        }
+    }
+
+    /// ``verify()``'s walk, record by record in stored order.
+    struct ChainWalk {
+        private var expectedSeq: Int64 = 1
+        private var previous = AuditLog.genesis
+        private var broken: Verification?
+
+        /// Checks the next record; false once the chain is broken (the walk can stop).
+        mutating func add(_ record: AuditRecord) -> Bool {
+            guard broken == nil else { return false }
+            guard record.seq == expectedSeq else {
+                broken = .broken(
+                    seq: record.seq,
+                    reason:
+                        "expected record \(expectedSeq) here, found \(record.seq) (a record was deleted, inserted or moved)"
+                )
+                return false
+            }
+            guard record.previousHash == previous else {
+                broken = .broken(seq: record.seq, reason: "prev_hash does not match record \(record.seq - 1)'s hash")
+                return false
+            }
+            guard AuditRecord.chainHash(previous: previous, seq: record.seq, body: record.body) == record.hash else {
+                broken = .broken(
+                    seq: record.seq, reason: "contents do not match the record's hash (the record was edited)")
+                return false
+            }
+            previous = record.hash
+            expectedSeq += 1
+            return true
+        }
+
+        var result: Verification { broken ?? .ok(records: expectedSeq - 1, head: previous) }
     }
 
     /// Every checkpoint, oldest first.
     public nonisolated func checkpoints() throws -> [AuditCheckpoint] {
-        try pool.read { db in
+        if let postgres { return try postgres.checkpoints() }
+        return try pool.read { db in
             try Row.fetchAll(db, sql: "SELECT seq, head_hash, time, key_id, signature FROM checkpoints ORDER BY seq")
                 .map(Self.checkpoint)
         }
@@ -1002,7 +1165,15 @@ public actor AuditLog {
     /// no longer has the signed hash — which is what a rewrite of covered records looks like even
     /// when the chain itself was recomputed and ``verify()`` passes.
     public nonisolated func verifyCheckpoints(publicKey: AuditPublicKey) throws -> CheckpointReport {
-        try pool.read { db in
+        if let postgres {
+            var report = CheckpointReport()
+            report.records = try postgres.head().seq
+            for (checkpoint, stored) in try postgres.checkpointsWithStoredHash() {
+                report.check(checkpoint, storedHash: stored, publicKey: publicKey)
+            }
+            return report
+        }
+        return try pool.read { db in
             var report = CheckpointReport()
             report.records = try Self.storedHead(db).seq
             let rows = try Row.fetchCursor(
@@ -1012,31 +1183,36 @@ public actor AuditLog {
                     FROM checkpoints c LEFT JOIN audit a ON a.seq = c.seq ORDER BY c.seq
                     """)
             while let row = try rows.next() {
-                let checkpoint = Self.checkpoint(row)
-                let stored: String? = row["stored_hash"]
-                report.checkpoints += 1
-                if checkpoint.keyID != publicKey.keyID {
-                    report.failures.append(
-                        "checkpoint at record \(checkpoint.seq) was signed by key \(checkpoint.keyID), "
-                            + "not by the given public key \(publicKey.keyID)")
-                } else if !checkpoint.isSigned(by: publicKey) {
-                    report.failures.append(
-                        "checkpoint at record \(checkpoint.seq): the signature does not verify "
-                            + "(the checkpoint was forged or edited)")
-                } else if let stored, stored != checkpoint.headHash {
-                    report.failures.append(
-                        "checkpoint mismatch at record \(checkpoint.seq): the checkpoint signed hash "
-                            + "\(checkpoint.headHash.prefix(16))… but the record now has \(stored.prefix(16))… "
-                            + "(records up to \(checkpoint.seq) were rewritten)")
-                } else if stored == nil {
-                    report.failures.append(
-                        "checkpoint mismatch at record \(checkpoint.seq): the log has no record \(checkpoint.seq) "
-                            + "(records covered by a signed checkpoint were deleted)")
-                } else {
-                    report.lastCoveredSeq = max(report.lastCoveredSeq, checkpoint.seq)
-                }
+                report.check(Self.checkpoint(row), storedHash: row["stored_hash"], publicKey: publicKey)
             }
             return report
+        }
+    }
+}
+
+extension CheckpointReport {
+    /// Checks one checkpoint against `publicKey` and the hash its record has now (nil: gone).
+    mutating func check(_ checkpoint: AuditCheckpoint, storedHash stored: String?, publicKey: AuditPublicKey) {
+        checkpoints += 1
+        if checkpoint.keyID != publicKey.keyID {
+            failures.append(
+                "checkpoint at record \(checkpoint.seq) was signed by key \(checkpoint.keyID), "
+                    + "not by the given public key \(publicKey.keyID)")
+        } else if !checkpoint.isSigned(by: publicKey) {
+            failures.append(
+                "checkpoint at record \(checkpoint.seq): the signature does not verify "
+                    + "(the checkpoint was forged or edited)")
+        } else if let stored, stored != checkpoint.headHash {
+            failures.append(
+                "checkpoint mismatch at record \(checkpoint.seq): the checkpoint signed hash "
+                    + "\(checkpoint.headHash.prefix(16))… but the record now has \(stored.prefix(16))… "
+                    + "(records up to \(checkpoint.seq) were rewritten)")
+        } else if stored == nil {
+            failures.append(
+                "checkpoint mismatch at record \(checkpoint.seq): the log has no record \(checkpoint.seq) "
+                    + "(records covered by a signed checkpoint were deleted)")
+        } else {
+            lastCoveredSeq = max(lastCoveredSeq, checkpoint.seq)
         }
     }
 }
@@ -1062,6 +1238,7 @@ extension AuditEvent {
 extension AuditLog {
     /// The writer connection's `PRAGMA synchronous` (2 = FULL: every commit is synced).
     public func writerSynchronousSetting() throws -> Int {
-        try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
+        guard postgres == nil else { return writerSync == .batched ? 1 : 2 }
+        return try pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") ?? -1 }
     }
 }

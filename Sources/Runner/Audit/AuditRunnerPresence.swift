@@ -85,7 +85,14 @@ extension AuditLog {
     /// Marks this process as a runner serving the log, until it exits (see ``AuditRunnerPresence``):
     /// `leasehold audit verify` and the audit API then report this runner's calls without an
     /// outcome record as in flight rather than as outcome unknown.
+    ///
+    /// On PostgreSQL the announcement is a row of `audit_runners` tied to this node's writer
+    /// connection (see ``AuditPostgres/announce(node:from:)``), seen by every node.
     public nonisolated func announceRunner() throws {
+        if let postgres {
+            try postgres.announce(node: node, from: openedAtSeq)
+            return
+        }
         let announced = try AuditRunnerPresence.announce(logPath: path, from: openedAtSeq)
         let previous = presence.withLock { held in
             defer { held = announced }
@@ -99,6 +106,10 @@ extension AuditLog {
     /// stop left one file behind until the next start; a killed runner's is still deleted by the
     /// next runner to start.
     public nonisolated func retireRunner() {
+        if let postgres {
+            postgres.retire()
+            return
+        }
         let held = presence.withLock { held in
             defer { held = nil }
             return held
