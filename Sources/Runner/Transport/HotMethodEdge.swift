@@ -86,23 +86,6 @@ enum HotMethodEdge {
         return String(describing: id).prefix(128).description
     }
 
-    /// Runs the request and returns the JSON-RPC response message.
-    static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
-        switch call.method {
-        case .list:
-            return envelope(
-                id: call.id, key: "result", value: await gateway.listToolsJSON(in: context, requestID: call.idText))
-        case .call(let name, let arguments):
-            do {
-                let answer = try await gateway.answer(name, arguments: arguments, in: context, requestID: call.idText)
-                return envelope(id: call.id, key: "result", value: ResultEncoder.json(answer))
-            } catch {
-                // The same error the SDK handler path gives for a refusal.
-                return response(id: call.id, error: MCPError.invalidParams(error.description))
-            }
-        }
-    }
-
     /// `{"jsonrpc":"2.0","id":…,"error":…}`.
     static func response(id: Any, error: MCPError) -> Data {
         let encoded = (try? JSONEncoder().encode(error)) ?? Data(#"{"code":-32603,"message":"Internal error"}"#.utf8)
