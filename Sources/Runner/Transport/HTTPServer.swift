@@ -254,6 +254,7 @@ struct MCPEndpoint: Sendable {
             // cannot write; the connection's closing gives the slot back at once.
             // (Weakly: a stream that ends first gives its slot back with its last reference.)
             http.channel.closeFuture.whenComplete { [weak slot] _ in slot?.release() }
+            slot.closeConnection.withLock { [channel = http.channel] in $0 = { channel.close(promise: nil) } }
             stream = slot
         }
         let contextToken = gateway.requestContexts.hold(context)
@@ -529,7 +530,8 @@ struct MCPEndpoint: Sendable {
         let slot = stream
         switch response {
         case .stream(let stream, _):
-            let buffers = stream.map { bytes in
+            // A GET stream's events wait for a slow client in a bounded backlog.
+            let buffers = (slot?.bounded(stream) ?? stream).map { bytes in
                 withExtendedLifetime((release, slot)) { ByteBuffer(bytes: bytes) }
             }
             return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: buffers))
