@@ -10,7 +10,8 @@
 // id; a body the parse refuses is not a well-formed hot request; the three readers agree on which
 // ids are valid; ids as text are at most 128 characters; a request classified without headers is
 // classified the same with headers that mirror it; a header value wrapped as `=?base64?…?=`
-// unwraps to itself; errors and spliced results are JSON; the pipe envelope's claim is the body's
+// unwraps to itself; errors and spliced results are JSON; a body JSONDecoder and JSONSerialization
+// read different ids or methods in is refused (`readersAgree`); the pipe envelope's claim is the body's
 // (for a document JSONDecoder and JSONSerialization read alike: a key given twice they do not).
 import Foundation
 import MCP
@@ -145,6 +146,14 @@ private func checkModern(_ body: Data, _ message: [String: Any]) {
 
 private func checkPipe(_ body: Data, _ message: [String: Any]?) {
     guard let envelope = try? JSONDecoder().decode(PipeRequestEnvelope.self, from: body), let message else { return }
+    // The HTTP edge refuses a body its two readers read different methods or ids in (found here:
+    // a member given twice stranded the SDK's stream for the request).
+    let id = message["id"].flatMap { $0 is NSNull ? nil : String(describing: $0) }
+    if envelope.method != message["method"] as? String || envelope.id?.description != id {
+        guard !HotMethodEdge.readersAgree(body) else {
+            fatalError("hot_edge: readersAgree passed a body its readers read differently")
+        }
+    }
     // The pipe reads a message the way the SDK does (JSONDecoder), which differs from
     // JSONSerialization on a key given twice (one keeps the first, the other the last); both
     // readings on the pipe are the SDK's, so the property is for documents both read alike.

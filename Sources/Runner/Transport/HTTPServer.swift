@@ -150,6 +150,11 @@ struct MCPEndpoint: Sendable {
         // into the audit record of a refusal. A hot method on an established connection is parsed
         // by the edge, which then answers it from that same parse.
         let hot = request.method == .post && sessionHeader != nil ? HotMethodEdge.parse(bodyData) : nil
+        if request.method == .post, hot == nil, !HotMethodEdge.readersAgree(bodyData) {
+            return jsonRPCError(
+                status: .badRequest, code: -32600,
+                message: "invalid_request: the request gives its id or method twice; give each once")
+        }
         let ids = hot.map { [$0.idText] } ?? (request.method == .post ? MCPHandlers.requestIDs(in: bodyData) : [])
         let requestID = ids.count == 1 ? ids[0] : nil
 

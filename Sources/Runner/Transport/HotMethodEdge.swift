@@ -73,6 +73,23 @@ enum HotMethodEdge {
             progressToken: ProgressRelay.token(inParams: params), traceCarrier: traceCarrier(inParams: params))
     }
 
+    /// Whether JSONSerialization (this edge, the in-flight id guard, the SDK transport's routing)
+    /// and JSONDecoder (the SDK server, which answers what this edge does not) read the same
+    /// `method` and `id` in `body`. A member given twice is kept last by the one and first by the
+    /// other: the SDK then answered an id its transport had no stream for, and the request's
+    /// stream never ended. True for what is not one JSON object (the SDK refuses that itself).
+    static func readersAgree(_ body: Data) -> Bool {
+        struct Envelope: Decodable {
+            let id: ID?
+            let method: String?
+        }
+        guard let message = try? JSONSerialization.jsonObject(with: body, options: []) as? [String: Any],
+            let envelope = try? JSONDecoder().decode(Envelope.self, from: body)
+        else { return true }
+        let id = message["id"].flatMap { $0 is NSNull ? nil : String(describing: $0) }
+        return envelope.method == message["method"] as? String && envelope.id?.description == id
+    }
+
     /// The JSON-RPC id (as text, the way ``Call/idText`` and the in-flight guard spell it) of the
     /// request a single `notifications/cancelled` in `body` cancels; nil for anything else.
     static func cancelledRequest(_ body: Data) -> String? {
