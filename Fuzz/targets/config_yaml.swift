@@ -16,6 +16,22 @@ private func keys(of node: Node?) -> [String]? {
     node?.mapping.map { $0.keys.compactMap(\.string) }
 }
 
+/// Lines of `text` as YAML counts them: CR LF, CR, LF, NEL, LS and PS each end a line (a file
+/// with old-Mac CR line ends has as many lines as it has CRs, and `file:line` counts them so).
+private func yamlLines(_ text: String) -> Int {
+    var lines = 1
+    var previous: Unicode.Scalar?
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\n" where previous == "\r": break
+        case "\n", "\r", "\u{85}", "\u{2028}", "\u{2029}": lines += 1
+        default: break
+        }
+        previous = scalar
+    }
+    return lines
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfigYAML(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // The runner reads the file as UTF-8 and refuses one that is not.
@@ -30,7 +46,7 @@ public func fuzzConfigYAML(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
         let rest = error.description.dropFirst(file.count + 1)
         if let line = Int(rest.prefix { $0.isNumber }), rest.dropFirst(String(line).count).hasPrefix(":") {
-            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).count
+            let lines = yamlLines(text)
             guard (1...max(1, lines)).contains(line) else {
                 fatalError("config_yaml: refusal placed at line \(line) of a \(lines)-line file: \(error.description)")
             }
