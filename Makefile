@@ -61,15 +61,16 @@ test-interop-mcp2:
 
 ## Coverage-guided fuzzing (libFuzzer + AddressSanitizer) of the parsers that read untrusted bytes,
 ## FUZZ_SECONDS per target (default 60); a crash fails it and leaves its input in .build-fuzz/crashes/.
-## FUZZ_TARGETS names some (default: all). claims, policy_yaml and jsonrpc_edge build
-## Fuzz/Package.swift's dependencies first (.build-fuzz-pkg/; minutes the first time).
+## FUZZ_TARGETS names some (default: all). claims, config_yaml, hot_edge, jsonrpc_edge and policy_yaml
+## build Fuzz/Package.swift's dependencies first (.build-fuzz-pkg/; minutes the first time).
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh $(FUZZ_TARGETS)
 
-## The short fuzz pass `make test` runs: 10 s per target, the per-file targets only (claims and
-## policy_yaml need jwt-kit, swift-crypto and Yams built first, minutes of CI; `make fuzz` runs them).
+## The short fuzz pass `make test` runs: 10 s per target, the per-file targets only (the package
+## targets need jwt-kit, swift-crypto, Yams and the MCP SDK built first, minutes of CI; `make fuzz`
+## runs them).
 FUZZ_CHEAP = apply_patch frame_codec gitignore_glob tool_pattern unified_diff
 test-fuzz:
 	FUZZ_SECONDS=10 scripts/fuzz.sh $(FUZZ_CHEAP)

@@ -40,6 +40,17 @@ let package = Package(
         .executableTarget(
             name: "jsonrpc_edge", dependencies: [.product(name: "MCP", package: "swift-sdk")],
             path: "pkg/jsonrpc_edge", swiftSettings: fuzz, linkerSettings: link),
+        .executableTarget(
+            name: "config_yaml",
+            dependencies: [
+                "Sandbox", "WorkspaceRegistry",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "MCP", package: "swift-sdk"),
+            ],
+            path: "pkg/config_yaml", swiftSettings: fuzz, linkerSettings: link),
+        .executableTarget(
+            name: "hot_edge", dependencies: [.product(name: "MCP", package: "swift-sdk")],
+            path: "pkg/hot_edge", swiftSettings: fuzz, linkerSettings: link),
         // The two main-package modules the policy files import, reduced to the files they use
         // (the rest of Sandbox needs NIO); CSandbox is the main package's, whole.
         .target(name: "Sandbox", dependencies: ["CSandbox"], path: "pkg/Sandbox", swiftSettings: fuzz),

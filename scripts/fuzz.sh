@@ -6,7 +6,8 @@
 # would cost tens of minutes on a 2-core machine), then run for FUZZ_SECONDS from the seed corpus
 # Fuzz/corpus/<target>/ (copied: the repository's seeds stay as committed).
 #
-# The parsers behind jwt-kit, Yams and the MCP SDK (claims, policy files, the edge's exact JSON)
+# The parsers behind jwt-kit, Yams and the MCP SDK (claims, policy files, leasehold.yaml, the edge's
+# exact JSON and its JSON-RPC fast path)
 # cannot be compiled alone: their targets are a small SwiftPM package, Fuzz/Package.swift (its own
 # scratch path .build-fuzz-pkg; the fuzz flags are on the targets that hold the parser, the
 # dependencies are built plain). Building those dependencies costs minutes, so `make test` runs
@@ -38,6 +39,8 @@ declare -A sources=(
     [claims]="package"
     [policy_yaml]="package"
     [jsonrpc_edge]="package"
+    [config_yaml]="package"
+    [hot_edge]="package"
 )
 
 targets=("$@")

@@ -38,6 +38,7 @@ declare -A skipped=(
     [test_faults.py]="raw JSON-RPC, sqlite locks, a tmpfs, signals to workers and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
     [test_clock_jumps.py]="raw JSON-RPC over httpx against a runner under libfaketime, no mcp client; same bytes as the 1.x run"
     [test_descriptor_exhaustion.py]="raw sockets and raw JSON-RPC (attack_support.Agent) against a runner with 96 open files, no mcp client; same bytes as the 1.x run"
+    [test_slow_sse_readers.py]="raw sockets that stop reading an SSE stream, no mcp client; same bytes as the 1.x run"
     [test_http_edge.py]="raw sockets (malformed chunked bodies, pipelining), no mcp client; same bytes as the 1.x run"
     [test_worker_ops.py]="drives leasehold-worker's fd-3 frame channel directly, no MCP at all"
     [test_audit_postgres.py]="the leasehold audit CLI against a throwaway PostgreSQL, no MCP at all"

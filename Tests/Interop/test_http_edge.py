@@ -204,3 +204,30 @@ def test_pipelined_requests_are_answered_in_order(edge_server: LeaseholdServer) 
     assert ids == [21, 22, 23]
     # The health check's answer is its own, between the first and second call's.
     assert b"jsonrpc" not in answers[1][2], answers[1]
+
+
+# A member given twice is kept first by the SDK's JSONDecoder and last by JSONSerialization (the
+# edge's parse, the in-flight id guard and the SDK transport's routing): found by the hot_edge fuzz
+# target. The SDK answered id 1 on a stream the transport had opened for id 2, so the request's
+# stream never ended (and held graceful shutdown).
+TWICE = {
+    "id given twice": b'{"jsonrpc":"2.0","id":31,"method":"ping","id":32}',
+    "method given twice": b'{"jsonrpc":"2.0","id":33,"method":"tools/call","params":{"name":"repo.read_file",'
+                          b'"arguments":{"path":"README.md"}},"method":"ping"}',
+}
+
+
+@pytest.mark.parametrize("case", sorted(TWICE))
+def test_a_member_given_twice_is_refused_not_left_hanging(edge_server: LeaseholdServer, case: str) -> None:
+    mcp = McpSession(edge_server)
+    headers = {**raw_headers(mcp.claim, mcp.sid, VERSION), "Content-Type": "application/json"}
+    with httpx.Client(timeout=SOCKET_TIMEOUT_S) as http:
+        try:
+            response = http.post(edge_server.mcp_url, content=TWICE[case], headers=headers)
+        except httpx.ReadTimeout:
+            pytest.fail(f"{case}: no answer within {SOCKET_TIMEOUT_S}s")
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == -32600, response.text
+        # The connection serves on.
+        ok = http.post(edge_server.mcp_url, content=call_body(34, "repo.read_file", {"path": "README.md"}), headers=headers)
+        assert jsonrpc_messages(ok)[0]["result"]["isError"] is False, ok.text

@@ -154,4 +154,54 @@ import Testing
         #expect(streams.open(of: "s") == 0)
         _ = first
     }
+
+    /// A GET stream whose client reads nothing: the SDK's stream (unbounded) is read into a backlog
+    /// of `SessionStreams.backlog` events; one more closes the connection and ends the SDK's
+    /// stream, so the SDK's later events are discarded rather than held (issue 21).
+    @Test func aStreamWhoseClientStopsReadingIsClosedAtItsBacklog() async throws {
+        let slot = try #require(SessionStreams(limit: 1).open(session: "s"))
+        let (closed, closing) = AsyncStream<Void>.makeStream()
+        slot.closeConnection.withLock { $0 = { closing.yield() } }
+        let (events, sdk) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let (ended, ending) = AsyncStream<Void>.makeStream()
+        sdk.onTermination = { _ in ending.yield() }
+        let backlog = slot.bounded(events)
+        for index in 0...SessionStreams.backlog {
+            #expect(isEnqueued(sdk.yield(Data("event \(index)".utf8))))
+        }
+        var closedSignal = closed.makeAsyncIterator()
+        _ = await closedSignal.next()
+        var endedSignal = ended.makeAsyncIterator()
+        _ = await endedSignal.next()
+        #expect(!isEnqueued(sdk.yield(Data("later".utf8))), "the SDK's stream still holds events")
+        var delivered = 0
+        await #expect(throws: SessionStreams.Slot.BacklogFull.self) {
+            for try await event in backlog {
+                #expect(event == Data("event \(delivered)".utf8))
+                delivered += 1
+            }
+        }
+        #expect(delivered == SessionStreams.backlog)
+    }
+
+    /// Up to the backlog, nothing is dropped and the connection stays open: every event arrives in
+    /// order and the stream ends when the SDK's does.
+    @Test func aStreamWithinItsBacklogGetsEveryEvent() async throws {
+        let slot = try #require(SessionStreams(limit: 1).open(session: "s"))
+        slot.closeConnection.withLock { $0 = { Issue.record("a stream within its backlog was closed") } }
+        let (events, sdk) = AsyncThrowingStream<Data, any Error>.makeStream()
+        let backlog = slot.bounded(events)
+        for index in 0..<SessionStreams.backlog { sdk.yield(Data("event \(index)".utf8)) }
+        sdk.finish()
+        var delivered = 0
+        for try await event in backlog {
+            #expect(event == Data("event \(delivered)".utf8))
+            delivered += 1
+        }
+        #expect(delivered == SessionStreams.backlog)
+    }
+
+    private func isEnqueued(_ result: AsyncThrowingStream<Data, any Error>.Continuation.YieldResult) -> Bool {
+        if case .enqueued = result { true } else { false }
+    }
 }

@@ -244,15 +244,6 @@ public struct LeaseholdConfig: Decodable, Sendable {
         otlpEndpoint = try container.decodeIfPresent(String.self, forKey: .otlpEndpoint)
     }
 
-    /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
-    public func usesWorkerCgroups() throws -> Bool {
-        switch workerCgroups ?? "auto" {
-        case "auto": return true
-        case "off": return false
-        case let other: throw ConfigError("worker_cgroups is \(other.debugDescription); use auto or off")
-        }
-    }
-
     /// `worker_host_ids: {first: N, count: M}`.
     public struct HostIDRange: Decodable, Sendable {
         /// The first uid/gid of the range.
@@ -280,6 +271,12 @@ public struct LeaseholdConfig: Decodable, Sendable {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw ConfigError("cannot read config file \(file)")
         }
+        return try decode(text, file: file)
+    }
+
+    /// Decodes the text of config file `file`; an error names the file, and the line when it has a
+    /// place (`file:line: message`).
+    static func decode(_ text: String, file: String) throws(ConfigError) -> LeaseholdConfig {
         do {
             return try YAMLDecoder().decode(LeaseholdConfig.self, from: text)
         } catch let error as ConfigError {
@@ -291,143 +288,6 @@ public struct LeaseholdConfig: Decodable, Sendable {
         } catch {
             throw ConfigError("\(file): \(error)")
         }
-    }
-
-    /// The catalog: `catalog:` inline or `catalog_file:`, never both; the built-ins when neither.
-    public func loadCatalog() throws -> Catalog {
-        if let catalogFile {
-            guard catalog == nil else { throw ConfigError("set either catalog or catalog_file, not both") }
-            return try Catalog.load(file: catalogFile)
-        }
-        return try catalog?.catalog() ?? Catalog()
-    }
-
-    /// How often the audit log's head is signed, validated: a zero or negative value would mean
-    /// never, and a huge one leaves most of the trail unsigned, so both are refused at start.
-    /// How long a `batched` audit commit may stay unsynced.
-    public func auditBatchedSyncInterval() throws(ConfigError) -> Duration {
-        let milliseconds = auditBatchedSyncMs ?? 5
-        guard (1...1000).contains(milliseconds) else {
-            throw ConfigError("audit_batched_sync_ms must be between 1 and 1000, not \(milliseconds)")
-        }
-        return .milliseconds(milliseconds)
-    }
-
-    /// How many spares the runner keeps and how long an untaken one lives, validated: a negative
-    /// count or a zero or day-long idle time is refused at start rather than silently clamped.
-    public func workerSpares() throws(ConfigError) -> (perSession: Int, maximum: Int, idleTimeout: Duration) {
-        let defaults = WorkerPool.Settings.defaults
-        let maximum = workerMaxSpares ?? defaults.maximumSpares
-        let perSession = workerSparesPerSession ?? defaults.sparesPerSession
-        let seconds = workerSpareIdleTimeoutSeconds ?? Int(defaults.spareIdleTimeout.components.seconds)
-        guard (0...4096).contains(maximum) else {
-            throw ConfigError("worker_max_spares must be between 0 and 4096, not \(maximum)")
-        }
-        guard (0...8).contains(perSession) else {
-            throw ConfigError("worker_spares_per_session must be between 0 and 8, not \(perSession)")
-        }
-        guard (1...3600).contains(seconds) else {
-            throw ConfigError("worker_spare_idle_timeout_seconds must be between 1 and 3600, not \(seconds)")
-        }
-        return (perSession, maximum, .seconds(seconds))
-    }
-
-    public func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {
-        let records = auditCheckpointRecords ?? AuditCheckpointPolicy.defaultRecords
-        let seconds = auditCheckpointSeconds ?? AuditCheckpointPolicy.defaultSeconds
-        guard (1...1_000_000).contains(records) else {
-            throw ConfigError("audit_checkpoint_records must be between 1 and 1000000, not \(records)")
-        }
-        guard (1...3600).contains(seconds) else {
-            throw ConfigError("audit_checkpoint_seconds must be between 1 and 3600, not \(seconds)")
-        }
-        return AuditCheckpointPolicy(records: records, interval: .seconds(seconds))
-    }
-
-    /// How unauthenticated refusals are aggregated into the audit trail, validated.
-    public func refusalSampling() throws(ConfigError) -> RefusalSampling {
-        let seconds = auditUnauthenticatedIntervalSeconds ?? Int(RefusalSampling.defaultInterval.components.seconds)
-        let sources = auditUnauthenticatedSources ?? RefusalSampling.defaultMaximumSources
-        guard (1...3600).contains(seconds) else {
-            throw ConfigError("audit_unauthenticated_interval_seconds must be between 1 and 3600, not \(seconds)")
-        }
-        guard (1...1_000_000).contains(sources) else {
-            throw ConfigError("audit_unauthenticated_sources must be between 1 and 1000000, not \(sources)")
-        }
-        return RefusalSampling(interval: .seconds(seconds), maximumSources: sources)
-    }
-
-    /// The HTTP settings for a listener on `host:port`: origins and hosts from the top level, the
-    /// bounds from `http:` (each validated; an absent key keeps its default).
-    public func httpSettings(host: String, port: Int) throws(ConfigError) -> HTTPSettings {
-        var settings = HTTPSettings(
-            host: host, port: port, allowedOrigins: allowedOrigins ?? [], allowedHosts: allowedHosts ?? [])
-        try http?.apply(to: &settings)
-        return settings
-    }
-
-    /// Each tenant's share of the runner, validated: a cap must be at least 1 and a tenant's worker
-    /// cap at most the runner's (`worker_max_live`); an override names a tenant id.
-    public func tenantShares() throws(ConfigError) -> TenantShares {
-        let runner = maximumLiveWorkers
-        var shares = TenantShares(maximumWorkers: runner)
-        func caps(_ workers: Int?, _ calls: Int?, base: TenantShares.Caps, for name: String) throws(ConfigError)
-            -> TenantShares.Caps
-        {
-            let result = TenantShares.Caps(workers: workers ?? base.workers, callsInFlight: calls ?? base.callsInFlight)
-            guard (1...runner).contains(result.workers) else {
-                throw ConfigError("\(name) worker_max_live must be between 1 and worker_max_live (\(runner)), not \(result.workers)")
-            }
-            guard (1...100_000).contains(result.callsInFlight) else {
-                throw ConfigError("\(name) calls_in_flight must be between 1 and 100000, not \(result.callsInFlight)")
-            }
-            return result
-        }
-        guard let tenantLimits else { return shares }
-        (shares.standard, shares.overrides) = try tenantLimits.resolve(shares.standard) { values, base, name throws(ConfigError) in
-            try caps(values.workerMaxLive, values.callsInFlight, base: base, for: name)
-        }
-        return shares
-    }
-
-    /// Live sessions each tenant may hold (`tenant_limits.sessions`, default 10,000, 1-1,000,000;
-    /// per-tenant overrides under `tenant_limits.tenants.<id>.sessions`).
-    public func tenantSessionLimits() throws(ConfigError) -> TenantSessionLimits {
-        var limits = TenantSessionLimits()
-        func checked(_ value: Int?, _ base: Int, for name: String) throws(ConfigError) -> Int {
-            let result = value ?? base
-            guard (1...TenantSessionLimits.maximum).contains(result) else {
-                throw ConfigError("\(name) sessions must be between 1 and \(TenantSessionLimits.maximum), not \(result)")
-            }
-            return result
-        }
-        guard let tenantLimits else { return limits }
-        (limits.standard, limits.overrides) = try tenantLimits.resolve(limits.standard) { values, base, name throws(ConfigError) in
-            try checked(values.sessions, base, for: name)
-        }
-        return limits
-    }
-
-    /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).
-    public var maximumLiveWorkers: Int { max(1, workerMaxLive ?? WorkerPool.Settings.defaults.maximumWorkers) }
-
-    /// The worker pool's settings: every `worker_*` key over ``WorkerPool/Settings/defaults``,
-    /// validated, and each tenant's share (`tenant_limits`).
-    public func workerPoolSettings() throws(ConfigError) -> WorkerPool.Settings {
-        let defaults = WorkerPool.Settings.defaults
-        let spares = try workerSpares()
-        return WorkerPool.Settings(
-            idleTimeout: workerIdleTimeoutSeconds.map { .seconds($0) } ?? defaults.idleTimeout,
-            spareIdleTimeout: spares.idleTimeout, sparesPerSession: spares.perSession, maximumSpares: spares.maximum,
-            maximumCallsPerSession: max(1, workerMaxCallsPerSession ?? defaults.maximumCallsPerSession),
-            maximumWorkers: maximumLiveWorkers, shares: try tenantShares())
-    }
-
-    /// The claim rules this configuration implies.
-    public var claimPolicy: ClaimPolicy {
-        ClaimPolicy(
-            issuer: issuer ?? "leasehold", audience: audience ?? "leasehold",
-            maximumLifetime: .seconds(claimMaxLifetimeSeconds ?? 900), clockSkew: .seconds(clockSkewSeconds ?? 30))
     }
 }
 

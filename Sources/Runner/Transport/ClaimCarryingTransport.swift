@@ -79,7 +79,7 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     }
 
     private func record(_ data: Data) {
-        guard let envelope = try? JSONDecoder().decode(RequestEnvelope.self, from: data) else { return }
+        guard let envelope = try? JSONDecoder().decode(PipeRequestEnvelope.self, from: data) else { return }
         if let tracing, let method = envelope.method, method != "tools/call", method != "tools/list" {
             var carrier: [String: String] = [:]
             if let parent = envelope.params?.meta?.traceparent { carrier["traceparent"] = parent }
@@ -108,25 +108,6 @@ public actor ClaimCarryingTransport: Transport, HTTPContextProviding {
     /// The claim the request with this id carried in `params._meta`, if any.
     public func claim(forRequest id: String) -> String? {
         claims[id]
-    }
-
-    private struct RequestEnvelope: Decodable {
-        struct Params: Decodable {
-            struct Meta: Decodable {
-                let claim: String?
-                let traceparent: String?
-                let tracestate: String?
-                enum CodingKeys: String, CodingKey {
-                    case claim = "dev.leasehold/claim"
-                    case traceparent, tracestate
-                }
-            }
-            let meta: Meta?
-            enum CodingKeys: String, CodingKey { case meta = "_meta" }
-        }
-        let id: ID?
-        let method: String?
-        let params: Params?
     }
 
     private struct ResponseEnvelope: Decodable {

@@ -155,6 +155,11 @@ struct MCPEndpoint: Sendable {
         // into the audit record of a refusal. A hot method on an established connection is parsed
         // by the edge, which then answers it from that same parse.
         let hot = request.method == .post && sessionHeader != nil ? HotMethodEdge.parse(bodyData) : nil
+        if request.method == .post, hot == nil, !HotMethodEdge.readersAgree(bodyData) {
+            return jsonRPCError(
+                status: .badRequest, code: -32600,
+                message: "invalid_request: the request gives its id or method twice; give each once")
+        }
         let ids = hot.map { [$0.idText] } ?? (request.method == .post ? MCPHandlers.requestIDs(in: bodyData) : [])
         let requestID = ids.count == 1 ? ids[0] : nil
 
@@ -259,6 +264,7 @@ struct MCPEndpoint: Sendable {
             // cannot write; the connection's closing gives the slot back at once.
             // (Weakly: a stream that ends first gives its slot back with its last reference.)
             http.channel.closeFuture.whenComplete { [weak slot] _ in slot?.release() }
+            slot.closeConnection.withLock { [channel = http.channel] in $0 = { channel.close(promise: nil) } }
             stream = slot
         }
         let contextToken = gateway.requestContexts.hold(context)
@@ -534,7 +540,8 @@ struct MCPEndpoint: Sendable {
         let slot = stream
         switch response {
         case .stream(let stream, _):
-            let buffers = stream.map { bytes in
+            // A GET stream's events wait for a slow client in a bounded backlog.
+            let buffers = (slot?.bounded(stream) ?? stream).map { bytes in
                 withExtendedLifetime((release, slot)) { ByteBuffer(bytes: bytes) }
             }
             return Response(status: status, headers: headers, body: ResponseBody(asyncSequence: buffers))

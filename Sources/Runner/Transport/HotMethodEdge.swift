@@ -73,6 +73,23 @@ enum HotMethodEdge {
             progressToken: ProgressRelay.token(inParams: params), traceCarrier: traceCarrier(inParams: params))
     }
 
+    /// Whether JSONSerialization (this edge, the in-flight id guard, the SDK transport's routing)
+    /// and JSONDecoder (the SDK server, which answers what this edge does not) read the same
+    /// `method` and `id` in `body`. A member given twice is kept last by the one and first by the
+    /// other: the SDK then answered an id its transport had no stream for, and the request's
+    /// stream never ended. True for what is not one JSON object (the SDK refuses that itself).
+    static func readersAgree(_ body: Data) -> Bool {
+        struct Envelope: Decodable {
+            let id: ID?
+            let method: String?
+        }
+        guard let message = try? JSONSerialization.jsonObject(with: body, options: []) as? [String: Any],
+            let envelope = try? JSONDecoder().decode(Envelope.self, from: body)
+        else { return true }
+        let id = message["id"].flatMap { $0 is NSNull ? nil : String(describing: $0) }
+        return envelope.method == message["method"] as? String && envelope.id?.description == id
+    }
+
     /// The JSON-RPC id (as text, the way ``Call/idText`` and the in-flight guard spell it) of the
     /// request a single `notifications/cancelled` in `body` cancels; nil for anything else.
     static func cancelledRequest(_ body: Data) -> String? {
@@ -84,23 +101,6 @@ enum HotMethodEdge {
             id is String || (id as? NSNumber).map({ String(cString: $0.objCType) != "c" }) == true
         else { return nil }
         return String(describing: id).prefix(128).description
-    }
-
-    /// Runs the request and returns the JSON-RPC response message.
-    static func answer(_ call: Call, gateway: Gateway, context: CallContext) async -> Data {
-        switch call.method {
-        case .list:
-            return envelope(
-                id: call.id, key: "result", value: await gateway.listToolsJSON(in: context, requestID: call.idText))
-        case .call(let name, let arguments):
-            do {
-                let answer = try await gateway.answer(name, arguments: arguments, in: context, requestID: call.idText)
-                return envelope(id: call.id, key: "result", value: ResultEncoder.json(answer))
-            } catch {
-                // The same error the SDK handler path gives for a refusal.
-                return response(id: call.id, error: MCPError.invalidParams(error.description))
-            }
-        }
     }
 
     /// `{"jsonrpc":"2.0","id":…,"error":…}`.

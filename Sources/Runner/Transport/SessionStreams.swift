@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// Open GET (SSE) streams per session, capped.
@@ -38,6 +39,10 @@ final class SessionStreams: Sendable {
         }
     }
 
+    /// Events a GET stream may hold for a client that does not read them (beyond what its socket
+    /// and the HTTP writer take); one more closes the stream (see ``Slot/bounded(_:)``).
+    static let backlog = 256
+
     /// One stream's place in its session's count, given back once: when the stream ends, when
     /// its HTTP connection closes (a client gone mid-stream; the response task itself only
     /// notices at the next event it cannot write), or when the last reference goes.
@@ -45,6 +50,8 @@ final class SessionStreams: Sendable {
         private let streams: SessionStreams
         private let sessionID: String
         private let held = Mutex(true)
+        /// Closes the stream's HTTP connection (set by the edge that opened it).
+        let closeConnection = Mutex<(@Sendable () -> Void)?>(nil)
 
         fileprivate init(streams: SessionStreams, sessionID: String) {
             self.streams = streams
@@ -65,5 +72,35 @@ final class SessionStreams: Sendable {
         deinit {
             release()
         }
+
+        /// `events` (the SDK's stream, which buffers without bound) read as they come into a
+        /// backlog of at most ``SessionStreams/backlog`` events waiting for the client: a client
+        /// that stops reading while the server has notifications for it would otherwise make the
+        /// runner hold them all. When the backlog is full the stream ends and its connection is
+        /// closed (the client may open another stream and list again; `list_changed` is a hint to
+        /// re-list, so nothing is lost that a new listing does not give back).
+        func bounded(_ events: AsyncThrowingStream<Data, any Error>) -> AsyncThrowingStream<Data, any Error> {
+            let (backlog, waiting) = AsyncThrowingStream<Data, any Error>.makeStream(
+                bufferingPolicy: .bufferingOldest(SessionStreams.backlog))
+            let pump = Task {
+                do {
+                    for try await event in events {
+                        guard case .dropped = waiting.yield(event) else { continue }
+                        waiting.finish(throwing: BacklogFull())
+                        self.closeConnection.withLock { $0 }?()
+                    }
+                    waiting.finish()
+                } catch {
+                    waiting.finish(throwing: error)
+                }
+            }
+            // The backlog ended (full, or its reader gone): the pump is cancelled, which ends the
+            // SDK's stream too, so what the SDK sends it afterwards is discarded, not held.
+            waiting.onTermination = { _ in pump.cancel() }
+            return backlog
+        }
+
+        /// A stream whose client let ``SessionStreams/backlog`` events wait.
+        struct BacklogFull: Error {}
     }
 }

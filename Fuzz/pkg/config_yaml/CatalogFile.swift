@@ -1,0 +1,1 @@
+../../../Sources/Runner/Catalog/CatalogFile.swift

@@ -1,0 +1,1 @@
+../../../Sources/Runner/Runtime/LeaseholdConfig+Metrics.swift

@@ -1,0 +1,1 @@
+../../../Sources/Runner/Runtime/LeaseholdConfig+OAuth.swift

@@ -1,0 +1,1 @@
+../../../Sources/Runner/Gateway/RegisterWorkspaceRequest.swift

@@ -1,0 +1,1 @@
+../../targets/config_yaml.swift

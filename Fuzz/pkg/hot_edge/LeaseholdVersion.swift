@@ -1,0 +1,1 @@
+../../../Sources/Runner/Support/LeaseholdVersion.swift

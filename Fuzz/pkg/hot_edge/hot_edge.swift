@@ -1,0 +1,1 @@
+../../targets/hot_edge.swift
