@@ -76,7 +76,8 @@ import WorkspaceRegistry
             #expect(try await store.session(id: "s1") == session("s1"))
             #expect(try await store.session(id: "s1") == session("s1"))  // now from the cache
             #expect(try await store.session(id: "missing") == nil)
-            #expect(try await store.liveSessions(tenantID: nil, now: Self.now, limit: 10).map(\.id) == ["s2", "g1", "s1"])
+            #expect(
+                try await store.liveSessions(tenantID: nil, now: Self.now, limit: 10).map(\.id) == ["s2", "g1", "s1"])
             #expect(try await store.liveSessions(tenantID: "acme", now: Self.now, limit: 1).map(\.id) == ["s2"])
             let updated = try await store.updateSession(id: "s1") { session in
                 session.actorID = "b"
@@ -159,16 +160,21 @@ import WorkspaceRegistry
                 approval.denyReason = "no"
             }
             #expect(denied?.status == .denied)
-            #expect(try await store.approvals(tenantID: nil, sessionID: nil, status: .denied, limit: 5).map(\.id) == ["apr_1"])
+            #expect(
+                try await store.approvals(tenantID: nil, sessionID: nil, status: .denied, limit: 5).map(\.id) == [
+                    "apr_1"
+                ])
             #expect(try await store.updateApproval(id: "missing") { $0.status = .denied } == nil)
             #expect(
-                try await store.consumeApproval(id: "apr_2", sessionID: "s1", leaseID: "other", actorID: "a", at: Self.now)
+                try await store.consumeApproval(
+                    id: "apr_2", sessionID: "s1", leaseID: "other", actorID: "a", at: Self.now)
                     == nil, "another lease's call cannot use the grant")
             let used = try await store.consumeApproval(
                 id: "apr_2", sessionID: "s1", leaseID: "ls1", actorID: "a", at: Self.now)
             #expect(used?.status == .exhausted && used?.usesLeft == 0)
             #expect(
-                try await store.consumeApproval(id: "apr_2", sessionID: "s1", leaseID: "ls1", actorID: "a", at: Self.now)
+                try await store.consumeApproval(
+                    id: "apr_2", sessionID: "s1", leaseID: "ls1", actorID: "a", at: Self.now)
                     == nil)
             #expect(try await store.approval(id: "apr_2")?.status == .exhausted)
         }
@@ -201,13 +207,16 @@ import WorkspaceRegistry
             let store = nodes[0]
             let expiry = Self.now + 600
             #expect(
-                try await store.bindClaim(key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
+                try await store.bindClaim(
+                    key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
                     == .bound)
             #expect(
-                try await store.bindClaim(key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
+                try await store.bindClaim(
+                    key("j"), fingerprint: "f", connectionID: "c1", sessionID: "s", expiresAt: expiry)
                     == .alreadyBoundHere)
             #expect(
-                try await store.bindClaim(key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
+                try await store.bindClaim(
+                    key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
                     == .boundElsewhere)
             #expect(
                 try await store.bindClaim(
@@ -224,11 +233,13 @@ import WorkspaceRegistry
                     == .bound)
             try await store.pruneBindings(expiredBefore: expiry)
             #expect(
-                try await store.bindClaim(key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
+                try await store.bindClaim(
+                    key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
                     == .boundElsewhere, "not expired before the cut-off: kept")
             try await store.pruneBindings(expiredBefore: expiry + 1)
             #expect(
-                try await store.bindClaim(key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
+                try await store.bindClaim(
+                    key("j"), fingerprint: "f", connectionID: "c2", sessionID: "s", expiresAt: expiry)
                     == .bound)
         }
     }
@@ -298,7 +309,8 @@ import WorkspaceRegistry
             let (a, b) = (nodes[0], nodes[1])
             var changes = b.changes.makeAsyncIterator()
             #expect(await next(&changes) { $0 == .resynced } != nil, "b's listener is up")
-            try await a.insertWorkspace(Workspace(tenantID: "acme", workspaceID: "w", root: root + "/acme/w"), validatingWith: rules)
+            try await a.insertWorkspace(
+                Workspace(tenantID: "acme", workspaceID: "w", root: root + "/acme/w"), validatingWith: rules)
             try await b.insertWorkspace(
                 Workspace(tenantID: "globex", workspaceID: "w", root: root + "/globex/w", readOnly: true),
                 validatingWith: rules)
@@ -309,7 +321,8 @@ import WorkspaceRegistry
             #expect(exists?.code == .alreadyExists)
             let nested = await #expect(throws: WorkspaceError.self) {
                 try await b.insertWorkspace(
-                    Workspace(tenantID: "acme", workspaceID: "inner", root: root + "/acme/w/inner"), validatingWith: rules)
+                    Workspace(tenantID: "acme", workspaceID: "inner", root: root + "/acme/w/inner"),
+                    validatingWith: rules)
             }
             #expect(nested?.code == .rootRefused)
             #expect(try await a.allWorkspaces().map(\.tenantID) == ["acme", "globex"])
@@ -335,7 +348,8 @@ import WorkspaceRegistry
                 for node in nodes { group.addTask { try await node.migrate() } }
                 try await group.waitForAll()
             }
-            #expect(try ThrowawayPostgres.psql(location, "SELECT string_agg(id, ',') FROM schema_migrations") == "store-v1")
+            #expect(
+                try ThrowawayPostgres.psql(location, "SELECT string_agg(id, ',') FROM schema_migrations") == "store-v1")
             try await nodes[0].migrate()
             try await nodes[1].insertSession(session("s1"))
             #expect(try await nodes[3].session(id: "s1") != nil)
@@ -424,7 +438,8 @@ import WorkspaceRegistry
             var read: [String] = []
             for _ in 0..<(store.location.poolSize + 2) {
                 do {
-                    read.append(try await store.liveSessions(tenantID: nil, now: Self.now, limit: 5).first?.id ?? "none")
+                    read.append(
+                        try await store.liveSessions(tenantID: nil, now: Self.now, limit: 5).first?.id ?? "none")
                     break
                 } catch let error as PostgresStoreError {
                     #expect(error.code == .unavailable)

@@ -130,7 +130,9 @@ enum ThrowawayPostgres {
         }
         guard spawned == 0 else {
             throw Unavailable(
-                description: "\(arguments[0]) could not start: \(String(cString: strerror(spawned))) (apt-get install postgresql)")
+                description:
+                    "\(arguments[0]) could not start: \(String(cString: strerror(spawned))) (apt-get install postgresql)"
+            )
         }
         let (out, err) = drain(output[0], errors[0])
         var status: Int32 = 0
@@ -149,7 +151,9 @@ enum ThrowawayPostgres {
     /// Reads two descriptors to their ends together (either may fill its pipe first).
     private static func drain(_ first: Int32, _ second: Int32) -> ([UInt8], [UInt8]) {
         var buffers: [[UInt8]] = [[], []]
-        var fds = [pollfd(fd: first, events: Int16(POLLIN), revents: 0), pollfd(fd: second, events: Int16(POLLIN), revents: 0)]
+        var fds = [
+            pollfd(fd: first, events: Int16(POLLIN), revents: 0), pollfd(fd: second, events: Int16(POLLIN), revents: 0),
+        ]
         var chunk = [UInt8](repeating: 0, count: 65536)
         while fds.contains(where: { $0.fd >= 0 }) {
             guard poll(&fds, nfds_t(fds.count), -1) >= 0 else {

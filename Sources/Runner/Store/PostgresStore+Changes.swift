@@ -135,7 +135,8 @@ extension PostgresStore {
     func receive(_ payload: String) {
         guard let notice = try? decode(Notice.self, payload), let change = notice.change else {
             // Not ours to read (a newer runner's kind, or foreign): nothing cached is trusted.
-            logger.warning("unreadable store notification; dropping the cache", metadata: ["payload": "\(payload.prefix(200))"])
+            logger.warning(
+                "unreadable store notification; dropping the cache", metadata: ["payload": "\(payload.prefix(200))"])
             cache.withLock { $0.reset(trusted: $0.trusted) }
             publish(.resynced)
             return

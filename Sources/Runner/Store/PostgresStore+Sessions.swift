@@ -27,10 +27,11 @@ extension PostgresStore {
                 _ = try await self.rows(
                     "SELECT pg_advisory_xact_lock(\(Self.sessionLimitLockClass), hashtext(\(session.tenantID)))",
                     on: connection)
-                let live = try await self.rows(
-                    "SELECT COUNT(*) FROM sessions WHERE tenant_id = \(session.tenantID) AND live_until > \(now.timeIntervalSince1970)",
-                    on: connection
-                ).first?.decode(Int.self) ?? 0
+                let live =
+                    try await self.rows(
+                        "SELECT COUNT(*) FROM sessions WHERE tenant_id = \(session.tenantID) AND live_until > \(now.timeIntervalSince1970)",
+                        on: connection
+                    ).first?.decode(Int.self) ?? 0
                 guard live < limit else { return false }
             }
             _ = try await self.rows(
