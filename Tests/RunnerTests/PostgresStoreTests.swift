@@ -448,4 +448,31 @@ import WorkspaceRegistry
             #expect(read == ["s1"])
         }
     }
+
+    /// A gateway that falls more than the buffer behind loses the oldest changes, and the last
+    /// thing it reads is `.resynced` (check everything), never silence; an unreadable
+    /// notification is also a resync. (No server needed: nothing connects before `run()`.)
+    @Test func aGatewayFallingBehindIsToldToResyncRatherThanLosingChangesUnseen() async throws {
+        let location = StoreLocation.PostgresLocation(
+            host: "127.0.0.1", port: 1, user: "nobody", password: nil, database: "none", poolSize: 1)
+        let store = PostgresStore(location, logger: Logger(label: "test.buffer"))
+        for index in 0..<(PostgresStore.changeBufferLimit + 10) {
+            store.receive(#"{"k":"s","id":"ses_\#(index)","v":1}"#)
+        }
+        store.changeContinuation.finish()
+        var delivered: [StoreChange] = []
+        for await change in store.changes { delivered.append(change) }
+        #expect(delivered.count == PostgresStore.changeBufferLimit)
+        #expect(delivered.last == .resynced)
+        #expect(delivered.contains(.session(id: "ses_0", version: 1)) == false)
+
+        let other = PostgresStore(location, logger: Logger(label: "test.garbage"))
+        other.receive(#"{"k":"zz"}"#)
+        other.receive("not json")
+        other.receive(#"{"k":"w","t":"acme","w":"repo"}"#)
+        other.changeContinuation.finish()
+        var received: [StoreChange] = []
+        for await change in other.changes { received.append(change) }
+        #expect(received == [.resynced, .resynced, .workspaceRemoved(tenantID: "acme", workspaceID: "repo")])
+    }
 }

@@ -15,13 +15,14 @@ import WorkspaceRegistry
 /// Sessions and workspaces are read on every call, so they are served from memory while this
 /// node's listener (`LISTEN leasehold_changes`) is connected. Every write that changes a session or
 /// removes a workspace sends `pg_notify` in its own transaction; the listener drops the named entry
-/// and yields a ``StoreChange``. While the listener is down nothing is served from memory; when it
-/// is back the whole cache is dropped and ``StoreChange/resynced`` is yielded (see
-/// `PostgresStore+Changes.swift`).
+/// and yields a ``StoreChange``. While the listener is down nothing is served from memory; each time
+/// it listens (the first time included) the whole cache is dropped and ``StoreChange/resynced`` is
+/// yielded (see `PostgresStore+Changes.swift`).
 ///
 /// Sequencing: ``run()`` runs the connection pool and the listener until cancelled (or graceful
 /// shutdown); every other method needs it running. Start `run()` in a task (or a `ServiceGroup`)
-/// first, then call ``migrate()`` once before serving: it waits for the pool like any query.
+/// first, then call ``migrate()`` once before serving: it waits for the pool like any query
+/// (postgres-nio may log once that a lease came before its `run()` began; the lease waits).
 public final class PostgresStore: LeaseholdStore, Service {
     let client: PostgresClient
     let location: StoreLocation.PostgresLocation
