@@ -1,6 +1,7 @@
 import Foundation
-import Runner
 import Synchronization
+
+@testable import Runner
 
 #if canImport(Glibc)
     import Glibc
@@ -99,44 +100,75 @@ enum ThrowawayPostgres {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
+    /// Runs a program and returns its standard output; its standard error goes into the error.
+    ///
+    /// posix_spawn and waitpid rather than Foundation's `Process`: in the test process its
+    /// `waitUntilExit` never returned after `pg-throwaway.sh start` (the script stayed a zombie no
+    /// one reaped), hanging every test that asked for a database.
     @discardableResult
     fileprivate static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: arguments[0])
-        process.arguments = Array(arguments.dropFirst())
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        do {
-            try process.run()
-        } catch {
-            throw Unavailable(description: "\(arguments[0]) could not start: \(error) (apt-get install postgresql)")
+        var output: [Int32] = [-1, -1]
+        var errors: [Int32] = [-1, -1]
+        // pipe2 is not in Swift's Glibc module: close-on-exec is set right after.
+        guard pipe(&output) == 0, pipe(&errors) == 0 else { throw Unavailable(description: "pipe failed") }
+        for fd in output + errors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+        let argv = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, arguments[0], &actions, nil, argv, environ)
+        close(output[1])
+        close(errors[1])
+        defer {
+            close(output[0])
+            close(errors[0])
         }
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        let status = exitStatus(of: process)
-        guard status == 0 else {
+        guard spawned == 0 else {
             throw Unavailable(
                 description:
-                    "\(arguments.joined(separator: " ")) failed (\(status)): " + String(decoding: err, as: UTF8.self))
+                    "\(arguments[0]) could not start: \(String(cString: strerror(spawned))) (apt-get install postgresql)"
+            )
+        }
+        let (out, err) = drain(output[0], errors[0])
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = status & 0x7f == 0
+        let code = (status >> 8) & 0xff
+        guard exited && code == 0 else {
+            throw Unavailable(
+                description:
+                    "\(arguments.joined(separator: " ")) failed (\(exited ? "exit \(code)" : "signal \(status & 0x7f)")): "
+                    + String(decoding: err, as: UTF8.self))
         }
         return String(decoding: out, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Waits for `process` with waitpid. Foundation's `waitUntilExit()` never returned here for
-    /// `pg-throwaway.sh start` in the test process (the script's bash left as a zombie, its exit
-    /// never noticed), hanging every PostgreSQL test; when Foundation did reap the child first,
-    /// its own status is used.
-    private static func exitStatus(of process: Process) -> Int32 {
-        var status: Int32 = 0
-        var reaped = waitpid(process.processIdentifier, &status, 0)
-        while reaped < 0 && errno == EINTR { reaped = waitpid(process.processIdentifier, &status, 0) }
-        guard reaped == process.processIdentifier else {
-            process.waitUntilExit()
-            return process.terminationStatus
+    /// Reads two descriptors to their ends together (either may fill its pipe first).
+    private static func drain(_ first: Int32, _ second: Int32) -> ([UInt8], [UInt8]) {
+        var buffers: [[UInt8]] = [[], []]
+        var fds = [
+            pollfd(fd: first, events: Int16(POLLIN), revents: 0), pollfd(fd: second, events: Int16(POLLIN), revents: 0),
+        ]
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            guard poll(&fds, nfds_t(fds.count), -1) >= 0 else {
+                if errno == EINTR { continue }
+                break
+            }
+            for index in fds.indices where fds[index].fd >= 0 && fds[index].revents != 0 {
+                let count = read(fds[index].fd, &chunk, chunk.count)
+                if count > 0 {
+                    buffers[index] += chunk[0..<count]
+                } else if count == 0 || errno != EINTR {
+                    fds[index].fd = -1
+                }
+            }
         }
-        // WIFEXITED / WEXITSTATUS (macros Swift does not import): a signal's death is 128 + signal.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (buffers[0], buffers[1])
     }
 }
