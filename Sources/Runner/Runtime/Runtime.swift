@@ -66,6 +66,8 @@ public struct Runtime: Sendable {
     let workspaceRules: WorkspaceRules
     /// Batches and exports spans when tracing is on.
     let tracingService: (any Service)?
+    /// The PostgreSQL store's pool and listener (several nodes); nil on SQLite.
+    let storeRun: StoreRun?
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -119,7 +121,31 @@ public struct Runtime: Sendable {
         let policy = try RiskPolicy.load(directory: options.policiesDir)
         let catalog = try config.loadCatalog()
 
-        let store = try SQLiteStore(path: stateDir + "/leasehold.sqlite")
+        let location = try storeLocation(flag: options.store, config: config)
+        let nodeID = config.nodeID ?? ProcessInfo.processInfo.hostName
+        let store: any LeaseholdStore
+        let storeRun: StoreRun?
+        let sqliteDirectory: String
+        switch location {
+        case .sqlite(let directory):
+            sqliteDirectory = try directory.map { try prepareDirectory($0) } ?? stateDir
+            store = try SQLiteStore(path: sqliteDirectory + "/leasehold.sqlite")
+            storeRun = nil
+        case .postgres(let postgres):
+            // The node id ends this node's MCP connection ids (routing) and names its records.
+            guard Identifier.isValid(nodeID) else {
+                throw ConfigError(
+                    "node_id \(nodeID) must be 1-64 characters of [A-Za-z0-9_-] on a node of a cluster; set node_id")
+            }
+            sqliteDirectory = stateDir
+            let cluster = PostgresStore(postgres, logger: logger)
+            storeRun = StoreRun(cluster)
+            try await Self.retryingWhileStarting("migrate the store at \(location)", logger: logger) {
+                try await cluster.migrate()
+            }
+            store = cluster
+            logger.notice("store: PostgreSQL", metadata: ["store": "\(location)", "node": "\(nodeID)"])
+        }
         let workerExecutable = config.workerExecutable ?? WorkerLaunch.defaultExecutable()
         let rules = try workspaceRules(
             stateDir: stateDir, config: config, configFile: options.configFile, policiesDir: options.policiesDir,
@@ -135,10 +161,20 @@ public struct Runtime: Sendable {
         let auditCheckpoints = try config.auditCheckpoints()
         let poolSettings = try config.workerPoolSettings()
         let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
-        let audit = try AuditLog(
-            path: stateDir + "/audit.sqlite", node: config.nodeID ?? ProcessInfo.processInfo.hostName,
-            signer: auditKey, checkpointEvery: auditCheckpoints.records,
-            syncInterval: try config.auditBatchedSyncInterval(), logger: logger)
+        let syncInterval = try config.auditBatchedSyncInterval()
+        let audit: AuditLog
+        switch location {
+        case .sqlite:
+            audit = try AuditLog(
+                path: sqliteDirectory + "/audit.sqlite", node: nodeID, signer: auditKey,
+                checkpointEvery: auditCheckpoints.records, syncInterval: syncInterval, logger: logger)
+        case .postgres(let postgres):
+            audit = try await Self.retryingWhileStarting("open the audit trail at \(location)", logger: logger) {
+                try AuditLog(
+                    postgres: postgres, node: nodeID, signer: auditKey, checkpointEvery: auditCheckpoints.records,
+                    syncInterval: syncInterval, logger: logger)
+            }
+        }
         let metrics = LeaseholdMetrics(perTenantLabels: config.metrics?.perTenantLabels ?? false)
         let otlpEndpoint = options.otlpEndpoint ?? config.otlpEndpoint
         let tracingBackend = try otlpEndpoint.map { try LeaseholdTracing.otlp(endpoint: $0, logger: logger) }
@@ -176,12 +212,17 @@ public struct Runtime: Sendable {
         let reserveBytes = try config.auditReserveBytes()
         let reserve = reserveBytes > 0 ? AuditReserve(stateDirectory: stateDir, bytes: reserveBytes) : nil
         if let reserve { await audit.onDiskFull { reserve.release() } }
+        // On a cluster node a write through another node would not retire this node's cached
+        // reads in time (each node's cache knows only its own writes): no result cache there.
+        let cache = storeRun == nil ? ResultCache() : ResultCache(maximumEntries: 0, maximumBytes: 0)
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
-            audit: audit, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
+            audit: audit, cache: cache, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: try config.refusalSampling(), diskQuotas: try config.diskQuotas(),
-            auditReserve: reserve, upstreams: upstreams, metrics: metrics, tracing: tracing, logger: logger)
+            auditReserve: reserve, upstreams: upstreams, metrics: metrics, tracing: tracing,
+            connectionIDSuffix: storeRun == nil ? "" : "." + nodeID,
+            requestStateKey: storeRun == nil ? nil : RequestStates.sharedKey(from: auditKey), logger: logger)
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
         for workspace in config.workspaces ?? [] {
@@ -200,7 +241,8 @@ public struct Runtime: Sendable {
         return Runtime(
             stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
             keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
-            configFile: options.configFile, workspaceRules: rules, tracingService: tracingService, logger: logger)
+            configFile: options.configFile, workspaceRules: rules, tracingService: tracingService, storeRun: storeRun,
+            logger: logger)
     }
 
     /// `servers:` of the config, checked against what else the runner knows: each server's
@@ -423,6 +465,8 @@ public struct Runtime: Sendable {
         // http upstream servers' GET streams and the listings their list changes ask for.
         services.append(.init(service: UpstreamListeners(gateway: gateway)))
         services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
+        // What other nodes sharing the store changed (a single-node store has nothing: it ends).
+        services.append(.init(service: StoreChangeApplier(gateway: gateway), successTerminationBehavior: .ignore))
         // Last in, first out: on shutdown the workers die before anything else stops.
         services.append(.init(service: WorkerTimers(pool: pool)))
         let group = ServiceGroup(
@@ -436,6 +480,7 @@ public struct Runtime: Sendable {
         // Anything the lines above recorded after the checkpointer stopped (normally nothing).
         _ = try? await gateway.audit.checkpoint()
         gateway.audit.retireRunner()
+        storeRun?.stop()
     }
 }
 

@@ -68,19 +68,23 @@ extension PostgresStore {
     }
 
     /// One notification's payload: `{"k":"s","id":"ses_…","v":7}` (a session written, its new
-    /// version) or `{"k":"w","t":"acme","w":"repo"}` (a workspace removed). Ids only, never a body:
-    /// PostgreSQL caps a payload at 8000 bytes, and every node reads the row itself.
+    /// version), `{"k":"w","t":"acme","w":"repo"}` (a workspace removed) or
+    /// `{"k":"p","p":"<policy version>","n":"n1"}` (a node loaded a policy). Ids only, never a
+    /// body: PostgreSQL caps a payload at 8000 bytes, and every node reads the row itself.
     struct Notice: Codable, Equatable {
         var k: String
         var id: String?
         var v: Int?
         var t: String?
         var w: String?
+        var p: String?
+        var n: String?
 
         static func session(_ id: String, version: Int) -> Notice { Notice(k: "s", id: id, v: version) }
         static func workspace(tenantID: String, workspaceID: String) -> Notice {
             Notice(k: "w", t: tenantID, w: workspaceID)
         }
+        static func policy(version: String, node: String) -> Notice { Notice(k: "p", p: version, n: node) }
 
         /// The change it announces; nil for a payload this runner does not understand.
         var change: StoreChange? {
@@ -91,6 +95,9 @@ extension PostgresStore {
             case "w":
                 guard let t, let w else { return nil }
                 return .workspaceRemoved(tenantID: t, workspaceID: w)
+            case "p":
+                guard let p, let n else { return nil }
+                return .policy(version: p, node: n)
             default: return nil
             }
         }
@@ -116,10 +123,31 @@ extension PostgresStore {
         case .session(let id, _): cache.sessions[id] = nil
         case .workspaceRemoved(let tenantID, let workspaceID):
             cache.workspaces[WorkspaceKey(tenantID: tenantID, workspaceID: workspaceID)] = nil
+        case .policy:
+            break  // nothing cached depends on the policy
         case .resynced, nil:
             cache.sessions = [:]
             cache.workspaces = [:]
         }
+    }
+
+    /// Tells every node of a change that is not a write (``StoreChange/policy(version:node:)``).
+    /// Best effort: a node that misses it reads its policy files at its next tick anyway.
+    public func announce(_ change: StoreChange) async {
+        guard case .policy(let version, let node) = change else { return }
+        do {
+            let payload = try encode(Notice.policy(version: version, node: node))
+            _ = try await rows("SELECT pg_notify(\(Self.changeChannel), \(payload))")
+        } catch {
+            logger.warning("cannot announce a policy change to the other nodes", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether the database answers a trivial query within a few seconds (`/readyz`).
+    public func isReady() async -> Bool {
+        (try? await withConnection(limit: .seconds(3)) { connection in
+            try await connection.query("SELECT 1", logger: logger).collect()
+        }) != nil
     }
 
     /// Hands `change` to the gateway. When the buffer is full the oldest change is dropped, and a
