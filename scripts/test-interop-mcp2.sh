@@ -40,6 +40,8 @@ declare -A skipped=(
     [test_descriptor_exhaustion.py]="raw sockets and raw JSON-RPC (attack_support.Agent) against a runner with 96 open files, no mcp client; same bytes as the 1.x run"
     [test_slow_sse_readers.py]="raw sockets that stop reading an SSE stream, no mcp client; same bytes as the 1.x run"
     [test_http_edge.py]="raw sockets (malformed chunked bodies, pipelining), no mcp client; same bytes as the 1.x run"
+    [test_cluster.py]="raw JSON-RPC and SSE over httpx against three nodes, PostgreSQL and HAProxy, no mcp client; same bytes as the 1.x run"
+    [test_attacks_cluster.py]="attack suite: raw JSON-RPC over httpx against three nodes on PostgreSQL, no mcp client; same bytes as the 1.x run"
     [test_worker_ops.py]="drives leasehold-worker's fd-3 frame channel directly, no MCP at all"
     [test_audit_postgres.py]="the leasehold audit CLI against a throwaway PostgreSQL, no MCP at all"
 )

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+# The PostgreSQL and three-node cluster fixtures of test_cluster.py and test_attacks_cluster.py.
+pytest_plugins = ["cluster_support"]
+
 from interop_support import (
     POLICIES_DIR,
     TENANT,
