@@ -476,19 +476,4 @@ import WorkspaceRegistry
         #expect(received == [.resynced, .resynced, .workspaceRemoved(tenantID: "acme", workspaceID: "repo")])
     }
 
-    /// A statement the server does not answer in time fails as a timeout (its connection is
-    /// closed under it, so the caller is not held until the server gives up), and the store goes on.
-    @Test func anOperationPastItsLimitFailsAsATimeoutAndTheStoreGoesOn() async throws {
-        try await withNodes { nodes in
-            let store = nodes[0]
-            let stuck = await #expect(throws: PostgresStoreError.self) {
-                try await store.transaction(limit: .milliseconds(300)) { connection in
-                    try await store.rows("SELECT pg_sleep(30)", on: connection)
-                }
-            }
-            #expect(stuck?.code == .timeout)
-            try await store.insertSession(session("s1"))
-            #expect(try await store.session(id: "s1") != nil)
-        }
-    }
 }
