@@ -475,4 +475,5 @@ import WorkspaceRegistry
         for await change in other.changes { received.append(change) }
         #expect(received == [.resynced, .resynced, .workspaceRemoved(tenantID: "acme", workspaceID: "repo")])
     }
+
 }
