@@ -150,6 +150,9 @@ struct AuditChainMoved: Error, CustomStringConvertible {
 /// chain ordered by the database, every other node a writer whose records must chain like the
 /// CLI's; the group commit, the latch and the checkpoints are this type's on both storages.
 public actor AuditLog {
+    /// Where the actor runs: a thread of its own, since its writer blocks (see ``AuditThread``).
+    private nonisolated let thread = AuditThread(name: "leasehold-audit")
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { thread.asUnownedSerialExecutor() }
     static let genesis = String(repeating: "0", count: 64)
     /// UTC with milliseconds: `2026-11-23T12:00:00.123Z`; sorts as text.
     static let timeFormat = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
@@ -399,6 +402,7 @@ public actor AuditLog {
         presence.withLock { held in
             if let held { close(held.fd) }
         }
+        thread.stop()
     }
 
     private static func storedHead(_ db: Database) throws -> ChainHead {
