@@ -89,6 +89,15 @@ public struct Approval: Codable, Sendable, Hashable {
             && (expiresAt.map { now < $0 } ?? false) && (usesLeft ?? 0) > 0
     }
 
+    /// Takes one use of the grant for a call of that session, lease and actor at `now`; false (and
+    /// nothing changed) when it cannot serve. Both stores run this under their write lock.
+    public mutating func consumeOneUse(at now: Date, sessionID: String, leaseID: String, actorID: String) -> Bool {
+        guard isUsable(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID) else { return false }
+        usesLeft = (usesLeft ?? 1) - 1
+        if usesLeft == 0 { status = .exhausted }
+        return true
+    }
+
     /// The most canonical-JSON bytes of arguments an approval carries. A call needing approval with
     /// larger arguments is refused (`approval_arguments_too_large`) rather than stored: the MCP body
     /// limit (4 MiB over HTTP) would otherwise let one request store megabytes per approval, and no

@@ -460,12 +460,7 @@ public final class SQLiteStore: LeaseholdStore {
         async throws -> Approval?
     {
         let result = try await modifyApproval(id) { approval in
-            guard approval.isUsable(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID) else {
-                return false
-            }
-            approval.usesLeft = (approval.usesLeft ?? 1) - 1
-            if approval.usesLeft == 0 { approval.status = .exhausted }
-            return true
+            approval.consumeOneUse(at: now, sessionID: sessionID, leaseID: leaseID, actorID: actorID)
         }
         return result?.changed == true ? result?.approval : nil
     }
