@@ -180,6 +180,29 @@ def test_a_workspace_base_over_protected_paths_is_refused_at_start(tmp_path: Pat
     assert "workspace base" in result.stderr, result.stderr
 
 
+def test_a_store_directory_outside_the_state_dir_is_never_under_a_workspace_base(tmp_path: Path) -> None:
+    """`--store sqlite:DIR` puts the sessions and the audit trail in DIR: like the state dir, it may
+    not lie under a workspace base, where a tenant's root (and its workers) could reach it."""
+    base = tmp_path / "base"
+    store = base / "acme" / "db"
+    store.mkdir(parents=True)
+    config = tmp_path / "leasehold.yaml"
+    config.write_text(json.dumps({"workspace_bases": [str(base)]}))
+    process = subprocess.Popen(
+        [str(leasehold_binary()), "serve", "--http", "127.0.0.1:0", "--state-dir", str(tmp_path / "state"),
+         "--config", str(config), "--policies", str(POLICIES_DIR), "--store", f"sqlite:{store}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "LEASEHOLD_OPERATOR_KEY": OPERATOR_KEY},
+    )
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError("serve started with its store directory under a workspace base") from None
+    assert process.returncode != 0 and "workspace base" in stderr, stderr
+
+
 def test_doctor_lists_registrations_the_root_rules_refuse(tmp_path: Path) -> None:
     binary = leasehold_binary()
     state = tmp_path / "state"

@@ -149,7 +149,7 @@ public struct Runtime: Sendable {
         let workerExecutable = config.workerExecutable ?? WorkerLaunch.defaultExecutable()
         let rules = try workspaceRules(
             stateDir: stateDir, config: config, configFile: options.configFile, policiesDir: options.policiesDir,
-            keysFile: keysFile, workerExecutable: workerExecutable, createBases: true)
+            keysFile: keysFile, workerExecutable: workerExecutable, createBases: true, storeDirectory: sqliteDirectory)
         // Workers of a root runner are never host root: each tenant gets unprivileged host ids.
         let hostIDs =
             geteuid() == 0
@@ -298,7 +298,7 @@ public struct Runtime: Sendable {
     /// paths no root may touch (state dir, policies, config, keys, binaries, system directories).
     public static func workspaceRules(
         stateDir: String, config: LeaseholdConfig, configFile: String?, policiesDir: String, keysFile: String,
-        workerExecutable: String, createBases: Bool
+        workerExecutable: String, createBases: Bool, storeDirectory: String? = nil
     ) throws -> WorkspaceRules {
         var bases: [PathChain] = []
         for configured in config.workspaceBases ?? [stateDir + "-workspaces"] {
@@ -314,6 +314,8 @@ public struct Runtime: Sendable {
             ("worker executable", workerExecutable), ("leasehold executable", executable),
         ]
         if let configFile { protectedPaths.append(("config file", configFile)) }
+        // `--store sqlite:DIR` elsewhere than the state directory: the sessions and the audit trail.
+        if let storeDirectory, storeDirectory != stateDir { protectedPaths.append(("store directory", storeDirectory)) }
         if let catalogFile = config.catalogFile { protectedPaths.append(("catalog file", catalogFile)) }
         let rules = WorkspaceRules(bases: bases, protectedPaths: protectedPaths)
         for base in bases {
