@@ -11,9 +11,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import threading
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterable
@@ -39,16 +38,25 @@ from mcp_compat import (
     wire,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-POLICIES_DIR = REPO_ROOT / "policies"
-OPERATOR_KEY = "lh_op_interop_" + "0123456789abcdef" * 3
+# The one harness that starts `leasehold serve` (shared with the benchmarks) lives in Tests/Harness.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Harness"))
+import leasehold_harness as harness  # noqa: E402  (needs the path above)
+from leasehold_harness import (  # noqa: E402,F401  (re-exported: the tests import them from here)
+    LISTENING,
+    OPERATOR_KEY,
+    POLICIES_DIR,
+    READY_TIMEOUT_S,
+    REPO_ROOT,
+    SHUTDOWN_GRACE_S,
+    ShutdownError,
+    canary_text,
+    workspace_base_of,
+)
+
 TENANT = "acme"
 ACTOR = "alice"
 WORKSPACE = "w1"
 META_CLAIM_KEY = "dev.leasehold/claim"
-LISTENING = re.compile(r"leasehold: listening on (http://127\.0\.0\.1:(\d+)) ")
-READY_TIMEOUT_S = 30.0
-SHUTDOWN_GRACE_S = 10.0
 # MCP "Invalid params": what a hidden or unknown tool on tools/call must be refused with.
 INVALID_PARAMS = -32602
 
@@ -68,8 +76,7 @@ def leasehold_binary() -> Path:
     """`$LEASEHOLD_BIN`, else `<repo>/.build/debug/leasehold`; fails the test clearly when missing."""
     import pytest
 
-    configured = os.environ.get("LEASEHOLD_BIN")
-    path = Path(configured) if configured else REPO_ROOT / ".build" / "debug" / "leasehold"
+    path = harness.default_binary()
     if not path.is_file() or not os.access(path, os.X_OK):
         pytest.fail(
             f"leasehold binary not found or not executable at {path}; run `swift build` in {REPO_ROOT} "
@@ -187,176 +194,18 @@ def write_catalog_config(path: Path, servers: dict[str, list[tuple[str, str]]], 
 # --------------------------------------------------------------------------------------------
 
 
-class ShutdownError(AssertionError):
-    """The server had to be killed after SIGTERM: graceful shutdown hung."""
-
-
-def workspace_base_of(state_dir: Path) -> Path:
-    """Where a runner with this state dir keeps workspace roots by default (no workspace_bases)."""
-    return Path(os.path.realpath(state_dir.parent)) / f"{state_dir.name}-workspaces"
-
-
-class LeaseholdServer:
-    """`leasehold serve --http 127.0.0.1:0`, ready once it printed its "listening" line."""
-
-    def __init__(
-        self, binary: Path, state_dir: Path, policies_dir: Path, config: Path | None = None, preexec: Any = None,
-        extra_env: dict[str, str] | None = None, extra_args: Iterable[str] = (), launcher: Iterable[str] = (),
-    ):
-        self.preexec = preexec
-        # A command that execs `leasehold serve ...` (its arguments appended), e.g. `sh -c 'exec "$@"' sh`.
-        self.launcher = list(launcher)
-        self.extra_args = list(extra_args)
-        self.extra_env = dict(extra_env or {})
-        self.binary = binary
-        self.state_dir = state_dir
-        self.policies_dir = policies_dir
-        self.config = config
-        self.base_url: str | None = None
-        self.log: list[str] = []
-        self._ready = threading.Event()
-        self._logged = threading.Condition()
-        self._process: subprocess.Popen[bytes] | None = None
-        self._reader: threading.Thread | None = None
+class LeaseholdServer(harness.LeaseholdServer):
+    """The harness's server (Tests/Harness/leasehold_harness.py) with a start-up failure reported
+    as a test failure (the harness itself never imports pytest: the benchmarks share it)."""
 
     def start(self) -> LeaseholdServer:
         import pytest
 
-        args = [
-            str(self.binary), "serve", "--http", "127.0.0.1:0",
-            "--state-dir", str(self.state_dir), "--policies", str(self.policies_dir),
-        ]
-        if self.config is not None:
-            args += ["--config", str(self.config)]
-        args = self.launcher + args + self.extra_args
-        env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
-        env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
-        env.update(self.extra_env)
-        self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-            preexec_fn=self.preexec,
-        )
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-        # Wait on the "listening" line (or EOF), never on a fixed sleep.
-        self._ready.wait(READY_TIMEOUT_S)
-        if self.base_url is None:
-            self.stop()
-            pytest.fail(
-                f"leasehold serve did not print its listening line within {READY_TIMEOUT_S}s "
-                f"(exit code {self._process.returncode}); stderr:\n" + "\n".join(self.log),
-                pytrace=False,
-            )
-        return self
-
-    def _drain(self) -> None:
-        assert self._process is not None and self._process.stderr is not None
-        for raw in self._process.stderr:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self._logged:
-                self.log.append(line)
-                self._logged.notify_all()
-            if self.base_url is None and (m := LISTENING.search(line)):
-                self.base_url = m.group(1)
-                self._ready.set()
-        self._ready.set()  # EOF: the process ended
-
-    def wait_for_log(self, *parts: str, after: int = 0, timeout: float = 15.0) -> str | None:
-        """The first line from index `after` on that contains every one of `parts`, waiting (on
-        the reader's notification, not a poll) until it is written or `timeout` passes."""
-        deadline = time.monotonic() + timeout
-        with self._logged:
-            while True:
-                for line in self.log[after:]:
-                    if all(part in line for part in parts):
-                        return line
-                after = len(self.log)
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._logged.wait(left):
-                    return None
-
-    @property
-    def mcp_url(self) -> str:
-        return f"{self.base_url}/mcp"
-
-    def server_url(self, server_id: str) -> str:
-        return f"{self.base_url}/mcp/servers/{server_id}"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.base_url}/api/v1"
-
-    def stop(self) -> None:
-        """SIGTERM and wait; a server that does not drain within the grace period fails the test."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        exit_code = self.terminate(SHUTDOWN_GRACE_S)
-        if exit_code is None:
-            process.kill()
-            process.wait(timeout=10)
-            raise ShutdownError(f"leasehold serve did not exit within {SHUTDOWN_GRACE_S}s of SIGTERM; killed")
-
-    def send_signal(self, signum: int) -> None:
-        assert self._process is not None and self._process.poll() is None, "the server is not running"
-        self._process.send_signal(signum)
-
-    def terminate(self, timeout: float) -> int | None:
-        """Sends SIGTERM; the exit code, or None when the process is still running after `timeout`."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGTERM)
         try:
-            return self._process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return None
-
-    # Admin API -------------------------------------------------------------------------------
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {OPERATOR_KEY}"}
-
-    def admin(self, method: str, path: str, body: Any = None, expect: int | None = None) -> httpx.Response:
-        """Synchronous admin call (fixtures, setup)."""
-        response = httpx.request(method, self.api_url + path, json=body, headers=self._headers(), timeout=20)
-        if expect is not None:
-            assert response.status_code == expect, f"{method} {path} -> {response.status_code} {response.text}"
-        return response
-
-    async def aadmin(self, method: str, path: str, body: Any = None, expect: int | None = None) -> httpx.Response:
-        """Asynchronous admin call (inside async tests, so the MCP client keeps running)."""
-        async with httpx.AsyncClient(timeout=20) as client:
-            response = await client.request(method, self.api_url + path, json=body, headers=self._headers())
-        if expect is not None:
-            assert response.status_code == expect, f"{method} {path} -> {response.status_code} {response.text}"
-        return response
-
-    @property
-    def workspace_base(self) -> Path:
-        """The runner's default workspace base: `<state dir>-workspaces`, beside the state dir."""
-        return workspace_base_of(self.state_dir)
-
-    def workspace_dir(self, tenant: str = TENANT, workspace: str = WORKSPACE) -> Path:
-        """A new directory where an operator may register `tenant`'s workspace: `<base>/<tenant>/<ws>`."""
-        path = self.workspace_base / tenant / workspace
-        path.mkdir(parents=True)
-        return Path(os.path.realpath(path))
-
-    def register_workspace(self, root: Path, tenant: str = TENANT, workspace: str = WORKSPACE) -> None:
-        self.admin(
-            "POST", "/workspaces", {"tenant_id": tenant, "workspace_id": workspace, "root": os.path.realpath(root)},
-            expect=201,
-        )
-
-    def create_session(self, **fields: Any) -> tuple[dict[str, Any], str]:
-        body = {"tenant_id": TENANT, "actor_id": ACTOR, "workspace_id": WORKSPACE, **fields}
-        data = self.admin("POST", "/sessions", body, expect=201).json()
-        return data["session"], data["claim"]
-
-    def mint_claim(self, session_id: str, **body: Any) -> str:
-        return self.admin("POST", f"/sessions/{session_id}/claims", body or None, expect=201).json()["claim"]
-
-    async def amint_claim(self, session_id: str, **body: Any) -> str:
-        return (await self.aadmin("POST", f"/sessions/{session_id}/claims", body or None, expect=201)).json()["claim"]
+            super().start()
+        except harness.StartError as error:
+            pytest.fail(str(error), pytrace=False)
+        return self
 
 
 # --------------------------------------------------------------------------------------------
