@@ -27,7 +27,7 @@ run: build
 	  "    tier: upstream" > $(DEMO_CONFIG)
 	.build/debug/leasehold serve --demo --http $(HTTP) --state-dir $(STATE_DIR) --policies ./policies --config $(DEMO_CONFIG) $(SERVE_FLAGS)
 
-## Every test: Swift unit and black-box attack tests, Python MCP interop (mcp 1.x, then 2.x), the Python
+## Every test: Swift unit tests, Python MCP interop and black-box attack tests (mcp 1.x, then 2.x), the Python
 ## client package, and a benchmark smoke run.
 test:
 	scripts/bootstrap.sh --python

@@ -130,7 +130,6 @@ let package = Package(
             ],
             resources: []
         ),
-        .testTarget(name: "AttackTests", dependencies: ["Runner"]),
     ]
 )
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the built Swift test bundle (unit and black-box attack tests) as an unprivileged user, so
+# Runs the built Swift test bundle (the unit tests) as an unprivileged user, so
 # everything proven as root here is also proven the way production runs Leasehold.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +25,5 @@ echo "test-nonroot: running the Swift tests as $user (uid $(id -u "$user"))"
 scratch=$(mktemp -d /tmp/lh-tests-nonroot.XXXXXX)
 chmod 1777 "$scratch"
 trap 'rm -rf --one-file-system "$scratch" 2>/dev/null || echo "test-nonroot: could not remove all of $scratch" >&2' EXIT
-scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR="$scratch" LEASEHOLD_BIN="$(swift build --show-bin-path)/leasehold" \
+scripts/with-delegated-cgroup.sh "$user" env HOME=/tmp TMPDIR="$scratch" \
     bash -c 'ulimit -n "$(ulimit -Hn)"; exec "$@"' _ "$bundle" --testing-library swift-testing

@@ -7,12 +7,10 @@ with the configuration docs/cluster.md ships (`deploy/haproxy.cfg`, nodes filled
 
 from __future__ import annotations
 
-import base64
 import importlib
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from interop_support import (
     raw_headers,
     write_catalog_config,
 )
+from leasehold_harness import shared_node_secrets, write_audit_key
 
 sys.path.insert(0, str(REPO_ROOT / "deploy"))
 render_haproxy = importlib.import_module("render-haproxy").render
@@ -132,18 +131,11 @@ class Cluster:
         """Writes what the nodes share: claim keys, the audit signing key, their configs."""
         self.shared.mkdir(parents=True, exist_ok=True)
         self.workspace_base.mkdir(parents=True, exist_ok=True)
-        keys = self.shared / "keys.json"
-        if not keys.exists():
-            subprocess.run([str(self.binary), "keys", "generate", "--out", str(keys)], check=True,
-                           capture_output=True, timeout=60)
-        audit_key = base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
+        keys, audit_key = shared_node_secrets(self.binary, self.shared)
         for name in self.names:
             state = self.root / name / "state"
             state.mkdir(parents=True, exist_ok=True, mode=0o700)
-            key_file = state / "audit-signing.key"
-            if not key_file.exists():
-                key_file.write_text(audit_key)
-                key_file.chmod(0o600)
+            write_audit_key(state, audit_key)
             config = {
                 "node_id": name,
                 "store": self.store_url,
@@ -226,10 +218,7 @@ class Cluster:
     # Tear-down -------------------------------------------------------------------------------
 
     def kill9(self, name: str) -> None:
-        server = self.servers[name]
-        assert server._process is not None
-        server._process.send_signal(signal.SIGKILL)
-        server._process.wait(timeout=20)
+        self.servers[name].kill()
 
     def stop(self) -> None:
         if self.haproxy is not None:

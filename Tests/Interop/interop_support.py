@@ -364,6 +364,42 @@ def jsonrpc_messages(response: httpx.Response) -> list[dict[str, Any]]:
     return messages
 
 
+# The version the raw attack suites initialize with (test_attacks_forged_claims.py, test_attacks_transport.py).
+RAW_PROTOCOL_VERSION = "2025-06-18"
+
+
+def raw_initialize(url: str, claim: str | None, extra_headers: dict[str, str] | None = None,
+                   version: str = RAW_PROTOCOL_VERSION) -> tuple[httpx.Response, str | None]:
+    """A raw `initialize` POST presenting `claim`; the response and the Mcp-Session-Id it assigned."""
+    body = {**INITIALIZE_BODY, "params": {**INITIALIZE_BODY["params"], "protocolVersion": version}}
+    response = httpx.post(url, json=body, headers={**raw_headers(claim), **(extra_headers or {})}, timeout=20)
+    return response, response.headers.get("mcp-session-id")
+
+
+def raw_call(url: str, method: str, claim: str | None, mcp_session_id: str, params: Any = None,
+             request_id: int = 2) -> httpx.Response:
+    """One raw JSON-RPC request on an initialized MCP connection."""
+    body: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        body["params"] = params
+    return httpx.post(url, json=body, headers=raw_headers(claim, mcp_session_id), timeout=20)
+
+
+def first_message(response: httpx.Response) -> dict[str, Any]:
+    """The first JSON-RPC message of a JSON or SSE body; {} when there is none (e.g. an HTML 403)."""
+    try:
+        messages = jsonrpc_messages(response)
+    except ValueError:
+        return {}
+    return messages[0] if messages and isinstance(messages[0], dict) else {}
+
+
+def error_message(response: httpx.Response) -> str:
+    """The JSON-RPC error message of a response, "" when it has none."""
+    error = first_message(response).get("error")
+    return error.get("message", "") if isinstance(error, dict) else ""
+
+
 def assert_refused(response: httpx.Response, code: str) -> None:
     """HTTP 401 + WWW-Authenticate + a JSON-RPC error whose message starts with `code:`."""
     assert response.status_code == 401, f"expected 401 {code}, got {response.status_code}: {response.text}"
