@@ -21,7 +21,6 @@ Two figures:
 from __future__ import annotations
 
 import argparse
-import base64
 import importlib
 import json
 import os
@@ -39,6 +38,7 @@ from e2e_bench import (  # noqa: E402  (the harness the benches share)
     FILE_BYTES, TENANT, WRK_LUA, BenchError, Leasehold, MCPSession, descendants, expect_ok, note, proc_cpu,
     summarize, us,
 )
+from leasehold_harness import shared_node_secrets, write_audit_key  # noqa: E402  (on e2e_bench's path)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "deploy"))
@@ -118,18 +118,14 @@ def start_nodes(binary, policies, work, label, count, store, base):
     """`count` nodes (n1..) sharing claim keys, the audit key and the workspace base."""
     shared = os.path.join(work, label + "-shared")
     os.makedirs(shared)
-    keys = os.path.join(shared, "keys.json")
-    subprocess.run([binary, "keys", "generate", "--out", keys], check=True, capture_output=True, timeout=60)
-    audit_key = base64.b64encode(secrets.token_bytes(32)).decode() + "\n"
+    keys, audit_key = shared_node_secrets(binary, shared)
     nodes = []
     for i in range(count):
         name = "n%d" % (i + 1)
         state = os.path.join(work, "%s-%s" % (label, name))
         os.makedirs(state, mode=0o700)
-        with open(os.path.join(state, "audit-signing.key"), "w") as handle:
-            handle.write(audit_key)
-        os.chmod(os.path.join(state, "audit-signing.key"), 0o600)
-        extra = {"node_id": name, "keys_file": keys}
+        write_audit_key(state, audit_key)
+        extra = {"node_id": name, "keys_file": str(keys)}
         if store:
             extra["store"] = store
         nodes.append((name, Leasehold(binary, state, policies, bases=[base], extra=extra).start()))

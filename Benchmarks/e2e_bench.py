@@ -43,11 +43,13 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Tests", "Harness"))
+from leasehold_harness import LeaseholdServer, StartError  # noqa: E402  (the one harness; needs the path above)
+
 OPERATOR_KEY = "lh_op_bench_" + "0123456789abcdef" * 3
 PROTOCOL_VERSION = "2025-06-18"
 TENANT = "acme"
 ACTOR = "alice"
-LISTENING = re.compile(r"leasehold: listening on http://127\.0\.0\.1:(\d+) ")
 NEEDLE = "LEASEHOLD_BENCH_NEEDLE_7f3a9c"
 PLANTED = 7
 FILE_BYTES = 4096
@@ -100,24 +102,20 @@ def proc_cpu(pid):
 # --------------------------------------------------------------------------------------------
 
 
-class Leasehold:
+class Leasehold(LeaseholdServer):
+    """`leasehold serve` started and stopped by the one harness (Tests/Harness/leasehold_harness.py,
+    shared with the interop tests), with the benchmarks' config and admin helpers."""
+
     def __init__(self, binary, state_dir, policies, bases=(), extra=None):
-        self.binary, self.state_dir, self.policies = binary, state_dir, policies
+        super().__init__(binary, state_dir, policies, config=state_dir + ".yaml", operator_key=OPERATOR_KEY,
+                         ready_timeout=60, max_log_lines=2000)
         # More leasehold.yaml settings (upstream_bench.py adds `servers`).
         self.extra = dict(extra or {})
         # Roots live where the runner allows them: <base>/<tenant>/<workspace>.
         self.bases = list(bases)
-        self.port = None
-        self.log = []
-        self.process = None
 
     def start(self):
-        env = {k: v for k, v in os.environ.items() if k != "LEASEHOLD_CLAIM"}
-        env["LEASEHOLD_OPERATOR_KEY"] = OPERATOR_KEY
-        command = [self.binary, "serve", "--http", "127.0.0.1:0", "--state-dir", self.state_dir,
-                   "--policies", self.policies]
-        config = self.state_dir + ".yaml"
-        with open(config, "w") as handle:
+        with open(self.config, "w") as handle:
             # Every session here is one tenant's: its caps (default a quarter of the runner's 512
             # workers, 64 calls in flight) are raised to the runner's, so 200 warm sessions are 200
             # workers. Roots live where the runner allows them (`workspace_bases`).
@@ -126,47 +124,19 @@ class Leasehold:
                 settings["workspace_bases"] = self.bases
             settings.update(self.extra)
             json.dump(settings, handle)
-        command += ["--config", config]
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-        ready = threading.Event()
-
-        def drain():
-            for raw in self.process.stderr:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                if len(self.log) < 2000:
-                    self.log.append(line)
-                m = LISTENING.search(line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    ready.set()
-            ready.set()
-
-        threading.Thread(target=drain, daemon=True).start()
-        ready.wait(60)
-        if self.port is None:
-            self.stop()
-            raise BenchError("leasehold serve did not start:\n" + "\n".join(self.log[-30:]))
+        try:
+            super().start()
+        except StartError:
+            raise BenchError("leasehold serve did not start:\n" + "\n".join(self.log[-30:])) from None
         return self
 
-    @property
-    def pid(self):
-        return self.process.pid
-
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        """SIGTERM, and SIGKILL after 20 s (a benchmark reports figures, not shutdown bugs)."""
+        if self._process is not None and self._process.poll() is None and self.terminate(20) is None:
+            self.kill()
 
     def admin(self, method, path, body=None, expect=None):
-        import httpx
-        r = httpx.request(method, "http://127.0.0.1:%d/api/v1%s" % (self.port, path), json=body,
-                          headers={"Authorization": "Bearer " + OPERATOR_KEY}, timeout=30)
+        r = super().admin(method, path, body, timeout=30)
         if expect is not None and r.status_code != expect:
             raise BenchError("%s %s -> %d %s" % (method, path, r.status_code, r.text[:500]))
         return r

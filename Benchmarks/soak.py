@@ -50,13 +50,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "Tests" / "Interop"))
 from interop_support import (  # noqa: E402
     INITIALIZE_BODY,
-    OPERATOR_KEY,
-    POLICIES_DIR,
-    LeaseholdServer,
     copy_policies,
     jsonrpc_messages,
     raw_headers,
 )
+from leasehold_harness import OPERATOR_KEY, LeaseholdServer, default_binary  # noqa: E402  (the one harness; interop_support put it on the path)
 
 VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 MAX_SECONDS = 3600
@@ -396,7 +394,7 @@ def main() -> int:
         print(f"soak: SOAK_SECONDS must be 10-{MAX_SECONDS}, not {seconds}", file=sys.stderr)
         return 2
     drivers = int(os.environ.get("SOAK_DRIVERS", "8"))
-    binary = Path(os.environ.get("LEASEHOLD_BIN", REPO / ".build" / "debug" / "leasehold"))
+    binary = default_binary()
     print(f"soak: {seconds} s, {drivers} drivers, {binary}", flush=True)
     result = soak(seconds, drivers, binary)
     text = markdown(result)
