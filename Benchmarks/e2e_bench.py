@@ -25,6 +25,11 @@ posix_spawn / subprocess directly. Every client's own CPU time per call (the mea
 time.thread_time(), and getrusage(RUSAGE_SELF) for the whole driver) is reported: it is the client's
 share of each latency.
 
+The runner under test is started and stopped by the one harness the interop tests use too
+(Tests/Harness/leasehold_harness.py, `Leasehold` below): `leasehold serve --http 127.0.0.1:0` with
+the benchmark's config, ready on its "listening on" line; upstream_bench.py, cluster_bench.py and
+soak.py start theirs through it as well.
+
 Loopback only; every loop is bounded by a sample count and every wait by a timeout.
 """
 
