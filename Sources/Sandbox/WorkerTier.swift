@@ -25,7 +25,8 @@ public struct WorkerTier: Sendable, Hashable {
 
     /// Creates a tier description.
     public init(
-        name: String, isolation: Isolation, profile: SeccompProfileName, limits: WorkerLimits, bestEffort: Set<String> = []
+        name: String, isolation: Isolation, profile: SeccompProfileName, limits: WorkerLimits,
+        bestEffort: Set<String> = []
     ) {
         self.name = name
         self.isolation = isolation
@@ -38,7 +39,10 @@ public struct WorkerTier: Sendable, Hashable {
 /// Resource limits of one worker; every value is enforced from outside the worker (its cgroup,
 /// rlimits, the runner's wall-clock timer, the runner's cap on response bytes) and told to it in
 /// `hello`. Memory, processes and CPU weight hold for the worker's whole process tree where the
-/// host gives the runner cgroups (``WorkerCgroups``, ``LimitEnforcement``).
+/// host gives the runner cgroups (``WorkerCgroups``, ``LimitEnforcement``). It is also the policy's
+/// type (`RiskTier.Limits`): `limits:` of a tier in tiers.yaml is read straight into it (`wall_ms`,
+/// `cpu_seconds`, `memory_mib`, `file_size_mib`, `processes`, `output_bytes`, `cpu_weight`; the open
+/// descriptors follow the tier's profile).
 public struct WorkerLimits: Sendable, Hashable {
     /// Wall clock per call, milliseconds.
     public var wallMs: Int
@@ -71,5 +75,30 @@ public struct WorkerLimits: Sendable, Hashable {
         self.processes = processes
         self.outputBytes = outputBytes
         self.openFiles = openFiles
+    }
+}
+
+/// The limits as tiers.yaml writes them (the admin API's policy view shows a tier so): the open
+/// descriptors are not a policy key, and `cpu_weight` is absent when the tier sets none.
+extension WorkerLimits: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case wallMs = "wall_ms"
+        case cpuSeconds = "cpu_seconds"
+        case memoryMiB = "memory_mib"
+        case fileSizeMiB = "file_size_mib"
+        case processes
+        case outputBytes = "output_bytes"
+        case cpuWeight = "cpu_weight"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(wallMs, forKey: .wallMs)
+        try container.encode(cpuSeconds, forKey: .cpuSeconds)
+        try container.encode(memoryMiB, forKey: .memoryMiB)
+        try container.encode(fileSizeMiB, forKey: .fileSizeMiB)
+        try container.encode(processes, forKey: .processes)
+        try container.encode(outputBytes, forKey: .outputBytes)
+        try container.encodeIfPresent(cpuWeight, forKey: .cpuWeight)
     }
 }

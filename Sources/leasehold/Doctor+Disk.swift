@@ -9,17 +9,15 @@ extension Doctor {
     /// Disk bounds on this host: the quotas in force, whether the state directory (the audit log)
     /// shares a filesystem with the workspace bases, the free space, and the audit reserve.
     func reportDisk() {
-        let configuration: LeaseholdConfig
-        let quotas: DiskQuotas
-        let reserveBytes: Int64
+        let settings: RunnerSettings
         do {
-            configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
-            quotas = try configuration.diskQuotas()
-            reserveBytes = try configuration.auditReserveBytes()
+            settings = try resolvedSettings()
         } catch {
             print("disk:            cannot read the configuration: \(error)")
             return
         }
+        let quotas = settings.tenants.disk
+        let reserveBytes = settings.audit.reserveBytes
         func limits(_ limits: DiskQuotas.Limits) -> String {
             "tenant \(limits.tenant.bytes >> 20) MiB / \(limits.tenant.files) files, "
                 + "workspace \(limits.workspace.bytes >> 20) MiB / \(limits.workspace.files) files"
@@ -47,7 +45,7 @@ extension Doctor {
             return
         }
         print("state directory: \(canonical): \(stateFS.free >> 20) MiB free")
-        for base in configuration.workspaceBases ?? [canonical + "-workspaces"] {
+        for base in settings.workspaceBases(stateDirectory: canonical) {
             guard let baseFS = filesystem(base) else {
                 print("workspace base:  \(base): missing")
                 continue

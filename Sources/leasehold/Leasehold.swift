@@ -120,8 +120,7 @@ struct Serve: AsyncParsableCommand {
         runtime.bootstrapMetricsSystem()
         var settings: HTTPSettings?
         if http != nil || !stdio {
-            let (host, port) = try parseHostPort(http ?? runtime.config.listen ?? "127.0.0.1:8080")
-            settings = try runtime.config.httpSettings(host: host, port: port)
+            settings = try runtime.settings.httpSettings(listen: http)
         }
         var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
         if let claimFile {
@@ -131,7 +130,7 @@ struct Serve: AsyncParsableCommand {
         let demoSession = demo ? try await Demo.prepare(runtime) : nil
         let source = runtime.operatorKeySource
         let host = settings?.host ?? "127.0.0.1"
-        let metricsListen = try (metrics ?? runtime.config.metrics?.listen).map(parseHostPort)
+        let metricsListen = try runtime.settings.metricsListen(metrics)
         try await runtime.serve(
             http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
             onHTTPReady: { port in
@@ -226,25 +225,26 @@ struct Doctor: AsyncParsableCommand {
         await selfTest(worker: worker)
     }
 
+    /// The configuration `serve` would run with (`--config`, else every default).
+    func resolvedSettings() throws -> RunnerSettings {
+        try config.map { try RunnerSettings(LeaseholdConfig.load(file: $0)) } ?? .defaults
+    }
+
     /// The HTTP and audit bounds `serve` would hold with this configuration on this host.
     private func reportBounds() {
-        let configuration: LeaseholdConfig
-        var settings: HTTPSettings
-        let sampling: RefusalSampling
-        let shares: TenantShares
-        let sessions: TenantSessionLimits
+        let resolved: RunnerSettings
         do {
-            configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
-            settings = try configuration.httpSettings(host: "127.0.0.1", port: 8080)
-            sampling = try configuration.refusalSampling()
-            shares = try configuration.tenantShares()
-            sessions = try configuration.tenantSessionLimits()
+            resolved = try resolvedSettings()
         } catch {
             print("http bounds:     cannot read the configuration: \(error)")
             return
         }
+        var settings = resolved.http
+        let sampling = resolved.audit.unauthenticatedRefusals
+        let shares = resolved.workers.pool.shares
+        let sessions = resolved.tenants.sessions
         // What serve will have: the soft limit raised to the hard one.
-        var budget = DescriptorBudget.current(workers: configuration.maximumLiveWorkers)
+        var budget = DescriptorBudget.current(workers: resolved.workers.pool.maximumWorkers)
         budget.softLimit = budget.hardLimit
         let connections = budget.connections(configured: settings.maximumConnections)
         settings.maximumConnectionsPerAddress = DescriptorBudget.connectionsPerAddress(
@@ -280,10 +280,11 @@ struct Doctor: AsyncParsableCommand {
         free(state)
         do {
             let configuration = try config.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+            let settings = try RunnerSettings(configuration)
             let rules = try Runtime.workspaceRules(
                 stateDir: canonical, config: configuration, configFile: config, policiesDir: policies,
-                keysFile: configuration.keysFile ?? canonical + "/keys.json",
-                workerExecutable: configuration.workerExecutable ?? worker, createBases: false)
+                keysFile: settings.keysFile(stateDirectory: canonical),
+                workerExecutable: settings.workers.executable ?? worker, createBases: false)
             print("workspace bases: " + rules.bases.map(\.path).joined(separator: ", "))
             let store = try SQLiteStore(path: database)
             let refused = try await Runtime.refusedRegistrations(store: store, rules: rules)

@@ -262,21 +262,14 @@ struct ToolDispatch: Sendable {
         }
     }
 
-    /// What a tier implies for its workers. Limits the policy leaves open take the sandbox's
-    /// strict defaults (policy validation requires every tier to name its limits).
+    /// What a tier implies for its workers: the tier's own limits (the sandbox's type, every one
+    /// required by policy validation), with the open descriptors its profile needs (`exec` runs
+    /// programs that open more).
     static func workerTier(_ name: String, _ settings: RiskTier) -> WorkerTier {
-        let defaults = WorkerLimits()
-        let limits = settings.limits
-        let profile = settings.seccompProfile
+        var limits = settings.limits
+        limits.openFiles = settings.seccompProfile == .exec ? 1024 : 256
         return WorkerTier(
-            name: name, isolation: settings.isolation, profile: profile,
-            limits: WorkerLimits(
-                wallMs: limits.wallMs ?? defaults.wallMs, cpuSeconds: limits.cpuSeconds ?? defaults.cpuSeconds,
-                memoryMiB: limits.memoryMiB ?? defaults.memoryMiB,
-                fileSizeMiB: limits.fileSizeMiB ?? defaults.fileSizeMiB,
-                processes: limits.processes ?? defaults.processes,
-                outputBytes: limits.outputBytes ?? defaults.outputBytes,
-                openFiles: profile == .exec ? 1024 : 256, cpuWeight: limits.cpuWeight),
+            name: name, isolation: settings.isolation, profile: settings.seccompProfile, limits: limits,
             bestEffort: Set(settings.bestEffort))
     }
 }

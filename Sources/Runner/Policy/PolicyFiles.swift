@@ -384,11 +384,15 @@ struct PolicyYAMLReader {
         }
         // Optional: the cgroup v2 scale, 100 being every group's default.
         let cpuWeight = integer(f["cpu_weight"], file: file, what: "\(what).cpu_weight", minimum: 1, maximum: 10_000)
-        guard values.count == keys.count, f["cpu_weight"] == nil || cpuWeight != nil else { return nil }
+        guard f["cpu_weight"] == nil || cpuWeight != nil, let wallMs = values["wall_ms"],
+            let cpuSeconds = values["cpu_seconds"], let memoryMiB = values["memory_mib"],
+            let fileSizeMiB = values["file_size_mib"], let processes = values["processes"],
+            let outputBytes = values["output_bytes"]
+        else { return nil }
+        // Open descriptors are not a policy key: they follow the profile (``RiskTier/workerTier(named:)``).
         return RiskTier.Limits(
-            wallMs: values["wall_ms"], cpuSeconds: values["cpu_seconds"], memoryMiB: values["memory_mib"],
-            fileSizeMiB: values["file_size_mib"], processes: values["processes"], outputBytes: values["output_bytes"],
-            cpuWeight: cpuWeight)
+            wallMs: wallMs, cpuSeconds: cpuSeconds, memoryMiB: memoryMiB, fileSizeMiB: fileSizeMiB,
+            processes: processes, outputBytes: outputBytes, cpuWeight: cpuWeight)
     }
 
     // MARK: tools.yaml and tenant tools

@@ -142,7 +142,7 @@ public enum PolicyReport {
             "isolation: \(tier.isolation.rawValue) (\(tier.isolation == .call ? "a fresh worker per call" : "the session's warm worker"))",
             "approval: \(approval)",
             "seccomp profile: \(tier.seccompProfile)",
-            "limits: wall \(limits.wallMs ?? 0) ms, cpu \(limits.cpuSeconds ?? 0) s, memory \(limits.memoryMiB ?? 0) MiB, file size \(limits.fileSizeMiB ?? 0) MiB, processes \(limits.processes ?? 0), output \(limits.outputBytes ?? 0) bytes",
+            "limits: wall \(limits.wallMs) ms, cpu \(limits.cpuSeconds) s, memory \(limits.memoryMiB) MiB, file size \(limits.fileSizeMiB) MiB, processes \(limits.processes), output \(limits.outputBytes) bytes",
             "network: \(tier.network)",
             "cache: \(tier.cacheable ? "\(tier.cacheTTLSeconds ?? 0) s" : "no")",
             "requires: \(tier.requires.isEmpty ? "nothing" : tier.requires.joined(separator: ", "))",

@@ -3,7 +3,7 @@ import Sandbox
 import Yams
 
 /// One risk tier from `policies/tiers.yaml`: what a tool of that tier implies.
-public struct RiskTier: Codable, Sendable, Hashable {
+public struct RiskTier: Encodable, Sendable, Hashable {
     /// Worker lifetime: a fresh worker per call, or the session's warm worker (the sandbox's own
     /// type: the policy and the pool cannot disagree on what it means).
     public typealias Isolation = WorkerTier.Isolation
@@ -24,33 +24,9 @@ public struct RiskTier: Codable, Sendable, Hashable {
         }
     }
 
-    /// Resource limits for workers of this tier.
-    public struct Limits: Codable, Sendable, Hashable {
-        /// Wall-clock limit per call, milliseconds.
-        public var wallMs: Int?
-        /// CPU seconds per worker.
-        public var cpuSeconds: Int?
-        /// Address-space limit, MiB.
-        public var memoryMiB: Int?
-        /// Largest file a worker may write, MiB.
-        public var fileSizeMiB: Int?
-        /// Processes per worker.
-        public var processes: Int?
-        /// Output bytes returned per call.
-        public var outputBytes: Int?
-        /// CPU weight of a worker among its tenant's workers (1-10000; absent: none asked for).
-        public var cpuWeight: Int?
-
-        enum CodingKeys: String, CodingKey {
-            case wallMs = "wall_ms"
-            case cpuSeconds = "cpu_seconds"
-            case memoryMiB = "memory_mib"
-            case fileSizeMiB = "file_size_mib"
-            case processes
-            case outputBytes = "output_bytes"
-            case cpuWeight = "cpu_weight"
-        }
-    }
+    /// Resource limits of the tier's workers: the sandbox's own type, read from `limits:` in
+    /// tiers.yaml (``PolicyFiles``), so the policy and the worker cannot disagree on a limit.
+    public typealias Limits = WorkerLimits
 
     /// Worker lifetime.
     public var isolation: Isolation
@@ -75,6 +51,7 @@ public struct RiskTier: Codable, Sendable, Hashable {
     /// cannot hold them on a whole worker; any other such limit keeps the tier from running there.
     public var bestEffort: [String] = []
 
+    /// The keys of tiers.yaml, also those of the admin API's policy view.
     enum CodingKeys: String, CodingKey {
         case isolation, approval, limits, network, cacheable, requires
         case seccompProfile = "seccomp_profile"

@@ -11,7 +11,7 @@ extension LeaseholdConfig {
     /// Disk quotas, validated (`tenant_limits:` `disk_mib`, `disk_files`, `workspace_disk_mib`,
     /// `workspace_disk_files`, and the same keys under `tenants.ID`): each at least 1; an override
     /// names a tenant id. Defaults: ``DiskQuotas/defaultLimits``.
-    public func diskQuotas() throws(ConfigError) -> DiskQuotas {
+    func diskQuotas() throws(ConfigError) -> DiskQuotas {
         func limits(
             _ mib: Int?, _ files: Int?, _ workspaceMiB: Int?, _ workspaceFiles: Int?, base: DiskQuotas.Limits,
             for name: String
@@ -38,9 +38,10 @@ extension LeaseholdConfig {
                     bytes: try mebibytes(workspaceMiB, "workspace_disk_mib", base.workspace.bytes),
                     files: try count(workspaceFiles, "workspace_disk_files", base.workspace.files)))
         }
-        var quotas = DiskQuotas()
+        var quotas = RunnerSettings.defaults.tenants.disk
         guard let tenantLimits else { return quotas }
-        (quotas.standard, quotas.overrides) = try tenantLimits.resolve(quotas.standard) { values, base, name throws(ConfigError) in
+        (quotas.standard, quotas.overrides) = try tenantLimits.resolve(quotas.standard) {
+            values, base, name throws(ConfigError) in
             try limits(
                 values.diskMiB, values.diskFiles, values.workspaceDiskMiB, values.workspaceDiskFiles, base: base,
                 for: name)
@@ -49,8 +50,8 @@ extension LeaseholdConfig {
     }
 
     /// The audit reserve in bytes (`audit_reserve_mib`, default 64 MiB, 0 turns it off).
-    public func auditReserveBytes() throws(ConfigError) -> Int64 {
-        let mib = auditReserveMiB ?? 64
+    func auditReserveBytes() throws(ConfigError) -> Int64 {
+        guard let mib = auditReserveMiB else { return RunnerSettings.defaults.audit.reserveBytes }
         guard (0...Self.maximumAuditReserveMiB).contains(mib) else {
             throw ConfigError("audit_reserve_mib must be between 0 and \(Self.maximumAuditReserveMiB), not \(mib)")
         }

@@ -1,16 +1,18 @@
 import Sandbox
 import WorkspaceRegistry
 
-// The settings `serve` derives from a decoded configuration, each validated. Apart from the
-// decoding in LeaseholdConfig.swift so the fuzz target of the decoding (Fuzz/targets/config_yaml.swift)
-// compiles without the runner types these name.
+// The resolution of a decoded configuration, one section at a time, each validated over
+// ``RunnerSettings/defaults`` (``RunnerSettings/init(_:otlpEndpoint:)`` runs them all once). Apart
+// from the decoding in LeaseholdConfig.swift so the fuzz target of the decoding
+// (Fuzz/targets/config_yaml.swift) compiles without the runner types these name.
 extension LeaseholdConfig {
     /// Whether workers get cgroups of their own where the host allows (`worker_cgroups`).
-    public func usesWorkerCgroups() throws -> Bool {
-        switch workerCgroups ?? "auto" {
+    public func usesWorkerCgroups() throws(ConfigError) -> Bool {
+        switch workerCgroups {
+        case nil: return RunnerSettings.defaults.workers.cgroups
         case "auto": return true
         case "off": return false
-        case let other: throw ConfigError("worker_cgroups is \(other.debugDescription); use auto or off")
+        case let other?: throw ConfigError("worker_cgroups is \(other.debugDescription); use auto or off")
         }
     }
 
@@ -23,11 +25,10 @@ extension LeaseholdConfig {
         return try catalog?.catalog() ?? Catalog()
     }
 
-    /// How often the audit log's head is signed, validated: a zero or negative value would mean
-    /// never, and a huge one leaves most of the trail unsigned, so both are refused at start.
     /// How long a `batched` audit commit may stay unsynced.
-    public func auditBatchedSyncInterval() throws(ConfigError) -> Duration {
-        let milliseconds = auditBatchedSyncMs ?? 5
+    func auditBatchedSyncInterval() throws(ConfigError) -> Duration {
+        let milliseconds =
+            auditBatchedSyncMs ?? Int(RunnerSettings.defaults.audit.batchedSyncInterval / .milliseconds(1))
         guard (1...1000).contains(milliseconds) else {
             throw ConfigError("audit_batched_sync_ms must be between 1 and 1000, not \(milliseconds)")
         }
@@ -36,8 +37,8 @@ extension LeaseholdConfig {
 
     /// How many spares the runner keeps and how long an untaken one lives, validated: a negative
     /// count or a zero or day-long idle time is refused at start rather than silently clamped.
-    public func workerSpares() throws(ConfigError) -> (perSession: Int, maximum: Int, idleTimeout: Duration) {
-        let defaults = WorkerPool.Settings.defaults
+    func workerSpares() throws(ConfigError) -> (perSession: Int, maximum: Int, idleTimeout: Duration) {
+        let defaults = RunnerSettings.defaults.workers.pool
         let maximum = workerMaxSpares ?? defaults.maximumSpares
         let perSession = workerSparesPerSession ?? defaults.sparesPerSession
         let seconds = workerSpareIdleTimeoutSeconds ?? Int(defaults.spareIdleTimeout.components.seconds)
@@ -53,9 +54,12 @@ extension LeaseholdConfig {
         return (perSession, maximum, .seconds(seconds))
     }
 
-    public func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {
-        let records = auditCheckpointRecords ?? AuditCheckpointPolicy.defaultRecords
-        let seconds = auditCheckpointSeconds ?? AuditCheckpointPolicy.defaultSeconds
+    /// How often the audit log's head is signed, validated: a zero or negative value would mean
+    /// never, and a huge one leaves most of the trail unsigned, so both are refused at start.
+    func auditCheckpoints() throws(ConfigError) -> AuditCheckpointPolicy {
+        let defaults = RunnerSettings.defaults.audit.checkpoints
+        let records = auditCheckpointRecords ?? defaults.records
+        let seconds = auditCheckpointSeconds ?? Int(defaults.interval.components.seconds)
         guard (1...1_000_000).contains(records) else {
             throw ConfigError("audit_checkpoint_records must be between 1 and 1000000, not \(records)")
         }
@@ -66,9 +70,10 @@ extension LeaseholdConfig {
     }
 
     /// How unauthenticated refusals are aggregated into the audit trail, validated.
-    public func refusalSampling() throws(ConfigError) -> RefusalSampling {
-        let seconds = auditUnauthenticatedIntervalSeconds ?? Int(RefusalSampling.defaultInterval.components.seconds)
-        let sources = auditUnauthenticatedSources ?? RefusalSampling.defaultMaximumSources
+    func refusalSampling() throws(ConfigError) -> RefusalSampling {
+        let defaults = RunnerSettings.defaults.audit.unauthenticatedRefusals
+        let seconds = auditUnauthenticatedIntervalSeconds ?? Int(defaults.interval.components.seconds)
+        let sources = auditUnauthenticatedSources ?? defaults.maximumSources
         guard (1...3600).contains(seconds) else {
             throw ConfigError("audit_unauthenticated_interval_seconds must be between 1 and 3600, not \(seconds)")
         }
@@ -80,16 +85,19 @@ extension LeaseholdConfig {
 
     /// The HTTP settings for a listener on `host:port`: origins and hosts from the top level, the
     /// bounds from `http:` (each validated; an absent key keeps its default).
-    public func httpSettings(host: String, port: Int) throws(ConfigError) -> HTTPSettings {
-        var settings = HTTPSettings(
-            host: host, port: port, allowedOrigins: allowedOrigins ?? [], allowedHosts: allowedHosts ?? [])
+    func httpSettings(host: String, port: Int) throws(ConfigError) -> HTTPSettings {
+        var settings = RunnerSettings.defaults.http
+        settings.host = host
+        settings.port = port
+        settings.allowedOrigins = allowedOrigins ?? settings.allowedOrigins
+        settings.allowedHosts = allowedHosts ?? settings.allowedHosts
         try http?.apply(to: &settings)
         return settings
     }
 
     /// Each tenant's share of the runner, validated: a cap must be at least 1 and a tenant's worker
     /// cap at most the runner's (`worker_max_live`); an override names a tenant id.
-    public func tenantShares() throws(ConfigError) -> TenantShares {
+    func tenantShares() throws(ConfigError) -> TenantShares {
         let runner = maximumLiveWorkers
         var shares = TenantShares(maximumWorkers: runner)
         func caps(_ workers: Int?, _ calls: Int?, base: TenantShares.Caps, for name: String) throws(ConfigError)
@@ -115,8 +123,8 @@ extension LeaseholdConfig {
 
     /// Live sessions each tenant may hold (`tenant_limits.sessions`, default 10,000, 1-1,000,000;
     /// per-tenant overrides under `tenant_limits.tenants.<id>.sessions`).
-    public func tenantSessionLimits() throws(ConfigError) -> TenantSessionLimits {
-        var limits = TenantSessionLimits()
+    func tenantSessionLimits() throws(ConfigError) -> TenantSessionLimits {
+        var limits = RunnerSettings.defaults.tenants.sessions
         func checked(_ value: Int?, _ base: Int, for name: String) throws(ConfigError) -> Int {
             let result = value ?? base
             guard (1...TenantSessionLimits.maximum).contains(result) else {
@@ -134,12 +142,12 @@ extension LeaseholdConfig {
     }
 
     /// Live workers this runner may hold (`worker_max_live`, default 512, at least 1).
-    public var maximumLiveWorkers: Int { max(1, workerMaxLive ?? WorkerPool.Settings.defaults.maximumWorkers) }
+    var maximumLiveWorkers: Int { max(1, workerMaxLive ?? RunnerSettings.defaults.workers.pool.maximumWorkers) }
 
     /// The worker pool's settings: every `worker_*` key over ``WorkerPool/Settings/defaults``,
     /// validated, and each tenant's share (`tenant_limits`).
-    public func workerPoolSettings() throws(ConfigError) -> WorkerPool.Settings {
-        let defaults = WorkerPool.Settings.defaults
+    func workerPoolSettings() throws(ConfigError) -> WorkerPool.Settings {
+        let defaults = RunnerSettings.defaults.workers.pool
         let spares = try workerSpares()
         return WorkerPool.Settings(
             idleTimeout: workerIdleTimeoutSeconds.map { .seconds($0) } ?? defaults.idleTimeout,
@@ -149,9 +157,17 @@ extension LeaseholdConfig {
     }
 
     /// The claim rules this configuration implies.
-    public var claimPolicy: ClaimPolicy {
-        ClaimPolicy(
-            issuer: issuer ?? "leasehold", audience: audience ?? "leasehold",
-            maximumLifetime: .seconds(claimMaxLifetimeSeconds ?? 900), clockSkew: .seconds(clockSkewSeconds ?? 30))
+    var claimPolicy: ClaimPolicy {
+        let defaults = RunnerSettings.defaults.claims
+        return ClaimPolicy(
+            issuer: issuer ?? defaults.issuer, audience: audience ?? defaults.audience,
+            maximumLifetime: claimMaxLifetimeSeconds.map { .seconds($0) } ?? defaults.maximumLifetime,
+            clockSkew: clockSkewSeconds.map { .seconds($0) } ?? defaults.clockSkew)
+    }
+
+    /// How often `serve` looks for edited policy files; nil: only on SIGHUP (0, or below).
+    func policyReloadInterval() -> Duration? {
+        guard let seconds = policyReloadIntervalSeconds else { return RunnerSettings.defaults.policyReloadInterval }
+        return seconds > 0 ? .seconds(seconds) : nil
     }
 }

@@ -44,8 +44,11 @@ public struct RuntimeOptions: Sendable {
 public struct Runtime: Sendable {
     /// Absolute state directory.
     public let stateDir: String
-    /// The configuration in force.
+    /// `leasehold.yaml` as written (its catalog, seeded workspaces and store); every setting in
+    /// force is in ``settings``.
     public let config: LeaseholdConfig
+    /// The configuration in force: the file resolved over its defaults, with the flags merged in.
+    public let settings: RunnerSettings
     /// The gateway.
     public let gateway: Gateway
     /// The admin service (operator and tenant keys).
@@ -58,8 +61,6 @@ public struct Runtime: Sendable {
     public let policiesDir: String
     /// The confined workers.
     public let pool: WorkerPool
-    /// When the audit log's head is signed.
-    public let auditCheckpoints: AuditCheckpointPolicy
     /// The config file, whose `servers:` is reloaded with the policies.
     let configFile: String?
     /// The root rules, which also bound upstream servers' mounts.
@@ -94,8 +95,9 @@ public struct Runtime: Sendable {
     public static func bootstrap(_ options: RuntimeOptions, logger: Logger) async throws -> Runtime {
         let stateDir = try prepareDirectory(options.stateDir)
         let config = try options.configFile.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+        let settings = try RunnerSettings(config, otlpEndpoint: options.otlpEndpoint)
 
-        let keysFile = config.keysFile ?? stateDir + "/keys.json"
+        let keysFile = settings.keysFile(stateDirectory: stateDir)
         if !FileManager.default.fileExists(atPath: keysFile) {
             let kid = "dev-" + String(RandomID.make(prefix: "k").dropFirst(2).prefix(12))
             try KeySet(keys: [ClaimKey.generateEdDSA(kid: kid)], activeKid: kid).write(to: keysFile)
@@ -122,7 +124,7 @@ public struct Runtime: Sendable {
         let catalog = try config.loadCatalog()
 
         let location = try storeLocation(flag: options.store, config: config)
-        let nodeID = config.nodeID ?? ProcessInfo.processInfo.hostName
+        let nodeID = settings.nodeID ?? ProcessInfo.processInfo.hostName
         let store: any LeaseholdStore
         let storeRun: StoreRun?
         let sqliteDirectory: String
@@ -146,7 +148,7 @@ public struct Runtime: Sendable {
             store = cluster
             logger.notice("store: PostgreSQL", metadata: ["store": "\(location)", "node": "\(nodeID)"])
         }
-        let workerExecutable = config.workerExecutable ?? WorkerLaunch.defaultExecutable()
+        let workerExecutable = settings.workers.executable ?? WorkerLaunch.defaultExecutable()
         let rules = try workspaceRules(
             stateDir: stateDir, config: config, configFile: options.configFile, policiesDir: options.policiesDir,
             keysFile: keysFile, workerExecutable: workerExecutable, createBases: true, storeDirectory: sqliteDirectory)
@@ -154,14 +156,13 @@ public struct Runtime: Sendable {
         let hostIDs =
             geteuid() == 0
             ? try TenantHostIDs(
-                first: config.workerHostIDs?.first ?? TenantHostIDs.defaultFirst,
-                count: config.workerHostIDs?.count ?? TenantHostIDs.defaultCount, store: store) : nil
-        let claimPolicy = config.claimPolicy
+                first: settings.workers.firstHostID, count: settings.workers.hostIDCount, store: store) : nil
+        let claimPolicy = settings.claims
         // The audit key sits in the state directory, which no worker ever has mounted (invariant 14).
-        let auditCheckpoints = try config.auditCheckpoints()
-        let poolSettings = try config.workerPoolSettings()
+        let auditCheckpoints = settings.audit.checkpoints
+        let poolSettings = settings.workers.pool
         let auditKey = try AuditSigningKey.loadOrCreate(stateDir: stateDir)
-        let syncInterval = try config.auditBatchedSyncInterval()
+        let syncInterval = settings.audit.batchedSyncInterval
         let audit: AuditLog
         switch location {
         case .sqlite:
@@ -175,8 +176,8 @@ public struct Runtime: Sendable {
                     syncInterval: syncInterval, logger: logger)
             }
         }
-        let metrics = LeaseholdMetrics(perTenantLabels: config.metrics?.perTenantLabels ?? false)
-        let otlpEndpoint = options.otlpEndpoint ?? config.otlpEndpoint
+        let metrics = LeaseholdMetrics(perTenantLabels: settings.metrics.perTenantLabels)
+        let otlpEndpoint = settings.otlpEndpoint
         let tracingBackend = try otlpEndpoint.map { try LeaseholdTracing.otlp(endpoint: $0, logger: logger) }
         let tracing = tracingBackend?.tracing
         let tracingService = tracingBackend?.service
@@ -187,7 +188,7 @@ public struct Runtime: Sendable {
             executable: workerExecutable, supportDirectory: stateDir + "/worker")
         let pool = WorkerPool(
             launch: launch, settings: poolSettings,
-            cgroups: try config.usesWorkerCgroups() ? WorkerCgroups.detect() : nil, logger: logger,
+            cgroups: settings.workers.cgroups ? WorkerCgroups.detect() : nil, logger: logger,
             onEvent: { event in
                 metrics.worker(event)
                 // Spawned for a traced call: the worker's confinement, as a child of the tool's span
@@ -209,7 +210,7 @@ public struct Runtime: Sendable {
             emptyRoot: stateDir + "/upstream-empty",
             identity: try await UpstreamIdentity(file: stateDir + "/upstream-identity.json"))
         // Space held for the audit log on the state directory's filesystem; allocated by `serve`.
-        let reserveBytes = try config.auditReserveBytes()
+        let reserveBytes = settings.audit.reserveBytes
         let reserve = reserveBytes > 0 ? AuditReserve(stateDirectory: stateDir, bytes: reserveBytes) : nil
         if let reserve { await audit.onDiskFull { reserve.release() } }
         // On a cluster node a write through another node would not retire this node's cached
@@ -219,12 +220,12 @@ public struct Runtime: Sendable {
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, cache: cache, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
-            refusalSampling: try config.refusalSampling(), diskQuotas: try config.diskQuotas(),
+            refusalSampling: settings.audit.unauthenticatedRefusals, diskQuotas: settings.tenants.disk,
             auditReserve: reserve, upstreams: upstreams, metrics: metrics, tracing: tracing,
             connectionIDSuffix: storeRun == nil ? "" : "." + nodeID,
             requestStateKey: storeRun == nil ? nil : RequestStates.sharedKey(from: auditKey), logger: logger)
         let admin = AdminService(
-            gateway: gateway, operatorKey: operatorKey, sessionLimits: try config.tenantSessionLimits())
+            gateway: gateway, operatorKey: operatorKey, sessionLimits: settings.tenants.sessions)
         for workspace in config.workspaces ?? [] {
             if try await store.workspace(tenantID: workspace.tenantID, workspaceID: workspace.workspaceID) == nil {
                 _ = try await admin.registerWorkspace(workspace, by: .operator)
@@ -239,8 +240,8 @@ public struct Runtime: Sendable {
                 ])
         }
         return Runtime(
-            stateDir: stateDir, config: config, gateway: gateway, admin: admin, operatorKeySource: operatorKeySource,
-            keysFile: keysFile, policiesDir: options.policiesDir, pool: pool, auditCheckpoints: auditCheckpoints,
+            stateDir: stateDir, config: config, settings: settings, gateway: gateway, admin: admin,
+            operatorKeySource: operatorKeySource, keysFile: keysFile, policiesDir: options.policiesDir, pool: pool,
             configFile: options.configFile, workspaceRules: rules, tracingService: tracingService, storeRun: storeRun,
             logger: logger)
     }
@@ -283,7 +284,9 @@ public struct Runtime: Sendable {
                 guard let chain = PathChain.resolveExisting(mount) else {
                     throw ConfigError("server \(server.id): mount \(mount) does not exist")
                 }
-                guard chain.path != "/" else { throw ConfigError("server \(server.id): mount / would show the whole host") }
+                guard chain.path != "/" else {
+                    throw ConfigError("server \(server.id): mount / would show the whole host")
+                }
                 for entry in forbidden where chain.isWithin(entry.chain) || entry.chain.isWithin(chain) {
                     throw ConfigError(
                         "server \(server.id): mount \(mount) is, holds or lies inside the \(entry.name) (\(entry.chain.path)), which no worker may see"
@@ -301,7 +304,7 @@ public struct Runtime: Sendable {
         workerExecutable: String, createBases: Bool, storeDirectory: String? = nil
     ) throws -> WorkspaceRules {
         var bases: [PathChain] = []
-        for configured in config.workspaceBases ?? [stateDir + "-workspaces"] {
+        for configured in config.workspaceBases ?? RunnerSettings.defaults.workspaceBases(stateDirectory: stateDir) {
             let path = createBases ? try prepareDirectory(configured) : configured
             guard let chain = PathChain.resolveExisting(path), chain.isDirectory else {
                 throw ConfigError("workspace base \(configured) does not exist or is not a directory")
@@ -397,14 +400,15 @@ public struct Runtime: Sendable {
         if let tracingService { services.append(.init(service: tracingService)) }
         services.append(
             .init(
-                service: AuditCheckpointer(audit: gateway.audit, interval: auditCheckpoints.interval, logger: logger)))
+                service: AuditCheckpointer(
+                    audit: gateway.audit, interval: settings.audit.checkpoints.interval, logger: logger)))
         // Unauthenticated refusals are counted per source and written once per interval; the last
         // interval's counts are written at shutdown, after the HTTP server has drained.
         services.append(.init(service: RefusalSampleFlusher(gateway: gateway)))
         if !gateway.upstreams.servers.isEmpty { services.append(.init(service: UpstreamRelister(gateway: gateway))) }
         // Connections and workers draw on the same descriptors: take all the kernel allows, and
         // leave workers theirs whatever the connection cap says (DescriptorBudget).
-        let descriptors = DescriptorBudget.raisingSoftLimit(workers: config.maximumLiveWorkers)
+        let descriptors = DescriptorBudget.raisingSoftLimit(workers: settings.workers.pool.maximumWorkers)
         if var http {
             let connections = descriptors.connections(configured: http.maximumConnections)
             if connections < http.maximumConnections {
@@ -427,10 +431,11 @@ public struct Runtime: Sendable {
                 http.maximumConnectionsPerAddress = perAddress
             }
             let port = http.port
-            let oauth = try (config.oauth ?? OAuthConfig()).validated()
+            let oauth = try settings.oauth.validated()
             let app = HTTPServer.application(
                 admin: admin, settings: http, maximumConnections: connections, oauth: oauth,
-                subjectTokens: oauth.issuers.isEmpty ? nil : try await SubjectTokenVerifier(config: oauth, logger: logger),
+                subjectTokens: oauth.issuers.isEmpty
+                    ? nil : try await SubjectTokenVerifier(config: oauth, logger: logger),
                 onServerRunning: { channel in await onHTTPReady(channel.localAddress?.port ?? port) },
                 logger: logger)
             services.append(.init(service: app))
@@ -454,19 +459,21 @@ public struct Runtime: Sendable {
         // Trap SIGHUP before anything runs, so a reload signal sent as soon as the server is up is
         // never the default action (which ends the process).
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        let interval = config.policyReloadIntervalSeconds ?? 2
         services.append(
             .init(
                 service: PolicyReloader(
                     gateway: gateway, directory: policiesDir, hangups: hangups,
-                    interval: interval > 0 ? .seconds(interval) : nil, logger: logger,
+                    interval: settings.policyReloadInterval, logger: logger,
                     servers: configFile.map { file in
                         ServersReload(
                             configFile: file, rules: workspaceRules, stateDir: stateDir, gateway: gateway, logger: logger)
                     })))
         // http upstream servers' GET streams and the listings their list changes ask for.
         services.append(.init(service: UpstreamListeners(gateway: gateway)))
-        services.append(.init(service: Reaper(gateway: gateway, idleTimeout: http?.idleTimeout ?? .seconds(3600))))
+        services.append(
+            .init(
+                service: Reaper(
+                    gateway: gateway, idleTimeout: http?.idleTimeout ?? RunnerSettings.defaults.http.idleTimeout)))
         // What other nodes sharing the store changed (a single-node store has nothing: it ends).
         services.append(.init(service: StoreChangeApplier(gateway: gateway), successTerminationBehavior: .ignore))
         // Last in, first out: on shutdown the workers die before anything else stops.
