@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -95,7 +96,8 @@ public struct AuditRecord: Sendable, Hashable {
     public var event: AuditEvent? { try? AuditLog.decoder.decode(AuditEvent.self, from: Data(body.utf8)) }
 }
 
-/// Why an audit record could not be written; the call it was for is refused.
+/// Why an audit record could not be written; the call it was for is refused. The description is
+/// told to the caller: it never quotes the database's own error (which is logged where it happens).
 public struct AuditUnavailable: Error, Sendable, CustomStringConvertible {
     /// The underlying failure.
     public let description: String
@@ -697,11 +699,11 @@ public actor AuditLog {
                 walSyncCount += 1
             } catch {
                 syncFailed =
-                    "the audit log could not be synced to disk (\(error)); records acknowledged in the last "
+                    "the audit log could not be synced to disk; records acknowledged in the last "
                     + "\(syncInterval) may be lost on a power failure and nothing more is appended"
                 logger.error(
                     "audit WAL sync failed; refusing every audited action until an operator restarts",
-                    metadata: ["path": "\(path)", "error": "\(error)"])
+                    metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             }
         }
         markSynced()
@@ -781,18 +783,18 @@ public actor AuditLog {
         {
             logger.warning(
                 "audit write refused: another process held the audit database's lock past the busy timeout",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             return AuditUnavailable(
-                description: "the audit log is locked by another process (\(error)); nothing was written")
+                description: "the audit log is locked by another process; nothing was written")
         }
         if let database = error as? DatabaseError, database.resultCode.primaryResultCode == .SQLITE_FULL,
             latched == nil
         {
             logger.warning(
                 "audit write refused: the audit database's filesystem is full; nothing was written, records are taken again once space is freed",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             return AuditUnavailable(
-                description: "the audit log's filesystem is full (\(error)); nothing was written")
+                description: "the audit log's filesystem is full; nothing was written")
         }
         if let latched { return AuditUnavailable(description: latched) }
         let reason: String
@@ -803,11 +805,11 @@ public actor AuditLog {
                 metadata: ["path": "\(path)", "detail": "\(moved)"])
         } else {
             reason =
-                "the audit log could not be written (\(error)); nothing more is appended to it until the runner "
+                "the audit log could not be written; nothing more is appended to it until the runner "
                 + "is restarted"
             logger.error(
                 "audit write failed; refusing every audited action until an operator restarts",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
         }
         latched = reason
         return AuditUnavailable(description: reason)
