@@ -557,7 +557,8 @@ public actor WorkerPool: ToolExecutor {
             } catch {
                 worker.destroy(.crashed)
                 return .failure(
-                    SandboxError(.spawnFailed, "the worker's egress proxy could not be started: \(error)", cause: error))
+                    SandboxError(
+                        .spawnFailed, "the worker's egress proxy could not be started: \(error)", cause: error))
             }
         }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.

@@ -15,7 +15,8 @@ import WorkspaceRegistry
     @Test func anAdminErrorBodyNeverCarriesTheCause() throws {
         let error = APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: StoreFailure())
         let body = HTTPJSON.body(of: error)
-        #expect(body == ["error": ["code": "store_unavailable", "message": "the store cannot be written; retry shortly"]])
+        let expected = ["code": "store_unavailable", "message": "the store cannot be written; retry shortly"]
+        #expect(body == ["error": expected])
         let encoded = String(decoding: try HTTPJSON.encoder.encode(body), as: UTF8.self)
         #expect(!encoded.contains("SQLite") && !encoded.contains("/srv"))
         #expect(error.logDescription.contains("database disk image is malformed"))
@@ -35,7 +36,9 @@ import WorkspaceRegistry
 
     @Test func aSpawnFailureNamesItsStageAndErrnoAsBefore() {
         let error = SandboxError(.spawnFailed, "the worker could not be confined", stage: "pivot_root", errno: 1)
-        #expect(error.description.hasPrefix("worker_unavailable: the worker could not be confined (stage pivot_root, errno 1 "))
+        #expect(
+            error.description.hasPrefix(
+                "worker_unavailable: the worker could not be confined (stage pivot_root, errno 1 "))
         #expect(error.stage == "pivot_root" && error.errno == 1)
         let noErrno = SandboxError(.spawnFailed, "x", stage: "spec")
         #expect(noErrno.description == "worker_unavailable: x (stage spec)" && noErrno.errno == nil)
