@@ -40,12 +40,15 @@ let package = Package(
         // C on the worker's side: syscalls without a libc wrapper Swift can call (openat2,
         // seccomp), no external libraries so the worker links statically.
         .target(name: "CWorker"),
-        // Frames exchanged with workers; no Foundation so both sides can share it.
-        .target(name: "SandboxProtocol"),
+        // The one error shape (a typed code, a message, a cause for logs only); no dependencies and
+        // no Foundation, so every module (the static worker's too) can share it.
+        .target(name: "Failures"),
+        // Frames and error codes exchanged with workers; no Foundation so both sides can share it.
+        .target(name: "SandboxProtocol", dependencies: ["Failures"]),
         .target(
             name: "Sandbox",
             dependencies: [
-                "CSandbox", "SandboxProtocol",
+                "CSandbox", "Failures", "SandboxProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -53,11 +56,12 @@ let package = Package(
         ),
         .target(
             name: "WorkspaceRegistry",
-            dependencies: []
+            dependencies: ["Failures"]
         ),
         .target(
             name: "Runner",
             dependencies: [
+                "Failures",
                 "Sandbox",
                 "SandboxProtocol",
                 "WorkspaceRegistry",
@@ -105,6 +109,7 @@ let package = Package(
             dependencies: ["Runner", .product(name: "MCP", package: "swift-sdk")],
             path: "Benchmarks/LeaseholdBench"
         ),
+        .testTarget(name: "FailuresTests", dependencies: ["Failures"]),
         .testTarget(name: "SandboxProtocolTests", dependencies: ["SandboxProtocol"]),
         // Fixtures/try-syscall.c is compiled by the tests themselves (static, with gcc) and run
         // inside workers; SwiftPM must not treat it as a source of the test target.

@@ -1,3 +1,4 @@
+import Failures
 import Logging
 import NIOCore
 import NIOPosix
@@ -294,7 +295,8 @@ private final class EgressHeadHandler: ChannelInboundHandler, RemovableChannelHa
                     "egress connection failed",
                     metadata: [
                         "server": "\(self.owner.server)", "worker": "\(self.owner.worker)",
-                        "tenant": "\(self.owner.tenant)", "target": "\(target)", "error": "\(error)",
+                        "tenant": "\(self.owner.tenant)", "target": "\(target)",
+                        "error": "\(logDescription(of: error))",
                     ])
                 self.refuse(
                     context, status: "502 Bad Gateway", "egress_unreachable: \(target) could not be reached: \(error)")

@@ -501,7 +501,8 @@ public actor WorkerPool: ToolExecutor {
                 return .failure(SandboxError(.retired, "the session, its lease or its workspace was retired meanwhile"))
             }
         case .failure(let error):
-            logger.error("worker spawn failed", metadata: ["error": "\(error)", "tier": "\(binding.tier.name)"])
+            logger.error(
+                "worker spawn failed", metadata: ["error": "\(error.logDescription)", "tier": "\(binding.tier.name)"])
             await onEvent(event(.spawnFailed, nil, binding, reason: nil, detail: error.description))
         }
         return result
@@ -555,7 +556,9 @@ public actor WorkerPool: ToolExecutor {
                 egress = proxy
             } catch {
                 worker.destroy(.crashed)
-                return .failure(SandboxError(.spawnFailed, "the worker's egress proxy could not be started: \(error)"))
+                return .failure(
+                    SandboxError(
+                        .spawnFailed, "the worker's egress proxy could not be started: \(error)", cause: error))
             }
         }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.
@@ -571,7 +574,7 @@ public actor WorkerPool: ToolExecutor {
             }
         } catch {
             worker.destroy(.crashed)
-            return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)"))
+            return .failure(SandboxError(.protocolViolation, "hello could not be encoded: \(error)", cause: error))
         }
         do {
             // An upstream server is started and initialized before `ready`: its wall clock, at least 10 s.
@@ -697,7 +700,7 @@ public actor WorkerPool: ToolExecutor {
                 return .success((process.pid, process.pidfd, placement, process.egressListener))
             }
         } catch {
-            spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone"))
+            spawned = .failure(SandboxError(.shuttingDown, "the spawner thread is gone", cause: error))
         }
         // The child holds its own copies now (or failed); the runner keeps only its end.
         close(pair[1])

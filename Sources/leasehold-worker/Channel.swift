@@ -69,8 +69,9 @@ struct Channel {
     }
 
     /// An `error` frame: `{"code": ..., "message": ...}`, the same object an error result carries.
-    func sendError(code: String, message: String) {
-        send(Frame(kind: .error, payload: Results.encode(ErrorBody(code: code, message: message, detail: [:]))))
+    func sendError(code: WorkerErrorCode, message: String) {
+        let body = ErrorBody(code: code.rawValue, message: message, detail: [:])
+        send(Frame(kind: .error, payload: Results.encode(body)))
     }
 }
 

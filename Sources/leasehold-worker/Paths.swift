@@ -25,7 +25,7 @@ enum Paths {
             throw ToolError.invalidArguments("argument '\(name)' contains a NUL byte")
         }
         if path.utf8.count > maximumPathBytes {
-            throw ToolError("path_too_long", "argument '\(name)' is longer than \(maximumPathBytes) bytes")
+            throw ToolError(.pathTooLong, "argument '\(name)' is longer than \(maximumPathBytes) bytes")
         }
         return path.isEmpty ? "." : path
     }
@@ -72,7 +72,7 @@ enum Paths {
             try requireRegularSingleLink(st, path)
             // Same object as the one probed: a swap between the two opens is refused, not followed.
             guard st.st_dev == before.st_dev, st.st_ino == before.st_ino else {
-                throw ToolError("changed_during_read", "path \(ToolError.quoted(path)) changed while it was opened")
+                throw ToolError(.changedDuringRead, "path \(ToolError.quoted(path)) changed while it was opened")
             }
             return (fd, st)
         } catch {
@@ -84,16 +84,16 @@ enum Paths {
     /// Refuses anything but a regular file with exactly one name.
     static func requireRegularSingleLink(_ st: stat, _ path: String) throws(ToolError) {
         if (st.st_mode & S_IFMT) == S_IFDIR {
-            throw ToolError("is_a_directory", "path \(ToolError.quoted(path)) is a directory")
+            throw ToolError(.isADirectory, "path \(ToolError.quoted(path)) is a directory")
         }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
             throw ToolError(
-                "not_regular_file", "path \(ToolError.quoted(path)) is a \(FileKind(st.st_mode)), not a regular file")
+                .notRegularFile, "path \(ToolError.quoted(path)) is a \(FileKind(st.st_mode)), not a regular file")
         }
         guard st.st_nlink <= 1 else {
             // Another name of this inode may live outside the workspace; we cannot tell where.
             throw ToolError(
-                "hard_link", "path \(ToolError.quoted(path)) has \(st.st_nlink) hard links; refused because another name may be outside the workspace")
+                .hardLink, "path \(ToolError.quoted(path)) has \(st.st_nlink) hard links; refused because another name may be outside the workspace")
         }
     }
 

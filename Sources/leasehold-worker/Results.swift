@@ -11,13 +11,14 @@ enum Results {
         do {
             return Array(try encoder.encode(value))
         } catch {
+            // WorkerErrorCode.internalError, spelled out: the encoder is what failed.
             return Array(#"{"error":{"code":"internal_error","message":"the result could not be encoded"}}"#.utf8)
         }
     }
 
     /// The result of a failed tool call.
     static func error(_ error: ToolError) -> [UInt8] {
-        encode(ErrorResult(error: ErrorBody(code: error.code, message: error.message, detail: error.detail)))
+        encode(ErrorResult(error: ErrorBody(code: error.code.rawValue, message: error.message, detail: error.detail)))
     }
 }
 

@@ -19,7 +19,7 @@ struct Context {
     func requireWritable() throws(ToolError) {
         guard mayWrite else {
             throw ToolError(
-                "read_only_workspace", "the workspace is read-only for tier \(ToolError.quoted(hello.tier))")
+                .readOnlyWorkspace, "the workspace is read-only for tier \(ToolError.quoted(hello.tier))")
         }
     }
 }
@@ -40,7 +40,7 @@ struct Server {
             guard let ready = handshake(hello) else { return 65 }
             context = ready
         } catch {
-            channel.sendError(code: "bad_frame", message: error.reason)
+            channel.sendError(code: .badFrame, message: error.reason)
             return 65
         }
         if let launch = context.hello.upstream {
@@ -76,17 +76,17 @@ struct Server {
             guard let next = try channel.next() else { return .end(0) }
             frame = next
         } catch {
-            channel.sendError(code: "bad_frame", message: error.reason)
+            channel.sendError(code: .badFrame, message: error.reason)
             return .end(65)
         }
         // A cancel that crossed its call's response on the way: the call is over, nothing to do.
         if frame.kind == .cancel { return nextRequest() }
         guard frame.kind == .request else {
-            channel.sendError(code: "unexpected_frame", message: "expected a request frame, got kind \(frame.kind.rawValue)")
+            channel.sendError(code: .unexpectedFrame, message: "expected a request frame, got kind \(frame.kind.rawValue)")
             return .end(65)
         }
         guard let (tool, arguments) = WorkerMessage.parseRequest(frame.payload) else {
-            channel.sendError(code: "bad_request", message: "a request payload needs a NUL after the tool name")
+            channel.sendError(code: .badRequest, message: "a request payload needs a NUL after the tool name")
             return .end(65)
         }
         return .request(tool, arguments)
@@ -139,12 +139,12 @@ struct Server {
     /// Checks `hello` and opens the workspace; nil after an error frame was sent.
     private func handshake(_ frame: Frame) -> Context? {
         guard frame.kind == .hello else {
-            channel.sendError(code: "unexpected_frame", message: "expected hello, got kind \(frame.kind.rawValue)")
+            channel.sendError(code: .unexpectedFrame, message: "expected hello, got kind \(frame.kind.rawValue)")
             return nil
         }
         guard frame.payload.first == Frame.protocolVersion else {
             channel.sendError(
-                code: "protocol_mismatch",
+                code: .protocolMismatch,
                 message: "worker speaks protocol \(Frame.protocolVersion), hello asked for \(frame.payload.first.map(String.init) ?? "none")")
             return nil
         }
@@ -152,16 +152,16 @@ struct Server {
         do {
             hello = try JSONDecoder().decode(WorkerHello.self, from: Data(frame.payload.dropFirst()))
         } catch {
-            channel.sendError(code: "bad_hello", message: "the hello payload is not a valid WorkerHello")
+            channel.sendError(code: .badHello, message: "the hello payload is not a valid WorkerHello")
             return nil
         }
         guard !hello.workspace.utf8.contains(0) else {
-            channel.sendError(code: "bad_hello", message: "the workspace path contains a NUL byte")
+            channel.sendError(code: .badHello, message: "the workspace path contains a NUL byte")
             return nil
         }
         let fd = open(hello.workspace, Paths.oPath | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
-            channel.sendError(code: "workspace_unavailable", message: "cannot open the workspace (errno \(errno))")
+            channel.sendError(code: .workspaceUnavailable, message: "cannot open the workspace (errno \(errno))")
             return nil
         }
         return Context(hello: hello, workspace: fd)
@@ -184,7 +184,7 @@ struct Server {
                 let ran = try ShellRun.run(arguments, context)
                 return (false, ran.result, ran.killedBy)
             default:
-                throw ToolError("unknown_tool", "this worker does not implement tool \(ToolError.quoted(tool))")
+                throw ToolError(.unknownTool, "this worker does not implement tool \(ToolError.quoted(tool))")
             }
         } catch {
             return (true, Results.error(error), nil)

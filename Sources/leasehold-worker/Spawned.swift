@@ -30,14 +30,14 @@ struct Spawned {
         var input: [Int32] = [-1, -1]
         var output: [Int32] = [-1, -1]
         var errors: [Int32] = [-1, -1]
-        guard pipe(&input) == 0 else { throw ToolError("spawn_failed", "cannot create pipes (errno \(errno))") }
+        guard pipe(&input) == 0 else { throw ToolError(.spawnFailed, "cannot create pipes (errno \(errno))") }
         guard pipe(&output) == 0 else {
             closeAll(input)
-            throw ToolError("spawn_failed", "cannot create pipes (errno \(errno))")
+            throw ToolError(.spawnFailed, "cannot create pipes (errno \(errno))")
         }
         guard pipe(&errors) == 0 else {
             closeAll(input + output)
-            throw ToolError("spawn_failed", "cannot create pipes (errno \(errno))")
+            throw ToolError(.spawnFailed, "cannot create pipes (errno \(errno))")
         }
         // Originals close on exec; the child's 0/1/2 come from dup2, which clears CLOEXEC.
         for fd in input + output + errors { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
@@ -105,10 +105,10 @@ struct Spawned {
             closeAll([input[1], output[0], errors[0]])
             let shown = ToolError.quoted(path)
             if result == ENOENT || result == ENOTDIR {
-                throw ToolError(sawAccess ? "permission_denied" : "command_not_found", "program \(shown) was not found")
+                throw ToolError(sawAccess ? .permissionDenied : .commandNotFound, "program \(shown) was not found")
             }
-            if result == EACCES { throw ToolError("permission_denied", "program \(shown) is not executable") }
-            throw ToolError("spawn_failed", "program \(shown) could not be started (errno \(result))")
+            if result == EACCES { throw ToolError(.permissionDenied, "program \(shown) is not executable") }
+            throw ToolError(.spawnFailed, "program \(shown) could not be started (errno \(result))")
         }
         return Spawned(pid: pid, stdinFD: input[1], stdoutFD: output[0], stderrFD: errors[0])
     }

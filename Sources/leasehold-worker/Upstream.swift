@@ -36,7 +36,7 @@ struct Upstream {
     /// Starts the command in the workspace and initializes it.
     static func start(_ launch: UpstreamLaunch, context: Context, channel: inout Channel) throws(Failure) -> Upstream {
         guard let program = launch.command.first, !program.isEmpty else {
-            throw Failure(error: ToolError("upstream_unavailable", "server \(launch.server) has no command"))
+            throw Failure(error: ToolError(.upstreamUnavailable, "server \(launch.server) has no command"))
         }
         let environment = launch.environment.map { "\($0.key)=\($0.value)" }
         let process: Spawned
@@ -48,7 +48,7 @@ struct Upstream {
         } catch {
             throw Failure(
                 error: ToolError(
-                    "upstream_unavailable", "server \(launch.server) could not be started: \(error.message)"))
+                    .upstreamUnavailable, "server \(launch.server) could not be started: \(error.message)"))
         }
         var upstream = Upstream(launch: launch, process: process)
         let deadline = Spawned.nowMs() + max(1000, context.hello.wallMs)
@@ -122,11 +122,11 @@ struct Upstream {
             guard let span = JSONSpan.member("tools", in: result) else {
                 throw Failure(
                     error: ToolError(
-                        "upstream_protocol", "server \(launch.server) answered tools/list without a tools array"))
+                        .upstreamProtocol, "server \(launch.server) answered tools/list without a tools array"))
             }
             var inner = Array(result[span])
             guard inner.first == UInt8(ascii: "["), inner.last == UInt8(ascii: "]") else {
-                throw Failure(error: ToolError("upstream_protocol", "server \(launch.server)'s tools is not an array"))
+                throw Failure(error: ToolError(.upstreamProtocol, "server \(launch.server)'s tools is not an array"))
             }
             inner = Array(inner.dropFirst().dropLast())
             if inner.contains(where: { $0 != 0x20 && $0 != 0x0A && $0 != 0x0D && $0 != 0x09 }) {
@@ -141,7 +141,7 @@ struct Upstream {
             cursor = Array(result[next])
         }
         throw Failure(
-            error: ToolError("upstream_protocol", "server \(launch.server) listed more than 1000 pages of tools"))
+            error: ToolError(.upstreamProtocol, "server \(launch.server) listed more than 1000 pages of tools"))
     }
 
     /// Sends a request and waits for its response, answering what the server asks meanwhile.
@@ -168,7 +168,7 @@ struct Upstream {
                             .utf8))
                 throw Failure.once(
                     ToolError(
-                        "upstream_timeout",
+                        .upstreamTimeout,
                         "server \(launch.server) did not answer \(method) in time; the request was cancelled"))
             case .cancelled:
                 try write(
@@ -176,11 +176,11 @@ struct Upstream {
                         #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":\#(id),"reason":"cancelled by the client"}}"#
                             .utf8))
                 throw Failure.once(
-                    ToolError("cancelled", "the client cancelled the call; server \(launch.server) was told"))
+                    ToolError(.cancelled, "the client cancelled the call; server \(launch.server) was told"))
             }
             guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(line)) else {
                 throw Failure(
-                    error: ToolError("upstream_protocol", "server \(launch.server) wrote a line that is not JSON-RPC"))
+                    error: ToolError(.upstreamProtocol, "server \(launch.server) wrote a line that is not JSON-RPC"))
             }
             if let incoming = envelope.method {
                 if envelope.id == nil {
@@ -200,12 +200,12 @@ struct Upstream {
             if let error = JSONSpan.member("error", in: line) {
                 let detail = String(decoding: line[error].prefix(500), as: UTF8.self)
                 throw Failure.once(
-                    ToolError("upstream_error", "server \(launch.server) answered \(method) with an error: \(detail)"))
+                    ToolError(.upstreamError, "server \(launch.server) answered \(method) with an error: \(detail)"))
             }
             guard let result = JSONSpan.member("result", in: line), line[result.lowerBound] == UInt8(ascii: "{") else {
                 throw Failure(
                     error: ToolError(
-                        "upstream_protocol", "server \(launch.server) answered \(method) without a result object"))
+                        .upstreamProtocol, "server \(launch.server) answered \(method) without a result object"))
             }
             return Array(line[result])
         }
@@ -252,7 +252,7 @@ struct Upstream {
             guard pending.count <= UpstreamLaunch.maximumMessageBytes else {
                 throw Failure(
                     error: ToolError(
-                        "upstream_protocol",
+                        .upstreamProtocol,
                         "server \(launch.server) wrote a message over \(UpstreamLaunch.maximumMessageBytes) bytes"))
             }
             if try runnerCancelled(&channel) { return .cancelled }
@@ -270,7 +270,7 @@ struct Upstream {
                 do {
                     open = try channel.fill()
                 } catch {
-                    throw Failure(error: ToolError("bad_frame", error.reason))
+                    throw Failure(error: ToolError(.badFrame, error.reason))
                 }
                 // The runner is gone: nobody is left to answer.
                 if !open { exit(0) }
@@ -286,7 +286,7 @@ struct Upstream {
                     separator: " | ")
                 throw Failure(
                     error: ToolError(
-                        "upstream_unavailable",
+                        .upstreamUnavailable,
                         "server \(launch.server) exited" + (said.isEmpty ? "" : " (stderr: \(said))")))
             }
         }
@@ -299,13 +299,13 @@ struct Upstream {
         do {
             frame = try channel.buffered()
         } catch {
-            throw Failure(error: ToolError("bad_frame", error.reason))
+            throw Failure(error: ToolError(.badFrame, error.reason))
         }
         guard let frame else { return false }
         guard frame.kind == .cancel else {
             throw Failure(
                 error: ToolError(
-                    "unexpected_frame", "a frame of kind \(frame.kind.rawValue) arrived while a request was in flight"))
+                    .unexpectedFrame, "a frame of kind \(frame.kind.rawValue) arrived while a request was in flight"))
         }
         return true
     }
@@ -335,7 +335,7 @@ struct Upstream {
                 continue
             }
             if written < 0 && errno == EINTR { continue }
-            throw Failure(error: ToolError("upstream_unavailable", "server \(launch.server) closed its input"))
+            throw Failure(error: ToolError(.upstreamUnavailable, "server \(launch.server) closed its input"))
         }
     }
 

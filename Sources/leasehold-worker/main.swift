@@ -23,7 +23,7 @@ _ = fcntl(channel.fd, F_SETFD, FD_CLOEXEC)
 
 let filterResult = csbw_install_filter_fd(WorkerProtocol.filterDescriptor)
 if filterResult != 0 {
-    channel.sendError(code: "seccomp_failed", message: "installing the seccomp program failed (errno \(-filterResult))")
+    channel.sendError(code: .seccompFailed, message: "installing the seccomp program failed (errno \(-filterResult))")
     exit(71)
 }
 

@@ -1,6 +1,9 @@
+import Failures
 import Foundation
 import Sandbox
+import SandboxProtocol
 import Testing
+import WorkspaceRegistry
 
 @testable import Runner
 
@@ -37,6 +40,39 @@ import Testing
     @Test func codeListsHoldNoDuplicates() {
         #expect(Set(Refusal.Code.allCases).count == Refusal.Code.allCases.count)
         #expect(Set(SandboxError.Code.allCases).count == SandboxError.Code.allCases.count)
+    }
+
+    /// Every closed code set, by the module that owns it.
+    static let codeSets: [(name: String, codes: [String])] = [
+        ("refusal", wire(RefusalCode.self)), ("sandbox", wire(SandboxErrorCode.self)),
+        ("workspace", wire(WorkspaceErrorCode.self)), ("admin API", wire(APIErrorCode.self)),
+        ("PostgreSQL store", wire(PostgresStoreErrorCode.self)), ("HTTP upstream", wire(UpstreamFailureCode.self)),
+        ("worker", wire(WorkerErrorCode.self)),
+    ]
+
+    static func wire<Code: ErrorCode>(_: Code.Type) -> [String] { Code.allCases.map(\.rawValue) }
+
+    @Test(arguments: codeSets.map(\.name)) func everyCodeOfEverySetIsDocumented(set: String) throws {
+        let documented = try Self.documentedCodes()
+        let codes = try #require(Self.codeSets.first { $0.name == set }).codes
+        #expect(!codes.isEmpty)
+        let missing = codes.filter { !documented.contains($0) }
+        #expect(missing.isEmpty, "\(set) codes missing from docs/operations.md: \(missing)")
+    }
+
+    @Test func everyDocumentedCodeExists() throws {
+        let known = Set(Self.codeSets.flatMap(\.codes))
+        let unknown = try Self.documentedCodes().subtracting(known)
+        #expect(unknown.isEmpty, "docs/operations.md documents codes no code set has: \(unknown.sorted())")
+    }
+
+    @Test func everyAdminCodeHasOneStatus() {
+        let statuses = Dictionary(grouping: APIErrorCode.allCases, by: \.rawValue).mapValues { Set($0.map(\.status)) }
+        // A workspace that a new session names is a field of that request: 400, not the 404 of
+        // the workspace itself (the one code with two statuses, documented in the table).
+        let several = statuses.filter { $0.value.count > 1 && $0.key != "workspace_not_found" }
+        #expect(several.isEmpty, "codes sent with several statuses: \(several)")
+        #expect(APIError(.storeUnavailable, "x").status == 503 && APIError.notFound("session s").status == 404)
     }
 }
 

@@ -62,7 +62,7 @@ struct GatewayFixture {
     }
 }
 
-extension Refusal.Code {
+extension RefusalCode {
     static func of(_ body: () async throws -> Void) async -> String? {
         do {
             try await body()

@@ -99,7 +99,7 @@ import WorkspaceRegistry
         let fixture = try await GatewayFixture(catalog: try Catalog(extra: [], bundles: ["b": ["repo.*"]]))
         await #expect(
             throws: APIError(
-                400, "scope_conflict", "server_id and bundle_id cannot be set together; choose one universe")
+                .scopeConflict, "server_id and bundle_id cannot be set together; choose one universe")
         ) {
             _ = try await fixture.session(server: "repo", bundle: "b")
         }

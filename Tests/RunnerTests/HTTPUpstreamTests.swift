@@ -176,7 +176,7 @@ import Testing
                 // its cancellation.
                 call.cancel()
                 let failure = await #expect(throws: UpstreamFailure.self) { _ = try await call.value }
-                #expect(failure?.code == "cancelled")
+                #expect(failure?.code == .cancelled)
                 let notification = try #require(await received.first(containing: "notifications/cancelled"))
                 let call2 = try #require(await received.first(containing: #""name":"wait""#))
                 let id = try #require(

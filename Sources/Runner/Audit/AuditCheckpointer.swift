@@ -1,3 +1,4 @@
+import Failures
 import Logging
 import ServiceLifecycle
 
@@ -27,7 +28,7 @@ struct AuditCheckpointer: Service {
         } catch {
             // Appends fail on their own when the log cannot be written; the timer notes it and
             // keeps its pace, so a log that recovers is signed again at the next tick.
-            logger.warning("audit checkpoint not written", metadata: ["error": "\(error)"])
+            logger.warning("audit checkpoint not written", metadata: ["error": "\(logDescription(of: error))"])
         }
     }
 }

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import GRDB
 import GRDBSQLite
@@ -97,8 +98,17 @@ public struct AuditRecord: Sendable, Hashable {
 
 /// Why an audit record could not be written; the call it was for is refused.
 public struct AuditUnavailable: Error, Sendable, CustomStringConvertible {
-    /// The underlying failure.
+    /// The underlying failure, with the database's own words where there are some: for the
+    /// runner's log and the operator.
     public let description: String
+    /// What a caller is told: the same sentence without the database's words (they may quote
+    /// paths, values or statements).
+    public let message: String
+
+    init(description: String, message: String? = nil) {
+        self.description = description
+        self.message = message ?? description
+    }
 }
 
 /// The stored chain no longer continues from the head this log last wrote or saw: records were
@@ -226,7 +236,7 @@ public actor AuditLog {
     /// Set once a WAL sync failed; every later append fails with it. After a failed fsync the kernel
     /// may have dropped the dirty pages and a retry can report success for data that is gone, so
     /// the log can no longer promise what it acknowledged (fail closed until a restart).
-    private var syncFailed: String?
+    private var syncFailed: AuditUnavailable?
     /// The longest a `batched` commit stays unsynced while the log runs.
     public nonisolated let syncInterval: Duration
     /// The last record this log wrote or accepted as a continuation of its own (seq 0: empty).
@@ -237,7 +247,7 @@ public actor AuditLog {
     /// ``refuse(after:)``) or the stored chain was found changed behind this log's back; every later
     /// append fails with it (fail closed until an operator has looked and restarted the runner).
     /// Logged once, when set.
-    private var latched: String?
+    private var latched: AuditUnavailable?
     /// Whether the log refuses every append (a failed write or sync, or a chain changed behind its
     /// back) until a restart; `/readyz` reports it.
     public var refusesAppends: Bool { latched != nil || syncFailed != nil }
@@ -343,9 +353,9 @@ public actor AuditLog {
         lastCheckpointSeq = checkpoint?.seq ?? 0
         if let checkpoint, let signer {
             if checkpointHash != checkpoint.headHash || !checkpoint.isSigned(by: signer.publicKey) {
-                latched =
-                    "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
-                    + "run `leasehold audit verify`"
+                latched = AuditUnavailable(
+                    description: "the audit log does not match its last signed checkpoint (record \(checkpoint.seq)); "
+                        + "run `leasehold audit verify`")
                 logger.error(
                     "audit log rewritten while the runner was stopped; appends are refused",
                     metadata: ["path": "\(path)", "checkpoint": "\(checkpoint.seq)"])
@@ -522,7 +532,7 @@ public actor AuditLog {
     private func enqueueOutcome(_ encoded: Encoded) throws(AuditUnavailable) {
         if let refusal = latched ?? syncFailed {
             if let intent = encoded.intentSeq { lostOutcomes.withLock { _ = $0.insert(intent) } }
-            throw AuditUnavailable(description: refusal)
+            throw refusal
         }
         pending.append(Queued(encoded: encoded, sync: .batched, continuation: nil))
         wakeWriter()
@@ -588,7 +598,7 @@ public actor AuditLog {
             let sync: AuditSync = batch.contains { $0.sync == .full } ? .full : .batched
             let failure: AuditUnavailable
             if let refusal = latched ?? syncFailed {
-                failure = AuditUnavailable(description: refusal)
+                failure = refusal
             } else {
                 do {
                     let started = ContinuousClock.now
@@ -696,12 +706,15 @@ public actor AuditLog {
                 }
                 walSyncCount += 1
             } catch {
-                syncFailed =
-                    "the audit log could not be synced to disk (\(error)); records acknowledged in the last "
-                    + "\(syncInterval) may be lost on a power failure and nothing more is appended"
+                let consequence =
+                    "records acknowledged in the last \(syncInterval) may be lost on a power failure and nothing "
+                    + "more is appended"
+                syncFailed = AuditUnavailable(
+                    description: "the audit log could not be synced to disk (\(error)); \(consequence)",
+                    message: "the audit log could not be synced to disk; \(consequence)")
                 logger.error(
                     "audit WAL sync failed; refusing every audited action until an operator restarts",
-                    metadata: ["path": "\(path)", "error": "\(error)"])
+                    metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             }
         }
         markSynced()
@@ -769,7 +782,8 @@ public actor AuditLog {
                 "audit write refused: the PostgreSQL store could not be reached or lost the connection before the commit; nothing was written",
                 metadata: ["store": "\(path)", "error": "\(failure)"])
             return AuditUnavailable(
-                description: "the audit store is unreachable (\(failure)); nothing was written")
+                description: "the audit store is unreachable (\(failure)); nothing was written",
+                message: "the audit store is unreachable; nothing was written")
         }
         // On PostgreSQL every other failure latches like on SQLite: judged by what it wraps.
         let error: any Error =
@@ -781,40 +795,45 @@ public actor AuditLog {
         {
             logger.warning(
                 "audit write refused: another process held the audit database's lock past the busy timeout",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             return AuditUnavailable(
-                description: "the audit log is locked by another process (\(error)); nothing was written")
+                description: "the audit log is locked by another process (\(error)); nothing was written",
+                message: "the audit log is locked by another process; nothing was written")
         }
         if let database = error as? DatabaseError, database.resultCode.primaryResultCode == .SQLITE_FULL,
             latched == nil
         {
             logger.warning(
                 "audit write refused: the audit database's filesystem is full; nothing was written, records are taken again once space is freed",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
             return AuditUnavailable(
-                description: "the audit log's filesystem is full (\(error)); nothing was written")
+                description: "the audit log's filesystem is full (\(error)); nothing was written",
+                message: "the audit log's filesystem is full; nothing was written")
         }
-        if let latched { return AuditUnavailable(description: latched) }
-        let reason: String
+        if let latched { return latched }
+        let reason: AuditUnavailable
         if let moved = error as? AuditChainMoved {
-            reason = "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it"
+            reason = AuditUnavailable(
+                description:
+                    "the audit log was changed behind the runner's back (\(moved)); nothing more is appended to it")
             logger.error(
                 "audit log changed behind the runner's back; refusing every audited action until an operator restarts",
                 metadata: ["path": "\(path)", "detail": "\(moved)"])
         } else {
-            reason =
-                "the audit log could not be written (\(error)); nothing more is appended to it until the runner "
-                + "is restarted"
+            let consequence = "nothing more is appended to it until the runner is restarted"
+            reason = AuditUnavailable(
+                description: "the audit log could not be written (\(error)); \(consequence)",
+                message: "the audit log could not be written; \(consequence)")
             logger.error(
                 "audit write failed; refusing every audited action until an operator restarts",
-                metadata: ["path": "\(path)", "error": "\(error)"])
+                metadata: ["path": "\(path)", "error": "\(logDescription(of: error))"])
         }
         latched = reason
-        return AuditUnavailable(description: reason)
+        return reason
     }
 
     /// Why appends are refused, or nil while the log takes them.
-    public var unavailableReason: String? { latched ?? syncFailed }
+    public var unavailableReason: String? { (latched ?? syncFailed)?.description }
 
     /// Chains and inserts a batch in one transaction, on the writer's own thread (awaiting GRDB's
     /// queue instead costs two thread hand-offs per commit, more than the commit on a small
@@ -956,7 +975,7 @@ public actor AuditLog {
     @discardableResult
     public func checkpoint() throws(AuditUnavailable) -> Int64? {
         commitPendingNow()
-        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw refusal }
         guard let signer else {
             try sync()
             return nil
@@ -1017,7 +1036,7 @@ public actor AuditLog {
     public func sync() throws(AuditUnavailable) {
         commitPendingNow()
         syncWAL()
-        if let refusal = latched ?? syncFailed { throw AuditUnavailable(description: refusal) }
+        if let refusal = latched ?? syncFailed { throw refusal }
     }
 
     /// Returns once every commit made so far is synced: by a synced commit, the writer's timed WAL
@@ -1028,7 +1047,7 @@ public actor AuditLog {
         if unsyncedCommits > 0 {
             await withCheckedContinuation { syncWaiters.append($0) }
         }
-        if let syncFailed { throw AuditUnavailable(description: syncFailed) }
+        if let syncFailed { throw syncFailed }
     }
 
     /// Commits written with `synchronous = NORMAL` that no fsync covers yet.

@@ -37,10 +37,11 @@ struct CallRecorder: Sendable {
     func commit(_ event: AuditEvent, sync: AuditSync = .full, otherwise: String = "the call was not run")
         async throws(Refusal) -> Int64
     {
-        do {
+        do throws(AuditUnavailable) {
             return try await audit.append(event, sync: sync)
         } catch {
-            throw Refusal(.auditUnavailable, "\(error); \(otherwise)")
+            // The database's own words were logged where the write failed; the caller gets the sentence.
+            throw Refusal(.auditUnavailable, "\(error.message); \(otherwise)")
         }
     }
 
@@ -77,10 +78,10 @@ struct CallRecorder: Sendable {
             event.code = code
             event.detail = String(message.prefix(512))
         }
-        do {
+        do throws(AuditUnavailable) {
             try await audit.appendOutcome(event, intent: intentSeq, sync: sync)
         } catch {
-            throw Refusal(.auditUnavailable, "\(error); the call ran but its outcome could not be recorded")
+            throw Refusal(.auditUnavailable, "\(error.message); the call ran but its outcome could not be recorded")
         }
     }
 

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 import MCP
@@ -86,7 +87,9 @@ struct ToolDispatch: Sendable {
                 tenantID: context.session.tenantID, workspaceID: context.session.workspaceID)
         } catch {
             throw Refusal(
-                .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered")
+                .workspaceNotFound, "the session's workspace \(context.session.workspaceID) is no longer registered",
+                // Not being registered is no failure of the runner's; anything else (a store) is.
+                cause: error is WorkspaceError ? nil : error)
         }
         // A read-only workspace is mounted read-only for every tier; refusing here says so plainly
         // instead of letting a write fail inside the worker.
@@ -161,10 +164,12 @@ struct ToolDispatch: Sendable {
                     progress: context.progress != nil)
                 upstream?.tool = UpstreamLaunch.callTool
             } catch {
-                logger.error("the identity assertion could not be signed", metadata: ["error": "\(error)"])
+                logger.error(
+                    "the identity assertion could not be signed", metadata: ["error": "\(logDescription(of: error))"])
                 return ToolExecution(
                     outcome: .failed(
-                        code: "upstream_unavailable", message: "the identity assertion could not be signed"),
+                        code: UpstreamFailureCode.unavailable.rawValue,
+                        message: "the identity assertion could not be signed"),
                     workerID: nil, isolation: .session)
             }
         }
@@ -214,13 +219,14 @@ struct ToolDispatch: Sendable {
                 outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
         } catch let failure as UpstreamFailure {
             let outcome: ToolOutcome =
-                failure.code == "limit_exceeded"
+                failure.code == .limitExceeded
                 ? .limitExceeded(limit: "output_bytes", message: failure.message)
-                : .failed(code: failure.code, message: failure.message)
+                : .failed(code: failure.code.rawValue, message: failure.message)
             return ToolExecution(outcome: outcome, workerID: nil, isolation: .session)
         } catch {
             return ToolExecution(
-                outcome: .failed(code: "upstream_unavailable", message: "the call could not be made: \(error)"),
+                outcome: .failed(
+                    code: UpstreamFailureCode.unavailable.rawValue, message: "the call could not be made: \(error)"),
                 workerID: nil, isolation: .session)
         }
     }
@@ -257,7 +263,7 @@ struct ToolDispatch: Sendable {
         do {
             return try await hostIDs.identity(forTenant: tenant)
         } catch {
-            logger.error("no host ids for the tenant's workers", metadata: ["error": "\(error)"])
+            logger.error("no host ids for the tenant's workers", metadata: ["error": "\(logDescription(of: error))"])
             return nil
         }
     }

@@ -1,15 +1,41 @@
 import AsyncHTTPClient
+import Failures
 import Foundation
 import NIOCore
 import NIOHTTP1
 import SandboxProtocol
 
 /// A failed request to an upstream server, with the code the caller gets.
-struct UpstreamFailure: Error, Sendable {
-    /// `upstream_unavailable`, `upstream_protocol`, `upstream_timeout`, `upstream_error`,
-    /// `limit_exceeded` or `cancelled`.
-    let code: String
-    let message: String
+typealias UpstreamFailure = CodedError<UpstreamFailureCode>
+
+/// Stable codes of an HTTP upstream's failure; a call's failure is passed on to the caller with
+/// its code (``ToolOutcome/failed(code:message:)``).
+struct UpstreamFailureCode: ErrorCode {
+    /// The wire form.
+    let rawValue: String
+    private init(_ rawValue: String) { self.rawValue = rawValue }
+
+    /// The server could not be reached or answered with an HTTP error.
+    static let unavailable = UpstreamFailureCode("upstream_unavailable")
+    /// The server's answer is not what MCP says it should be.
+    static let protocolViolation = UpstreamFailureCode("upstream_protocol")
+    /// The server did not answer in time; the request was cancelled.
+    static let timeout = UpstreamFailureCode("upstream_timeout")
+    /// The server answered the call with a JSON-RPC error.
+    static let errorAnswer = UpstreamFailureCode("upstream_error")
+    /// The answer was larger than the call may return.
+    static let limitExceeded = UpstreamFailureCode("limit_exceeded")
+    /// The client cancelled the call; the server was told.
+    static let cancelled = UpstreamFailureCode("cancelled")
+    /// The server forgot the MCP session; it is opened again and the request retried (never
+    /// reported to a caller).
+    static let sessionGone = UpstreamFailureCode("session_gone")
+
+    /// Every code a call of an HTTP upstream can end with (docs/operations.md's table is checked
+    /// against it; `session_gone` is handled inside and is no caller's).
+    static let allCases: [UpstreamFailureCode] = [
+        .unavailable, .protocolViolation, .timeout, .errorAnswer, .limitExceeded, .cancelled,
+    ]
 }
 
 /// An MCP client over Streamable HTTP for a `transport: http` server: one deployment someone
@@ -62,14 +88,14 @@ actor HTTPUpstream {
                 let page = object["tools"] as? [Any]
             else {
                 throw UpstreamFailure(
-                    code: "upstream_protocol", message: "server \(server.id) answered tools/list without a tools array")
+                    .protocolViolation, "server \(server.id) answered tools/list without a tools array")
             }
             tools += page
             guard let next = object["nextCursor"] as? String else { return Self.json(tools) }
             cursor = next
         }
         throw UpstreamFailure(
-            code: "upstream_protocol", message: "server \(server.id) listed more than 1000 pages of tools")
+            .protocolViolation, "server \(server.id) listed more than 1000 pages of tools")
     }
 
     /// A `tools/call` with the whole params (name, arguments, `_meta`); the server's result object.
@@ -101,7 +127,7 @@ actor HTTPUpstream {
         let session = sessionID
         do {
             return try await exchange(method, params: params, deadline: deadline, cap: cap, progress: progress).result
-        } catch let failure where failure.code == "session_gone" {
+        } catch let failure where failure.code == .sessionGone {
             // The server restarted or dropped the session: open a new one (unless another request
             // already did), once.
             forget(session: session)
@@ -171,10 +197,10 @@ actor HTTPUpstream {
                 () async throws(UpstreamFailure) in
                 try await self.read(id: id, method: method, body: body, session: session, cap: cap, progress: progress)
             }
-        } catch let failure where failure.code == "cancelled" || failure.code == "upstream_timeout" {
+        } catch let failure where failure.code == .cancelled || failure.code == .timeout {
             // The server may stop working on it; initialize is never cancelled (the spec says so).
             if method != "initialize" {
-                let reason = failure.code == "cancelled" ? "cancelled by the client" : "timeout"
+                let reason = failure.code == .cancelled ? "cancelled by the client" : "timeout"
                 signals.send(
                     Array(
                         #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":\#(id),"reason":"\#(reason)"}}"#
@@ -200,8 +226,7 @@ actor HTTPUpstream {
                 do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return nil }
                 return .failure(
                     UpstreamFailure(
-                        code: "upstream_timeout",
-                        message: "server \(server) did not answer \(method) in time; the request was cancelled"))
+                        .timeout, "server \(server) did not answer \(method) in time; the request was cancelled"))
             }
             var first: Result<T, UpstreamFailure>?
             while let next = await group.next() {
@@ -216,10 +241,10 @@ actor HTTPUpstream {
         if case .success(let value)? = outcome { return value }
         if Task.isCancelled {
             throw UpstreamFailure(
-                code: "cancelled", message: "the call of server \(server) was cancelled by the client")
+                .cancelled, "the call of server \(server) was cancelled by the client")
         }
         if case .failure(let failure)? = outcome { throw failure }
-        throw UpstreamFailure(code: "cancelled", message: "the call of server \(server) was cancelled by the client")
+        throw UpstreamFailure(.cancelled, "the call of server \(server) was cancelled by the client")
     }
 
     /// POSTs one request and reads its answer as it arrives.
@@ -228,12 +253,11 @@ actor HTTPUpstream {
     ) async throws(UpstreamFailure) -> (result: [UInt8], session: String?) {
         let response = try await send(body, session: session, accept: "application/json, text/event-stream")
         if response.status == .notFound, session != nil {
-            throw UpstreamFailure(code: "session_gone", message: "server \(server.id) forgot the MCP session")
+            throw UpstreamFailure(.sessionGone, "server \(server.id) forgot the MCP session")
         }
         guard response.status == .ok else {
             throw UpstreamFailure(
-                code: "upstream_unavailable",
-                message: "server \(server.id) answered \(method) with HTTP \(response.status.code)")
+                .unavailable, "server \(server.id) answered \(method) with HTTP \(response.status.code)")
         }
         let answered = response.headers.first(name: "Mcp-Session-Id")
         var answer = Answer(id: Array("\(id)".utf8), method: method, progress: progress)
@@ -242,9 +266,8 @@ actor HTTPUpstream {
             received += bytes
             guard received <= cap else {
                 throw UpstreamFailure(
-                    code: "limit_exceeded",
-                    message:
-                        "server \(server.id)'s answer to \(method) passed \(cap) bytes, over the tier's output limit; the rest was not read"
+                    .limitExceeded,
+                    "server \(server.id)'s answer to \(method) passed \(cap) bytes, over the tier's output limit; the rest was not read"
                 )
             }
         }
@@ -258,7 +281,7 @@ actor HTTPUpstream {
                     events = try parser.feed(chunk.readableBytesView)
                 } catch {
                     throw UpstreamFailure(
-                        code: "limit_exceeded", message: "server \(server.id) sent an event over \(cap) bytes")
+                        .limitExceeded, "server \(server.id) sent an event over \(cap) bytes")
                 }
                 for event in events {
                     if let result = try await handle(event, answer: &answer, session: session) {
@@ -279,7 +302,7 @@ actor HTTPUpstream {
             if let result = try await handle(whole, answer: &answer, session: session) { return (result, answered) }
         }
         throw UpstreamFailure(
-            code: "upstream_protocol", message: "server \(server.id) sent no JSON-RPC answer to \(method)")
+            .protocolViolation, "server \(server.id) sent no JSON-RPC answer to \(method)")
     }
 
     /// The next chunk of a body; nil at its end. The body's end is also what a cancelled task
@@ -290,7 +313,7 @@ actor HTTPUpstream {
         do {
             let chunk = try await chunks.next()
             if chunk == nil, Task.isCancelled {
-                throw UpstreamFailure(code: "cancelled", message: "the request was cancelled")
+                throw UpstreamFailure(.cancelled, "the request was cancelled")
             }
             return chunk
         } catch let failure as UpstreamFailure {
@@ -333,15 +356,13 @@ actor HTTPUpstream {
         guard let id = Self.value(of: "id", in: message), id.elementsEqual(answer.id) else { return nil }
         if let error = Self.value(of: "error", in: message) {
             throw UpstreamFailure(
-                code: "upstream_error",
-                message:
-                    "server \(server.id) answered \(answer.method) with an error: \(String(decoding: error.prefix(500), as: UTF8.self))"
+                .errorAnswer,
+                "server \(server.id) answered \(answer.method) with an error: \(String(decoding: error.prefix(500), as: UTF8.self))"
             )
         }
         guard let result = Self.value(of: "result", in: message), result.first == UInt8(ascii: "{") else {
             throw UpstreamFailure(
-                code: "upstream_protocol",
-                message: "server \(server.id) answered \(answer.method) without a result object")
+                .protocolViolation, "server \(server.id) answered \(answer.method) without a result object")
         }
         return Array(result)
     }
@@ -368,8 +389,7 @@ actor HTTPUpstream {
             // 202 is what the spec says; any success will do.
             guard (200..<300).contains(response.status.code) else {
                 throw UpstreamFailure(
-                    code: "upstream_unavailable",
-                    message: "server \(self.server.id) answered a notification with HTTP \(response.status.code)")
+                    .unavailable, "server \(self.server.id) answered a notification with HTTP \(response.status.code)")
             }
             // Nothing is expected back; read at most a little so the connection can be reused.
             var left = 1 << 16
@@ -388,10 +408,10 @@ actor HTTPUpstream {
         -> HTTPClientResponse
     {
         guard let url = server.url else {
-            throw UpstreamFailure(code: "upstream_unavailable", message: "server \(server.id) has no url")
+            throw UpstreamFailure(.unavailable, "server \(server.id) has no url")
         }
         guard let client = http.client else {
-            throw UpstreamFailure(code: "upstream_unavailable", message: "the runner is shutting down")
+            throw UpstreamFailure(.unavailable, "the runner is shutting down")
         }
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = body == nil ? .GET : .POST
@@ -416,15 +436,15 @@ actor HTTPUpstream {
     /// appear: the client's errors do not carry them).
     private nonisolated func failure(_ error: any Error, during what: String) -> UpstreamFailure {
         if Task.isCancelled || error is CancellationError || (error as? HTTPClientError) == .cancelled {
-            return UpstreamFailure(code: "cancelled", message: "the request was cancelled")
+            return UpstreamFailure(.cancelled, "the request was cancelled")
         }
         if let error = error as? HTTPClientError,
             [.deadlineExceeded, .connectTimeout, .readTimeout].contains(error)
         {
             return UpstreamFailure(
-                code: "upstream_timeout", message: "server \(server.id) did not answer \(what) in time")
+                .timeout, "server \(server.id) did not answer \(what) in time")
         }
-        return UpstreamFailure(code: "upstream_unavailable", message: "server \(server.id) cannot be reached: \(error)")
+        return UpstreamFailure(.unavailable, "server \(server.id) cannot be reached: \(error)", cause: error)
     }
 
     /// `params._meta.progressToken` of a call, as JSON (nil when there is none).

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import JWTKit
 import Logging
@@ -148,7 +149,8 @@ public final class SubjectTokenVerifier: Sendable {
             return true
         } catch {
             logger.warning(
-                "an issuer's JWKS could not be fetched", metadata: ["issuer": "\(trusted.config.issuer)", "error": "\(error)"])
+                "an issuer's JWKS could not be fetched",
+                    metadata: ["issuer": "\(trusted.config.issuer)", "error": "\(logDescription(of: error))"])
             return false
         }
     }

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -254,7 +255,7 @@ struct ConsoleRoutes: Sendable {
             return secured(
                 HTTPJSON.error(
                     APIError(
-                        429, "too_many_sign_ins",
+                        .tooManySignIns,
                         "too many failed sign-ins from this address; wait a minute before trying again")))
         }
         var request = request
@@ -299,7 +300,7 @@ struct ConsoleRoutes: Sendable {
     ) async -> Response {
         if let refusal = checkHost(request) { return refusal }
         guard let session = sessions.session(Self.cookie(request), now: admin.gateway.now()) else {
-            return secured(HTTPJSON.error(APIError(401, "signed_out", "sign in to the console first")))
+            return secured(HTTPJSON.error(APIError(.signedOut, "sign in to the console first")))
         }
         if changes {
             if let refusal = checkOrigin(request) { return refusal }
@@ -307,18 +308,21 @@ struct ConsoleRoutes: Sendable {
             guard AdminService.constantTimeEqual(sent, session.csrfToken) else {
                 return secured(
                     HTTPJSON.error(
-                        APIError(403, "csrf_failed", "the request lacks this session's CSRF token; reload the page")))
+                        APIError(.csrfFailed, "the request lacks this session's CSRF token; reload the page")))
             }
         }
         var request = request
         do {
             return secured(try await body(&request, session))
         } catch let error as APIError {
+            if error.cause != nil {
+                admin.gateway.logger.error("console request failed", metadata: ["error": "\(error.logDescription)"])
+            }
             return secured(HTTPJSON.error(error))
         } catch {
             // The cause is for the runner's log only, never the page.
-            admin.gateway.logger.error("console request failed", metadata: ["error": "\(error)"])
-            return secured(HTTPJSON.error(APIError(500, "internal_error", "the request failed; see the runner's log")))
+            admin.gateway.logger.error("console request failed", metadata: ["error": "\(logDescription(of: error))"])
+            return secured(HTTPJSON.error(APIError(.internalError, "the request failed; see the runner's log")))
         }
     }
 
@@ -358,7 +362,7 @@ struct ConsoleRoutes: Sendable {
             ? (!settings.isLoopback || ["127.0.0.1", "localhost", "[::1]"].contains(name))
             : settings.allowedHosts.contains(authority) || settings.allowedHosts.contains(name)
         guard allowed else {
-            return secured(HTTPJSON.error(APIError(403, "forbidden_host", "host \(name) is not served")))
+            return secured(HTTPJSON.error(APIError(.forbiddenHost, "host \(name) is not served")))
         }
         return nil
     }
@@ -371,7 +375,7 @@ struct ConsoleRoutes: Sendable {
         else {
             return secured(
                 HTTPJSON.error(
-                    APIError(403, "forbidden_origin", "console changes must come from the console's own page")))
+                    APIError(.forbiddenOrigin, "console changes must come from the console's own page")))
         }
         return nil
     }

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 
 /// A live session as the console shows it: the session, what it can see, and what it holds now.
@@ -176,8 +177,8 @@ extension AdminService {
         do {
             sessions = try await gateway.store.liveSessions(tenantID: tenant, now: now, limit: min(max(limit, 1), 1000))
         } catch {
-            gateway.logger.error("live sessions cannot be read", metadata: ["error": "\(error)"])
-            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
+            gateway.logger.error("live sessions cannot be read", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly")
         }
         let warm = await gateway.executor.warmWorkersBySession()
         let resolver = gateway.resolver
@@ -229,8 +230,8 @@ extension AdminService {
                 more: more)
         } catch {
             // The cause is for the runner's log only: store error text never reaches an API caller.
-            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(error)"])
-            throw APIError(503, "audit_unavailable", "the audit log cannot be read; retry shortly")
+            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.auditUnavailable, "the audit log cannot be read; retry shortly")
         }
     }
 
@@ -266,8 +267,8 @@ extension AdminService {
             }
         } catch {
             // The cause is for the runner's log only: store error text never reaches an API caller.
-            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(error)"])
-            throw APIError(503, "audit_unavailable", "the audit log cannot be read; retry shortly")
+            gateway.logger.error("the audit log cannot be read", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.auditUnavailable, "the audit log cannot be read; retry shortly")
         }
         return status.visible(to: principal)
     }

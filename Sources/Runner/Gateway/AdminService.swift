@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Synchronization
 import WorkspaceRegistry
@@ -24,30 +25,6 @@ public enum Principal: Sendable, Hashable {
         case .tenant(let own): own == tenantID
         }
     }
-}
-
-/// An admin API failure with an HTTP status, a stable code and an operator sentence.
-public struct APIError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// HTTP status code.
-    public let status: Int
-    /// Stable machine-readable code.
-    public let code: String
-    /// What went wrong and what to do.
-    public let message: String
-
-    /// Creates an error.
-    public init(_ status: Int, _ code: String, _ message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
-    }
-
-    /// `code: message`.
-    public var description: String { "\(code): \(message)" }
-
-    static func notFound(_ what: String) -> APIError { APIError(404, "not_found", "\(what) does not exist") }
-    static func forbidden(_ message: String) -> APIError { APIError(403, "forbidden", message) }
-    static func invalid(_ message: String) -> APIError { APIError(400, "invalid_request", message) }
 }
 
 /// `GET /api/v1/workspaces/{tenant}/{workspace}`: the registration and its `disk` usage.
@@ -150,7 +127,7 @@ public struct AdminService: Sendable {
     /// Resolves a bearer key to a principal.
     public func principal(forKey key: String?) async throws(APIError) -> Principal {
         guard let key, !key.isEmpty else {
-            throw APIError(401, "unauthorized", "send Authorization: Bearer <operator key or tenant admin key>")
+            throw APIError(.unauthorized, "send Authorization: Bearer <operator key or tenant admin key>")
         }
         let hash = Digest.sha256Hex(key.utf8)
         if Self.constantTimeEqual(hash, operatorKeyHash) { return .operator }
@@ -158,10 +135,10 @@ public struct AdminService: Sendable {
             if let tenant = try await gateway.store.tenantForAdminKey(hash: hash) { return .tenant(tenant) }
         } catch {
             // The store's own words go to the runner's log, never to whoever sent the key.
-            gateway.logger.error("the store cannot be read", metadata: ["error": "\(error)"])
-            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
+            gateway.logger.error("the store cannot be read", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly")
         }
-        throw APIError(401, "unauthorized", "the admin key is not recognised")
+        throw APIError(.unauthorized, "the admin key is not recognised")
     }
 
     /// Compares two secrets' bytes in time that depends only on their length (keys, CSRF tokens).
@@ -188,7 +165,7 @@ public struct AdminService: Sendable {
         }
         if request.root != nil, principal != .operator {
             throw APIError(
-                403, WorkspaceError.Code.rootNotAllowed.rawValue,
+                APIErrorCode(.rootNotAllowed),
                 "a tenant admin key cannot name a host path; omit root and Leasehold allocates the workspace's directory")
         }
         let workspace: Workspace
@@ -212,9 +189,9 @@ public struct AdminService: Sendable {
         } catch let error as WorkspaceError {
             throw Self.apiError(error)
         } catch let error as ConfigError {
-            throw APIError(503, "host_ids_unavailable", error.description)
+            throw APIError(.hostIDsUnavailable, error.description)
         } catch {
-            throw APIError(503, "store_unavailable", "the store cannot be written")
+            throw APIError(.storeUnavailable, "the store cannot be written", cause: error)
         }
         // A root re-registered under an old id must not inherit the old root's cached results.
         gateway.cache.bump(tenant: workspace.tenantID, workspace: workspace.workspaceID)
@@ -225,17 +202,7 @@ public struct AdminService: Sendable {
         return workspace
     }
 
-    static func apiError(_ error: WorkspaceError) -> APIError {
-        let status: Int
-        switch error.code {
-        case .alreadyExists: status = 409
-        case .notFound: status = 404
-        case .rootNotAllowed: status = 403
-        case .noBase: status = 503
-        default: status = 400
-        }
-        return APIError(status, error.code.rawValue, error.message)
-    }
+    static func apiError(_ error: WorkspaceError) -> APIError { APIError(error) }
 
     /// Lists workspaces the principal may see.
     public func listWorkspaces(tenantID: String?, by principal: Principal) async throws(APIError) -> [Workspace] {
@@ -247,8 +214,9 @@ public struct AdminService: Sendable {
         do {
             return try await gateway.registry.list(tenantID: filter)
         } catch {
-            gateway.logger.error("the workspace registry cannot be read", metadata: ["error": "\(error)"])
-            throw APIError(503, "store_unavailable", "the store cannot be read; retry shortly")
+            gateway.logger.error(
+                "the workspace registry cannot be read", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly")
         }
     }
 
@@ -261,7 +229,7 @@ public struct AdminService: Sendable {
         do {
             found = try await gateway.store.workspace(tenantID: tenantID, workspaceID: workspaceID)
         } catch {
-            throw APIError(503, "store_unavailable", "the store cannot be read")
+            throw APIError(.storeUnavailable, "the store cannot be read", cause: error)
         }
         guard let found else { throw APIError.notFound("workspace \(workspaceID)") }
         return WorkspaceWithDisk(workspace: found, disk: await gateway.disk.status(of: found))
@@ -286,9 +254,9 @@ public struct AdminService: Sendable {
         } catch let error as WorkspaceError where error.code == .notFound && purge {
             // Not registered (removed earlier): its directory may still wait for the purge.
         } catch let error as WorkspaceError {
-            throw APIError(404, error.code.rawValue, error.message)
+            throw APIError(error)
         } catch {
-            throw APIError(503, "store_unavailable", "the store cannot be written")
+            throw APIError(.storeUnavailable, "the store cannot be written", cause: error)
         }
         if removed {
             gateway.cache.bump(tenant: tenantID, workspace: workspaceID)
@@ -355,18 +323,18 @@ public struct AdminService: Sendable {
         do {
             inserted = try await gateway.store.insertSession(session, livePerTenant: limit, now: now)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         guard inserted else {
             // Refused for this tenant only; audited like every authenticated refusal.
             try await record("session.refused", by: principal, tenant: request.tenantID) { event in
-                event.code = "tenant_at_limit"
+                event.code = APIErrorCode.tenantAtLimit.rawValue
                 event.actor = request.actorID
                 event.workspace = request.workspaceID
                 event.detail = "the tenant holds its limit of \(limit) live sessions"
             }
             throw APIError(
-                429, "tenant_at_limit",
+                .tenantAtLimit,
                 "tenant \(request.tenantID) holds its limit of \(limit) live sessions; revoke sessions it no longer uses or wait for their leases to end"
             )
         }
@@ -380,7 +348,7 @@ public struct AdminService: Sendable {
         do {
             session = try await gateway.store.session(id: id)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly", cause: error)
         }
         guard let session, principal.manages(session.tenantID) else { throw APIError.notFound("session \(id)") }
         return session
@@ -390,7 +358,7 @@ public struct AdminService: Sendable {
     public func patchSession(id: String, patch: SessionPatch, by principal: Principal) async throws(APIError) -> Session
     {
         let current = try await session(id: id, by: principal)
-        guard current.revokedAt == nil else { throw APIError(409, "session_revoked", "session \(id) was revoked") }
+        guard current.revokedAt == nil else { throw APIError(.sessionRevoked, "session \(id) was revoked") }
         guard patch.immutableFieldsPresent.isEmpty else {
             throw APIError.invalid("fields \(patch.immutableFieldsPresent.joined(separator: ", ")) cannot be patched")
         }
@@ -431,7 +399,7 @@ public struct AdminService: Sendable {
                 session.version += 1
             }
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
         try await record("session.patched", by: principal, session: updated) {
@@ -461,7 +429,7 @@ public struct AdminService: Sendable {
                 }
             }
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         guard let updated else { throw APIError.notFound("session \(id)") }
         await gateway.closeConnections(ofSession: id, reason: "session revoked")
@@ -477,10 +445,10 @@ public struct AdminService: Sendable {
     ) async throws(APIError) -> (Session, String) {
         let session = try await session(id: sessionID, by: principal)
         guard session.revokedAt == nil else {
-            throw APIError(409, "session_revoked", "session \(sessionID) was revoked")
+            throw APIError(.sessionRevoked, "session \(sessionID) was revoked")
         }
         guard session.lease.isLive(at: gateway.now()) else {
-            throw APIError(409, "lease_expired", "the session's lease has ended; renew it first")
+            throw APIError(.leaseExpired, "the session's lease has ended; renew it first")
         }
         try validatePatterns(allowedTools, field: "allowed_tools")
         let ttl = try claimTTL(ttlSeconds ?? session.claimTTLSeconds)
@@ -507,7 +475,7 @@ public struct AdminService: Sendable {
     {
         let current = try await session(id: sessionID, by: principal)
         guard current.revokedAt == nil else {
-            throw APIError(409, "session_revoked", "session \(sessionID) was revoked")
+            throw APIError(.sessionRevoked, "session \(sessionID) was revoked")
         }
         let seconds = ttlSeconds ?? current.leaseTTLSeconds
         guard (1...Self.maximumLeaseSeconds).contains(seconds) else {
@@ -524,7 +492,7 @@ public struct AdminService: Sendable {
                 session.version += 1
             }
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         guard let updated else { throw APIError.notFound("session \(sessionID)") }
         // Workers of the old lease die now, not when someone next calls.
@@ -556,7 +524,7 @@ public struct AdminService: Sendable {
         } catch let error as APIError {
             throw error
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
     }
 
@@ -573,7 +541,7 @@ public struct AdminService: Sendable {
             try await gateway.store.insertAdminKey(
                 id: RandomID.make(prefix: "key"), tenantID: tenantID, keyHash: Digest.sha256Hex(key.utf8))
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         try await record("admin_key.created", by: principal, tenant: tenantID)
         return key
@@ -602,7 +570,7 @@ public struct AdminService: Sendable {
             return try await gateway.store.approvals(
                 tenantID: tenant, sessionID: sessionID, status: wanted, limit: min(max(limit, 1), Self.maximumApprovalsLimit))
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly", cause: error)
         }
     }
 
@@ -685,7 +653,7 @@ public struct AdminService: Sendable {
         do {
             found = try await gateway.store.approval(id: id)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly", cause: error)
         }
         // Another tenant's approval is reported as not found, so ids cannot be probed.
         guard let found, principal.manages(found.tenantID) else { throw APIError.notFound("approval \(id)") }
@@ -704,11 +672,11 @@ public struct AdminService: Sendable {
                 changed.withLock { $0 = applied }
             }
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be written; retry shortly", cause: error)
         }
         guard let updated else { throw APIError.notFound("approval \(id)") }
         guard changed.withLock({ $0 }) else {
-            throw APIError(409, "approval_decided", "approval \(id) is \(updated.status.rawValue), not pending")
+            throw APIError(.approvalDecided, "approval \(id) is \(updated.status.rawValue), not pending")
         }
         return updated
     }
@@ -733,8 +701,9 @@ public struct AdminService: Sendable {
             try await gateway.audit.append(event)
         } catch {
             gateway.logger.error(
-                "admin change made but not audited", metadata: ["event": "\(kind)", "error": "\(error)"])
-            throw APIError(503, "audit_unavailable", "the change was made but its audit record could not be written")
+                "admin change made but not audited",
+                metadata: ["event": "\(kind)", "error": "\(logDescription(of: error))"])
+            throw APIError(.auditUnavailable, "the change was made but its audit record could not be written")
         }
     }
 
@@ -751,8 +720,8 @@ public struct AdminService: Sendable {
                 allowedTools: allowedTools, approvalFingerprint: approvalFingerprint,
                 now: gateway.now())
         } catch {
-            gateway.logger.error("a claim could not be signed", metadata: ["error": "\(error)"])
-            throw APIError(500, "signing_failed", "the claim could not be signed")
+            gateway.logger.error("a claim could not be signed", metadata: ["error": "\(logDescription(of: error))"])
+            throw APIError(.signingFailed, "the claim could not be signed")
         }
     }
 
@@ -765,7 +734,7 @@ public struct AdminService: Sendable {
 
     private func validateUniverse(serverID: String?, bundleID: String?) throws(APIError) {
         if serverID != nil && bundleID != nil {
-            throw APIError(400, "scope_conflict", "server_id and bundle_id cannot be set together; choose one universe")
+            throw APIError(.scopeConflict, "server_id and bundle_id cannot be set together; choose one universe")
         }
         let catalog = gateway.resolver.catalog
         if let serverID, !catalog.servers.contains(serverID) || serverID == "system" {
@@ -790,9 +759,9 @@ public struct AdminService: Sendable {
         do {
             _ = try await gateway.registry.resolve(tenantID: tenantID, workspaceID: workspaceID)
         } catch let error as WorkspaceError {
-            throw APIError(400, error.code.rawValue, error.message)
+            throw APIError(error, asField: true)
         } catch {
-            throw APIError(503, "store_unavailable", "\(error)")
+            throw APIError(.storeUnavailable, "the store cannot be read; retry shortly", cause: error)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 import MCP
@@ -123,7 +124,8 @@ extension Gateway {
                 logger.warning(
                     "could not write the aggregated record of unauthenticated refusals",
                     metadata: [
-                        "source": "\(aggregate.source)", "count": "\(aggregate.tally.count)", "error": "\(error)",
+                        "source": "\(aggregate.source)", "count": "\(aggregate.tally.count)",
+                        "error": "\(logDescription(of: error))",
                     ])
             }
         }

@@ -286,7 +286,7 @@ extension Gateway {
             }
             return .refusal(Refusal(.limitExceeded, message), extra: extra)
         case .failed(let code, let message):
-            return .refusal(Refusal(Refusal.Code(code), message))
+            return .refusal(Refusal(Refusal.Code(reported: code), message))
         }
     }
 }

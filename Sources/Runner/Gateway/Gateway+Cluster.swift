@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Sandbox
 import ServiceLifecycle
@@ -51,7 +52,7 @@ extension Gateway {
             // workers are reconciled at the resync that follows the store's return.
             logger.warning(
                 "cannot read a changed session; its calls are refused until the store answers",
-                metadata: ["session": "\(id)", "error": "\(error)"])
+                metadata: ["session": "\(id)", "error": "\(logDescription(of: error))"])
             return
         }
         guard let session, session.revokedAt == nil else {

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 
@@ -58,7 +59,8 @@ extension Runtime {
             } catch {
                 guard ContinuousClock.now.advanced(by: delay) < deadline else { throw error }
                 logger.warning(
-                    "cannot \(what) yet; trying again", metadata: ["error": "\(error)", "in": "\(delay)"])
+                    "cannot \(what) yet; trying again",
+                    metadata: ["error": "\(logDescription(of: error))", "in": "\(delay)"])
                 try await Task.sleep(for: delay)
                 delay = min(delay * 2, .seconds(5))
             }

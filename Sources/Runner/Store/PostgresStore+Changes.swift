@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 import PostgresNIO
@@ -139,7 +140,9 @@ extension PostgresStore {
             let payload = try encode(Notice.policy(version: version, node: node))
             _ = try await rows("SELECT pg_notify(\(Self.changeChannel), \(payload))")
         } catch {
-            logger.warning("cannot announce a policy change to the other nodes", metadata: ["error": "\(error)"])
+            logger.warning(
+                "cannot announce a policy change to the other nodes",
+                metadata: ["error": "\(logDescription(of: error))"])
         }
     }
 

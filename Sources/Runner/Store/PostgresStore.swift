@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Logging
 import PostgresNIO
@@ -235,41 +236,31 @@ extension PostgresConnection {
 }
 
 /// A PostgreSQL store operation that failed: the server refused it, could not be reached, or did
-/// not answer in time. Callers answer `store_unavailable`; the text names no row, value or query.
-public struct PostgresStoreError: Error, Sendable, CustomStringConvertible {
-    /// What kind of failure.
-    public struct Code: Hashable, Sendable, CustomStringConvertible {
-        /// The wire form of the code.
-        public let rawValue: String
-        private init(_ rawValue: String) { self.rawValue = rawValue }
+/// not answer in time. Callers answer `store_unavailable`; the text names no row, value or query
+/// (the postgres-nio error, which may quote them, is the cause: for the runner's log only).
+public typealias PostgresStoreError = CodedError<PostgresStoreErrorCode>
 
-        /// The server could not be reached, or the connection dropped.
-        public static let unavailable = Code("store_unavailable")
-        /// The server answered with an error (a constraint, a timeout of its own, a missing table).
-        public static let refused = Code("store_refused")
-        /// No answer within the operation's time limit.
-        public static let timeout = Code("store_timeout")
-        /// The schema in the database is newer than this binary knows.
-        public static let schemaTooNew = Code("store_schema_too_new")
+/// What kind of PostgreSQL store failure.
+public struct PostgresStoreErrorCode: ErrorCode {
+    /// The wire form of the code.
+    public let rawValue: String
+    private init(_ rawValue: String) { self.rawValue = rawValue }
 
-        /// The wire form.
-        public var description: String { rawValue }
-    }
+    /// The server could not be reached, or the connection dropped.
+    public static let unavailable = PostgresStoreErrorCode("store_unavailable")
+    /// The server answered with an error (a constraint, a timeout of its own, a missing table).
+    public static let refused = PostgresStoreErrorCode("store_refused")
+    /// No answer within the operation's time limit.
+    public static let timeout = PostgresStoreErrorCode("store_timeout")
+    /// The schema in the database is newer than this binary knows.
+    public static let schemaTooNew = PostgresStoreErrorCode("store_schema_too_new")
 
-    /// What kind of failure.
-    public let code: Code
-    /// An operator-facing sentence.
-    public let message: String
-    /// The underlying error, if any (never shown to clients: it may quote values).
-    public let cause: (any Error & Sendable)?
+    /// Every code a PostgreSQL store operation fails with (docs/operations.md's table is checked
+    /// against it).
+    public static let allCases: [PostgresStoreErrorCode] = [.unavailable, .refused, .timeout, .schemaTooNew]
+}
 
-    /// Creates an error.
-    public init(_ code: Code, _ message: String, cause: (any Error & Sendable)? = nil) {
-        self.code = code
-        self.message = message
-        self.cause = cause
-    }
-
+extension CodedError where CodeSet == PostgresStoreErrorCode {
     /// Classifies a postgres-nio error: a server error keeps its SQLSTATE (a code, no values).
     /// Connection exceptions (class 08), lack of resources (53) and operator intervention (57:
     /// shutdown, a terminated backend) mean the server is not there to answer.
@@ -288,9 +279,6 @@ public struct PostgresStoreError: Error, Sendable, CustomStringConvertible {
 
     /// The SQLSTATE the server answered with, if it answered.
     public var sqlState: String? {
-        (cause as? PSQLError)?.serverInfo?[.sqlState]
+        (cause?.error as? PSQLError)?.serverInfo?[.sqlState]
     }
-
-    /// `code: message`.
-    public var description: String { "\(code): \(message)" }
 }

@@ -1,3 +1,4 @@
+import Failures
 import Foundation
 import Hummingbird
 import MCP
@@ -192,13 +193,17 @@ struct AdminRoutes: Sendable {
             let principal = try await admin.principal(forKey: MCPHandlers.bearer(request.headers[.authorization]))
             return try await body(&request, principal)
         } catch let error as APIError {
+            // What failed underneath (a store's error) is for the runner's log, never the body.
+            if error.cause != nil {
+                admin.gateway.logger.error("admin request failed", metadata: ["error": "\(error.logDescription)"])
+            }
             var headers = HTTPFields()
             if error.status == 401 { headers[.wwwAuthenticate] = "Bearer realm=\"leasehold-admin\"" }
             return HTTPJSON.error(error, headers: headers)
         } catch {
             // Whatever failed underneath is for the runner's log; the caller learns only that it did.
-            admin.gateway.logger.error("admin request failed", metadata: ["error": "\(error)"])
-            return HTTPJSON.error(APIError(500, "internal_error", "the request failed inside the runner"))
+            admin.gateway.logger.error("admin request failed", metadata: ["error": "\(logDescription(of: error))"])
+            return HTTPJSON.error(APIError(.internalError, "the request failed inside the runner"))
         }
     }
 

@@ -25,9 +25,12 @@ enum HTTPJSON {
     }
 
     static func error(_ error: APIError, headers: HTTPFields = [:]) -> Response {
-        response(
-            HTTPResponse.Status(code: error.status), ["error": ["code": error.code, "message": error.message]],
-            headers: headers)
+        response(HTTPResponse.Status(code: error.status), body(of: error), headers: headers)
+    }
+
+    /// `{"error": {"code", "message"}}`: the code and the sentence, never the cause.
+    static func body(of error: APIError) -> [String: [String: String]] {
+        ["error": ["code": error.code.rawValue, "message": error.message]]
     }
 
     static func decode<T: Decodable>(_ type: T.Type, from request: inout Request, limit: Int = 1 << 20)
@@ -37,10 +40,10 @@ enum HTTPJSON {
         do {
             buffer = try await request.collectBody(upTo: limit)
         } catch {
-            throw APIError(413, "body_too_large", "request bodies are limited to \(limit) bytes")
+            throw APIError(.bodyTooLarge, "request bodies are limited to \(limit) bytes")
         }
         if let contentType = request.headers[.contentType], !contentType.lowercased().contains("json") {
-            throw APIError(415, "unsupported_media_type", "send Content-Type: application/json")
+            throw APIError(.unsupportedMediaType, "send Content-Type: application/json")
         }
         do {
             return try decoder.decode(T.self, from: Data(buffer: buffer))

@@ -44,7 +44,7 @@ enum ApplyPatch {
         do {
             diff = try UnifiedDiff(Array(args.patch.utf8))
         } catch {
-            throw ToolError("patch_failed", "the patch cannot be parsed: \(error.message)")
+            throw ToolError(.patchFailed, "the patch cannot be parsed: \(error.message)")
         }
 
         // Phase 1: read and apply everything in memory.
@@ -57,7 +57,7 @@ enum ApplyPatch {
             let shown = file.newPath ?? file.oldPath ?? ""
             for path in Set([file.oldPath, file.newPath].compactMap { $0 }) {
                 guard touched.insert(path).inserted else {
-                    throw ToolError("patch_failed", "the patch changes \(ToolError.quoted(path)) more than once", detail: ["file": .string(path)])
+                    throw ToolError(.patchFailed, "the patch changes \(ToolError.quoted(path)) more than once", detail: ["file": .string(path)])
                 }
             }
             var original: [UInt8] = []
@@ -66,7 +66,7 @@ enum ApplyPatch {
                 let (fd, st) = try Paths.openRegularForReading(context.workspace, old)
                 defer { close(fd) }
                 guard Int(st.st_size) <= max(context.hello.fileSizeBytes, patchCap) else {
-                    throw ToolError("file_too_large", "path \(ToolError.quoted(old)) is too large to patch")
+                    throw ToolError(.fileTooLarge, "path \(ToolError.quoted(old)) is too large to patch")
                 }
                 original = [UInt8](repeating: 0, count: Int(st.st_size))
                 let count = try ReadFile.pread(fd, &original, at: 0, old)
@@ -79,11 +79,11 @@ enum ApplyPatch {
             let content = try apply(file.hunks, to: original, file: shown)
             if file.newPath == nil && !content.isEmpty {
                 throw ToolError(
-                    "patch_failed", "deleting \(ToolError.quoted(shown)): the patch does not remove all of its content",
+                    .patchFailed, "deleting \(ToolError.quoted(shown)): the patch does not remove all of its content",
                     detail: ["file": .string(shown)])
             }
             guard content.count <= context.hello.fileSizeBytes else {
-                throw ToolError("file_too_large", "patched \(ToolError.quoted(shown)) exceeds the tier's file size limit")
+                throw ToolError(.fileTooLarge, "patched \(ToolError.quoted(shown)) exceeds the tier's file size limit")
             }
             let action =
                 file.oldPath == nil ? "created" : file.newPath == nil ? "deleted" : file.oldPath != file.newPath ? "renamed" : "modified"
@@ -143,7 +143,7 @@ enum ApplyPatch {
         let fd = Paths.tryOpen(workspace, path, flags: Paths.oPath | O_NOFOLLOW)
         if fd >= 0 {
             close(fd)
-            throw ToolError("patch_failed", "path \(ToolError.quoted(path)) already exists", detail: ["file": .string(path)])
+            throw ToolError(.patchFailed, "path \(ToolError.quoted(path)) already exists", detail: ["file": .string(path)])
         }
         if fd != -ENOENT { throw ToolError.forPath(path, errno: -fd) }
     }
@@ -167,7 +167,7 @@ enum ApplyPatch {
             let expected = hunk.oldCount == 0 ? hunk.oldStart : max(0, hunk.oldStart - 1)
             guard let position = locate(old, in: lines, near: expected, from: cursor) else {
                 throw ToolError(
-                    "patch_failed",
+                    .patchFailed,
                     "hunk \(number + 1) of \(ToolError.quoted(file)) does not apply: its context does not match the file",
                     detail: ["file": .string(file), "hunk": .int(number + 1)])
             }

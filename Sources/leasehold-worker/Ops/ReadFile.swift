@@ -88,7 +88,7 @@ enum ReadFile {
 
     static func binary(_ path: String) -> ToolError {
         ToolError(
-            "binary_file", "path \(ToolError.quoted(path)) is not UTF-8 text; read it with encoding \"base64\"")
+            .binaryFile, "path \(ToolError.quoted(path)) is not UTF-8 text; read it with encoding \"base64\"")
     }
 
     /// The largest prefix length <= `length` that does not cut a UTF-8 scalar (at most 3 bytes back).

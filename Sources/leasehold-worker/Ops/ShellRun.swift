@@ -71,7 +71,7 @@ enum ShellRun {
         let args = try Arguments.decode(raw)
         guard context.mayExec else {
             throw ToolError(
-                "tool_not_supported_by_tier",
+                .toolNotSupportedByTier,
                 "shell.run needs an exec tier; tier \(ToolError.quoted(context.hello.tier)) has profile \(ToolError.quoted(context.hello.profile))")
         }
         let (path, argv, searchPath) = try commandLine(args)

@@ -29,7 +29,7 @@ enum StatTool {
         let kind = FileKind(st.st_mode)
         if kind != .dir && st.st_nlink > 1 {
             throw ToolError(
-                "hard_link", "path \(ToolError.quoted(args.path)) has \(st.st_nlink) hard links; refused because another name may be outside the workspace")
+                .hardLink, "path \(ToolError.quoted(args.path)) has \(st.st_nlink) hard links; refused because another name may be outside the workspace")
         }
         var target: String?
         if kind == .symlink {

@@ -1,3 +1,5 @@
+import SandboxProtocol
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -5,14 +7,14 @@
 /// A tool failure reported to the caller as an error result (`{"error": {"code", "message", ...}}`),
 /// never a crash. The code is stable and machine-readable; the message says what was refused and why.
 struct ToolError: Error {
-    /// The wire code, e.g. `not_found`.
-    var code: String
+    /// The code, e.g. `not_found`.
+    var code: WorkerErrorCode
     /// Operator-facing text; never holds more than the caller's own (bounded, escaped) path.
     var message: String
     /// Extra keys of the error object (e.g. `file` and `hunk` of `patch_failed`).
     var detail: [String: DetailValue] = [:]
 
-    init(_ code: String, _ message: String, detail: [String: DetailValue] = [:]) {
+    init(_ code: WorkerErrorCode, _ message: String, detail: [String: DetailValue] = [:]) {
         self.code = code
         self.message = message
         self.detail = detail
@@ -33,7 +35,7 @@ struct ToolError: Error {
     }
 
     static func invalidArguments(_ message: String) -> ToolError {
-        ToolError("invalid_arguments", message)
+        ToolError(.invalidArguments, message)
     }
 
     /// Maps the errno of resolving or opening `path` to the stable codes every tool shares.
@@ -41,31 +43,31 @@ struct ToolError: Error {
         let shown = quoted(path)
         switch code {
         case EXDEV, ELOOP:
-            return ToolError("path_outside_workspace", "path \(shown) resolves outside the workspace")
+            return ToolError(.pathOutsideWorkspace, "path \(shown) resolves outside the workspace")
         case ENOENT:
-            return ToolError("not_found", "path \(shown) does not exist")
+            return ToolError(.notFound, "path \(shown) does not exist")
         case ENOTDIR:
-            return ToolError("not_a_directory", "a component of path \(shown) is not a directory")
+            return ToolError(.notADirectory, "a component of path \(shown) is not a directory")
         case EISDIR:
-            return ToolError("is_a_directory", "path \(shown) is a directory")
+            return ToolError(.isADirectory, "path \(shown) is a directory")
         case ENAMETOOLONG:
-            return ToolError("path_too_long", "path \(shown) is too long")
+            return ToolError(.pathTooLong, "path \(shown) is too long")
         case EACCES, EPERM:
-            return ToolError("permission_denied", "permission denied to \(action) \(shown)")
+            return ToolError(.permissionDenied, "permission denied to \(action) \(shown)")
         case ENXIO:
-            return ToolError("not_regular_file", "path \(shown) is not a regular file")
+            return ToolError(.notRegularFile, "path \(shown) is not a regular file")
         case EEXIST:
-            return ToolError("already_exists", "path \(shown) already exists")
+            return ToolError(.alreadyExists, "path \(shown) already exists")
         case EROFS:
-            return ToolError("read_only_workspace", "the workspace is read-only; cannot \(action) \(shown)")
+            return ToolError(.readOnlyWorkspace, "the workspace is read-only; cannot \(action) \(shown)")
         case ENOSPC, EDQUOT:
-            return ToolError("no_space", "no space left to \(action) \(shown)")
+            return ToolError(.noSpace, "no space left to \(action) \(shown)")
         case EFBIG:
-            return ToolError("file_too_large", "the file size limit was reached writing \(shown)")
+            return ToolError(.fileTooLarge, "the file size limit was reached writing \(shown)")
         case ETXTBSY:
-            return ToolError("busy", "path \(shown) is busy")
+            return ToolError(.busy, "path \(shown) is busy")
         default:
-            return ToolError("io_error", "cannot \(action) \(shown): \(errnoName(code))")
+            return ToolError(.ioError, "cannot \(action) \(shown): \(errnoName(code))")
         }
     }
 

@@ -46,7 +46,7 @@ enum WriteFile {
         }
         guard bytes.count <= context.hello.fileSizeBytes else {
             throw ToolError(
-                "file_too_large", "content of \(bytes.count) bytes exceeds the tier's \(context.hello.fileSizeBytes)-byte file limit")
+                .fileTooLarge, "content of \(bytes.count) bytes exceeds the tier's \(context.hello.fileSizeBytes)-byte file limit")
         }
         let (parentPath, name) = try Paths.splitParent(path)
         let createOnly = args.createOnly ?? false
@@ -55,7 +55,7 @@ enum WriteFile {
         defer { parent.release() }
         let existing = try existingTarget(parent.fd, name, shown: args.path)
         if createOnly, existing != nil {
-            throw ToolError("already_exists", "path \(ToolError.quoted(args.path)) already exists (create_only)")
+            throw ToolError(.alreadyExists, "path \(ToolError.quoted(args.path)) already exists (create_only)")
         }
         // Keep an existing file's permission bits; new files are 0644.
         let mode = existing.map { $0.st_mode & 0o777 } ?? 0o644
@@ -73,10 +73,10 @@ enum WriteFile {
         }
         switch FileKind(st.st_mode) {
         case .file: return st
-        case .dir: throw ToolError("is_a_directory", "path \(ToolError.quoted(shown)) is a directory")
+        case .dir: throw ToolError(.isADirectory, "path \(ToolError.quoted(shown)) is a directory")
         case let kind:
             throw ToolError(
-                "not_regular_file", "path \(ToolError.quoted(shown)) is a \(kind.rawValue); only regular files are written")
+                .notRegularFile, "path \(ToolError.quoted(shown)) is a \(kind.rawValue); only regular files are written")
         }
     }
 }
