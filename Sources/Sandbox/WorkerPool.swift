@@ -540,7 +540,7 @@ public actor WorkerPool: ToolExecutor {
             close(process.channel)
             if process.egressListener >= 0 { close(process.egressListener) }
             process.cgroup?.remove()
-            return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up: \(error)"))
+            return .failure(SandboxError(.spawnFailed, "the worker channel could not be set up", cause: error))
         }
         if let cgroup = process.cgroup { worker.adopt(cgroup: cgroup) }
         // A network grant: the proxy is its only way out, up before the server starts (in the
@@ -558,7 +558,7 @@ public actor WorkerPool: ToolExecutor {
                 worker.destroy(.crashed)
                 return .failure(
                     SandboxError(
-                        .spawnFailed, "the worker's egress proxy could not be started: \(error)", cause: error))
+                        .spawnFailed, "the worker's egress proxy could not be started", cause: error))
             }
         }
         // Handshake: the worker installs its tier filter and opens the workspace before `ready`.

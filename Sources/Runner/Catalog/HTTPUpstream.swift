@@ -444,7 +444,7 @@ actor HTTPUpstream {
             return UpstreamFailure(
                 .timeout, "server \(server.id) did not answer \(what) in time")
         }
-        return UpstreamFailure(.unavailable, "server \(server.id) cannot be reached: \(error)", cause: error)
+        return UpstreamFailure(.unavailable, "server \(server.id) cannot be reached", cause: error)
     }
 
     /// `params._meta.progressToken` of a call, as JSON (nil when there is none).
