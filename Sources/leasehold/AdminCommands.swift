@@ -18,11 +18,12 @@ func printJSON(_ value: some Encodable) throws {
 /// Runs an admin operation as the operator against the state directory directly.
 func asOperator<T>(_ state: StateOptions, _ body: (AdminService) async throws(APIError) -> T) async throws -> T {
     Leasehold.bootstrapLogging()
-    let runtime = try await state.runtime()
-    do {
-        return try await body(runtime.admin)
-    } catch {
-        throw ValidationError(error.description)
+    return try await state.withRuntime { runtime in
+        do throws(APIError) {
+            return try await body(runtime.admin)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 }
 
@@ -471,12 +472,14 @@ struct ServersCommand: AsyncParsableCommand {
         func run() async throws {
             guard state.config != nil else { throw ValidationError("pass --config leasehold.yaml") }
             Leasehold.bootstrapLogging()
-            let runtime = try await state.runtime()
-            await runtime.gateway.listUpstreams()
-            let statuses = runtime.gateway.upstreams.status
-            ServersCommand.print(statuses)
-            await runtime.gateway.upstreams.shutdown()
-            await runtime.gateway.executor.shutdown()
+            let statuses = try await state.withRuntime { runtime in
+                await runtime.gateway.listUpstreams()
+                let statuses = runtime.gateway.upstreams.status
+                ServersCommand.print(statuses)
+                await runtime.gateway.upstreams.shutdown()
+                await runtime.gateway.executor.shutdown()
+                return statuses
+            }
             if statuses.contains(where: { $0.state != "listed" }) { throw ExitCode(1) }
         }
     }

@@ -69,11 +69,12 @@ struct StateOptions: ParsableArguments {
             """)
     var store: String?
 
-    func runtime(otlpEndpoint: String? = nil) async throws -> Runtime {
-        try await Runtime.bootstrap(
+    /// Runs `body` with the runner bootstrapped from these options (``Runtime/withRuntime(_:logger:_:)``).
+    func withRuntime<T>(otlpEndpoint: String? = nil, _ body: (Runtime) async throws -> T) async throws -> T {
+        try await Runtime.withRuntime(
             RuntimeOptions(
                 stateDir: stateDir, configFile: config, policiesDir: policies, otlpEndpoint: otlpEndpoint, store: store),
-            logger: Logger(label: "leasehold"))
+            logger: Logger(label: "leasehold"), body)
     }
 }
 
@@ -116,39 +117,41 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         Leasehold.bootstrapLogging(format: logFormat)
-        let runtime = try await state.runtime(otlpEndpoint: otlpEndpoint)
-        runtime.bootstrapMetricsSystem()
-        var settings: HTTPSettings?
-        if http != nil || !stdio {
-            settings = try runtime.settings.httpSettings(listen: http)
+        try await state.withRuntime(otlpEndpoint: otlpEndpoint) { runtime in
+            runtime.bootstrapMetricsSystem()
+            var settings: HTTPSettings?
+            if http != nil || !stdio {
+                settings = try runtime.settings.httpSettings(listen: http)
+            }
+            var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
+            if let claimFile {
+                claim = try String(contentsOfFile: claimFile, encoding: .utf8).trimmingCharacters(
+                    in: .whitespacesAndNewlines)
+            }
+            let demoSession = demo ? try await Demo.prepare(runtime) : nil
+            let source = runtime.operatorKeySource
+            let host = settings?.host ?? "127.0.0.1"
+            let metricsListen = try runtime.settings.metricsListen(metrics)
+            try await runtime.serve(
+                http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
+                onHTTPReady: { port in
+                    let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
+                    printError(
+                        "leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1, console at \(base)/ui)"
+                    )
+                    printError("leasehold: operator key: \(source)")
+                    if let (session, claim) = demoSession {
+                        printError(
+                            DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
+                    }
+                },
+                onMetricsReady: { port in
+                    let metricsHost = metricsListen?.host ?? "127.0.0.1"
+                    printError(
+                        "leasehold: metrics on http://\(metricsHost.contains(":") ? "[\(metricsHost)]" : metricsHost):\(port)/metrics"
+                    )
+                })
         }
-        var claim = ProcessInfo.processInfo.environment["LEASEHOLD_CLAIM"]
-        if let claimFile {
-            claim = try String(contentsOfFile: claimFile, encoding: .utf8).trimmingCharacters(
-                in: .whitespacesAndNewlines)
-        }
-        let demoSession = demo ? try await Demo.prepare(runtime) : nil
-        let source = runtime.operatorKeySource
-        let host = settings?.host ?? "127.0.0.1"
-        let metricsListen = try runtime.settings.metricsListen(metrics)
-        try await runtime.serve(
-            http: settings, stdio: stdio, stdioClaim: claim, metricsListen: metricsListen,
-            onHTTPReady: { port in
-                let base = "http://\(host.contains(":") ? "[\(host)]" : host):\(port)"
-                printError(
-                    "leasehold: listening on \(base) (MCP at \(base)/mcp, admin API at \(base)/api/v1, console at \(base)/ui)"
-                )
-                printError("leasehold: operator key: \(source)")
-                if let (session, claim) = demoSession {
-                    printError(DemoText.render(base: base, session: session, claim: claim, operatorKeySource: source))
-                }
-            },
-            onMetricsReady: { port in
-                let metricsHost = metricsListen?.host ?? "127.0.0.1"
-                printError(
-                    "leasehold: metrics on http://\(metricsHost.contains(":") ? "[\(metricsHost)]" : metricsHost):\(port)/metrics"
-                )
-            })
     }
 }
 

@@ -14,6 +14,8 @@ answers no SDK server gives on purpose (one that grows for a minute, one that ne
 - No answer within the tier's wall_ms is `upstream_timeout`, and the server is sent
   `notifications/cancelled`.
 - A request of the server's (roots/list) inside a call's answer is answered "not offered".
+- SIGTERM while a call waits for its server's answer: the runner stops only once the call ended and
+  its outcome is in the audit trail (nothing left in flight, nothing unknown).
 - `GET /api/v1/servers` says how each server's GET stream is doing; a server that redirects is
   not followed (its configured headers would go with the redirect).
 """
@@ -25,6 +27,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +237,29 @@ def test_a_cancelled_call_of_an_http_upstream_ends_and_the_server_is_told(runner
     assert final["result"]["structuredContent"]["error"]["code"] == "cancelled", final
     wait_for("the server to see the cancellation", lambda: stats(upstream)["slow_cancelled"] > cancelled_before)
     http.close()
+
+
+def test_a_graceful_stop_with_a_call_in_flight_records_its_outcome(runner: LeaseholdServer, binary: Path) -> None:
+    session, claim = runner.create_session(allowed_tool_names=["raw.*"])
+    http = httpx.Client(timeout=60)
+    opened = http.post(runner.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(claim))
+    sid = opened.headers["mcp-session-id"]
+    headers = raw_headers(claim, sid, INITIALIZE_BODY["params"]["protocolVersion"])
+    http.post(runner.mcp_url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=headers)
+    body = {"jsonrpc": "2.0", "id": 51, "method": "tools/call", "params": {"name": "raw.hang", "arguments": {}}}
+
+    def intent() -> dict[str, Any] | None:
+        records = runner.admin("GET", f"/audit?session_id={session['id']}", expect=200).json()["records"]
+        return next((r for r in records if r["event"]["event"] == "call.intent"
+                     and r["event"].get("request_id") == "51"), None)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The answer, if the client still gets one, is not the point: the trail is.
+        pool.submit(lambda: http.post(runner.mcp_url, json=body, headers=headers))
+        assert wait_for("the call's intent", intent)["outcome_status"] == "in_flight"
+        runner.stop()  # SIGTERM; fails the test if the runner does not exit within its grace period
+    http.close()
+    verified = subprocess.run([str(binary), "audit", "verify", "--state-dir", str(runner.state_dir)],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "0 with outcome unknown, 0 in flight" in verified.stdout, verified.stdout

@@ -539,6 +539,12 @@ public actor AuditLog {
     }
 
     /// Resumes the parked writer, or starts it. Records queued before it runs join its next commit.
+    ///
+    /// The writer is a task per burst, not a service: it runs on the log's own thread (the actor's
+    /// executor, ``AuditThread``), ends when nothing is pending and nothing is left to sync, and
+    /// every append that waits for its record waits for its commit; ``checkpoint()`` (the last
+    /// thing `serve` does) commits whatever is still queued. A log opened by a CLI command or a
+    /// test runs in no service group.
     private func wakeWriter() {
         if let parked {
             self.parked = nil

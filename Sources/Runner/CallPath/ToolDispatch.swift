@@ -208,10 +208,27 @@ struct ToolDispatch: Sendable {
             let cap = limits.outputBytes + 65_536
             let result: [UInt8]
             if let cancellation = context.cancellation {
-                // The client's cancellation cancels the request's own task: the client tells the
-                // server and the call ends `cancelled` (this task goes on to record the outcome).
-                let request = Task { try await client.call(params: params, timeout: timeout, cap: cap, progress: progress) }
-                result = try await cancellation.whileRunning(onCancel: { request.cancel() }) { try await request.value }
+                // The client's cancellation cancels the request's own child task: the client tells
+                // the server and the call ends `cancelled` (this task goes on to record the
+                // outcome). The other child ends when the client cancels or the request ends.
+                let (cancelled, cancel) = AsyncStream.makeStream(of: Never.self)
+                result = try await cancellation.whileRunning(onCancel: { cancel.finish() }) {
+                    try await withThrowingTaskGroup(of: [UInt8]?.self) { group in
+                        group.addTask {
+                            try await client.call(params: params, timeout: timeout, cap: cap, progress: progress)
+                        }
+                        group.addTask {
+                            for await _ in cancelled {}
+                            return nil
+                        }
+                        defer { cancel.finish() }
+                        while let next = try await group.next() {
+                            if let result = next { return result }
+                            group.cancelAll()
+                        }
+                        throw CancellationError()
+                    }
+                }
             } else {
                 result = try await client.call(params: params, timeout: timeout, cap: cap, progress: progress)
             }

@@ -271,7 +271,7 @@ extension Gateway {
             return .refusal(error)
         }
         if execution.upstreamToolsChanged, let server = call.upstream?.launch.server {
-            Task { await self.refreshUpstream(server) }
+            requestUpstreamRefresh(server)
         }
         switch execution.outcome {
         case .completed(let result, false) where call.isUpstream:

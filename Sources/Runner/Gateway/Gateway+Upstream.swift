@@ -15,6 +15,12 @@ extension Gateway {
         }
     }
 
+    /// Asks for `id`'s tools to be listed again, without waiting: ``UpstreamRefresher`` lists it
+    /// (once for any number of asks that arrive while a listing of it runs).
+    func requestUpstreamRefresh(_ id: String) {
+        upstreamRefresh.yield(id)
+    }
+
     /// Lists `id`'s tools again and swaps them into the catalog.
     public func refreshUpstream(_ id: String) async {
         let tierName = upstreams.servers[id]?.tier

@@ -82,6 +82,10 @@ public final class Gateway: Sendable {
     /// reloader reads the files again on each. Newest kept; one consumer.
     let policyAnnouncements: AsyncStream<String>
     let policyAnnouncement: AsyncStream<String>.Continuation
+    /// Upstream servers whose tools a call found changed, to be listed again
+    /// (``requestUpstreamRefresh(_:)``); `serve`'s ``UpstreamRefresher`` lists them. One consumer.
+    let upstreamRefreshes: AsyncStream<String>
+    let upstreamRefresh: AsyncStream<String>.Continuation
 
     /// Creates the gateway.
     public init(
@@ -96,6 +100,7 @@ public final class Gateway: Sendable {
     ) {
         self.connectionIDSuffix = connectionIDSuffix
         (policyAnnouncements, policyAnnouncement) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(1))
+        (upstreamRefreshes, upstreamRefresh) = AsyncStream.makeStream()
         self.store = store
         self.upstreams = upstreams
         self.metrics = metrics

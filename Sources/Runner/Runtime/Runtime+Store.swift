@@ -2,31 +2,54 @@ import Failures
 import Foundation
 import Logging
 
-/// The PostgreSQL store's connection pool and change listener, running from bootstrap until the
-/// runner stops.
-///
-/// A task of its own, not a service of `serve`'s group: bootstrap (and every CLI command that opens
-/// a runtime) reads and migrates the store before any group runs, and the store must outlive the
-/// group's services, which use it until they stop. `serve` ends it last (``stop()``).
-final class StoreRun: Sendable {
-    private let task: Task<Void, Never>
+extension Runtime {
+    /// Where ``bootstrap(_:stateDir:config:storage:logger:)`` finds state: SQLite in a directory (nil:
+    /// the state directory), or a PostgreSQL store already running.
+    enum Storage {
+        case sqlite(directory: String?)
+        case postgres(PostgresStore)
+    }
 
-    init(_ store: PostgresStore) {
-        task = Task {
-            do {
-                try await store.run()
-            } catch {
-                // run() ends on cancellation (stop) or graceful shutdown; its own failures are
-                // per operation (each caller's error), never a reason to stop serving.
+    /// Bootstraps a runner (``bootstrap(_:stateDir:config:storage:logger:)``) and runs `body` with
+    /// it; on PostgreSQL the store's connection pool and change listener run alongside, from before
+    /// bootstrap reads and migrates the store until `body` has returned (or thrown), and are then
+    /// cancelled and awaited.
+    ///
+    /// A scope, not a service of `serve`'s group: bootstrap and every CLI command that opens a
+    /// runtime use the store before any group runs, and the store must outlive the group's
+    /// services, which use it until they stop. Cancelled, the pool fails the requests it queues
+    /// and closes its connections, so the scope's end is bounded by its connect timeout.
+    public static func withRuntime<T>(
+        _ options: RuntimeOptions, logger: Logger, _ body: (Runtime) async throws -> T
+    ) async throws -> T {
+        let stateDir = try prepareDirectory(options.stateDir)
+        let config = try options.configFile.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+        let location = try storeLocation(flag: options.store, config: config)
+        let cluster: PostgresStore
+        switch location {
+        case .sqlite(let directory):
+            let runtime = try await bootstrap(
+                options, stateDir: stateDir, config: config, storage: .sqlite(directory: directory), logger: logger)
+            return try await body(runtime)
+        case .postgres(let postgres):
+            cluster = PostgresStore(postgres, logger: logger)
+        }
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await cluster.run()
+                } catch {
+                    // run() ends on cancellation; its own failures are per operation (each
+                    // caller's error), never a reason to stop serving.
+                }
             }
+            defer { group.cancelAll() }
+            let runtime = try await bootstrap(
+                options, stateDir: stateDir, config: config, storage: .postgres(cluster), logger: logger)
+            return try await body(runtime)
         }
     }
 
-    /// Closes the pool and the listener; operations after this fail.
-    func stop() { task.cancel() }
-}
-
-extension Runtime {
     /// Where state lives: `--store`, else `LEASEHOLD_STORE`, else the config's `store:`, else
     /// SQLite in the state directory.
     static func storeLocation(

@@ -6,6 +6,7 @@ import Metrics
 import Prometheus
 import Sandbox
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 import WorkspaceRegistry
 
@@ -67,8 +68,8 @@ public struct Runtime: Sendable {
     let workspaceRules: WorkspaceRules
     /// Batches and exports spans when tracing is on.
     let tracingService: (any Service)?
-    /// The PostgreSQL store's pool and listener (several nodes); nil on SQLite.
-    let storeRun: StoreRun?
+    /// On a node of a cluster (PostgreSQL store), this node's id; nil on SQLite.
+    let clusterNode: String?
     let logger: Logger
 
     /// Prepares the state directory (creating keys and the operator key on first start), opens the
@@ -92,9 +93,11 @@ public struct Runtime: Sendable {
         }
     }
 
-    public static func bootstrap(_ options: RuntimeOptions, logger: Logger) async throws -> Runtime {
-        let stateDir = try prepareDirectory(options.stateDir)
-        let config = try options.configFile.map(LeaseholdConfig.load(file:)) ?? LeaseholdConfig()
+    ///
+    /// A PostgreSQL store comes already running (``withRuntime(_:logger:_:)``).
+    static func bootstrap(
+        _ options: RuntimeOptions, stateDir: String, config: LeaseholdConfig, storage: Storage, logger: Logger
+    ) async throws -> Runtime {
         let settings = try RunnerSettings(config, otlpEndpoint: options.otlpEndpoint)
 
         let keysFile = settings.keysFile(stateDirectory: stateDir)
@@ -123,29 +126,30 @@ public struct Runtime: Sendable {
         let policy = try RiskPolicy.load(directory: options.policiesDir)
         let catalog = try config.loadCatalog()
 
-        let location = try storeLocation(flag: options.store, config: config)
         let nodeID = settings.nodeID ?? ProcessInfo.processInfo.hostName
         let store: any LeaseholdStore
-        let storeRun: StoreRun?
         let sqliteDirectory: String
-        switch location {
+        let location: StoreLocation
+        let cluster: PostgresStore?
+        switch storage {
         case .sqlite(let directory):
+            location = .sqlite(directory: directory)
+            cluster = nil
             sqliteDirectory = try directory.map { try prepareDirectory($0) } ?? stateDir
             store = try SQLiteStore(path: sqliteDirectory + "/leasehold.sqlite")
-            storeRun = nil
-        case .postgres(let postgres):
+        case .postgres(let running):
+            location = .postgres(running.location)
+            cluster = running
             // The node id ends this node's MCP connection ids (routing) and names its records.
             guard Identifier.isValid(nodeID) else {
                 throw ConfigError(
                     "node_id \(nodeID) must be 1-64 characters of [A-Za-z0-9_-] on a node of a cluster; set node_id")
             }
             sqliteDirectory = stateDir
-            let cluster = PostgresStore(postgres, logger: logger)
-            storeRun = StoreRun(cluster)
             try await Self.retryingWhileStarting("migrate the store at \(location)", logger: logger) {
-                try await cluster.migrate()
+                try await running.migrate()
             }
-            store = cluster
+            store = running
             logger.notice("store: PostgreSQL", metadata: ["store": "\(location)", "node": "\(nodeID)"])
         }
         let workerExecutable = settings.workers.executable ?? WorkerLaunch.defaultExecutable()
@@ -215,15 +219,16 @@ public struct Runtime: Sendable {
         if let reserve { await audit.onDiskFull { reserve.release() } }
         // On a cluster node a write through another node would not retire this node's cached
         // reads in time (each node's cache knows only its own writes): no result cache there.
-        let cache = storeRun == nil ? ResultCache() : ResultCache(maximumEntries: 0, maximumBytes: 0)
+        let clusterNode = cluster == nil ? nil : nodeID
+        let cache = clusterNode == nil ? ResultCache() : ResultCache(maximumEntries: 0, maximumBytes: 0)
         let gateway = Gateway(
             store: store, verifier: try await ClaimVerifier(keySet: keySet, policy: claimPolicy),
             minter: try await ClaimMinter(keySet: keySet, policy: claimPolicy), catalog: catalog, policy: policy,
             audit: audit, cache: cache, workspaceRules: rules, hostIDs: hostIDs, executor: pool,
             refusalSampling: settings.audit.unauthenticatedRefusals, diskQuotas: settings.tenants.disk,
             auditReserve: reserve, upstreams: upstreams, metrics: metrics, tracing: tracing,
-            connectionIDSuffix: storeRun == nil ? "" : "." + nodeID,
-            requestStateKey: storeRun == nil ? nil : RequestStates.sharedKey(from: auditKey), logger: logger)
+            connectionIDSuffix: clusterNode.map { "." + $0 } ?? "",
+            requestStateKey: clusterNode == nil ? nil : RequestStates.sharedKey(from: auditKey), logger: logger)
         let admin = AdminService(
             gateway: gateway, operatorKey: operatorKey, sessionLimits: settings.tenants.sessions)
         for workspace in config.workspaces ?? [] {
@@ -242,8 +247,8 @@ public struct Runtime: Sendable {
         return Runtime(
             stateDir: stateDir, config: config, settings: settings, gateway: gateway, admin: admin,
             operatorKeySource: operatorKeySource, keysFile: keysFile, policiesDir: options.policiesDir, pool: pool,
-            configFile: options.configFile, workspaceRules: rules, tracingService: tracingService, storeRun: storeRun,
-            logger: logger)
+            configFile: options.configFile, workspaceRules: rules, tracingService: tracingService,
+            clusterNode: clusterNode, logger: logger)
     }
 
     /// `servers:` of the config, checked against what else the runner knows: each server's
@@ -406,6 +411,9 @@ public struct Runtime: Sendable {
         // interval's counts are written at shutdown, after the HTTP server has drained.
         services.append(.init(service: RefusalSampleFlusher(gateway: gateway)))
         if !gateway.upstreams.servers.isEmpty { services.append(.init(service: UpstreamRelister(gateway: gateway))) }
+        // Listings a call asked for (its server said its tools changed); before the workers in
+        // the list, so it stops after them (a listing in flight then fails like its worker).
+        services.append(.init(service: UpstreamRefresher(gateway: gateway)))
         // Connections and workers draw on the same descriptors: take all the kernel allows, and
         // leave workers theirs whatever the connection cap says (DescriptorBudget).
         let descriptors = DescriptorBudget.raisingSoftLimit(workers: settings.workers.pool.maximumWorkers)
@@ -489,7 +497,6 @@ public struct Runtime: Sendable {
         // Anything the lines above recorded after the checkpointer stopped (normally nothing).
         _ = try? await gateway.audit.checkpoint()
         gateway.audit.retireRunner()
-        storeRun?.stop()
     }
 }
 
@@ -543,6 +550,50 @@ struct UpstreamRelister: Service {
                 failures[id] = (count, now + .seconds(min(60, 1 << min(count - 1, 6))))
             }
         }
+    }
+}
+
+/// Lists again each upstream server a call asked for (``Gateway/requestUpstreamRefresh(_:)``),
+/// servers side by side; asks for a server whose listing is running make one more listing after
+/// it, not one each. Ends on graceful shutdown, cancelling the listings in flight.
+struct UpstreamRefresher: Service {
+    let gateway: Gateway
+
+    func run() async throws {
+        let listings = Listings()
+        await withDiscardingTaskGroup { group in
+            for await id in gateway.upstreamRefreshes.cancelOnGracefulShutdown() {
+                let start = listings.state.withLock { listing in
+                    guard listing[id] == nil else {
+                        listing[id] = true
+                        return false
+                    }
+                    listing[id] = false
+                    return true
+                }
+                guard start else { continue }
+                group.addTask {
+                    var again = true
+                    while again && !Task.isCancelled {
+                        await gateway.refreshUpstream(id)
+                        again = listings.state.withLock { listing in
+                            if listing[id] == true {
+                                listing[id] = false
+                                return true
+                            }
+                            listing[id] = nil
+                            return false
+                        }
+                    }
+                }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// Per server being listed: whether another ask came meanwhile.
+    private final class Listings: Sendable {
+        let state = Mutex<[String: Bool]>([:])
     }
 }
 

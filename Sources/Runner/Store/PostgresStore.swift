@@ -1,6 +1,7 @@
 import Failures
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -109,17 +110,23 @@ public final class PostgresStore: LeaseholdStore, Service {
     /// (a refused workspace, a throwing mutation) come out as they are.
     ///
     /// `body` runs in the caller's task (so it may call the caller's non-escaping closures); a task
-    /// holds the pool's lease for it until it returns, and another watches the clock.
+    /// holds the pool's lease for it until it returns, and a timer on an event loop ends it at
+    /// the limit.
     /// (postgres-nio's own waits are longer: a pool that cannot connect fails its waiters only
     /// after a minute, and a query on a connection that stopped answering never ends by itself.)
     ///
-    /// The two are unstructured tasks, cancelled but never awaited, on purpose: the pool can miss
-    /// a cancellation that arrives while its lease request is being queued, and the request then
-    /// waits out the pool's own connect timeout (a minute). A task group would wait for it, and an
-    /// operation against a server that is gone hung for that minute (found by
+    /// The timer has one owner, this call, which cancels it on the way out; it is not a task, so
+    /// the caller's cancellation does not take the limit away. The lease is an unstructured task,
+    /// cancelled but never awaited, on purpose: the pool (postgres-nio 1.33) can miss a
+    /// cancellation that arrives while its lease request is being queued, and the request then
+    /// waits out the pool's own connect timeout (a minute), and nothing this code can do ends it
+    /// sooner (the pool offers no way to fail one queued request; closing a connection ends a
+    /// query, not a wait for a connection). A task group would wait for it, and an operation
+    /// against a server that is gone hung for that minute (found by
     /// `PostgresStoreTests.aStoreFailsInBoundedTimeWhenItsServerIsGone…`, about one run in five).
     /// Left alone, the lease task hands its connection back at once when it finally gets one
-    /// (`released` is finished by then) and ends.
+    /// (`released` is finished by then) and ends; the pool's shutdown (``run()`` cancelled) fails
+    /// every queued request, so none outlives the store.
     func withConnection<T>(
         limit: Duration? = nil,
         _ body: (PostgresConnection) async throws -> T
@@ -140,8 +147,8 @@ public final class PostgresStore: LeaseholdStore, Service {
                 leased.finish(throwing: error)
             }
         }
-        let watchdog = Task {
-            try await Task.sleep(for: limit)
+        // The deadline: a timer on an event loop, not a task, so a cancelled caller keeps it.
+        let deadline = PostgresClient.defaultEventLoopGroup.next().scheduleTask(in: TimeAmount(limit)) {
             let connection = watch.state.withLock { state in
                 state.expired = true
                 return state.connection
@@ -151,7 +158,7 @@ public final class PostgresStore: LeaseholdStore, Service {
         }
         defer {
             release.finish()
-            watchdog.cancel()
+            deadline.cancel()
             lease.cancel()
         }
         do {

@@ -391,6 +391,8 @@ struct MCPEndpoint: Sendable {
         context.progress = ProgressSink { continuation.yield($0) }
         let gateway = self.gateway
         let token = UncheckedToken(value: token)
+        // Unstructured on purpose (a child of the response body's task would be cancelled with
+        // it); the event stream awaits it on every path.
         let task = Task {
             let span = context.span
             let body = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {
@@ -586,6 +588,7 @@ final class RequestRelease: Sendable {
         let registry = registry
         let connectionID = connectionID
         let ids = ids
+        // A deinit cannot await: the one unstructured step, a single actor call that ends.
         Task { await registry.finishRequests(ids, on: connectionID) }
     }
 }

@@ -176,6 +176,7 @@ extension MCPEndpoint {
         }
         http.channel.closeFuture.whenComplete { [weak slot] _ in
             slot?.release()
+            // A channel callback on the event loop, not a task: the actor call goes in one of its own.
             Task { await connections.stopListening(listenerID, on: connectionID) }
         }
         let result = HotMethodEdge.envelope(
@@ -223,7 +224,9 @@ extension MCPEndpoint {
         context.cancellation = cancellation
         let edge = ModernEdge(gateway: gateway)
         // The call runs in a task of its own (as on the older revisions' progress path), so a
-        // client gone mid-stream cancels it and its outcome is still recorded.
+        // client gone mid-stream cancels it and its outcome is still recorded. Unstructured on
+        // purpose (a child of the response body's task would be cancelled with it); the event
+        // stream awaits it on every path.
         let task = Task { [context] in
             let span = context.span
             let reply = await InstrumentationContext.withValue(span?.context ?? InstrumentationContext.current) {

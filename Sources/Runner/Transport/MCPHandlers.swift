@@ -112,7 +112,10 @@ enum MCPHandlers {
             }
             // The SDK cancels this handler's task on the client's `notifications/cancelled`; the
             // call itself runs in a task of its own, so it is cancelled through its
-            // CallCancellation and still records its outcome.
+            // CallCancellation and still records its outcome. Unstructured on purpose, and awaited
+            // on every path: a child task would be cancelled with the handler's (Swift has no
+            // cancellation shield). The relay above likewise: awaited once the call answered,
+            // cancelled when it did not.
             let cancellation = CallCancellation()
             context.cancellation = cancellation
             let running = Task { [context] () async throws(Refusal) -> CallAnswer in

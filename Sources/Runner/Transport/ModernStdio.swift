@@ -29,7 +29,9 @@ struct ModernStdio: Sendable {
             request = classified
         }
         // Unstructured: the reader must go on reading while a call runs (a cancelled pipe ends
-        // the call's writes, and the gateway records its outcome either way).
+        // the call's writes, and the gateway records its outcome either way). Not a child of the
+        // stdio service: it would make stdin's end wait for every running call before the group's
+        // shutdown destroys the workers that end them.
         Task { await answer(request) }
         return true
     }

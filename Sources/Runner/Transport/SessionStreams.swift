@@ -96,6 +96,8 @@ final class SessionStreams: Sendable {
             }
             // The backlog ended (full, or its reader gone): the pump is cancelled, which ends the
             // SDK's stream too, so what the SDK sends it afterwards is discarded, not held.
+            // Unstructured: the backlog is handed to the SDK, which reads it in a task of its own,
+            // so no scope of Leasehold's spans both ends; the stream is the pump's one owner.
             waiting.onTermination = { _ in pump.cancel() }
             return backlog
         }
