@@ -389,6 +389,11 @@ def test_an_http_upstream_gets_its_own_credential_and_the_assertion_never_the_cl
         stop(world.tickets)  # type: ignore[attr-defined]
         down = call(agent, "tickets.tickets_list", {})
         assert code(down) == "upstream_unavailable", down
+        # What failed underneath (the HTTP client's error: the deployment's address, the errno)
+        # is in the runner's log only, never in what the tenant's client reads.
+        said = " ".join([down["result"]["structuredContent"]["error"]["message"]]
+                        + [part.get("text", "") for part in down["result"]["content"]])
+        assert "127.0.0.1" not in said and "Error" not in said and "refused" not in said.lower(), said
     finally:
         agent.close()
 

@@ -235,15 +235,22 @@ struct ToolDispatch: Sendable {
             return ToolExecution(
                 outcome: .completed(result: result, isError: false), workerID: nil, isolation: .session)
         } catch let failure as UpstreamFailure {
+            if failure.cause != nil {
+                // The client reads the message; what failed underneath is for this log only.
+                logger.warning(
+                    "upstream call failed",
+                    metadata: ["server": "\(server)", "error": "\(failure.logDescription)"])
+            }
             let outcome: ToolOutcome =
                 failure.code == .limitExceeded
                 ? .limitExceeded(limit: "output_bytes", message: failure.message)
                 : .failed(code: failure.code.rawValue, message: failure.message)
             return ToolExecution(outcome: outcome, workerID: nil, isolation: .session)
         } catch {
+            logger.warning(
+                "upstream call failed", metadata: ["server": "\(server)", "error": "\(logDescription(of: error))"])
             return ToolExecution(
-                outcome: .failed(
-                    code: UpstreamFailureCode.unavailable.rawValue, message: "the call could not be made: \(error)"),
+                outcome: .failed(code: UpstreamFailureCode.unavailable.rawValue, message: "the call could not be made"),
                 workerID: nil, isolation: .session)
         }
     }
