@@ -212,29 +212,44 @@ public struct WorkerCgroups: Sendable, Hashable {
     }
 
     /// Removes the subtrees of runners that are gone (`runner-<pid>` with no such process),
-    /// depth first; a cgroup that still holds a process refuses rmdir and stays.
+    /// depth first, waiting a little for workers of a runner killed just now, which die by
+    /// PDEATHSIG meanwhile; a cgroup that still holds a process after that stays.
     private static func sweep(_ shared: String) {
         guard let runners = try? FileManager.default.contentsOfDirectory(atPath: shared) else { return }
+        let deadline = ContinuousClock.now + dyingProcessesPatience
         for runner in runners where runner.hasPrefix("runner-") {
             guard let pid = Int32(runner.dropFirst("runner-".count)), kill(pid, 0) != 0, errno == ESRCH else {
                 continue
             }
-            removeTree(shared + "/" + runner)
+            removeTree(shared + "/" + runner, until: deadline)
         }
     }
 
-    /// Removes this runner's `runner-<pid>` groups at a clean stop, once its workers are gone (a
-    /// group still holding a process refuses rmdir and stays for the next runner's sweep). Without
+    /// Removes this runner's `runner-<pid>` groups at a clean stop, after its workers were killed
+    /// (a group whose process outlives the patience stays for the next runner's sweep). Without
     /// it every clean stop left its empty groups until the next runner on the host started. Only
     /// the runner calls it: other pools of the same process (tests) share the directories.
     public func removeRunnerGroups() {
-        for parent in Set(parents.values) { Self.removeTree(parent) }
+        let deadline = ContinuousClock.now + Self.dyingProcessesPatience
+        for parent in Set(parents.values) { Self.removeTree(parent, until: deadline) }
     }
 
-    /// rmdir of a cgroup directory and the groups below it (their files are the kernel's).
-    static func removeTree(_ directory: String) {
-        for child in subgroups(of: directory) { removeTree(directory + "/" + child) }
-        rmdir(directory)
+    /// How long removing groups waits for the processes in them to finish dying.
+    ///
+    /// A killed worker leaves its group only when the kernel has finished its exit, and until
+    /// then its group and every group above it refuse rmdir (EBUSY). The pool kills its workers at
+    /// shutdown without waiting for them to be reaped, and a killed runner's workers die by
+    /// PDEATHSIG while the next runner starts: found by the fault test, where a clean stop that
+    /// gave up at the first EBUSY left `runner-<pid>` behind about one stop in three on a busy host.
+    static let dyingProcessesPatience: Duration = .seconds(5)
+
+    /// rmdir of a cgroup directory and the groups below it (their files are the kernel's), each
+    /// retried while it is busy (its processes still exiting) until `deadline`, then left.
+    static func removeTree(_ directory: String, until deadline: ContinuousClock.Instant) {
+        for child in subgroups(of: directory) { removeTree(directory + "/" + child, until: deadline) }
+        while rmdir(directory) != 0, errno == EBUSY, ContinuousClock.now < deadline {
+            usleep(10_000)
+        }
     }
 
     private static func subgroups(of directory: String) -> [String] {
