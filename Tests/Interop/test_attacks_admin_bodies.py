@@ -18,19 +18,12 @@ import httpx
 import pytest
 import yaml
 
-from interop_support import (
-    INITIALIZE_BODY,
-    LeaseholdServer,
-    copy_policies,
-    jsonrpc_messages,
-    leasehold_binary,
-    raw_headers,
-    write_catalog_config,
-)
+from interop_support import LeaseholdServer
+from test_attacks_console import World as ConsoleWorld
+from test_attacks_console import start_world
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "admin-api.yaml"
 HTTP_METHODS = ("get", "put", "post", "patch", "delete")
-VERSION = INITIALIZE_BODY["params"]["protocolVersion"]
 UNKNOWN = "strict_probe_unknown"
 # A valid value for each field a minimal body must carry, by name (acme's session is the target).
 REQUIRED_VALUES: dict[str, Any] = {"tenant_id": "acme", "actor_id": "alice", "workspace_id": "w1"}
@@ -91,36 +84,17 @@ def probes(operation: BodyOperation) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def start_world(base: Path) -> LeaseholdServer:
-    """A runner whose kb.publish needs approval (tier external), with acme/w1 and globex/g1."""
-    policies = copy_policies(base / "policies", [("kb.publish", "external")])
-    config = write_catalog_config(base / "leasehold.yaml", {"kb": [("kb.publish", "publish a page")]}, {})
-    server = LeaseholdServer(leasehold_binary(), base / "state", policies, config).start()
-    for tenant, workspace in (("acme", "w1"), ("globex", "g1")):
-        server.register_workspace(server.workspace_dir(tenant, workspace), tenant=tenant, workspace=workspace)
-    return server
+class World(ConsoleWorld):
+    """The console attacks' runner (acme/w1, globex/g1, kb.publish needs approval, a key per tenant),
+    with an acme session, a globex one and a pending approval to aim bodies at."""
 
-
-class World:
     def __init__(self, server: LeaseholdServer):
-        self.server = server
-        self.session, claim = server.create_session(allowed_tool_names=["kb.*"])
-        self.globex_session, _ = server.create_session(tenant_id="globex", actor_id="bob", workspace_id="g1")
-        self.approval_id = self._ask_approval(claim)
-        self.path_values = {"id": {"sessions": self.session["id"], "approvals": self.approval_id},
+        super().__init__(server)
+        self.acme_session, claim = server.create_session(allowed_tool_names=["kb.*"])
+        self.globex_session, _ = self.session("globex")
+        self.approval_id = self.ask_approval(claim, {"page": "p"})
+        self.path_values = {"id": {"sessions": self.acme_session["id"], "approvals": self.approval_id},
                             "tenant_id": "acme", "workspace_id": "w1"}
-
-    def _ask_approval(self, claim: str) -> str:
-        with httpx.Client(timeout=20) as client:
-            opened = client.post(self.server.mcp_url, json=INITIALIZE_BODY, headers=raw_headers(claim))
-            assert opened.status_code == 200, opened.text
-            sid = opened.headers["mcp-session-id"]
-            body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                    "params": {"name": "kb.publish", "arguments": {"page": "p"}}}
-            answer = jsonrpc_messages(client.post(self.server.mcp_url, json=body, headers=raw_headers(claim, sid, VERSION)))
-        error = answer[0]["result"]["structuredContent"]["error"]
-        assert error["code"] == "approval_required", error
-        return error["approval_id"]
 
     def url_of(self, operation: BodyOperation) -> str:
         parts = []
@@ -146,7 +120,7 @@ class World:
             seqs += [record["seq"] for record in records]
         return {
             "audit": seqs,
-            "sessions": [admin("GET", f"/sessions/{s['id']}", expect=200).json() for s in (self.session, self.globex_session)],
+            "sessions": [admin("GET", f"/sessions/{s['id']}", expect=200).json() for s in (self.acme_session, self.globex_session)],
             "workspaces": admin("GET", "/workspaces", expect=200).json(),
             "approvals": admin("GET", "/approvals", expect=200).json(),
         }
@@ -196,14 +170,14 @@ def test_a_misspelt_deny_list_creates_no_session(world: World) -> None:
     assert_refused_naming(response, "denied_tool_name", "POST /sessions")
     assert "denied_tool_names" in response.json()["error"]["message"]  # the fields are listed
     # The same typo on a scope patch leaves the scope as it was.
-    response = world.send("PATCH", f"/sessions/{world.session['id']}", {"denied_tool_name": ["kb.publish"]},
+    response = world.send("PATCH", f"/sessions/{world.acme_session['id']}", {"denied_tool_name": ["kb.publish"]},
                           "application/merge-patch+json")
     assert_refused_naming(response, "denied_tool_name", "PATCH /sessions/{id}")
     assert world.state() == before
 
 
 def test_unknown_members_are_refused_whatever_the_key_and_only_after_authentication(world: World) -> None:
-    globex_key = world.server.admin("POST", "/tenants/globex/admin-keys", expect=201).json()["key"]
+    globex_key = world.keys["globex"]
     before = world.state()
     body = {"tenant_id": "globex", "actor_id": "bob", "workspace_id": "g1", "tenant": "acme"}
     assert_refused_naming(world.send("POST", "/sessions", body, key=globex_key), "tenant", "tenant key")
@@ -242,6 +216,6 @@ def test_a_renewal_refuses_a_narrowing_it_would_not_apply(world: World) -> None:
     """A renewal's claim is the session's whole scope: `allowed_tools` there was dropped, and the
     caller got a wider claim than it asked for. Now it is refused and the lease is unchanged."""
     before = world.state()
-    response = world.send("POST", f"/sessions/{world.session['id']}/lease", {"allowed_tools": ["kb.read"]})
+    response = world.send("POST", f"/sessions/{world.acme_session['id']}/lease", {"allowed_tools": ["kb.read"]})
     assert_refused_naming(response, "allowed_tools", "POST /sessions/{id}/lease")
     assert world.state() == before
