@@ -32,6 +32,7 @@ declare -A skipped=(
     [test_attacks_upstream_network.py]="attack suite: raw JSON-RPC (attack_support.Agent) to upstream servers with and without network grants, no mcp client; the example server's own SDK line is pinned in examples/requirements.txt"
     [test_attacks_memory.py]="attack suite: raw JSON-RPC (attack_support.Agent), cgroup files and doctor, no mcp client; same bytes as the 1.x run"
     [test_audit_outcome.py]="raw JSON-RPC over httpx and kill -9 of the runner, no mcp client; same bytes as the 1.x run"
+    [test_attacks_admin_bodies.py]="attack suite: admin API bodies over httpx (and one raw JSON-RPC call), no mcp client; same bytes as the 1.x run"
     [test_attacks_console.py]="attack suite: the console's /ui endpoints over httpx, no mcp client; same bytes as the 1.x run"
     [test_console.py]="the console in headless Chromium (Selenium) plus raw JSON-RPC over httpx, no mcp client"
     [test_fuzz.py]="mcp-fuzzer drives the server with its own client, not the mcp package"

@@ -243,7 +243,7 @@ def test_a_forward_jump_past_a_lease_end_ends_that_session_and_only_it(jumpy: An
         assert globex.read() == (None, "readme of globex\n")
         assert worker_pids(runner) - pids == set(), "globex's warm worker was replaced"
         # acme's session can be renewed: a new lease, a new claim, a fresh worker.
-        renewed = server.admin("POST", f"/sessions/{acme.id}/lease", {"lease_ttl_seconds": 600}, expect=201).json()
+        renewed = server.admin("POST", f"/sessions/{acme.id}/lease", {"ttl_seconds": 600}, expect=201).json()
         acme.connect(renewed["claim"])
         assert acme.read() == (None, "readme of acme\n")
     finally:

@@ -112,7 +112,11 @@ async def test_requests_the_sdk_serves_keep_their_one_authentication(server) -> 
     endpoint authenticated them with; a client's own value for the internal context header is
     dropped, so it neither picks another request's context nor breaks its own."""
     _, claim = server.create_session()
-    _, other_claim = server.create_session(tenant="globex")
+    globex_root = server.workspace_dir("globex")
+    (globex_root / "README.md").write_text("globex's own readme\n")
+    server.register_workspace(globex_root, tenant="globex")
+    other_session, other_claim = server.create_session(tenant_id="globex", actor_id="bob")
+    assert other_session["tenant_id"] == "globex", other_session
     async with http_mcp(server.mcp_url, claim) as conn, http_mcp(server.mcp_url, other_claim) as other:
         sid = conn.mcp_session_id
         version = conn.protocol_version
@@ -139,5 +143,7 @@ async def test_requests_the_sdk_serves_keep_their_one_authentication(server) -> 
         # Without the claim, the header is no way in.
         headers = {**raw_headers(None, sid, version), "X-Leasehold-Request-Context": "rq_guess"}
         assert_refused(await raw_post(server.mcp_url, read, headers), "claim_missing")
-        # The other tenant's live connection stays its own.
+        # The other tenant's live connection stays its own: it reads globex's workspace, not acme's.
         assert "repo.read_file" in await other.tool_names()
+        result = await other.session.call_tool("repo.read_file", {"path": "README.md"})
+        assert assert_ok(result, "repo.read_file")["content"] == "globex's own readme\n", result

@@ -45,6 +45,41 @@ import Yams
         let lifetime = Int(LeaseholdConfig().claimPolicy.maximumLifetime.components.seconds)
         #expect(claim["default"] as? Int == lifetime && claim["maximum"] as? Int == lifetime)
     }
+
+    /// Each admin API body type refuses exactly what its documented schema does not name: the type's
+    /// fields are the schema's properties (SessionPatch also knows `tenant_id`, `id` and `lease`, to
+    /// refuse them as immutable rather than unknown), and every documented JSON body has a type here.
+    @Test func requestBodyTypesNameTheDocumentedFields() throws {
+        let document = try Self.document()
+        let schemas = (document["components"] as? [String: Any])?["schemas"] as? [String: Any]
+        let types: [String: (fields: Set<String>, alsoKnown: Set<String>)] = [
+            "POST /api/v1/workspaces": (RegisterWorkspaceRequest.fieldNames, []),
+            "POST /api/v1/sessions": (CreateSessionRequest.fieldNames, []),
+            "PATCH /api/v1/sessions/{id}": (SessionPatch.fieldNames, ["tenant_id", "id", "lease"]),
+            "POST /api/v1/sessions/{id}/claims": (ClaimRequest.fieldNames, []),
+            "POST /api/v1/sessions/{id}/lease": (LeaseRequest.fieldNames, []),
+            "POST /api/v1/approvals/{id}/grant": (GrantRequest.fieldNames, []),
+            "POST /api/v1/approvals/{id}/deny": (DenyRequest.fieldNames, []),
+        ]
+        var documented: Set<String> = []
+        for (path, item) in try #require(document["paths"] as? [String: Any]) where path.hasPrefix("/api/v1/") {
+            for (method, operation) in try #require(item as? [String: Any]) {
+                let content = ((operation as? [String: Any])?["requestBody"] as? [String: Any])?["content"]
+                for (media, body) in (content as? [String: Any]) ?? [:] where media.contains("json") {
+                    let operationName = "\(method.uppercased()) \(path)"
+                    documented.insert(operationName)
+                    var schema = (body as? [String: Any])?["schema"] as? [String: Any]
+                    if let ref = schema?["$ref"] as? String {
+                        schema = schemas?[String(ref.split(separator: "/").last ?? "")] as? [String: Any]
+                    }
+                    let properties = Set(((schema?["properties"] as? [String: Any]) ?? [:]).keys)
+                    let type = try #require(types[operationName], "\(operationName): no request type in this test")
+                    #expect(type.fields == properties.union(type.alsoKnown), "\(operationName) (\(media))")
+                }
+            }
+        }
+        #expect(documented == Set(types.keys))
+    }
 }
 
 /// The configuration reference (the `yaml` block under "Configuration" in docs/operations.md) and

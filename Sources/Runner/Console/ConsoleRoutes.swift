@@ -400,8 +400,10 @@ struct ConsoleRoutes: Sendable {
 }
 
 /// Body of `POST /ui/api/signin`.
-private struct SignIn: Decodable {
+private struct SignIn: RequestBody {
     var key: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case key }
 }
 
 /// Who is signed in, and the token its changes must carry.

@@ -45,7 +45,7 @@ public struct WorkspaceWithDisk: Encodable, Sendable {
 }
 
 /// Body of `POST /api/v1/sessions`.
-public struct CreateSessionRequest: Decodable, Sendable {
+public struct CreateSessionRequest: RequestBody, Sendable {
     /// Owning tenant.
     public var tenantID: String
     /// The actor.
@@ -65,7 +65,7 @@ public struct CreateSessionRequest: Decodable, Sendable {
     /// Claim lifetime, seconds.
     public var claimTTLSeconds: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case tenantID = "tenant_id"
         case actorID = "actor_id"
         case workspaceID = "workspace_id"

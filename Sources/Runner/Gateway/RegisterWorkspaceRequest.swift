@@ -1,5 +1,5 @@
 /// Body of `POST /api/v1/workspaces`.
-public struct RegisterWorkspaceRequest: Decodable, Sendable {
+public struct RegisterWorkspaceRequest: RequestBody, Sendable {
     /// Owning tenant.
     public var tenantID: String
     /// The workspace id, unique within the tenant.
@@ -9,7 +9,7 @@ public struct RegisterWorkspaceRequest: Decodable, Sendable {
     /// Write and exec tools are refused in it.
     public var readOnly: Bool?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case tenantID = "tenant_id"
         case workspaceID = "workspace_id"
         case root

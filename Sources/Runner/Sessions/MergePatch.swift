@@ -27,7 +27,7 @@ extension KeyedDecodingContainer {
 }
 
 /// The body of `PATCH /api/v1/sessions/{id}` with merge-patch semantics.
-public struct SessionPatch: Decodable, Sendable, Hashable {
+public struct SessionPatch: RequestBody, Sendable, Hashable {
     /// A new actor (hand-off). Cannot be cleared.
     public var actorID: PatchField<String>
     /// A new workspace of the same tenant. Cannot be cleared.

@@ -85,7 +85,7 @@ struct AdminRoutes: Sendable {
         api.post("/sessions/:id/lease") { request, context in
             let id = context.parameters.get("id") ?? ""
             return try await respond(request) { request, principal in
-                let body = try await optionalBody(ClaimRequest.self, from: &request) ?? ClaimRequest()
+                let body = try await optionalBody(LeaseRequest.self, from: &request) ?? LeaseRequest()
                 let (session, claim) = try await admin.renewLease(
                     sessionID: id, ttlSeconds: body.ttlSeconds, by: principal)
                 return HTTPJSON.response(.created, SessionWithClaim(session: session, claim: claim))
@@ -207,7 +207,8 @@ struct AdminRoutes: Sendable {
         }
     }
 
-    private func optionalBody<T: Decodable>(_ type: T.Type, from request: inout Request) async throws(APIError) -> T? {
+    private func optionalBody<T: RequestBody>(_ type: T.Type, from request: inout Request) async throws(APIError) -> T?
+    {
         if request.headers[.contentLength] == "0"
             || (request.headers[.contentLength] == nil && request.headers[.transferEncoding] == nil)
         {
@@ -218,11 +219,11 @@ struct AdminRoutes: Sendable {
 }
 
 /// Body of `POST /api/v1/approvals/{id}/grant`.
-struct GrantRequest: Decodable {
+struct GrantRequest: RequestBody {
     var ttlSeconds: Int?
     var uses: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case ttlSeconds = "ttl_seconds"
         case uses
     }
@@ -231,21 +232,34 @@ struct GrantRequest: Decodable {
 }
 
 /// Body of `POST /api/v1/approvals/{id}/deny` (optional).
-struct DenyRequest: Decodable {
+struct DenyRequest: RequestBody {
     var reason: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case reason }
 }
 
-/// Body of the claim and lease endpoints.
-struct ClaimRequest: Decodable {
+/// Body of `POST /api/v1/sessions/{id}/claims` (optional).
+struct ClaimRequest: RequestBody {
     var ttlSeconds: Int?
     var allowedTools: [String]?
     var approvalFingerprint: String?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case ttlSeconds = "ttl_seconds"
         case allowedTools = "allowed_tools"
         case approvalFingerprint = "approval_fingerprint"
     }
+
+    init() {}
+}
+
+/// Body of `POST /api/v1/sessions/{id}/lease` (optional). Only a lifetime: the claim a renewal returns
+/// is not narrowed, so `allowed_tools` here is refused rather than dropped (mint a narrowed claim with
+/// `/claims`).
+struct LeaseRequest: RequestBody {
+    var ttlSeconds: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case ttlSeconds = "ttl_seconds" }
 
     init() {}
 }

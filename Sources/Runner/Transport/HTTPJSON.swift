@@ -33,7 +33,8 @@ enum HTTPJSON {
         ["error": ["code": error.code.rawValue, "message": error.message]]
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, from request: inout Request, limit: Int = 1 << 20)
+    /// Decodes a JSON request body, refusing a member `T` does not know (see ``RequestBody``).
+    static func decode<T: RequestBody>(_ type: T.Type, from request: inout Request, limit: Int = 1 << 20)
         async throws(APIError) -> T
     {
         let buffer: ByteBuffer
@@ -45,8 +46,17 @@ enum HTTPJSON {
         if let contentType = request.headers[.contentType], !contentType.lowercased().contains("json") {
             throw APIError(.unsupportedMediaType, "send Content-Type: application/json")
         }
+        let data = Data(buffer: buffer)
+        // Not an object: the decode below says what is wrong with it.
+        if let names = try? decoder.decode(MemberNames.self, from: data).names {
+            let known = T.fieldNames
+            if let unknown = names.filter({ !known.contains($0) }).sorted().first {
+                throw APIError.invalid(
+                    "unknown field \(displayName(unknown)) (the fields are: \(known.sorted().joined(separator: ", ")))")
+            }
+        }
         do {
-            return try decoder.decode(T.self, from: Data(buffer: buffer))
+            return try decoder.decode(T.self, from: data)
         } catch let DecodingError.keyNotFound(key, _) {
             throw APIError.invalid("missing field \(key.stringValue)")
         } catch let DecodingError.typeMismatch(_, context) {
@@ -55,6 +65,50 @@ enum HTTPJSON {
             throw APIError.invalid("the body is not the expected JSON object")
         }
     }
+
+    /// A client's field name as an error message shows it: quoted, at most 64 characters, anything
+    /// but printable ASCII escaped (it is the caller's text, echoed into logs and UIs).
+    private static func displayName(_ name: String) -> String {
+        let scalars = name.unicodeScalars
+        let shown = scalars.prefix(64).map { scalar in
+            (0x20..<0x7F).contains(scalar.value) && scalar != "\"" && scalar != "\\"
+                ? String(scalar) : "\\u{\(String(scalar.value, radix: 16))}"
+        }
+        return "\"\(shown.joined())\(scalars.count > 64 ? "…" : "")\""
+    }
+
+    /// The member names of a JSON object, decoded as a bare key set.
+    private struct MemberNames: Decodable {
+        let names: [String]
+
+        init(from decoder: any Decoder) throws {
+            names = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+        }
+
+        struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+    }
+}
+
+/// A JSON request body of the admin API or the console: its fields are exactly its `CodingKeys`,
+/// and ``HTTPJSON/decode(_:from:limit:)`` refuses a body with any other member (400
+/// `invalid_request` naming it). A misspelt `denied_tool_name` must not be dropped and leave a session
+/// wider than its operator wrote. Codable alone cannot say so: a synthesized or hand-written
+/// `init(from:)` reads the keys it knows and never sees the rest, so the body is read once more as a
+/// bare key set and compared with `CodingKeys.allCases`. Absent and null optional fields are
+/// unaffected (they are known keys or no key at all). Request bodies have no nested objects today; a
+/// nested object type would check its own keys the same way.
+protocol RequestBody: Decodable {
+    associatedtype CodingKeys: CodingKey & CaseIterable
+}
+
+extension RequestBody {
+    /// The wire names this body may carry.
+    static var fieldNames: Set<String> { Set(CodingKeys.allCases.map(\.stringValue)) }
 }
 
 /// Wire form of a session with its claim.
