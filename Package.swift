@@ -132,6 +132,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 // A fake Streamable HTTP server for HTTPUpstream's tests.
                 .product(name: "Hummingbird", package: "hummingbird"),
+                // A connection of the audit trail's own, to bound a statement that gets no answer.
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             resources: []
         ),

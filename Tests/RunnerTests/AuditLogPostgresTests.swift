@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import PostgresNIO
 import Testing
 
 @testable import Runner
@@ -230,6 +232,32 @@ import Testing
             await #expect(throws: AuditUnavailable.self) { try await writer.append(Self.event("admin.test", "4")) }
             #expect(try reader.verify() == .ok(records: 2, head: try reader.tail(1)[0].hash))
         }
+    }
+
+    /// A statement the server does not answer within its limit is given up and its connection
+    /// closed, never waited on for good. postgres-nio can leave a query on a backend the server
+    /// terminated unanswered forever, and the writer blocks on each answer: before the limit, that
+    /// stopped the trail (and hung CI in `connectionsKilledMidLoadLoseNothingAcknowledged`). A
+    /// statement that takes longer than its limit stands in for the answer that never comes.
+    @Test(.timeLimit(.minutes(1))) func aStatementWithoutAnAnswerIsGivenUpAtItsLimit() async throws {
+        let location = try ThrowawayPostgres.freshDatabase()
+        let logger = Logger(label: "test.audit")
+        let connection = try await PostgresConnection.connect(
+            configuration: PostgresConnection.Configuration(
+                host: location.host, port: location.port, username: location.user, password: location.password,
+                database: location.database, tls: .disable),
+            id: 1, logger: logger)
+        let outcome = Result {
+            try AuditPostgres.run(connection, "SELECT pg_sleep(20)", logger: logger, limit: .milliseconds(300))
+        }
+        guard case .failure(let error) = outcome, error is AuditPostgres.Unanswered else {
+            Issue.record("the statement was waited on past its limit: \(outcome)")
+            try await connection.close()
+            return
+        }
+        // The limit closed the connection: the caller drops it and the next statement gets a new one.
+        try await connection.closeFuture.get()
+        #expect(connection.isClosed)
     }
 
     /// Connections killed in the middle of a load: some appends fail, none that was acknowledged

@@ -84,7 +84,7 @@ final class AuditPostgres: Sendable {
         ).wait()
         do {
             // A commit that waits this long for another node's lock is refused, not queued forever.
-            _ = try connection.query("SET lock_timeout = '10s'", logger: logger).wait()
+            _ = try run(connection, "SET lock_timeout = '10s'")
         } catch {
             Self.close(connection)
             throw error
@@ -161,7 +161,42 @@ final class AuditPostgres: Sendable {
     }
 
     private func run(_ connection: PostgresConnection, _ query: PostgresQuery) throws -> PostgresQueryResult {
-        try connection.query(query, logger: logger).wait()
+        try Self.run(connection, query, logger: logger)
+    }
+
+    /// How long one statement may go unanswered before the connection is given up. Far above any
+    /// answer the trail waits for (a lock wait ends at `lock_timeout`, 10 s; a read is a page of
+    /// 5,000 records), so reaching it means the answer is not coming.
+    static let statementLimit: TimeAmount = .seconds(30)
+
+    /// Runs `query` and waits for its answer, at most ``statementLimit``.
+    ///
+    /// postgres-nio (1.33) can leave a query on a connection whose backend the server terminated
+    /// unanswered for good, and closing the connection does not complete it (the same defect as
+    /// `PostgresStore`'s, see docs/operations.md). The writer blocks on the answer, so one such
+    /// query stopped the whole trail (found by `connectionsKilledMidLoadLoseNothingAcknowledged`,
+    /// which hung CI). So the wait is on a promise of our own that either the answer or a timer on
+    /// the connection's event loop completes, whichever comes first (a promise's second completion
+    /// is ignored); the timer also closes the connection, which the caller then drops.
+    static func run(
+        _ connection: PostgresConnection, _ query: PostgresQuery, logger: Logger, limit: TimeAmount = statementLimit
+    ) throws -> PostgresQueryResult {
+        let answered = connection.eventLoop.makePromise(of: PostgresQueryResult.self)
+        connection.query(query, logger: logger).cascade(to: answered)
+        let deadline = connection.eventLoop.scheduleTask(in: limit) {
+            answered.fail(Unanswered(limit: limit))
+            close(connection)
+        }
+        defer { deadline.cancel() }
+        return try answered.futureResult.wait()
+    }
+
+    /// A statement that got no answer within its limit: the connection is treated as lost.
+    struct Unanswered: Error, CustomStringConvertible {
+        let limit: TimeAmount
+        var description: String {
+            "PostgreSQL did not answer within \(limit.nanoseconds / 1_000_000_000) s; the connection was closed"
+        }
     }
 
     /// Runs `body` in one transaction on the writer connection. The phase of a failure decides
@@ -219,7 +254,7 @@ final class AuditPostgres: Sendable {
 
     /// The connection was lost (closed by either side, or failed), as opposed to an answer.
     private static func lostConnection(_ error: any Error) -> Bool {
-        if error is ChannelError { return true }
+        if error is ChannelError || error is Unanswered { return true }
         guard let error = error as? PSQLError else { return false }
         return [.connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown].contains(
             error.code)
