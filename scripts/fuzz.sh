@@ -51,15 +51,18 @@ fi
 mkdir -p "$FUZZ_OUT/bin"
 
 # A target inside the worker executable: every worker source but main.swift, with SandboxProtocol
-# as a module of its own and CWorker's C compiled with ASan and coverage (its modulemap again without
+# (and Failures, which it imports) as a module of its own and CWorker's C compiled with ASan and coverage (its modulemap again without
 # the static-link lines the worker's -static-executable needs).
 build_worker_target() {
     local target=$1 binary=$2 modules="$FUZZ_OUT/modules"
     mkdir -p "$modules/cworker"
     printf 'module CWorker {\n    header "%s/Sources/CWorker/include/cworker.h"\n    export *\n}\n' "$PWD" \
         > "$modules/cworker/module.modulemap"
+    "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -module-name Failures -emit-module \
+        -emit-module-path "$modules/Failures.swiftmodule" -wmo -c Sources/Failures/*.swift \
+        -o "$modules/Failures.o"
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -module-name SandboxProtocol -emit-module \
-        -emit-module-path "$modules/SandboxProtocol.swiftmodule" -wmo -c Sources/SandboxProtocol/*.swift \
+        -emit-module-path "$modules/SandboxProtocol.swiftmodule" -wmo -I "$modules" -c Sources/SandboxProtocol/*.swift \
         -o "$modules/SandboxProtocol.o"
     "$CLANG" -fsanitize=address,fuzzer-no-link -c Sources/CWorker/cworker.c -I Sources/CWorker/include \
         -o "$modules/cworker.o"
@@ -67,7 +70,7 @@ build_worker_target() {
     mapfile -t worker < <(find Sources/leasehold-worker -name '*.swift' ! -name main.swift | sort)
     "$SWIFTC" -sanitize=fuzzer,address -parse-as-library -Onone -g -module-name "Fuzz_$target" \
         -I "$modules" -I "$modules/cworker" "${worker[@]}" "Fuzz/targets/$target.swift" \
-        "$modules/SandboxProtocol.o" "$modules/cworker.o" -o "$binary"
+        "$modules/SandboxProtocol.o" "$modules/Failures.o" "$modules/cworker.o" -o "$binary"
 }
 
 # A product of Fuzz/Package.swift, copied next to the others.

@@ -16,7 +16,7 @@ public func fuzzApplyPatch(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             // Applying the same hunks to their own result is also only a result or a refusal.
             _ = try? ApplyPatch.apply(file.hunks, to: applied, file: file.newPath ?? "")
         } catch {
-            guard error.code == "patch_failed" else { fatalError("apply refused with \(error.code)") }
+            guard error.code == .patchFailed else { fatalError("apply refused with \(error.code)") }
         }
     }
     return 0
