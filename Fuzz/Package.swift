@@ -27,6 +27,7 @@ let package = Package(
                 .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ExtrasBase64", package: "swift-extras-base64"),
+                "Failures",
             ],
             path: "pkg/claims", swiftSettings: fuzz, linkerSettings: link),
         .executableTarget(
@@ -58,5 +59,7 @@ let package = Package(
             name: "CSandbox", path: "pkg/CSandbox",
             linkerSettings: [.linkedLibrary("seccomp"), .linkedLibrary("cap")]),
         .target(name: "WorkspaceRegistry", path: "pkg/WorkspaceRegistry", swiftSettings: fuzz),
+        // The one error shape `Refusal` is (the main package's Sources/Failures, whole).
+        .target(name: "Failures", path: "pkg/Failures", swiftSettings: fuzz),
     ]
 )

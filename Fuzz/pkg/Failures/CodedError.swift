@@ -1,0 +1,1 @@
+../../../Sources/Failures/CodedError.swift
